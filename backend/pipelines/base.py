@@ -1,0 +1,105 @@
+"""What a pipeline is, what it gets while it runs, and the registry that finds one by task name."""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from backend.errors import JobCancelled, JobTimedOut
+from backend.protocol import MeshPayload
+
+
+@dataclass
+class PipelineOutput:
+    mesh: MeshPayload
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """JSON-safe facts about the run (method, steps, warnings...); timings and seed are added by the engine."""
+
+
+class JobContext:
+    """The pipeline's window on its job: report progress, stream previews, and stop when asked.
+
+    ``check()`` must be called between steps (at least every ~0.5 s of work): it raises
+    ``JobCancelled`` or ``JobTimedOut``, which the engine turns into the job's final state.
+    """
+
+    def __init__(self, job_id: str, device: str, *,
+                 emit_progress: Callable[[str, float, str, float | None], None],
+                 emit_preview_mesh: Callable[[MeshPayload, int], None],
+                 emit_preview_points: Callable[[np.ndarray, np.ndarray | None, int], None],
+                 is_cancelled: Callable[[], bool],
+                 deadline: float):
+        self.job_id = job_id
+        self.device = device
+        self._emit_progress = emit_progress
+        self._emit_preview_mesh = emit_preview_mesh
+        self._emit_preview_points = emit_preview_points
+        self._is_cancelled = is_cancelled
+        self.deadline = deadline
+        self.warnings: list[str] = []
+        self._preview_step = 0
+
+    def check(self) -> None:
+        if self._is_cancelled():
+            raise JobCancelled()
+        if time.monotonic() > self.deadline:
+            raise JobTimedOut()
+
+    def progress(self, stage: str, fraction: float, message: str = "", eta_s: float | None = None) -> None:
+        self.check()
+        self._emit_progress(stage, fraction, message, eta_s)
+
+    def preview_mesh(self, mesh: MeshPayload) -> None:
+        self._preview_step += 1
+        self._emit_preview_mesh(mesh, self._preview_step)
+
+    def preview_points(self, points: np.ndarray, colors: np.ndarray | None = None) -> None:
+        self._preview_step += 1
+        self._emit_preview_points(points, colors, self._preview_step)
+
+    def warn(self, text: str) -> None:
+        """A note for the user that does not stop the job (returned in the result's metadata)."""
+        self.warnings.append(text)
+
+
+class Pipeline(abc.ABC):
+    """One kind of job (reconstruct, generate, stylize). Built once per device and reused."""
+
+    task: str
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def unavailable_reason(self) -> str | None:
+        """None when the pipeline can run; otherwise what is missing and how the user gets it."""
+        return None
+
+    @abc.abstractmethod
+    def run(self, request: Any, ctx: JobContext) -> PipelineOutput:
+        """Do the work, calling ``ctx.check()`` between steps."""
+
+
+PipelineFactory = Callable[[str], Pipeline]
+
+
+class PipelineRegistry:
+    """Task name → factory(device) → Pipeline. The server and the CLI share one."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, PipelineFactory] = {}
+
+    def register(self, task: str, factory: PipelineFactory) -> None:
+        self._factories[task] = factory
+
+    def tasks(self) -> list[str]:
+        return sorted(self._factories)
+
+    def has(self, task: str) -> bool:
+        return task in self._factories
+
+    def create(self, task: str, device: str) -> Pipeline:
+        return self._factories[task](device)

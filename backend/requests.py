@@ -1,0 +1,192 @@
+"""Turning a decoded ``submit`` message into a validated job request.
+
+The server and the CLI both go through ``parse_submit``, so a file run from the terminal is checked
+exactly like one sent from Blender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+from backend.config import ServiceLimits
+from backend.errors import InputError
+from backend.images import InputImage, decode_image
+from backend.prompts import validate_prompt
+from backend.protocol import (
+    QUALITIES,
+    STYLIZE_MODES,
+    TEXTURE_MODES,
+    ErrorCode,
+    MeshPayload,
+    Message,
+    ProtocolError,
+    mesh_from_blobs,
+)
+
+
+@dataclass
+class CommonParams:
+    quality: str = "default"
+    """``preview`` (fast, coarse), ``default`` or ``high``."""
+    seed: int = 0
+    timeout_s: float | None = None
+    """Per-job deadline asked for by the client; None = the server's default."""
+
+
+@dataclass
+class ReconstructRequest:
+    images: list[InputImage]
+    common: CommonParams = field(default_factory=CommonParams)
+    multiview: bool = True
+    """Several images are views of one object (one mesh); otherwise the client sends separate jobs."""
+    texture: str = "uv"
+    """``uv`` (baked texture), ``vertex`` (vertex colours) or ``none``."""
+    face_budget: int | None = None
+    """Decimate the result to at most this many triangles."""
+    task: str = "reconstruct"
+
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    common: CommonParams = field(default_factory=CommonParams)
+    negative_prompt: str | None = None
+    stylize: bool = False
+    """Also run text-guided texture stylization on the generated shape."""
+    candidates: int = 1
+    """Shapes generated per prompt (ISS diversity); the best-scoring one is returned."""
+    texture: str = "uv"
+    face_budget: int | None = None
+    task: str = "generate"
+
+
+@dataclass
+class StylizeRequest:
+    mesh: MeshPayload
+    prompt: str
+    common: CommonParams = field(default_factory=CommonParams)
+    mode: str = "texture"
+    """``texture`` (geometry frozen) or ``texture_shape`` (geometry may move near the original)."""
+    texture: str = "uv"
+    face_budget: int | None = None
+    task: str = "stylize"
+
+
+JobRequest = Union[ReconstructRequest, GenerateRequest, StylizeRequest]
+
+
+class _Params:
+    """Typed access to ``submit.params`` that rejects unknown keys and wrong types."""
+
+    def __init__(self, params: dict[str, Any], task: str):
+        self._params = params
+        self._task = task
+        self._used: set[str] = set()
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any,
+            check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
+        self._used.add(name)
+        if name not in self._params or self._params[name] is None:
+            return default
+        value = self._params[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds) or (check and not check(value)):
+            raise InputError(ErrorCode.INVALID_FIELD, f"{self._task} parameter {name!r} must be {expected}, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._params) - self._used)
+        if unknown:
+            raise InputError(ErrorCode.INVALID_FIELD, f"{self._task} has no parameter(s) {unknown}")
+
+
+def _common(p: _Params, limits: ServiceLimits) -> CommonParams:
+    return CommonParams(
+        quality=p.get("quality", str, "default", lambda v: v in QUALITIES, f"one of {list(QUALITIES)}"),
+        seed=p.get("seed", int, 0, lambda v: 0 <= v < 2**31, "an integer in [0, 2^31)"),
+        timeout_s=p.get("timeout_s", (int, float), None, lambda v: 0 < v <= limits.max_job_timeout_s,
+                        f"a number of seconds in (0, {limits.max_job_timeout_s}]"),
+    )
+
+
+def _texture(p: _Params) -> str:
+    return p.get("texture", str, "uv", lambda v: v in TEXTURE_MODES, f"one of {list(TEXTURE_MODES)}")
+
+
+def _face_budget(p: _Params) -> int | None:
+    return p.get("face_budget", int, None, lambda v: 100 <= v <= 10_000_000, "an integer in [100, 10^7]")
+
+
+def parse_submit(message: Message, limits: ServiceLimits) -> JobRequest:
+    """Validate a ``submit`` message; raises ``ProtocolError``/``InputError`` naming the problem."""
+    task = message.get("task")
+    p = _Params(dict(message.get("params") or {}), task)
+    if task == "reconstruct":
+        return _reconstruct(message, p, limits)
+    if task == "generate":
+        if message.blobs:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "generate takes no binary frames")
+        request = GenerateRequest(
+            prompt=_prompt(p, "prompt", limits, required=True),
+            common=_common(p, limits),
+            negative_prompt=_prompt(p, "negative_prompt", limits, required=False),
+            stylize=p.get("stylize", bool, False, expected="a boolean"),
+            candidates=p.get("candidates", int, 1, lambda v: 1 <= v <= 8, "an integer in [1, 8]"),
+            texture=_texture(p),
+            face_budget=_face_budget(p),
+        )
+        p.finish()
+        return request
+    if task == "stylize":
+        mesh = mesh_from_blobs(message.blobs, max_triangles=limits.max_mesh_triangles)
+        extra = set(message.blobs) - {"vertices", "faces", "normals", "uvs", "colors", "texture"}
+        if extra:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"stylize got unexpected frames {sorted(extra)}")
+        request = StylizeRequest(
+            mesh=mesh,
+            prompt=_prompt(p, "prompt", limits, required=True),
+            common=_common(p, limits),
+            mode=p.get("mode", str, "texture", lambda v: v in STYLIZE_MODES, f"one of {list(STYLIZE_MODES)}"),
+            texture=_texture(p),
+            face_budget=_face_budget(p),
+        )
+        p.finish()
+        return request
+    raise ProtocolError(ErrorCode.INVALID_FIELD, f"unknown task {task!r}")
+
+
+def _prompt(p: _Params, name: str, limits: ServiceLimits, required: bool) -> str | None:
+    text = p.get(name, str, None, expected="a string")
+    if text is None:
+        if required:
+            raise InputError(ErrorCode.EMPTY_PROMPT, f"the {name} is missing")
+        return None
+    return validate_prompt(text, max_chars=limits.max_prompt_chars, what=name.replace("_", " "))
+
+
+def _reconstruct(message: Message, p: _Params, limits: ServiceLimits) -> ReconstructRequest:
+    names = list(message.blobs)
+    expected = [f"image{i}" for i in range(len(names))]
+    if names != expected:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"reconstruct frames must be named image0..imageN-1, got {names}")
+    if not names:
+        raise InputError(ErrorCode.INVALID_IMAGE, "reconstruct needs at least one image")
+    if len(names) > limits.max_images:
+        raise InputError(ErrorCode.INVALID_FIELD, f"{len(names)} images exceed the limit of {limits.max_images}")
+    images = []
+    for name in names:
+        data = message.blobs[name]
+        if not isinstance(data, bytes):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{name} must be a bytes frame holding an encoded image")
+        images.append(decode_image(data, max_pixels=limits.max_image_pixels,
+                                   min_side=limits.min_image_side, name=name))
+    request = ReconstructRequest(
+        images=images,
+        common=_common(p, limits),
+        multiview=p.get("multiview", bool, True, expected="a boolean"),
+        texture=_texture(p),
+        face_budget=_face_budget(p),
+    )
+    p.finish()
+    return request

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import io
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def png_bytes(width: int = 64, height: int = 48, mode: str = "RGBA") -> bytes:
+    """A small real image: a coloured disc on a transparent (or white) background."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    inside = (xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 3) ** 2
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[inside] = (200, 60, 40, 255)
+    image = Image.fromarray(rgba, "RGBA")
+    if mode != "RGBA":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def run_server():
+    """Start an in-process server on a free loopback port; returns its address. Stopped at teardown."""
+    from backend.config import ServerConfig
+    from backend.server import Server
+
+    started = []
+
+    def start(registry, **overrides):
+        config = ServerConfig(port=0, **overrides)
+        server = Server(config, registry, devices=["cpu"])
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.stop()
+        thread.join(10)
+
+
+@pytest.fixture
+def client_for():
+    from backend.client import BackendClient
+
+    clients = []
+
+    def make(address: str, **kwargs):
+        client = BackendClient(address, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,89 @@
+"""Test doubles for pipelines: they exercise the engine and server, and live in tests only."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, PipelineRegistry
+from backend.protocol import MeshPayload
+
+
+def tetrahedron(scale: float = 1.0) -> MeshPayload:
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32) * scale
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int32)
+    return MeshPayload(vertices, faces)
+
+
+class StepPipeline(Pipeline):
+    """Ten short steps, a preview at step 3; checks for cancel between steps."""
+
+    task = "reconstruct"
+    steps = 10
+    step_s = 0.05
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        for step in range(self.steps):
+            ctx.check()
+            time.sleep(self.step_s)
+            ctx.progress("refine", (step + 1) / self.steps, f"step {step + 1}")
+            if step == 2:
+                ctx.preview_mesh(tetrahedron(0.5))
+        return PipelineOutput(tetrahedron(), {"method": "test-double"})
+
+
+class SlowPipeline(StepPipeline):
+    """Checks for cancel every 50 ms for up to 60 s."""
+
+    steps = 1200
+
+
+class StuckPipeline(Pipeline):
+    """Never reaches a check point for a long time (a pipeline bug or a hung kernel)."""
+
+    task = "reconstruct"
+    hang_s = 4.0
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        time.sleep(self.hang_s)
+        return PipelineOutput(tetrahedron(), {})
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which the engine recognises by name."""
+
+
+class OOMPipeline(Pipeline):
+    task = "reconstruct"
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+class NaNPipeline(Pipeline):
+    task = "reconstruct"
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        mesh = tetrahedron()
+        mesh.vertices[1, 0] = np.nan
+        return PipelineOutput(mesh, {})
+
+
+class EchoGeneratePipeline(StepPipeline):
+    """Stands in for text-to-shape; returns the prompt in its metadata."""
+
+    task = "generate"
+    steps = 3
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        output = super().run(request, ctx)
+        output.metadata["prompt"] = request.prompt
+        return output
+
+
+def registry_with(**pipelines: type[Pipeline]) -> PipelineRegistry:
+    registry = PipelineRegistry()
+    for task, cls in pipelines.items():
+        registry.register(task, cls)
+    return registry
