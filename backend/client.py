@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import zmq
 
-from backend import protocol
-from backend.protocol import ErrorCode, Limits, Message, ProtocolError
+from . import protocol
+from .protocol import ErrorCode, Limits, Message, ProtocolError
 
 
 @dataclass
@@ -64,7 +64,7 @@ class BackendClient:
         socket.setsockopt(zmq.IDENTITY, uuid.uuid4().bytes)
         socket.setsockopt(zmq.MAXMSGSIZE, self._limits.max_message_bytes)
         if self._keys[0] is not None or self._keys[1] is not None:
-            from backend.auth import configure_client_socket
+            from .auth import configure_client_socket
 
             if self._keys[0] is None or self._keys[1] is None:
                 raise ValueError("CURVE needs both the client secret key file and the server public key file")

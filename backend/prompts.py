@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 
 from backend.errors import InputError
 from backend.protocol import ErrorCode
-
-CLIP_CONTEXT_LENGTH = 77
-"""CLIP's text context, start and end tokens included."""
-
-
-def count_clip_tokens(text: str) -> int:
-    """Tokens CLIP's tokenizer makes of ``text``, start and end tokens included (no weights needed)."""
-    return len(_tokenizer().encode(text)) + 2
-
-
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    # The BPE vocabulary takes a moment to load: once per process is enough.
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer()
 
 
 def validate_prompt(text: str, *, max_chars: int, what: str = "prompt", check_tokens: bool = True) -> str:
@@ -45,11 +28,12 @@ def validate_prompt(text: str, *, max_chars: int, what: str = "prompt", check_to
                 f"the {what} contains a control character U+{ord(char):04X} at position {index}",
             )
     if check_tokens:
-        tokens = count_clip_tokens(stripped)
-        if tokens > CLIP_CONTEXT_LENGTH:
-            raise InputError(
-                ErrorCode.PROMPT_TOO_LONG,
-                f"the {what} is {tokens} CLIP tokens long; CLIP reads at most {CLIP_CONTEXT_LENGTH} "
-                "(start and end tokens included). Shorten it: nothing is truncated silently.",
-            )
+        from backend.models.clip_tokens import ClipPromptTooLong, check_clip_prompt
+
+        try:
+            check_clip_prompt(stripped)
+        except ClipPromptTooLong as exc:
+            raise InputError(ErrorCode.PROMPT_TOO_LONG, f"the {what} is {exc.token_count} CLIP tokens long; "
+                             f"CLIP reads at most {exc.limit} (start and end tokens included). "
+                             "Shorten it: nothing is truncated silently.") from None
     return stripped

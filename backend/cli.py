@@ -1,0 +1,375 @@
+"""``python -m backend …``: serve, run a pipeline on files, talk to a running server, make keys.
+
+Running a pipeline on files goes through the same path as a job sent by Blender: the CLI builds
+a protocol ``submit`` message, decodes and validates it like the server does, and runs it on the
+same job engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from backend import protocol
+from backend.config import DEFAULT_PORT, ServerConfig
+from backend.protocol import Message
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+# ------------------------------------------------------------------------------------ progress
+class ProgressPrinter:
+    """Progress on a terminal (a bar) or in a log (one line per stage change)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, message: Message) -> None:
+        if message.type == "accepted" and message.get("queue_position"):
+            self._line(f"queued (position {message.get('queue_position')})")
+        elif message.type == "progress":
+            self._progress(message)
+        elif message.type == "preview":
+            pass
+        elif message.type == "error" and message.get("state") is None:
+            self._line(f"error: {message.get('code')}: {message.get('message')}")
+
+    def _progress(self, message: Message) -> None:
+        stage, fraction = message.get("stage"), message.get("fraction")
+        text = message.get("message") or ""
+        if self.tty:
+            from tqdm import tqdm
+
+            if self._bar is None:
+                self._bar = tqdm(total=100, file=self.stream, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+            self._bar.set_description_str(f"{stage}: {text}"[:40])
+            self._bar.n = int(round(fraction * 100))
+            self._bar.refresh()
+        elif stage != self._stage:
+            self._line(f"[{fraction:4.0%}] {stage}: {text}")
+        self._stage = stage
+
+    def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# ------------------------------------------------------------------------------------ local runs
+def run_local(message: Message, device: str, on_message: Callable[[Message], None] | None = None,
+              config: ServerConfig | None = None) -> Message:
+    """Run one submit message in-process through the engine; returns the final message."""
+    from backend.devices import resolve_device
+    from backend.errors import InputError
+    from backend.jobs import EngineError, JobEngine
+    from backend.pipelines.registry import default_registry
+    from backend.protocol import ProtocolError
+    from backend.requests import parse_submit
+
+    config = config or ServerConfig()
+    frames = [bytes(f) for f in protocol.encode(message)]
+    try:
+        decoded = protocol.decode(frames, protocol.Limits(max_message_bytes=config.limits.max_message_bytes))
+        request = parse_submit(decoded, config.limits)
+    except (ProtocolError, InputError) as exc:
+        return protocol.error(exc.code, exc.message, message.job, "rejected")
+    final: list[Message] = []
+    done = threading.Event()
+
+    def sink(job, out: Message) -> None:
+        if on_message is not None:
+            on_message(out)
+        if out.type == "result" or (out.type == "error" and out.get("state")):
+            final.append(out)
+            done.set()
+
+    engine = JobEngine(default_registry(), config, [resolve_device(device)], sink)
+    engine.start()
+    try:
+        engine.submit(message.job, request, owner="cli")
+        while not done.wait(0.2):
+            pass
+    except EngineError as exc:
+        return protocol.error(exc.code, exc.message, message.job, "rejected")
+    except KeyboardInterrupt:
+        engine.cancel(message.job)
+        done.wait(5)
+        raise
+    finally:
+        engine.stop()
+    return final[0]
+
+
+def _write_result(final: Message, output: Path) -> int:
+    from backend.geometry.mesh_files import export_mesh
+
+    if final.type != "result":
+        print(f"failed: {final.get('code')}: {final.get('message')}", file=sys.stderr)
+        return EXIT_FAILED
+    mesh = protocol.result_mesh(final)
+    path = export_mesh(mesh, output)
+    meta = final.get("metadata")
+    for warning in meta.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    timings = meta.get("timings", {})
+    print(f"wrote {path} ({mesh.n_triangles} triangles, {len(mesh.vertices)} vertices, "
+          f"method: {meta.get('method', '?')}, {timings.get('run_s', 0):.1f} s)")
+    return EXIT_OK
+
+
+def _job_id() -> str:
+    return f"cli-{uuid.uuid4().hex[:12]}"
+
+
+def _common_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"quality": args.quality, "seed": args.seed, "texture": args.texture}
+    if args.face_budget:
+        params["face_budget"] = args.face_budget
+    if args.timeout:
+        params["timeout_s"] = args.timeout
+    return params
+
+
+def _submit_message(args: argparse.Namespace) -> Message:
+    from backend.geometry.mesh_files import load_mesh
+
+    params = _common_params(args)
+    if args.command == "reconstruct" or getattr(args, "task", None) == "reconstruct":
+        images = []
+        for path in args.images:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"image {path} does not exist")
+            images.append(Path(path).read_bytes())
+        return protocol.submit_reconstruct(_job_id(), images, params)
+    if args.command == "generate" or getattr(args, "task", None) == "generate":
+        if args.negative:
+            params["negative_prompt"] = args.negative
+        if args.stylize:
+            params["stylize"] = True
+        if args.candidates != 1:
+            params["candidates"] = args.candidates
+        return protocol.submit_generate(_job_id(), args.prompt, params)
+    params["mode"] = args.mode
+    mesh = load_mesh(Path(args.mesh), ServerConfig().limits.max_mesh_triangles)
+    return protocol.submit_stylize(_job_id(), mesh, args.prompt, params)
+
+
+def _default_output(args: argparse.Namespace) -> Path:
+    if args.output:
+        return Path(args.output)
+    stem = Path(args.images[0]).stem if getattr(args, "images", None) else "stepstone"
+    return Path("out") / f"{stem}.glb"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        message = _submit_message(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    printer = ProgressPrinter()
+    try:
+        final = run_local(message, args.device, printer)
+    finally:
+        printer.close()
+    return _write_result(final, _default_output(args))
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from backend.client import BackendClient
+
+    keys = {}
+    if args.client_key or args.server_key:
+        keys = {"client_secret_file": args.client_key, "server_public_file": args.server_key}
+    with BackendClient(args.address, **keys) as client:
+        if args.task == "ping":
+            try:
+                pong = client.request_pong(timeout_s=args.wait)
+            except TimeoutError:
+                print(f"no answer from {args.address}", file=sys.stderr)
+                return EXIT_FAILED
+            print(json.dumps(pong.fields, indent=2))
+            return EXIT_OK if pong.type == "pong" else EXIT_FAILED
+        if args.task == "status":
+            client.send(protocol.status(args.job, resend=bool(args.output)))
+            reply = client.wait_for(lambda m: m.job == args.job and m.type in ("job_status", "error"), args.wait)
+            print(json.dumps(reply.fields, indent=2))
+            if args.output and reply.get("state") == "done":
+                final = client.wait_for(lambda m: m.job == args.job and m.type == "result", args.wait)
+                return _write_result(final, Path(args.output))
+            return EXIT_OK
+        try:
+            message = _submit_message(args)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        printer = ProgressPrinter()
+        try:
+            final = client.run_job(message, args.wait, printer)
+        except KeyboardInterrupt:
+            client.send(protocol.cancel(message.job))
+            raise
+        except TimeoutError:
+            print(f"no result within {args.wait} s; job id {message.job} (fetch it later with "
+                  f"`client status {message.job} -o FILE`)", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            printer.close()
+        return _write_result(final, _default_output(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.devices import DeviceUnavailable, resolve_device
+    from backend.pipelines.registry import default_registry
+    from backend.server import Server, ServerConfigError
+
+    try:
+        device = resolve_device(args.device)
+        config = ServerConfig(host=args.host, port=args.port, device=device,
+                              auth_dir=Path(args.auth_dir) if args.auth_dir else None,
+                              job_timeout_s=args.job_timeout)
+        server = Server(config, default_registry(), [device])
+    except (DeviceUnavailable, ServerConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken: say so plainly
+        print(f"error: could not start the backend: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    # Supervisors (the Blender add-on) wait for this exact line before connecting.
+    print(f"STEPSTONE READY {server.address}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from backend.auth import AuthKeyError, generate_keys
+
+    try:
+        made = generate_keys(Path(args.directory), args.client)
+    except AuthKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"server keys in {args.directory} (start with: python -m backend serve --host 0.0.0.0 --auth-dir {args.directory})")
+    print(f"give the artist these two files: {made['server_public']} and {made['client_secret']}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import backend
+
+    info: dict[str, Any] = {"backend_version": backend.__version__, "protocol": protocol.PROTOCOL_VERSION,
+                            "python": platform.python_version(), "executable": sys.executable}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda_available"] = bool(torch.cuda.is_available())
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception as exc:  # noqa: BLE001 - report a broken environment instead of crashing
+        info["torch"] = None
+        info["problem"] = f"torch cannot be imported: {exc}"
+    from backend.pipelines.registry import default_registry
+
+    info["pipelines"] = default_registry().tasks()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    return EXIT_OK if info.get("torch") else EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------ parser
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", help="output file: .glb (default), .obj or .ply")
+    parser.add_argument("--quality", choices=protocol.QUALITIES, default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--texture", choices=protocol.TEXTURE_MODES, default="uv",
+                        help="uv: baked texture; vertex: vertex colours; none")
+    parser.add_argument("--face-budget", type=int, help="decimate to at most this many triangles")
+    parser.add_argument("--timeout", type=float, help="job deadline in seconds")
+
+
+def _add_task_parsers(sub) -> None:
+    p = sub.add_parser("reconstruct", help="image(s) of one object → mesh")
+    p.add_argument("images", nargs="+")
+    _add_job_options(p)
+    p = sub.add_parser("generate", help="text prompt → mesh")
+    p.add_argument("prompt")
+    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("--stylize", action="store_true", help="also stylize the texture with the prompt")
+    p.add_argument("--candidates", type=int, default=1)
+    _add_job_options(p)
+    p = sub.add_parser("stylize", help="mesh + text prompt → stylized mesh")
+    p.add_argument("mesh")
+    p.add_argument("prompt")
+    p.add_argument("--mode", choices=protocol.STYLIZE_MODES, default="texture")
+    _add_job_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Stepstone backend")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service Blender connects to")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    serve.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    serve.add_argument("--auth-dir", help="CURVE key folder from `keys`; required for non-loopback hosts")
+    serve.add_argument("--job-timeout", type=float, default=ServerConfig.job_timeout_s)
+
+    _add_task_parsers(sub)
+    for name in ("reconstruct", "generate", "stylize"):
+        sub.choices[name].add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+
+    client = sub.add_parser("client", help="send a job to a running server")
+    client.add_argument("--address", default=f"tcp://127.0.0.1:{DEFAULT_PORT}")
+    client.add_argument("--client-key", help="client *.key_secret file (CURVE)")
+    client.add_argument("--server-key", help="server.key public key file (CURVE)")
+    client.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the result")
+    tasks = client.add_subparsers(dest="task", required=True)
+    _add_task_parsers(tasks)
+    tasks.add_parser("ping", help="check the server and print its state")
+    status = tasks.add_parser("status", help="state of a job; with -o, fetch its result")
+    status.add_argument("job")
+    status.add_argument("-o", "--output")
+
+    keys = sub.add_parser("keys", help="create CURVE keys for remote use")
+    keys.add_argument("directory")
+    keys.add_argument("--client", default="blender", help="name of the client key pair to create")
+
+    info = sub.add_parser("info", help="versions, devices and pipelines of this environment")
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handlers = {"serve": cmd_serve, "reconstruct": cmd_run, "generate": cmd_run, "stylize": cmd_run,
+                "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
+    return handlers[args.command](args)

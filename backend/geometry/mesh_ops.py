@@ -1,0 +1,83 @@
+"""Mesh extraction from a sampled field, cleanup, decimation and normalisation (numpy + trimesh)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.errors import PipelineError
+from backend.protocol import ErrorCode
+
+
+def extract_surface(field: np.ndarray, bounds_min: np.ndarray, bounds_max: np.ndarray,
+                    level: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes on a dense grid.
+
+    ``field``: [X,Y,Z] values sampled at grid nodes spanning ``bounds_min``..``bounds_max``,
+    **positive inside**. Returns vertices [N,3] float32 in world units and faces [M,3] int32,
+    counter-clockwise seen from outside.
+    """
+    from skimage.measure import marching_cubes
+
+    if not np.isfinite(field).all():
+        raise PipelineError(ErrorCode.INVALID_RESULT, "the shape field contains NaN or infinity")
+    if field.max() <= level or field.min() >= level:
+        raise PipelineError(ErrorCode.NO_OBJECT, "the shape field has no surface inside the grid")
+    spacing = (np.asarray(bounds_max, np.float64) - np.asarray(bounds_min, np.float64)) / (np.array(field.shape) - 1)
+    # skimage orients faces for a field that is larger *outside*; negate so our inside-positive
+    # convention yields outward-facing triangles.
+    vertices, faces, _, _ = marching_cubes(-field.astype(np.float32), level=-level, spacing=tuple(spacing))
+    vertices = vertices + np.asarray(bounds_min, np.float64)
+    return vertices.astype(np.float32), faces.astype(np.int32)
+
+
+def clean_mesh(vertices: np.ndarray, faces: np.ndarray, keep_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Merge duplicate vertices, drop degenerate faces and small floating pieces.
+
+    Components with less than ``keep_fraction`` of the largest component's area are removed:
+    marching cubes leaves crumbs around noisy field regions that an artist would have to delete.
+    """
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=True, validate=True)
+    if len(mesh.faces) == 0:
+        raise PipelineError(ErrorCode.NO_OBJECT, "the extracted surface is empty")
+    parts = mesh.split(only_watertight=False)
+    if len(parts) > 1:
+        areas = np.array([p.area for p in parts])
+        kept = [p for p, a in zip(parts, areas) if a >= keep_fraction * areas.max()]
+        mesh = trimesh.util.concatenate(kept)
+    trimesh.repair.fix_normals(mesh, multibody=True)
+    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32)
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation down to ``max_faces`` triangles (no-op when already below)."""
+    if len(faces) <= max_faces:
+        return vertices, faces
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    reduced = mesh.simplify_quadric_decimation(face_count=max_faces)
+    return reduced.vertices.astype(np.float32), reduced.faces.astype(np.int32)
+
+
+def normalise_unit(vertices: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Centre on the bounding box and scale the longest side to 1. Returns (vertices, scale, centre)."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    centre = (lo + hi) / 2.0
+    extent = float((hi - lo).max())
+    if extent <= 0 or not np.isfinite(extent):
+        raise PipelineError(ErrorCode.INVALID_RESULT, "the mesh has no extent")
+    return ((vertices - centre) / extent).astype(np.float32), 1.0 / extent, centre
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals [N,3] float32."""
+    tri = vertices[faces].astype(np.float64)
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for corner in range(3):
+        np.add.at(normals, faces[:, corner], face_n)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.where(length > 0, normals / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
+    return normals.astype(np.float32)

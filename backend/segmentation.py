@@ -1,0 +1,151 @@
+"""Finding the object in an input image: the alpha channel when there is one, otherwise a
+border-colour background model.
+
+Automatic method (documented in docs/reconstruction.md): the image border is assumed to show
+background. Border colours are clustered (k-means in CIELAB, k=3); every pixel's colour distance
+to the nearest background cluster (darkening counted at half weight, for shadows) is thresholded with Otsu's method (at least ΔE 10); the result
+is cleaned with morphological opening/closing, hole filling and the largest connected component.
+Confidence falls when the border is not uniform, the object touches the border, or the object
+is tiny or nearly fills the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.errors import PipelineError
+from backend.protocol import ErrorCode
+
+LOW_CONFIDENCE = 0.5
+
+
+@dataclass
+class Segmentation:
+    mask: np.ndarray
+    """[H,W] bool, True on the object."""
+    method: str
+    confidence: float
+    """0..1; below ``LOW_CONFIDENCE`` the user is warned."""
+    notes: list[str]
+
+
+def segment(rgba: np.ndarray, has_alpha: bool) -> Segmentation:
+    if has_alpha:
+        mask = rgba[..., 3] >= 128
+        if not mask.any():
+            raise PipelineError(ErrorCode.NO_OBJECT, "the image is fully transparent: there is no object to reconstruct")
+        if mask.mean() < 0.995:
+            return Segmentation(_largest_component(mask), "alpha channel", 1.0, [])
+        # Alpha that covers the whole frame says nothing about the object's outline.
+        seg = _border_model(rgba[..., :3])
+        seg.notes.insert(0, "the alpha channel is opaque everywhere; the background was estimated instead")
+        return seg
+    return _border_model(rgba[..., :3])
+
+
+def _border_model(rgb: np.ndarray) -> Segmentation:
+    from scipy import ndimage
+    from skimage.color import rgb2lab
+    from skimage.filters import threshold_otsu
+    from skimage.transform import resize
+
+    height, width = rgb.shape[:2]
+    scale = min(1.0, 256.0 / max(height, width))
+    small = rgb if scale == 1.0 else (resize(rgb, (max(8, round(height * scale)), max(8, round(width * scale))),
+                                             order=1, anti_aliasing=True, preserve_range=True)).astype(np.uint8)
+    lab = rgb2lab(small)
+    h, w = lab.shape[:2]
+    ring = max(2, min(h, w) // 64)
+    border = np.zeros((h, w), dtype=bool)
+    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    centres, shares = _kmeans(lab[border], k=3)
+    # An object cut by the frame puts its own colour on the border: such a minor cluster is not background.
+    centres = centres[(shares >= 0.15) | (shares == shares.max())]
+    diff = lab[..., None, :] - centres[None, None]  # [h,w,k,3]
+    # Cast shadows are darker than the background but keep its hue: count a darker lightness
+    # difference at half weight so a shadow on the floor is not taken for part of the object.
+    diff[..., 0] *= np.where(diff[..., 0] < 0, 0.5, 1.0)
+    distance = np.min(np.linalg.norm(diff, axis=-1), axis=-1)
+    if float(distance.max()) < 10.0:
+        raise PipelineError(ErrorCode.NO_OBJECT, "no object stands out from the background (the image is nearly uniform)")
+    threshold = max(10.0, float(threshold_otsu(distance)))
+    mask = distance > threshold
+    # Pad by repeating the edge so erosion does not eat an object that runs off the frame.
+    pad = 3
+    mask = np.pad(mask, pad, mode="edge")
+    mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)[pad:-pad, pad:-pad]
+    mask = ndimage.binary_fill_holes(mask)
+    if not mask.any():
+        raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
+    mask = _largest_component(mask)
+    area = float(mask.mean())
+    if area < 0.005:
+        raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
+
+    notes = []
+    border_bg = float((distance[border] <= threshold).mean())
+    frame = np.zeros_like(mask)
+    frame[0], frame[-1], frame[:, 0], frame[:, -1] = True, True, True, True
+    outline = mask & ~ndimage.binary_erosion(mask)
+    touching = float((mask & frame).sum() / max(1, outline.sum()))  # share of the outline on the frame
+    separation = float(np.clip((np.median(distance[mask]) - threshold) / threshold, 0.0, 1.0))
+    confidence = border_bg * (1.0 - min(1.0, 4.0 * touching)) * (0.5 + 0.5 * separation)
+    if area > 0.9:
+        confidence *= 0.3
+        notes.append("the object seems to fill the whole frame")
+    if touching > 0.02:
+        notes.append("the object touches the image border; it may be cut off")
+    if border_bg < 0.8:
+        notes.append("the image border is not a uniform background")
+    if scale != 1.0:
+        mask = resize(mask.astype(np.float32), (height, width), order=1) >= 0.5
+    method = "border-colour background model (CIELAB k-means + Otsu threshold)"
+    return Segmentation(mask, method, round(float(confidence), 3), notes)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
+def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Plain Lloyd k-means with deterministic farthest-point initialisation → (centres, share of points)."""
+    points = points.reshape(-1, points.shape[-1]).astype(np.float64)
+    centres = [points[0]]
+    for _ in range(1, k):
+        d = np.min(np.linalg.norm(points[:, None] - np.array(centres)[None], axis=-1), axis=1)
+        centres.append(points[int(np.argmax(d))])
+    centres = np.array(centres)
+    for _ in range(iterations):
+        assign = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=-1), axis=1)
+        for j in range(k):
+            if (assign == j).any():
+                centres[j] = points[assign == j].mean(axis=0)
+    assign = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=-1), axis=1)
+    return centres, np.bincount(assign, minlength=k) / len(points)
+
+
+def crop_to_object(rgba: np.ndarray, mask: np.ndarray, size: int, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Square crop around the mask with ``margin``, resized to ``size``² → (rgb float [S,S,3], mask float [S,S])."""
+    from skimage.transform import resize
+
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    side = int(np.ceil(max(y1 - y0, x1 - x0) * (1.0 + 2.0 * margin)))
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    top, left = int(round(cy - side / 2.0)), int(round(cx - side / 2.0))
+    canvas_rgb = np.ones((side, side, 3), dtype=np.float32)
+    canvas_mask = np.zeros((side, side), dtype=np.float32)
+    sy0, sx0 = max(0, top), max(0, left)
+    sy1, sx1 = min(rgba.shape[0], top + side), min(rgba.shape[1], left + side)
+    canvas_rgb[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = rgba[sy0:sy1, sx0:sx1, :3] / 255.0
+    canvas_mask[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = mask[sy0:sy1, sx0:sx1]
+    rgb = resize(canvas_rgb, (size, size), order=1, anti_aliasing=side > size)
+    return rgb.astype(np.float32), resize(canvas_mask, (size, size), order=1, anti_aliasing=side > size).astype(np.float32)

@@ -1,0 +1,114 @@
+import io
+import time
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from backend.config import ServiceLimits
+from backend.errors import JobCancelled
+from backend.images import decode_image
+from backend.pipelines.base import JobContext
+from backend.pipelines.reconstruct_silhouette import SilhouetteReconstructPipeline, inflate_field
+from backend.requests import CommonParams, ReconstructRequest
+
+
+def context(cancel_after=None, events=None):
+    events = events if events is not None else []
+    calls = {"n": 0}
+
+    def is_cancelled():
+        calls["n"] += 1
+        return cancel_after is not None and calls["n"] > cancel_after
+
+    return JobContext(
+        "t", "cpu",
+        emit_progress=lambda *a: events.append(("progress", a)),
+        emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
+        emit_preview_points=lambda *a: events.append(("points", a)),
+        is_cancelled=is_cancelled, deadline=time.monotonic() + 60)
+
+
+def disc_png(size=128):
+    yy, xx = np.mgrid[0:size, 0:size]
+    disc = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size * 0.35) ** 2
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[disc] = (40, 160, 60, 255)
+    rgba[disc & (xx < size / 2)] = (200, 30, 30, 255)   # left half red, right half green
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request_for(data, quality="preview", texture="uv"):
+    image = decode_image(data, max_pixels=ServiceLimits().max_image_pixels)
+    return ReconstructRequest([image], CommonParams(quality=quality), texture=texture)
+
+
+def test_inflating_a_disc_gives_a_sphere_like_field():
+    size = 101
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = ((xx - 50) ** 2 + (yy - 50) ** 2 < 40 ** 2).astype(np.float32)
+    field, half_depth = inflate_field(mask, grid=41)
+    assert abs(half_depth - 40 / size) < 0.02
+    centre = field[20, 20, 20]
+    assert centre == pytest.approx(half_depth, abs=0.02)
+    assert field[0, 20, 20] < 0 and field[20, 0, 20] < 0 and field[20, 20, 0] < 0
+
+
+def test_disc_becomes_a_closed_round_textured_mesh():
+    events = []
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), context(events=events))
+    mesh = output.mesh
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    assert tm.is_watertight and tm.volume > 0
+    extents = mesh.vertices.max(0) - mesh.vertices.min(0)
+    assert extents.max() == pytest.approx(1.0, abs=1e-5)           # unit size
+    assert np.abs((mesh.vertices.max(0) + mesh.vertices.min(0)) / 2).max() < 1e-5  # centred
+    assert extents[0] == pytest.approx(extents[2], rel=0.05)       # round silhouette in x-z
+    assert extents[1] == pytest.approx(extents[0], rel=0.15)       # inflated to about a sphere in depth
+    assert mesh.uvs is not None and mesh.texture_png.startswith(b"\x89PNG")
+    assert mesh.uvs.min() >= 0 and mesh.uvs.max() <= 1
+    kinds = [e[0] for e in events]
+    assert "preview" in kinds and kinds.count("progress") >= 4
+    assert output.metadata["segmentation"]["method"] == "alpha channel"
+
+
+def test_texture_follows_the_image_left_red_right_green():
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png(), texture="vertex"), context())
+    mesh = output.mesh
+    left, right = mesh.vertices[:, 0] < -0.2, mesh.vertices[:, 0] > 0.2
+    assert mesh.colors[left, 0].mean() > 150 and mesh.colors[left, 1].mean() < 80
+    assert mesh.colors[right, 1].mean() > 120 and mesh.colors[right, 0].mean() < 80
+
+
+def test_front_of_the_object_faces_minus_y():
+    # A shape wider at the top: image top must become +Z.
+    size = 128
+    yy, xx = np.mgrid[0:size, 0:size]
+    half_width = 10 + (size - yy) * 0.35
+    mask = (np.abs(xx - size / 2) < half_width) & (yy > 15) & (yy < 113)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[mask] = (90, 90, 200, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    mesh = SilhouetteReconstructPipeline("cpu").run(request_for(buffer.getvalue(), texture="none"), context()).mesh
+    top = mesh.vertices[mesh.vertices[:, 2] > 0.3]
+    bottom = mesh.vertices[mesh.vertices[:, 2] < -0.3]
+    assert np.ptp(top[:, 0]) > 1.5 * np.ptp(bottom[:, 0])
+
+
+def test_cancel_is_honoured_between_steps():
+    with pytest.raises(JobCancelled):
+        SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), context(cancel_after=2))
+
+
+def test_example_mug_default_quality():
+    data = open("examples/mug.png", "rb").read()
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(data, quality="default"), context())
+    assert 1000 < output.mesh.n_triangles <= 20_000
+    texture = np.asarray(Image.open(io.BytesIO(output.mesh.texture_png)))
+    assert texture.shape == (512, 512, 3)
+    # the mug is blue: its texture is mostly blue
+    assert texture[..., 2].mean() > texture[..., 0].mean()
