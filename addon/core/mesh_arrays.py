@@ -1,0 +1,122 @@
+"""Protocol meshes → the flat, contiguous arrays Blender's ``foreach_set`` takes, and back.
+
+Blender stores triangles as polygons with a loop (corner) per vertex use; UVs live on loops and
+colour attributes on points. Packing is pure numpy so it can be tested, timed and run off the main
+thread; the bpy side only copies the arrays in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend_api import protocol
+from .placement import VertexTransform
+
+MeshPayload = protocol.MeshPayload
+
+
+class MeshImportError(ValueError):
+    """A mesh that cannot become a Blender object (NaN, indices out of range, wrong shapes)."""
+
+
+@dataclass
+class MeshArrays:
+    """A triangle mesh ready for ``foreach_set``; every array is contiguous and flat."""
+
+    co: np.ndarray
+    """[N*3] float32 vertex positions (already placed: scaled and offset)."""
+    corner_verts: np.ndarray
+    """[M*3] int32 vertex index of each loop (three per triangle)."""
+    loop_starts: np.ndarray
+    """[M] int32 first loop of each polygon (0, 3, 6, ...)."""
+    loop_uvs: np.ndarray | None
+    """[M*3*2] float32 UV of each loop, origin bottom-left."""
+    point_colors: np.ndarray | None
+    """[N*4] float32 RGBA in [0, 1], sRGB-encoded (for ``color_srgb`` of a BYTE_COLOR attribute)."""
+    smooth: bool
+    texture_png: bytes | None
+
+    @property
+    def n_vertices(self) -> int:
+        return self.co.shape[0] // 3
+
+    @property
+    def n_faces(self) -> int:
+        return self.loop_starts.shape[0]
+
+
+def validate_payload(mesh: MeshPayload, max_triangles: int | None = None) -> MeshPayload:
+    """The protocol's checks (dtypes, shapes, finiteness, index range), as a ``MeshImportError``."""
+    try:
+        return protocol.mesh_from_blobs(protocol.mesh_blobs(mesh), max_triangles=max_triangles, shading=mesh.shading)
+    except protocol.ProtocolError as exc:
+        raise MeshImportError(exc.message) from None
+
+
+def payload_from_message(message: protocol.Message, max_triangles: int | None = None) -> MeshPayload:
+    """The validated mesh of a ``result`` or mesh ``preview`` message."""
+    try:
+        return protocol.result_mesh(message, max_triangles=max_triangles)
+    except protocol.ProtocolError as exc:
+        raise MeshImportError(exc.message) from None
+
+
+def pack_mesh(mesh: MeshPayload, transform: VertexTransform | None = None) -> MeshArrays:
+    """A validated payload → ``MeshArrays``. ``transform`` places the vertices (scale, then offset)."""
+    vertices, faces = mesh.vertices, mesh.faces
+    if vertices.dtype != np.float32 or faces.dtype != np.int32 or vertices.ndim != 2 or faces.ndim != 2:
+        raise MeshImportError("vertices must be float32 [N,3] and faces int32 [M,3]; validate the payload first")
+    if transform is not None:
+        vertices = transform.apply(vertices)
+    corner_verts = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)
+    n_faces = faces.shape[0]
+    loop_starts = np.arange(0, 3 * n_faces, 3, dtype=np.int32)
+    loop_uvs = None
+    if mesh.uvs is not None:
+        loop_uvs = np.ascontiguousarray(mesh.uvs[corner_verts]).reshape(-1)
+    point_colors = None
+    if mesh.colors is not None:
+        point_colors = (mesh.colors.reshape(-1).astype(np.float32) * np.float32(1.0 / 255.0))
+    return MeshArrays(
+        co=np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1),
+        corner_verts=corner_verts,
+        loop_starts=loop_starts,
+        loop_uvs=loop_uvs,
+        point_colors=point_colors,
+        smooth=mesh.shading == "smooth",
+        texture_png=mesh.texture_png,
+    )
+
+
+def pack_points(points: np.ndarray, transform: VertexTransform | None = None) -> MeshArrays:
+    """A point-cloud preview ([N,3] float32) as a mesh of loose vertices."""
+    points = np.asarray(points)
+    if points.dtype != np.float32 or points.ndim != 2 or points.shape[1] != 3:
+        raise MeshImportError(f"points must be float32 [N,3], got {points.dtype} {list(points.shape)}")
+    if not np.isfinite(points).all():
+        raise MeshImportError("points contain NaN or infinity")
+    if transform is not None:
+        points = transform.apply(points)
+    empty_i = np.zeros(0, dtype=np.int32)
+    return MeshArrays(np.ascontiguousarray(points).reshape(-1), empty_i, empty_i, None, None, False, None)
+
+
+def unweld_by_uv(vertices: np.ndarray, corner_verts: np.ndarray, loop_uvs: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Blender's per-loop UVs → the protocol's per-vertex UVs, splitting vertices along UV seams.
+
+    vertices [N,3] float32, corner_verts [L] int (three per triangle), loop_uvs [L,2] float32 or None.
+    Returns (vertices [N',3], faces [L/3,3] int32, uvs [N',2] or None).
+    """
+    corner_verts = np.asarray(corner_verts, dtype=np.int64)
+    if loop_uvs is None:
+        return (np.ascontiguousarray(vertices, dtype=np.float32),
+                corner_verts.reshape(-1, 3).astype(np.int32), None)
+    keys = np.empty(len(corner_verts), dtype=[("v", np.int64), ("u", np.float32), ("w", np.float32)])
+    keys["v"], keys["u"], keys["w"] = corner_verts, loop_uvs[:, 0], loop_uvs[:, 1]
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    new_vertices = np.ascontiguousarray(vertices[unique["v"]], dtype=np.float32)
+    uvs = np.ascontiguousarray(loop_uvs[first], dtype=np.float32)
+    return new_vertices, inverse.reshape(-1, 3).astype(np.int32), uvs

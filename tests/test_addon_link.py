@@ -1,0 +1,205 @@
+"""The add-on's backend link against a real server (in-process) and real ZeroMQ clients, no bpy."""
+
+import time
+
+import pytest
+
+from addon_support.fakes import FakeLauncher
+from addon_support.package import ROOT, core
+from conftest import png_bytes
+from doubles import EchoGeneratePipeline, SlowPipeline, StepPipeline, registry_with
+
+link_mod = core("link")
+jobs = core("jobs")
+protocol = core("backend_api").protocol
+client_mod = core("backend_api").client
+JobState = jobs.JobState
+
+
+def pump(link, until, timeout=15.0):
+    events = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        events += link.tick()
+        if until(events):
+            return events
+        time.sleep(0.01)
+    raise AssertionError(f"timed out; events so far: {[(e.kind, e.text) for e in events]}")
+
+
+def remote_link(address, **settings):
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address=address, **settings), tracker)
+    return link, tracker
+
+
+def test_remote_generate_job_runs_to_a_result(run_server):
+    server = run_server(registry_with(generate=EchoGeneratePipeline))
+    link, tracker = remote_link(server.address)
+    assert link.status().state == "stopped"
+    job = tracker.add(jobs.JobSpec("generate", {"seed": 5}, prompt="a small stool"), "a small stool")
+    assert link.submit(job) == []
+    events = pump(link, lambda ev: any(e.kind == "result" for e in ev))
+    result = next(e for e in events if e.kind == "result")
+    assert result.job is job and job.state == JobState.IMPORTING
+    assert result.message.get("metadata")["prompt"] == "a small stool" and job.metadata["seed"] == 5
+    assert any(e.kind == "preview" for e in events)
+    assert link.status().state in ("connected", "busy") and "v0.1.0" in link.status().text
+    link.shutdown()
+
+
+def test_unavailable_pipeline_is_reported_with_the_servers_reason(run_server):
+    server = run_server(registry_with(reconstruct=StepPipeline))
+    link, tracker = remote_link(server.address)
+    job = tracker.add(jobs.JobSpec("generate", prompt="a chair"), "a chair")
+    link.submit(job)
+    events = pump(link, lambda ev: any(e.kind == "ended" for e in ev))
+    assert job.state == JobState.FAILED and job.error_code == "PIPELINE_UNAVAILABLE"
+    assert "generate" in job.error_message
+    assert any(e.kind == "report" and e.level == "ERROR" for e in events)
+    link.shutdown()
+
+
+def test_cancel_reaches_the_backend(run_server):
+    server = run_server(registry_with(reconstruct=SlowPipeline))
+    link, tracker = remote_link(server.address)
+    job = tracker.add(jobs.JobSpec("reconstruct", images=[png_bytes()]), "disc.png")
+    link.submit(job)
+    pump(link, lambda ev: job.state == JobState.RUNNING)
+    link.cancel(job.id)
+    pump(link, lambda ev: job.final, timeout=5)
+    assert job.state == JobState.CANCELLED
+    link.shutdown()
+
+
+def test_remote_address_needs_online_access():
+    link, tracker = remote_link("tcp://192.0.2.10:5555")
+    job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link.submit(job)
+    assert job.state == JobState.FAILED and "Allow Online Access" in job.error_message
+    link2, tracker2 = remote_link("192.0.2.10")
+    job2 = tracker2.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link2.submit(job2)
+    assert "tcp://host:port" in job2.error_message
+
+
+def test_missing_key_files_are_reported(tmp_path):
+    link, tracker = remote_link("tcp://127.0.0.1:5999", client_secret_file=str(tmp_path / "c.key_secret"))
+    job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link.submit(job)
+    assert job.state == JobState.FAILED and "key" in job.error_message
+
+
+def test_local_backend_death_fails_its_jobs_and_the_restart_serves_the_next(run_server):
+    """The supervised process is a fake whose 'ready' line points at a real in-process server."""
+    server = run_server(registry_with(reconstruct=SlowPipeline))
+    launcher = FakeLauncher()
+    tracker = jobs.JobTracker()
+    settings = link_mod.LinkSettings(mode="local", python=str(ROOT / ".venv/bin/python"), backend_root=ROOT,
+                                     supervisor={"backoff_s": 0.05})
+    link = link_mod.BackendLink(settings, tracker, launcher=launcher)
+    job = tracker.add(jobs.JobSpec("reconstruct", images=[png_bytes()]), "disc.png")
+    link.submit(job)
+    assert link.status().state == "starting"
+    port = int(server.address.rsplit(":", 1)[1])
+    launcher.last.say_ready(port)
+    pump(link, lambda ev: job.state == JobState.RUNNING)
+    launcher.last.exit(-9, "Killed")
+    events = pump(link, lambda ev: job.final)
+    assert job.state == JobState.FAILED and job.error_code == "BACKEND_DIED" and "signal 9" in job.error_message
+    assert any(e.kind == "report" and "Restarting" in e.text for e in events)
+    pump(link, lambda ev: len(launcher.processes) == 2)
+    server.engine.cancel(job.id)  # the real server outlived the fake process; free its worker
+    launcher.last.say_ready(port)
+    retry = tracker.retry(job.id)
+    link.submit(retry)
+    pump(link, lambda ev: retry.state == JobState.RUNNING)
+    assert retry.generation == job.generation + 1
+    link.cancel(retry.id)
+    pump(link, lambda ev: retry.final)
+    link.shutdown()
+    assert launcher.processes[-1].terminated
+
+
+class FakeClient:
+    """Controls health by hand to exercise reconnect handling."""
+
+    def __init__(self, address, **keys):
+        self.address = address
+        self.sent = []
+        self.inbox = []
+        self.alive = True
+        self.forgotten = []
+
+    def poll(self, timeout_ms=0):
+        out, self.inbox = self.inbox, []
+        return out
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def health(self):
+        return client_mod.ServerHealth(self.alive, {"protocol": protocol.PROTOCOL_VERSION, "version": "0.1.0",
+                                                    "devices": ["cpu"]}, 0.001,
+                                       None if self.alive else "the backend has been silent for 6 s")
+
+    def forget(self, job):
+        self.forgotten.append(job)
+
+    def close(self):
+        pass
+
+
+def test_reconnect_asks_for_in_flight_jobs_again_and_unknown_jobs_fail():
+    made = []
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5998"), tracker,
+                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link.submit(job)
+    link.tick()
+    fake = made[0]
+    assert [m.type for m in fake.sent] == ["submit"] and job.state == JobState.SENT
+    fake.alive = False
+    link.tick()
+    assert link.status().state == "unreachable" and "silent" in link.status().text
+    fake.alive = True
+    link.tick()
+    assert fake.sent[-1].type == "status" and fake.sent[-1].get("resend") is True and fake.forgotten == [job.id]
+    fake.inbox.append(protocol.job_status(job.id, "unknown"))
+    link.tick()
+    assert job.state == JobState.FAILED and "restarted" in job.error_message
+
+
+def test_protocol_mismatch_is_shown_in_the_status():
+    class OldServer(FakeClient):
+        def health(self):
+            return client_mod.ServerHealth(True, {"protocol": 99, "version": "9.0"}, 0.0, None)
+
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5997"),
+                                jobs.JobTracker(), client_factory=OldServer)
+    link.ensure_running()
+    link.tick()
+    assert link.status().state == "failed" and "protocol 99" in link.status().text
+
+
+def test_previews_in_one_tick_are_coalesced():
+    made = []
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5996"), tracker,
+                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link.submit(job)
+    link.tick()
+    import numpy as np
+
+    mesh = protocol.MeshPayload(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32))
+    made[0].inbox += [protocol.preview_mesh(job.id, mesh, 1), protocol.preview_mesh(job.id, mesh, 2)]
+    previews = [e for e in link.tick() if e.kind == "preview"]
+    assert len(previews) == 1 and previews[0].message.get("step") == 2
+
+
+@pytest.mark.parametrize("address,host", [("tcp://127.0.0.1:5", "127.0.0.1"), ("tcp://[::1]:5", "[::1]"),
+                                          ("tcp://gpu-box.local:5555", "gpu-box.local")])
+def test_host_of(address, host):
+    assert link_mod.host_of(address) == host
