@@ -1,0 +1,202 @@
+"""Image encoders of the shape model: a backbone, then small residual heads that predict a shape
+code, a colour code and (optionally) the viewpoint.
+
+Expected input (`ImageEncoder.forward`): float RGB images [B, 3, H, W] in [0, 1], square, the
+object composited over a plain background (white by default) and roughly centred, at
+`EncoderConfig.image_size` pixels. `prepare_images` turns RGBA or non-square images into that form.
+The encoder itself applies the ImageNet mean/std normalisation, so callers never do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+BACKBONES = ("small_cnn", "resnet18", "resnet34")
+"""Names accepted by `EncoderConfig.backbone`."""
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class EncoderInputError(ValueError):
+    """Images handed to the encoder have the wrong shape, dtype or value range."""
+
+
+@dataclass
+class EncoderConfig:
+    """Image encoder options."""
+
+    backbone: str = "small_cnn"
+    """One of `BACKBONES`; ResNets come from torchvision, built without pretrained weights."""
+    small_channels: tuple[int, ...] = (32, 64, 128, 256)
+    """Channels of the stride-2 stages of the small CNN (ignored by ResNets)."""
+    head_hidden: int = 256
+    """Width of the residual heads."""
+    viewpoint_head: bool = True
+    """Predict azimuth/elevation/roll from the image features."""
+    image_size: int = 64
+    """Side in pixels of the square images the encoder is trained on (see `prepare_images`)."""
+
+
+@dataclass
+class Viewpoint:
+    """Predicted camera angles in radians, conventions of `backend.render.cameras.orbit_cameras`."""
+
+    azimuth: torch.Tensor
+    """[B] azimuth, 0 = camera on -Y in front of the object."""
+    elevation: torch.Tensor
+    """[B] elevation above the XY plane."""
+    roll: torch.Tensor
+    """[B] rotation about the optical axis."""
+    sincos: torch.Tensor
+    """[B, 3, 2] unit (sin, cos) pairs of (azimuth, elevation, roll): the raw, continuous output."""
+
+
+@dataclass
+class ShapeCodes:
+    """Everything the encoder predicts for a batch of images."""
+
+    shape: torch.Tensor
+    """[B, shape_dim] shape code conditioning the SDF."""
+    color: torch.Tensor
+    """[B, color_dim] colour code conditioning the colour network."""
+    viewpoint: Viewpoint | None
+    """Predicted viewpoint, None when the viewpoint head is disabled."""
+
+
+class SmallCNN(nn.Module):
+    """Stride-2 conv stages with GroupNorm (stable at batch size 1), then global average pooling."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        if not channels or any(c < 8 or c % 8 for c in channels):
+            raise ValueError(f"small_channels must be multiples of 8 (>= 8), got {channels}")
+        stages, previous = [], 3
+        for c in channels:
+            stages += [
+                nn.Conv2d(previous, c, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(8, c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False),
+                nn.GroupNorm(8, c),
+                nn.ReLU(inplace=True),
+            ]
+            previous = c
+        self.body = nn.Sequential(*stages)
+        self.feature_dim = previous
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, feature_dim]."""
+        return self.body(images).mean(dim=(2, 3))
+
+
+def build_backbone(config: EncoderConfig) -> tuple[nn.Module, int]:
+    """The feature extractor named by ``config.backbone`` and its output width."""
+    if config.backbone == "small_cnn":
+        net = SmallCNN(tuple(config.small_channels))
+        return net, net.feature_dim
+    if config.backbone in ("resnet18", "resnet34"):
+        import torchvision
+
+        # weights=None: never download; trained weights come from our own checkpoints.
+        net = getattr(torchvision.models, config.backbone)(weights=None)
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
+        return net, dim
+    raise ValueError(f"unknown encoder backbone {config.backbone!r}; choose one of {BACKBONES}")
+
+
+class ResidualHead(nn.Module):
+    """Linear -> (ReLU, Linear, ReLU, Linear) residual block -> Linear."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.block = nn.Sequential(
+            nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
+        self.out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return self.out(h + self.block(h))
+
+
+class ImageEncoder(nn.Module):
+    """Backbone + heads: images [B, 3, H, W] in [0, 1] -> `ShapeCodes`."""
+
+    def __init__(self, config: EncoderConfig, shape_dim: int, color_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone, feature_dim = build_backbone(config)
+        self.shape_head = ResidualHead(feature_dim, shape_dim, config.head_hidden)
+        self.color_head = ResidualHead(feature_dim, color_dim, config.head_hidden)
+        self.view_head = ResidualHead(feature_dim, 6, config.head_hidden) if config.viewpoint_head else None
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> ShapeCodes:
+        check_images(images)
+        features = self.backbone((images - self.mean) / self.std)
+        viewpoint = None
+        if self.view_head is not None:
+            sincos = nn.functional.normalize(self.view_head(features).view(-1, 3, 2), dim=-1)
+            angles = torch.atan2(sincos[..., 0], sincos[..., 1])
+            viewpoint = Viewpoint(angles[:, 0], angles[:, 1], angles[:, 2], sincos)
+        return ShapeCodes(self.shape_head(features), self.color_head(features), viewpoint)
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Raise `EncoderInputError` unless ``images`` is a float [B, 3, H, W] batch in [0, 1]."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise EncoderInputError(f"images must be [B, 3, H, W] RGB, got {list(images.shape)}")
+    if not images.is_floating_point():
+        raise EncoderInputError(f"images must be floating point in [0, 1], got {images.dtype}")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3 or math.isnan(lo) or math.isnan(hi):
+        raise EncoderInputError(
+            f"images must hold values in [0, 1] (not ImageNet-normalised, not 0-255), got range [{lo:.3g}, {hi:.3g}]"
+        )
+
+
+def prepare_images(
+    images: torch.Tensor,
+    size: int,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """Bring images to the encoder's input form.
+
+    Args:
+        images: [B, 3 or 4, H, W] floats in [0, 1]; a 4th channel is straight (non-premultiplied)
+            alpha and the image is composited over ``background``.
+        size: output side in pixels.
+        background: RGB used for compositing and for padding non-square images to a square
+            (centred, so the aspect ratio is kept).
+
+    Returns:
+        [B, 3, size, size] in [0, 1].
+    """
+    if images.dim() != 4 or images.shape[1] not in (3, 4):
+        raise EncoderInputError(f"images must be [B, 3|4, H, W], got {list(images.shape)}")
+    if size < 8:
+        raise EncoderInputError(f"size must be >= 8 pixels, got {size}")
+    bg = torch.tensor(background, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    if images.shape[1] == 4:
+        alpha = images[:, 3:4]
+        images = images[:, :3] * alpha + bg * (1.0 - alpha)
+    b, _, h, w = images.shape
+    side = max(h, w)
+    if h != w:
+        canvas = bg.expand(b, 3, side, side).clone()
+        top, left = (side - h) // 2, (side - w) // 2
+        canvas[:, :, top : top + h, left : left + w] = images
+        images = canvas
+    if side != size:
+        images = nn.functional.interpolate(
+            images, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+        )
+    return images.clamp(0.0, 1.0)
