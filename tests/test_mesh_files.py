@@ -1,9 +1,7 @@
-import io
 
 import numpy as np
 import pytest
 import trimesh
-from PIL import Image
 
 from backend.geometry.mesh_files import MeshFileError, export_mesh, load_mesh
 from backend.geometry.mesh_ops import vertex_normals
