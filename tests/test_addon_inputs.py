@@ -89,3 +89,19 @@ def test_sniff_format():
     assert images.sniff_format(b"\xff\xd8\xff\xe0") == "JPEG"
     assert images.sniff_format(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
     assert images.sniff_format(b"GIF89a") is None
+
+
+def test_encode_png_round_trips_through_pillow():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = core("png")
+    rgba = np.random.default_rng(0).integers(0, 256, (7, 5, 4), dtype=np.uint8)
+    data = png.encode_png(rgba)
+    assert images.sniff_format(data) == "PNG"
+    back = np.asarray(Image.open(io.BytesIO(data)))
+    np.testing.assert_array_equal(back, rgba)
+    with pytest.raises(ValueError):
+        png.encode_png(np.zeros((0, 3, 4), np.uint8))

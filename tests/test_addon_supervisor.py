@@ -72,6 +72,8 @@ def test_generation_increases_with_each_instance():
     sup, launcher, clock = make(backoff_s=0.5)
     sup.start()
     first = sup.generation
+    launcher.last.say_ready()
+    sup.tick()
     launcher.last.exit(-9)
     events = sup.tick()
     assert events[0].generation == first and "killed by signal 9" in events[0].text
@@ -80,17 +82,31 @@ def test_generation_increases_with_each_instance():
     assert sup.generation == first + 1
 
 
-def test_start_timeout_kills_and_counts_as_a_death():
+def test_start_timeout_kills_and_gives_up():
     sup, launcher, clock = make(start_timeout_s=10)
     sup.start()
     clock.advance(11)
     events = sup.tick()
     assert launcher.last.killed and events[0].kind == "died" and "did not start within 10 s" in events[0].text
+    assert events[-1].kind == "gave_up" and sup.state == State.GAVE_UP
+
+
+def test_a_backend_that_dies_before_listening_is_not_restarted():
+    sup, launcher, clock = make()
+    sup.start()
+    launcher.last.exit(1, "ModuleNotFoundError: No module named 'torch'")
+    events = sup.tick()
+    assert [e.kind for e in events] == ["died", "gave_up"]
+    assert "could not start" in sup.problem and "No module named 'torch'" in sup.problem
+    clock.advance(100)
+    assert sup.tick() == [] and len(launcher.processes) == 1
 
 
 def test_stable_run_resets_the_restart_count():
     sup, launcher, clock = make(stable_after_s=60, backoff_s=1)
     sup.start()
+    launcher.last.say_ready()
+    sup.tick()
     launcher.last.exit(1)
     sup.tick()
     clock.advance(2)

@@ -317,6 +317,13 @@ class BackendSupervisor:
         self._instance = None
         self.problem = why
         events = [SupervisorEvent("died", instance.generation, why)]
+        if instance.address is None:
+            # It never got as far as listening: a broken environment (no torch, wrong Python) that a
+            # restart would only repeat. Say so at once instead of retrying for half a minute.
+            self.state = BackendState.GAVE_UP
+            self.next_start = None
+            self.problem = f"the backend could not start: {why}"
+            return events + [SupervisorEvent("gave_up", instance.generation, self.problem)]
         if self.restarts >= self.config.max_restarts:
             self.state = BackendState.GAVE_UP
             self.next_start = None

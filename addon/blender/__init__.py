@@ -1,0 +1,1 @@
+"""The bpy layer of the add-on: thin operators and panels over ``addon.core``."""

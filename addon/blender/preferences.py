@@ -1,0 +1,115 @@
+"""Add-on preferences: how to reach the backend, and defaults for every job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ..core.link import LinkSettings
+from ..core.supervisor import default_backend_python
+
+# The extension's root package (``bl_ext.<repo>.stepstone`` when installed); preferences are keyed by it.
+ROOT_PACKAGE = __package__.rsplit(".addon.", 1)[0]
+EXTENSION_ROOT = Path(__file__).resolve().parents[2]
+"""Folder holding ``addon/`` and the bundled ``backend/`` source."""
+
+
+def _settings_changed(self, context) -> None:
+    from .session import get_session
+
+    get_session().settings_changed()
+
+
+class StepstonePreferences(bpy.types.AddonPreferences):
+    bl_idname = ROOT_PACKAGE
+
+    backend_mode: bpy.props.EnumProperty(
+        name="Backend",
+        items=[("LOCAL", "Start Locally", "The add-on runs the backend on this computer when it is first needed"),
+               ("REMOTE", "Connect to Address", "Use a backend already running here or on another machine")],
+        default="LOCAL", update=_settings_changed)
+    python_path: bpy.props.StringProperty(
+        name="Backend Python", subtype="FILE_PATH", update=_settings_changed,
+        description="Python interpreter of the backend environment (with torch installed); "
+                    "empty = the project's .venv next to the add-on when there is one")
+    device: bpy.props.EnumProperty(
+        name="Device", default="auto", update=_settings_changed,
+        items=[("auto", "Auto", "CUDA when available, otherwise CPU"), ("cpu", "CPU", "Always the CPU"),
+               ("cuda", "CUDA", "The first NVIDIA GPU")])
+    address: bpy.props.StringProperty(
+        name="Address", default="tcp://127.0.0.1:5555", update=_settings_changed,
+        description="tcp://host:port of a running backend (python -m backend serve)")
+    client_secret_file: bpy.props.StringProperty(
+        name="Client Key", subtype="FILE_PATH", update=_settings_changed,
+        description="This machine's *.key_secret file for a backend with authentication (remote only)")
+    server_public_file: bpy.props.StringProperty(
+        name="Server Key", subtype="FILE_PATH", update=_settings_changed,
+        description="The backend's server.key public key file (remote only)")
+    quality: bpy.props.EnumProperty(
+        name="Quality", default="default",
+        items=[("preview", "Preview", "Fast and coarse"), ("default", "Default", "Balanced"),
+               ("high", "High", "Slow, best detail")])
+    texture: bpy.props.EnumProperty(
+        name="Texture", default="uv",
+        items=[("uv", "UV Texture", "A baked image texture"), ("vertex", "Vertex Colours", "Colours per vertex"),
+               ("none", "None", "Geometry only")])
+    target_size: bpy.props.FloatProperty(
+        name="Target Size", default=1.0, min=0.001, soft_max=100.0, subtype="DISTANCE", unit="LENGTH",
+        description="Results are scaled so their longest side has this length")
+    job_timeout: bpy.props.FloatProperty(
+        name="Job Timeout", default=900.0, min=10.0, max=3600.0, subtype="TIME_ABSOLUTE",
+        description="The backend gives up on a job after this long")
+    check_result: bpy.props.StringProperty(name="Check Result", default="", options={"SKIP_SAVE"})
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        layout.prop(self, "backend_mode", expand=True)
+        box = layout.box()
+        if self.backend_mode == "LOCAL":
+            row = box.row(align=True)
+            row.prop(self, "python_path")
+            row.operator("stepstone.check_backend", text="Check", icon="CHECKMARK")
+            if not self.python_path:
+                found = default_backend_python(EXTENSION_ROOT)
+                box.label(text=f"Using {found}" if found else "No interpreter set and no .venv found next to the add-on",
+                          icon="INFO" if found else "ERROR")
+            if self.check_result:
+                box.label(text=self.check_result, icon="INFO")
+            box.prop(self, "device")
+        else:
+            box.prop(self, "address")
+            box.prop(self, "client_secret_file")
+            box.prop(self, "server_public_file")
+            if not bpy.app.online_access:
+                box.label(text="Addresses other than this computer need Allow Online Access "
+                               "(Preferences → System → Network)", icon="ERROR")
+        col = layout.column()
+        col.prop(self, "quality")
+        col.prop(self, "texture")
+        col.prop(self, "target_size")
+        col.prop(self, "job_timeout")
+
+
+def get_preferences(context=None) -> StepstonePreferences:
+    context = context or bpy.context
+    return context.preferences.addons[ROOT_PACKAGE].preferences
+
+
+def link_settings(prefs: StepstonePreferences) -> LinkSettings:
+    return LinkSettings(
+        mode="local" if prefs.backend_mode == "LOCAL" else "remote",
+        address=prefs.address.strip(),
+        python=bpy.path.abspath(prefs.python_path) if prefs.python_path else default_backend_python(EXTENSION_ROOT),
+        backend_root=EXTENSION_ROOT,
+        device=prefs.device,
+        client_secret_file=bpy.path.abspath(prefs.client_secret_file) if prefs.client_secret_file else "",
+        server_public_file=bpy.path.abspath(prefs.server_public_file) if prefs.server_public_file else "",
+        online_access=bool(bpy.app.online_access),
+    )
+
+
+def job_params(prefs: StepstonePreferences, seed: int = 0) -> dict:
+    """Protocol params every job shares (see backend/requests.py)."""
+    return {"quality": prefs.quality, "seed": int(seed), "texture": prefs.texture,
+            "timeout_s": float(prefs.job_timeout)}
