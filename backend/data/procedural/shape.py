@@ -45,34 +45,39 @@ class ShapeSpec:
     """Smooth-union radius between parts (construction units); 0 = hard union."""
 
 
-def sample_grid(fn, lo: float, hi: float, res: int, block: int = 8, lipschitz: float = 2.0,
-                chunk: int = 400_000) -> np.ndarray:
+def sample_grid(fn, lo: float, hi: float, res: int, lipschitz: float = 2.0, chunk: int = 400_000) -> np.ndarray:
     """Evaluate an SDF on a res^3 grid spanning [lo, hi]^3, exactly near the surface only.
 
-    Blocks of block^3 points whose centre value proves (with the given Lipschitz safety factor)
-    that no surface passes through them are filled with that centre value: signs stay right,
-    which is all marching cubes needs away from the surface. Returns float64[res, res, res].
+    Blocks of 8^3 points, then 2^3 sub-blocks of the blocks that may hold surface, whose centre
+    value proves (with the given Lipschitz safety factor) that no surface passes through them
+    are filled with that centre value: signs stay right, which is all marching cubes needs away
+    from the surface. Returns float64[res, res, res].
     """
-    xs = np.linspace(lo, hi, res)
-    h = xs[1] - xs[0]
-    nb = -(-res // block)
-    starts = np.arange(nb) * block
-    ends = np.minimum(starts + block, res) - 1
-    centres = 0.5 * (xs[starts] + xs[ends])
-    bc = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 3)
-    dc = _chunked(fn, bc, chunk)
-    # half diagonal of a block grown by one voxel so the gaps between blocks are covered too
-    radius = np.sqrt(3.0) * 0.5 * (block + 1) * h
-    active = np.abs(dc) <= lipschitz * radius
-    vol = np.repeat(np.repeat(np.repeat(dc.reshape(nb, nb, nb), block, 0), block, 1), block, 2)
-    vol = vol[:res, :res, :res].copy()
+    h = (hi - lo) / (res - 1)
+    xs = lo + h * np.arange(res)
+    big = 8
+    nb = -(-res // big)
+    # level 1: 8^3 blocks, centred between their first and last grid points
+    origins = np.stack(np.meshgrid(*[np.arange(nb) * big] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    centres = lo + h * (np.minimum(origins + big, res) - 1 + origins) / 2.0
+    dc = _chunked(fn, centres, chunk)
+    vol = np.repeat(np.repeat(np.repeat(dc.reshape(nb, nb, nb), big, 0), big, 1), big, 2)[:res, :res, :res].copy()
+    # a block is safe if the centre value exceeds the distance to its farthest point plus one
+    # voxel (so the gaps between blocks are covered too)
+    active = np.abs(dc) <= lipschitz * np.sqrt(3.0) * 0.5 * (big + 1) * h
     if not active.any():
         return vol
-    bidx = np.stack(np.unravel_index(np.flatnonzero(active), (nb, nb, nb)), axis=-1) * block
-    local = np.stack(np.meshgrid(*[np.arange(block)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    idx = np.minimum(bidx[:, None, :] + local[None], res - 1).reshape(-1, 3)
-    vals = _chunked(fn, xs[idx], chunk)
-    vol[idx[:, 0], idx[:, 1], idx[:, 2]] = vals
+    # level 2: 2^3 sub-blocks of the active blocks
+    sub = np.stack(np.meshgrid(*[np.arange(0, big, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    sorg = (origins[active][:, None, :] + sub[None]).reshape(-1, 3)
+    sorg = sorg[(sorg < res).all(axis=1)]
+    sd = _chunked(fn, lo + h * (sorg + 0.5), chunk)
+    near = np.abs(sd) <= lipschitz * np.sqrt(3.0) * 0.5 * 3 * h
+    local = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    far_idx = np.minimum(sorg[~near][:, None, :] + local[None], res - 1)
+    vol[far_idx[..., 0], far_idx[..., 1], far_idx[..., 2]] = sd[~near][:, None]
+    idx = np.minimum(sorg[near][:, None, :] + local[None], res - 1).reshape(-1, 3)
+    vol[idx[:, 0], idx[:, 1], idx[:, 2]] = _chunked(fn, xs[idx], chunk)
     return vol
 
 
