@@ -124,6 +124,8 @@ def test_local_backend_death_fails_its_jobs_and_the_restart_serves_the_next(run_
 class FakeClient:
     """Controls health by hand to exercise reconnect handling."""
 
+    server_timeout_s = 5.0
+
     def __init__(self, address, **keys):
         self.address = address
         self.sent = []
@@ -203,3 +205,30 @@ def test_previews_in_one_tick_are_coalesced():
                                           ("tcp://gpu-box.local:5555", "gpu-box.local")])
 def test_host_of(address, host):
     assert link_mod.host_of(address) == host
+
+
+def test_a_blocked_blender_main_thread_is_not_mistaken_for_a_silent_backend():
+    """After a long render nobody pinged the backend; its 'silence' must not count against it."""
+    from addon_support.fakes import FakeClock
+
+    made = []
+    clock = FakeClock()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5995"),
+                                jobs.JobTracker(), clock=clock,
+                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    link.ensure_running()
+    link.tick()
+    assert link.status().state == "connected"
+    clock.advance(40)
+    made[0].alive = False  # what health() says right after the pause, before a fresh ping is answered
+    assert link.tick() == []
+    assert link.status().state == "starting" and "checking" in link.status().text
+    clock.advance(1)
+    made[0].alive = True
+    link.tick()
+    assert link.status().state == "connected"
+    made[0].alive = False
+    for _ in range(6):  # ticking normally this time
+        clock.advance(1.0)
+        link.tick()
+    assert link.status().state == "unreachable"  # a real silence still shows

@@ -17,6 +17,8 @@ from .jobs import JobEvent, JobRecord, JobTracker
 from .supervisor import BackendState, BackendSupervisor, LocalBackendConfig, ProcessLauncher, SupervisorError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+TICK_GAP_S = 2.0
+"""A pause between ticks longer than this means Blender's main thread was busy, not the backend."""
 
 
 class LinkError(RuntimeError):
@@ -87,6 +89,10 @@ class BackendLink:
         self._was_alive = False
         self._problem: str | None = None
         self._silent_since: float | None = None
+        self._last_tick: float | None = None
+        self._grace_until = 0.0
+        """After Blender's main thread was blocked (a render, a big save), nobody pinged the backend;
+        its silence until a fresh ping could be answered says nothing about the backend."""
 
     # ------------------------------------------------------------------------------ configuration
     def configure(self, settings: LinkSettings) -> None:
@@ -186,6 +192,11 @@ class BackendLink:
     # ------------------------------------------------------------------------------ ticking
     def tick(self) -> list[JobEvent]:
         events: list[JobEvent] = []
+        now = self._clock()
+        if self._last_tick is not None and now - self._last_tick > TICK_GAP_S and self.client is not None:
+            self._grace_until = now + self.client.server_timeout_s
+            self._silent_since = None
+        self._last_tick = now
         if self.supervisor is not None:
             events += self._tick_supervisor()
         if self.client is None:
@@ -233,6 +244,8 @@ class BackendLink:
                     self.client.send(protocol.status(job.id, resend=True))
             self._was_alive = True
             self._silent_since = None
+            return events
+        if now < self._grace_until:
             return events
         if self._was_alive or health.problem:
             self._silent_since = self._silent_since or now
@@ -289,6 +302,8 @@ class BackendLink:
         health = self.client.health()
         if self._problem:
             return LinkStatus("failed", self._problem, health.info)
+        if not health.alive and self._clock() < self._grace_until:
+            return LinkStatus("starting", "checking the connection…", health.info)
         if not health.alive:
             return LinkStatus("unreachable" if health.problem else "starting",
                               f"not reachable ({health.problem})" if health.problem else "connecting…", health.info)
