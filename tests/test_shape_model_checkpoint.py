@@ -12,6 +12,7 @@ from backend.models.checkpoint import (
     CheckpointFiles,
     CheckpointFormatError,
     CheckpointWeightsError,
+    checkpoint_id,
     config_from_dict,
     config_to_dict,
     load_shape_model,
@@ -57,6 +58,7 @@ def test_round_trip_reproduces_outputs_config_and_metadata(saved):
         assert f.metadata()["kind"] == "shape_model"
     manifest = json.loads(files.manifest.read_text())
     assert manifest["format_version"] == 1 and manifest["config"]["sdf"]["skip_layers"] == [2]
+    assert checkpoint_id(files.weights) == "shape_model:" + manifest["weights_sha256"][:16]
 
 
 def test_expected_config_mismatch_names_the_fields(saved):

@@ -244,6 +244,20 @@ def read_checkpoint(
     return Checkpoint(config, state, metadata if isinstance(metadata, dict) else {})
 
 
+def checkpoint_id(path: str | Path) -> str:
+    """A stable identifier of a saved checkpoint: ``"<kind>:<first 16 hex of the weights sha256>"``.
+
+    Use it wherever another artefact must record which model it belongs to (for example the
+    CLIP2Shape mapper's ``shape_model_id``). Reads only the JSON manifest.
+    """
+    files = CheckpointFiles.at(path)
+    try:
+        manifest = json.loads(files.manifest.read_text())
+        return f"{manifest['kind']}:{manifest['weights_sha256'][:16]}"
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointFormatError(f"cannot read a checkpoint id from {files.manifest}: {exc}") from exc
+
+
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load tensors into ``model`` after checking names and shapes, with a readable error."""
     own = model.state_dict()

@@ -203,13 +203,31 @@ class SDFNetwork(nn.Module):
         if self.config.symmetric:
             points = _mirror(points)
         encoded = positional_encoding(points, self.config.pe_freqs)
-        inputs = torch.cat([encoded, code.unsqueeze(1).expand(-1, points.shape[1], -1)], dim=-1)
-        x = inputs
+        code = code.unsqueeze(1)
+        x = encoded
         for i, layer in enumerate(self.hidden):
-            if i in self.skips:
-                x = torch.cat([x, inputs], dim=-1) / math.sqrt(2.0)
-            x = self.activation(layer(x))
+            if i == 0:
+                x = _linear_with_code(layer, encoded, code)
+            elif i in self.skips:
+                x = _linear_with_code(layer, torch.cat([x, encoded], dim=-1), code, 1.0 / math.sqrt(2.0))
+            else:
+                x = layer(x)
+            x = self.activation(x)
         return self.out(x).squeeze(-1)
+
+
+def _linear_with_code(
+    layer: nn.Linear, per_point: torch.Tensor, code: torch.Tensor, input_scale: float = 1.0
+) -> torch.Tensor:
+    """``layer(input_scale * cat([per_point, code]))`` without copying the code to every point.
+
+    per_point [B, N, P], code [B, 1, D]. The code's share of the layer is computed once per batch
+    entry and broadcast, which saves the largest block of per-point work; the scale is applied
+    to the (small) weight matrix rather than to the activations.
+    """
+    p = per_point.shape[-1]
+    weight = layer.weight * input_scale if input_scale != 1.0 else layer.weight
+    return nn.functional.linear(per_point, weight[:, :p], layer.bias) + nn.functional.linear(code, weight[:, p:])
 
 
 class ColorNetwork(nn.Module):
@@ -231,8 +249,8 @@ class ColorNetwork(nn.Module):
         if self.config.symmetric:
             points = _mirror(points)
         encoded = positional_encoding(points, self.config.pe_freqs)
-        inputs = torch.cat([encoded, code.unsqueeze(1).expand(-1, points.shape[1], -1)], dim=-1)
-        return torch.sigmoid(self.body(inputs))
+        x = _linear_with_code(self.body[0], encoded, code.unsqueeze(1))
+        return torch.sigmoid(self.body[1:](x))
 
 
 class ShapeModel(nn.Module):

@@ -85,9 +85,10 @@ def find_surface(
     origins: torch.Tensor,
     directions: torch.Tensor,
     field_fn: SDFFn,
-    config: SurfaceConfig = SurfaceConfig(),
+    config: SurfaceConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Root finding only: ``(depth [B, R], hit [B, R], starts_inside [B, R])``, no gradients."""
+    config = config or SurfaceConfig()
     check_rays(origins, directions)
     near, far, valid = ray_bounds(origins, directions, config.near, config.far, config.bound_radius)
     depths, hits, insides = [], [], []
@@ -135,7 +136,7 @@ def surface_render(
     directions: torch.Tensor,
     field_fn: SDFFn,
     color_fn: ColorFn | None = None,
-    config: SurfaceConfig = SurfaceConfig(),
+    config: SurfaceConfig | None = None,
     *,
     background: Background = None,
 ) -> SurfaceOutput:
@@ -144,6 +145,8 @@ def surface_render(
     ``field_fn(points [B, ..., 3]) -> [B, ...]``; ``color_fn(points, normals, viewdirs)`` is
     evaluated at the differentiable hit points.
     """
+    config = config or SurfaceConfig()
+    check_rays(origins, directions)
     if config.inside not in ("negative", "positive"):
         raise RenderInputError(f"SurfaceConfig.inside must be 'negative' or 'positive', got {config.inside!r}")
     if config.n_steps < 2 or config.n_secant < 0 or config.chunk_rays < 1:

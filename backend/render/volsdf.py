@@ -50,7 +50,7 @@ class VolSDFConfig:
     chunk_rays: int = 4096
     """Rays per batch entry evaluated at once; bounds peak memory of the forward pass."""
     background: Background = "white"
-    """Default background: "white", "black", an RGB tuple; per-call override in `render`."""
+    """Default background: "white", "black" or an RGB tuple; ``background=`` overrides it per call."""
     compute_normals: bool = True
     """Compute SDF gradients (normals, eikonal material). Off skips the autograd pass."""
 
@@ -110,7 +110,7 @@ def volsdf_render(
     sdf_fn: SDFFn,
     color_fn: ColorFn,
     beta: torch.Tensor,
-    config: VolSDFConfig = VolSDFConfig(),
+    config: VolSDFConfig | None = None,
     *,
     background: Background = None,
     perturb: bool = False,
@@ -119,8 +119,10 @@ def volsdf_render(
 
     Functional core of `VolSDFRenderer` (use that to learn beta). ``perturb`` jitters samples
     inside their bins (training); without it samples sit at bin centres (deterministic).
-    Gradients reach everything ``sdf_fn``/``color_fn`` close over, ``beta`` and the rays.
+    Gradients reach everything ``sdf_fn``/``color_fn`` close over, ``beta`` and the rays (the
+    sample distances along each ray are treated as constants).
     """
+    config = config or VolSDFConfig()
     check_rays(origins, directions)
     if config.n_samples < 1 or config.chunk_rays < 1:
         raise RenderInputError(f"n_samples and chunk_rays must be >= 1, got {config.n_samples}, {config.chunk_rays}")
