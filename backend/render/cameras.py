@@ -35,7 +35,7 @@ class CameraError(ValueError):
 _BLENDER_TO_OPENCV_AXES = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
 
 
-@dataclass
+@dataclass(eq=False)
 class Cameras:
     """A batch of ``B`` pinhole cameras sharing one image size.
 
