@@ -8,11 +8,11 @@ import torch
 
 from backend.models.encoders import EncoderConfig, EncoderInputError, prepare_images
 from backend.models.shape_model import (
+    ColorNetConfig,
+    SDFNetConfig,
     ShapeModel,
     ShapeModelConfig,
     ShapeModelInputError,
-    SDFNetConfig,
-    ColorNetConfig,
 )
 from backend.render.cameras import orbit_cameras
 from backend.render.volsdf import VolSDFConfig, VolSDFRenderer, eikonal_loss

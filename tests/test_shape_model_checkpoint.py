@@ -19,7 +19,7 @@ from backend.models.checkpoint import (
     save_shape_model,
 )
 from backend.models.encoders import EncoderConfig
-from backend.models.shape_model import ShapeModel, ShapeModelConfig, SDFNetConfig
+from backend.models.shape_model import SDFNetConfig, ShapeModel, ShapeModelConfig
 
 
 def _tiny_config(**sdf):
@@ -103,7 +103,7 @@ def test_manifest_problems_raise_named_errors(saved, edit, error, message):
 
 
 def test_weights_from_another_save_and_missing_files(saved, tmp_path):
-    model, files = saved
+    _, files = saved
     other = save_shape_model(tmp_path / "other", ShapeModel(_tiny_config()))
     files.weights.write_bytes(other.weights.read_bytes())
     with pytest.raises(CheckpointFormatError, match="hash"):

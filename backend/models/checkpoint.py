@@ -60,7 +60,7 @@ class CheckpointFiles:
     """The ``.json`` file."""
 
     @classmethod
-    def at(cls, path: str | Path) -> "CheckpointFiles":
+    def at(cls, path: str | Path) -> CheckpointFiles:
         """Both paths for ``NAME``, ``NAME.safetensors`` or ``NAME.json``."""
         path = Path(path)
         base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path

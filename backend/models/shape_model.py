@@ -15,9 +15,10 @@ Use:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ class ShapeModelConfig:
     """Colour network."""
 
     @classmethod
-    def preset(cls, name: str) -> "ShapeModelConfig":
+    def preset(cls, name: str) -> ShapeModelConfig:
         """``"cpu"``: small CNN, 5x64 SDF MLP, 64-d codes, 64 px input (the default).
         ``"gpu"``: ResNet-34, 8x256 SDF MLP, 256-d codes, 128 px input."""
         if name == "cpu":
@@ -240,7 +241,7 @@ class ColorNetwork(nn.Module):
         self.config = config
         widths = [3 + 6 * config.pe_freqs + code_dim] + [config.hidden] * config.layers
         body: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in itertools.pairwise(widths):
             body += [nn.Linear(a, b), nn.ReLU()]
         self.body = nn.Sequential(*body, nn.Linear(config.hidden, 3))
 

@@ -7,10 +7,9 @@ glTF expect) for a field that is negative inside.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -10,12 +10,13 @@ Field interface (both renderers, the shape model and analytic shapes):
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import torch
+
 SDFFn = Callable[[torch.Tensor], torch.Tensor]
 ColorFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
-Background = Union[str, torch.Tensor, tuple, None]
+Background = str | torch.Tensor | tuple | None
 
 
 class RenderInputError(ValueError):
