@@ -298,7 +298,8 @@ def bed(rng: U) -> ShapeSpec:
         r = W / 2 + 0.03
         disk = Transform(Cylinder((0, 0, 0), r, 0.04, 0.02), rotation("x", np.pi / 2), (0, hy, head_h - r))
         low = RoundBox((0, hy, (head_h - r) / 2), (r, 0.04, (head_h - r) / 2), 0.02)
-        parts.append(Part("headboard", Union([disk, low]), 0))
+        # the disk may reach below the floor on low, wide beds: cut it at z = 0
+        parts.append(Part("headboard", Intersect(Union([disk, low]), HalfSpace((0, 0, -1), 0.0)), 0))
     else:
         for sx in (-1, 1):
             parts.append(Part("post", Cylinder((sx * (W / 2 + 0.02), hy, head_h / 2), 0.04, head_h / 2, 0.02), 0))

@@ -38,6 +38,7 @@ def rock(rng: U) -> ShapeSpec:
         extent = float(np.sqrt(((radii * n) ** 2).sum()))
         base = Intersect(base, HalfSpace(n, extent * rng.uniform(0.6, 0.9)))
     rough = _bumps(rng, base, float(radii.max()), (0.03, 0.12), n=8, freq=(1.5, 6.0))
+    rough = _bumps(rng, rough, float(radii.max()), (0.01, 0.025), n=10, freq=(8.0, 14.0))
     rough = Intersect(rough, HalfSpace((0, 0, -1), radii[2] * 0.7))  # sits flat on the ground
     m = material(rng, "stone")
     return ShapeSpec([Part("rock", rough, 0)], [m], dict(radii=radii.tolist(), cuts=n_cuts))
@@ -118,7 +119,7 @@ def tree(rng: U) -> ShapeSpec:
             prof = np.array([[0, z0], [w, z0 + th * 0.1], [w * 0.1, z0 + th], [0, z0 + th]])
             parts.append(Part(f"tier{i}", Lathe(prof, center=(trunk_top[0] * z0 / trunk_h, trunk_top[1] * z0 / trunk_h, 0)), 1))
         return ShapeSpec(parts, [bark, leaves], dict(kind=kind, height=H, tiers=tiers), blend=H * 0.02)
-    n_br = int(rng.integers(2, 6))
+    n_br = int(rng.integers(2, 6)) if kind != "round" else 0  # a round crown hides its branches
     blobs = []
     for i in range(n_br):
         az = 2 * np.pi * i / n_br + rng.uniform(-0.4, 0.4)

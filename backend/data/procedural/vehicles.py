@@ -28,8 +28,9 @@ def car(rng: U) -> ShapeSpec:
     cab_y = {"van": 0.05, "pickup": -0.1, "hatchback": 0.1, "suv": 0.1}.get(kind, 0.05) * L
     z_cab = z_body + body_h
     cabin_box = RoundBox((0, cab_y, z_cab + cab_h / 2 - 0.05), (W / 2 * 0.9, cab_len / 2, cab_h / 2 + 0.05), 0.12)
-    slope_f = np.deg2rad(rng.uniform(25, 45) if kind != "van" else 15)
-    slope_b = np.deg2rad(rng.uniform(10, 40) if kind in ("sedan", "sports") else 8)
+    # windscreen / rear window angles from the vertical
+    slope_f = np.deg2rad(rng.uniform(45, 65) if kind != "van" else rng.uniform(20, 35))
+    slope_b = np.deg2rad(rng.uniform(45, 65) if kind in ("sedan", "sports") else rng.uniform(5, 25))
     front = HalfSpace((0, -np.cos(slope_f), np.sin(slope_f)),
                       np.dot((0, -np.cos(slope_f), np.sin(slope_f)), (0, cab_y - cab_len / 2, z_cab)) + 0.0)
     back = HalfSpace((0, np.cos(slope_b), np.sin(slope_b)),
