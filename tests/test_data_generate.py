@@ -33,6 +33,21 @@ def test_splits_hold_out_shapes_of_every_category_and_whole_categories():
     assert len(everything) == len(set(everything)) == 30
 
 
+def test_growing_a_dataset_never_moves_shapes_between_splits():
+    small = GenerationConfig(categories=("chair", "mug"), shapes_per_category=5)
+    first = assign_splits(small)
+    existing = {n: k for k, names in first.items() for n in names}
+    grown = assign_splits(replace(small, shapes_per_category=20), existing)
+    for split, names in first.items():
+        assert set(names) <= set(grown[split])
+    assert sum(n.startswith("chair/") for n in grown["test"]) == 2  # 10 % of 20
+    # an untouched category keeps its shapes; a clashing hold-out is refused
+    only_mug = assign_splits(GenerationConfig(categories=("mug",), shapes_per_category=5), existing)
+    assert set(first["train"]) <= set(only_mug["train"])
+    with pytest.raises(DatasetConfigError, match="clashes"):
+        assign_splits(replace(small, holdout_categories=("mug",)), existing)
+
+
 def test_bad_configs_raise():
     with pytest.raises(DatasetConfigError, match="unknown categories"):
         GenerationConfig(categories=("spaceship",)).validate()

@@ -68,7 +68,7 @@ class ProceduralDataset:
             images=np.zeros((0, res, res, 3), np.float32), masks=np.zeros((0, res, res), np.float32),
             intrinsics=np.array([views[k]["K"] for k in idx], dtype=np.float32).reshape(-1, 3, 3),
             world_to_cam=np.array([views[k]["world_to_cam"] for k in idx], dtype=np.float32).reshape(-1, 4, 4),
-            meta={**meta, "views": [views[k] for k in idx]},
+            meta={**meta, "cameras": [views[k] for k in idx]},
         )
         if "views" in self.load and idx:
             rgba = np.stack([_png(d / views[k]["rgba"]) for k in idx])

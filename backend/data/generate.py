@@ -175,25 +175,64 @@ def is_complete(root: str | Path, category: str, seed: int) -> bool:
     return (shape_dir(Path(root), category, seed) / "meta.json").is_file()
 
 
-def assign_splits(cfg: GenerationConfig) -> dict[str, list[str]]:
-    """Deterministic split of shape names: per seen category a seeded shuffle, then val/test/train."""
+def assign_splits(cfg: GenerationConfig, existing: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Deterministic split of shape names (``'<category>/<name>'``).
+
+    Held-out categories go to test_unseen. In every other category, shapes already assigned in
+    ``existing`` (name -> split, from an earlier run) keep their split, and new shapes, in a
+    seeded order, fill test then val up to their fractions (test gets at least one shape when a
+    category has 3 or more), then train. So growing a dataset never moves a shape between splits.
+    """
+    existing = dict(existing or {})
     splits: dict[str, list[str]] = {s: [] for s in SPLITS}
-    seeds = list(range(cfg.base_seed, cfg.base_seed + cfg.shapes_per_category))
+    seeds = range(cfg.base_seed, cfg.base_seed + cfg.shapes_per_category)
     for cat in cfg.resolved_categories():
         names = [f"{cat}/{shape_name(cat, s)}" for s in seeds]
-        if cat in cfg.holdout_categories:
+        names += [n for n in existing if n.split("/", 1)[0] == cat and n not in names]
+        held_out = cat in cfg.holdout_categories
+        for n in names:
+            if n in existing and (existing[n] == "test_unseen") != held_out:
+                raise DatasetConfigError(
+                    f"{n} is in split {existing[n]!r} of the existing dataset, which clashes with "
+                    f"holdout_categories={list(cfg.holdout_categories)}; use a new --out directory")
+        if held_out:
             splits["test_unseen"] += names
             continue
-        order = _shape_rng("split", cat, cfg.base_seed).permutation(len(names))
-        n = len(names)
-        n_test = int(round(cfg.test_fraction * n)) if n >= 3 else 0
-        n_val = int(round(cfg.val_fraction * n)) if n >= 3 else 0
-        if cfg.test_fraction > 0 and n >= 3:
-            n_test = max(n_test, 1)  # held-in test: every category is represented
-        for rank, idx in enumerate(order):
-            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            splits[split].append(names[idx])
+        total = len(names)
+        want_test = int(round(cfg.test_fraction * total)) if total >= 3 else 0
+        if cfg.test_fraction > 0 and total >= 3:
+            want_test = max(want_test, 1)
+        want_val = int(round(cfg.val_fraction * total)) if total >= 3 else 0
+        have = {s: sum(existing.get(n) == s for n in names) for s in SPLITS}
+        new = [n for n in names if n not in existing]
+        order = sorted(new, key=lambda n: zlib.crc32(f"split/{n}".encode()))
+        for n in order:
+            if have["test"] < want_test:
+                split = "test"
+            elif have["val"] < want_val:
+                split = "val"
+            else:
+                split = "train"
+            have[split] += 1
+            existing[n] = split
+        for n in names:
+            splits[existing[n]].append(n)
+    run_categories = set(cfg.resolved_categories())
+    for n, split in existing.items():  # shapes of categories this run does not touch
+        if n.split("/", 1)[0] not in run_categories:
+            splits[split].append(n)
     return {k: sorted(v) for k, v in splits.items()}
+
+
+def read_splits(root: Path) -> dict[str, str]:
+    """name -> split for the split files of an existing dataset (empty if none)."""
+    out: dict[str, str] = {}
+    for split in SPLITS:
+        p = Path(root) / "splits" / f"{split}.txt"
+        if p.is_file():
+            for n in p.read_text().split():
+                out[n] = split
+    return out
 
 
 def _write_index(root: Path, cfg: GenerationConfig) -> None:
@@ -213,7 +252,7 @@ def _write_index(root: Path, cfg: GenerationConfig) -> None:
                     "use a new --out directory (or delete the old dataset)")
         old_cfg = dict(old.get("config", {}))
         new_cfg = info["config"]
-        for key in ("views", "render", "samples", "mesh_resolution"):
+        for key in ("views", "render", "samples", "mesh_resolution", "val_fraction", "test_fraction"):
             if key in old_cfg and old_cfg[key] != json.loads(json.dumps(new_cfg[key])):
                 raise DatasetConfigError(f"{path}: setting {key!r} differs from the existing dataset; "
                                          "use a new --out directory")
@@ -225,12 +264,10 @@ def _write_index(root: Path, cfg: GenerationConfig) -> None:
     os.replace(tmp, path)
     splits_dir = root / "splits"
     splits_dir.mkdir(exist_ok=True)
-    for name, items in assign_splits(cfg).items():
-        p = splits_dir / f"{name}.txt"
-        old_items = p.read_text().split() if p.exists() else []
-        merged = sorted(set(old_items) | set(items))
-        (splits_dir / f".{name}.tmp").write_text("".join(f"{x}\n" for x in merged))
-        os.replace(splits_dir / f".{name}.tmp", p)
+    for name, items in assign_splits(cfg, read_splits(root)).items():
+        tmp_split = splits_dir / f".{name}.tmp"
+        tmp_split.write_text("".join(f"{x}\n" for x in items))
+        os.replace(tmp_split, splits_dir / f"{name}.txt")
 
 
 def _worker_init() -> None:
