@@ -6,6 +6,7 @@ Example:
         --shapes-per-category 2 --views 8 --res 128
 Re-running the same command skips complete shapes; see docs/dataset.md for the layout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mesh-res", type=int, default=128, help="marching-cubes grid for mesh.ply (default 128)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     p.add_argument("--seed", type=int, default=0, help="first shape seed (default 0)")
-    p.add_argument("--categories", nargs="+", default=None, metavar="CAT",
-                   help=f"categories to make (default all): {' '.join(CATEGORIES)}")
-    p.add_argument("--holdout-categories", nargs="+", default=(), metavar="CAT",
-                   help="categories kept out of train/val/test (all their shapes go to test_unseen)")
+    p.add_argument(
+        "--categories",
+        nargs="+",
+        default=None,
+        metavar="CAT",
+        help=f"categories to make (default all): {' '.join(CATEGORIES)}",
+    )
+    p.add_argument(
+        "--holdout-categories",
+        nargs="+",
+        default=(),
+        metavar="CAT",
+        help="categories kept out of train/val/test (all their shapes go to test_unseen)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
     return p.parse_args(argv)
@@ -45,10 +56,16 @@ def main(argv=None) -> int:
 
     a = parse_args(argv)
     cfg = GenerationConfig(
-        categories=tuple(a.categories or ()), shapes_per_category=a.shapes_per_category, base_seed=a.seed,
-        mesh_resolution=a.mesh_res, views=replace(ViewSamplingConfig(), views=a.views, resolution=a.res),
-        render=replace(RenderConfig(), samples=a.samples), val_fraction=a.val_fraction,
-        test_fraction=a.test_fraction, holdout_categories=tuple(a.holdout_categories))
+        categories=tuple(a.categories or ()),
+        shapes_per_category=a.shapes_per_category,
+        base_seed=a.seed,
+        mesh_resolution=a.mesh_res,
+        views=replace(ViewSamplingConfig(), views=a.views, resolution=a.res),
+        render=replace(RenderConfig(), samples=a.samples),
+        val_fraction=a.val_fraction,
+        test_fraction=a.test_fraction,
+        holdout_categories=tuple(a.holdout_categories),
+    )
     try:
         res = generate_dataset(a.out, cfg, workers=a.workers, log=lambda m: print(m, flush=True))
     except DatasetConfigError as e:
@@ -59,8 +76,16 @@ def main(argv=None) -> int:
         keys = ("mesh_s", "samples_s", "render_s", "total_s")
         mean = {k: sum(d[k] for d in done) / len(done) for k in keys}
         print("mean per shape: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in mean.items()))
-    print(json.dumps({"made": len(done), "skipped": len(res["skipped"]), "failed": len(res["failed"]),
-                      "seconds": round(res["seconds"], 1)}))
+    print(
+        json.dumps(
+            {
+                "made": len(done),
+                "skipped": len(res["skipped"]),
+                "failed": len(res["failed"]),
+                "seconds": round(res["seconds"], 1),
+            }
+        )
+    )
     return 1 if res["failed"] else 0
 
 

@@ -1,4 +1,5 @@
 """The DVR/ONet ShapeNet-layout loader, on a synthetic model whose answers are known exactly."""
+
 from __future__ import annotations
 
 import numpy as np

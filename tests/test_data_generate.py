@@ -1,4 +1,5 @@
 """Dataset generation without renders: layout, splits, resume, atomic writes, config checks."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,17 @@ from backend.data.generate import DatasetConfigError, GenerationConfig, assign_s
 from backend.data.records import DatasetError
 from backend.data.samples import SampleConfig
 
-TINY = GenerationConfig(categories=("bowl", "rock"), shapes_per_category=2, mesh_resolution=32,
-                        views=replace(ViewSamplingConfig(), views=0, resolution=32),
-                        samples=SampleConfig(surface_points=500, uniform_points=300, near_points=300))
+TINY = GenerationConfig(
+    categories=("bowl", "rock"),
+    shapes_per_category=2,
+    mesh_resolution=32,
+    views=replace(ViewSamplingConfig(), views=0, resolution=32),
+    samples=SampleConfig(surface_points=500, uniform_points=300, near_points=300),
+)
 
 
 def test_splits_hold_out_shapes_of_every_category_and_whole_categories():
-    cfg = GenerationConfig(categories=("chair", "mug", "tree"), shapes_per_category=10,
-                           holdout_categories=("tree",))
+    cfg = GenerationConfig(categories=("chair", "mug", "tree"), shapes_per_category=10, holdout_categories=("tree",))
     s = assign_splits(cfg)
     assert s == assign_splits(cfg)  # deterministic
     for cat in ("chair", "mug"):

@@ -1,4 +1,5 @@
 """Procedural shapes: determinism, variety, watertight normalised meshes, SDF sign vs mesh."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,25 @@ import pytest
 
 from backend.data.procedural import CATEGORIES, GRID_PADDING, UnknownCategoryError, make_shape
 
-EVERYDAY = {"chair", "table", "stool", "bench", "sofa", "bed", "bookshelf", "cabinet", "lamp", "vase",
-            "bottle", "mug", "bowl", "car", "airplane", "boat", "plant_pot"}
+EVERYDAY = {
+    "chair",
+    "table",
+    "stool",
+    "bench",
+    "sofa",
+    "bed",
+    "bookshelf",
+    "cabinet",
+    "lamp",
+    "vase",
+    "bottle",
+    "mug",
+    "bowl",
+    "car",
+    "airplane",
+    "boat",
+    "plant_pot",
+}
 ORGANIC = {"rock", "fruit", "tree", "mushroom", "quadruped", "humanoid"}
 
 _MESHES: dict = {}
@@ -75,7 +93,9 @@ def test_different_seeds_differ(category):
         for j in range(i + 1, 3):
             inter = np.count_nonzero(occ[i] & occ[j])
             union = np.count_nonzero(occ[i] | occ[j])
-            assert union > 0 and inter / union < 0.9, f"{category} seeds {i},{j} nearly identical (IoU {inter / union:.2f})"
+            assert union > 0 and inter / union < 0.9, (
+                f"{category} seeds {i},{j} nearly identical (IoU {inter / union:.2f})"
+            )
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """A real Blender (Cycles) render of one shape, checked against the mesh it was made from."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,14 @@ from backend.data.samples import SampleConfig, mesh_distance, sdf_normals
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("render")
-    cfg = GenerationConfig(categories=("mug",), shapes_per_category=1, base_seed=3, mesh_resolution=64,
-                           views=replace(ViewSamplingConfig(), views=2, resolution=64),
-                           samples=SampleConfig(surface_points=2000, uniform_points=1000, near_points=1000))
+    cfg = GenerationConfig(
+        categories=("mug",),
+        shapes_per_category=1,
+        base_seed=3,
+        mesh_resolution=64,
+        views=replace(ViewSamplingConfig(), views=2, resolution=64),
+        samples=SampleConfig(surface_points=2000, uniform_points=1000, near_points=1000),
+    )
     logs: list[str] = []
     res = generate_dataset(root, cfg, workers=1, log=logs.append)
     assert not res["failed"], res["failed"]

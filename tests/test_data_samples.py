@@ -1,4 +1,5 @@
 """Samples, cameras and the EXR reader (no Blender needed)."""
+
 from __future__ import annotations
 
 import struct
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 import trimesh
 
-from backend.data.cameras import (ViewSamplingConfig, backproject_depth, blender_to_world_to_cam, intrinsics,
-                                  look_at_blender, sample_views, spherical)
+from backend.data.cameras import (
+    ViewSamplingConfig,
+    backproject_depth,
+    blender_to_world_to_cam,
+    intrinsics,
+    look_at_blender,
+    sample_views,
+    spherical,
+)
 from backend.data.exr import ExrError, read_exr
 from backend.data.procedural import make_shape
 from backend.data.samples import SampleConfig, mesh_distance, sdf_samples, surface_samples
@@ -24,8 +32,12 @@ def test_mesh_distance_matches_brute_force(mug):
     _, mesh = mug
     pts = np.random.default_rng(0).uniform(-0.55, 0.55, (150, 3))
     tri = mesh.triangles
-    brute = np.array([np.linalg.norm(trimesh.triangles.closest_point(tri, np.repeat(p[None], len(tri), 0)) - p,
-                                     axis=1).min() for p in pts])
+    brute = np.array(
+        [
+            np.linalg.norm(trimesh.triangles.closest_point(tri, np.repeat(p[None], len(tri), 0)) - p, axis=1).min()
+            for p in pts
+        ]
+    )
     np.testing.assert_allclose(mesh_distance(mesh, pts), brute, atol=1e-9)
 
 
@@ -95,14 +107,21 @@ def _write_exr(path, channels: dict[str, np.ndarray]) -> None:
     def attr(name, typ, data):
         return name.encode() + b"\0" + typ.encode() + b"\0" + struct.pack("<i", len(data)) + data
 
-    chl = b"".join(n.encode() + b"\0" + struct.pack("<i", 2) + b"\0\0\0\0" + struct.pack("<ii", 1, 1)
-                   for n in names) + b"\0"
-    header = (attr("channels", "chlist", chl) + attr("compression", "compression", b"\0")
-              + attr("dataWindow", "box2i", struct.pack("<4i", 0, 0, w - 1, h - 1))
-              + attr("displayWindow", "box2i", struct.pack("<4i", 0, 0, w - 1, h - 1))
-              + attr("lineOrder", "lineOrder", b"\0") + attr("pixelAspectRatio", "float", struct.pack("<f", 1))
-              + attr("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0))
-              + attr("screenWindowWidth", "float", struct.pack("<f", 1)) + b"\0")
+    chl = (
+        b"".join(n.encode() + b"\0" + struct.pack("<i", 2) + b"\0\0\0\0" + struct.pack("<ii", 1, 1) for n in names)
+        + b"\0"
+    )
+    header = (
+        attr("channels", "chlist", chl)
+        + attr("compression", "compression", b"\0")
+        + attr("dataWindow", "box2i", struct.pack("<4i", 0, 0, w - 1, h - 1))
+        + attr("displayWindow", "box2i", struct.pack("<4i", 0, 0, w - 1, h - 1))
+        + attr("lineOrder", "lineOrder", b"\0")
+        + attr("pixelAspectRatio", "float", struct.pack("<f", 1))
+        + attr("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0))
+        + attr("screenWindowWidth", "float", struct.pack("<f", 1))
+        + b"\0"
+    )
     start = 8 + len(header) + 8 * h
     lines, offsets = [], []
     for y in range(h):

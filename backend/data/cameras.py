@@ -11,6 +11,7 @@ Conventions (also in docs/dataset.md):
 - Azimuth 0 puts the camera in front of the object (on -Y), 90 deg on its right (+X);
   elevation is the angle above the XY plane.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -95,21 +96,25 @@ def sample_views(rng: np.random.Generator, cfg: ViewSamplingConfig, bounding_rad
         sun_az = az + rng.uniform(-100.0, 100.0)
         sun_el = rng.uniform(*cfg.sun_elevation_range_deg)
         tint = rng.uniform(0.85, 1.0, 3)
-        out.append({
-            "index": i,
-            "azimuth_deg": float(az), "elevation_deg": float(el), "distance": float(dist),
-            "K": K.tolist(),
-            "world_to_cam": blender_to_world_to_cam(c2w).tolist(),
-            "cam_to_world_blender": c2w.tolist(),
-            "light": {
-                "sun_direction": spherical(sun_az, sun_el, 1.0).tolist(),
-                "sun_strength": float(rng.uniform(*cfg.sun_strength_range)),
-                "sun_angle_deg": float(rng.uniform(2.0, 25.0)),
-                "sun_color": (tint / tint.max()).tolist(),
-                "world_strength": float(rng.uniform(*cfg.world_strength_range)),
-                "world_color": (1.0 - 0.15 * rng.uniform(0, 1, 3)).tolist(),
-            },
-        })
+        out.append(
+            {
+                "index": i,
+                "azimuth_deg": float(az),
+                "elevation_deg": float(el),
+                "distance": float(dist),
+                "K": K.tolist(),
+                "world_to_cam": blender_to_world_to_cam(c2w).tolist(),
+                "cam_to_world_blender": c2w.tolist(),
+                "light": {
+                    "sun_direction": spherical(sun_az, sun_el, 1.0).tolist(),
+                    "sun_strength": float(rng.uniform(*cfg.sun_strength_range)),
+                    "sun_angle_deg": float(rng.uniform(2.0, 25.0)),
+                    "sun_color": (tint / tint.max()).tolist(),
+                    "world_strength": float(rng.uniform(*cfg.world_strength_range)),
+                    "world_color": (1.0 - 0.15 * rng.uniform(0, 1, 3)).tolist(),
+                },
+            }
+        )
     return out
 
 

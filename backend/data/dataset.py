@@ -1,4 +1,5 @@
 """Torch-free reader for datasets written by backend.data.generate (see docs/dataset.md)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ class ProceduralDataset:
     "points" (surface samples), "sdf". Views can be limited with ``view_indices``.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", categories: Sequence[str] | None = None,
-                 load: Sequence[str] = ("views", "geometry", "points", "sdf")):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        categories: Sequence[str] | None = None,
+        load: Sequence[str] = ("views", "geometry", "points", "sdf"),
+    ):
         self.root = Path(root)
         if split not in SPLIT_NAMES:
             raise ValueError(f"unknown split {split!r}; use one of {SPLIT_NAMES}")
@@ -64,8 +70,10 @@ class ProceduralDataset:
         idx = list(range(len(views))) if view_indices is None else list(view_indices)
         res = int(cams["resolution"])
         rec = ShapeRecord(
-            shape_id=name, category=meta["category"],
-            images=np.zeros((0, res, res, 3), np.float32), masks=np.zeros((0, res, res), np.float32),
+            shape_id=name,
+            category=meta["category"],
+            images=np.zeros((0, res, res, 3), np.float32),
+            masks=np.zeros((0, res, res), np.float32),
             intrinsics=np.array([views[k]["K"] for k in idx], dtype=np.float32).reshape(-1, 3, 3),
             world_to_cam=np.array([views[k]["world_to_cam"] for k in idx], dtype=np.float32).reshape(-1, 4, 4),
             meta={**meta, "cameras": [views[k] for k in idx]},
@@ -78,8 +86,7 @@ class ProceduralDataset:
             rec.normals = _npz(d / "views" / "normal.npz", "normal")[idx].astype(np.float32)
         if "points" in self.load:
             with _open_npz(d / "points.npz") as z:
-                rec.surface_points, rec.surface_normals, rec.surface_colors = (
-                    z["points"], z["normals"], z["colors"])
+                rec.surface_points, rec.surface_normals, rec.surface_colors = (z["points"], z["normals"], z["colors"])
         if "sdf" in self.load:
             with _open_npz(d / "sdf.npz") as z:
                 rec.sdf_points, rec.sdf, rec.occupancy = z["points"], z["sdf"], z["occupancy"].astype(bool)

@@ -17,6 +17,7 @@ We factor that into pixel intrinsics K (pixel centres at j + 0.5) and an OpenCV 
 world->camera transform, and rotate the object frame from the source's axes (ShapeNet: Y up;
 the front axis is configurable) into the project's Z-up / front -Y frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,9 +62,14 @@ def axis_conversion(up: str, front: str) -> np.ndarray:
     return np.stack([np.cross(r_y, r_z), r_y, r_z])
 
 
-def decompose_dvr_camera(camera_mat: np.ndarray, world_mat: np.ndarray, scale_mat: np.ndarray,
-                         width: int, height: int, conversion: np.ndarray = np.eye(3)
-                         ) -> tuple[np.ndarray, np.ndarray, float]:
+def decompose_dvr_camera(
+    camera_mat: np.ndarray,
+    world_mat: np.ndarray,
+    scale_mat: np.ndarray,
+    width: int,
+    height: int,
+    conversion: np.ndarray = np.eye(3),
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(K [3,3] in pixels, OpenCV world_to_cam [4,4] in the converted frame, depth_scale).
 
     ``depth_scale`` divides DVR depth values to give z in the returned camera frame (DVR's
@@ -71,11 +77,12 @@ def decompose_dvr_camera(camera_mat: np.ndarray, world_mat: np.ndarray, scale_ma
     """
     from scipy.linalg import rq
 
-    m = (np.asarray(camera_mat, float) @ np.asarray(world_mat, float) @ np.asarray(scale_mat, float))
+    m = np.asarray(camera_mat, float) @ np.asarray(world_mat, float) @ np.asarray(scale_mat, float)
     if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6):
         raise DatasetError("camera_mat @ world_mat @ scale_mat must be affine (last row 0 0 0 1)")
-    ndc_to_pix = np.array([[(width - 1) / 2, 0, (width - 1) / 2 + 0.5],
-                           [0, (height - 1) / 2, (height - 1) / 2 + 0.5], [0, 0, 1]])
+    ndc_to_pix = np.array(
+        [[(width - 1) / 2, 0, (width - 1) / 2 + 0.5], [0, (height - 1) / 2, (height - 1) / 2 + 0.5], [0, 0, 1]]
+    )
     P = ndc_to_pix @ m[:3]
     P = P @ np.block([[conversion.T, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
     Kr, R = rq(P[:, :3])
@@ -94,8 +101,13 @@ def decompose_dvr_camera(camera_mat: np.ndarray, world_mat: np.ndarray, scale_ma
 class DVRDataset:
     """Models of a DVR/ONet ShapeNet-style directory, yielding ShapeRecords."""
 
-    def __init__(self, root: str | Path, split: str | None = None, categories: Sequence[str] | None = None,
-                 layout: DVRLayout = DVRLayout()):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        categories: Sequence[str] | None = None,
+        layout: DVRLayout = DVRLayout(),
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset root {self.root} does not exist")
@@ -158,16 +170,26 @@ class DVRDataset:
                     raise DatasetError(f"{cam_path}: missing {key} (view {ip.name})")
             scale = cams[f"scale_mat_{k}"] if f"scale_mat_{k}" in cams else np.eye(4)
             h, w = rgbs[-1].shape[:2]
-            K, w2c, lam = decompose_dvr_camera(cams[f"camera_mat_{k}"], cams[f"world_mat_{k}"], scale, w, h,
-                                               self.conversion)
+            K, w2c, lam = decompose_dvr_camera(
+                cams[f"camera_mat_{k}"], cams[f"world_mat_{k}"], scale, w, h, self.conversion
+            )
             Ks.append(K)
             w2cs.append(w2c)
             scales.append(lam)
-        rec = ShapeRecord(shape_id=name, category=name.split("/", 1)[0],
-                          images=np.stack(rgbs), masks=np.stack(alphas),
-                          intrinsics=np.array(Ks, np.float32), world_to_cam=np.array(w2cs, np.float32),
-                          meta={"source": "dvr", "root": str(self.root), "axis_conversion": self.conversion.tolist(),
-                                "images": [p.name for p in images]})
+        rec = ShapeRecord(
+            shape_id=name,
+            category=name.split("/", 1)[0],
+            images=np.stack(rgbs),
+            masks=np.stack(alphas),
+            intrinsics=np.array(Ks, np.float32),
+            world_to_cam=np.array(w2cs, np.float32),
+            meta={
+                "source": "dvr",
+                "root": str(self.root),
+                "axis_conversion": self.conversion.tolist(),
+                "images": [p.name for p in images],
+            },
+        )
         depth_dir = d / lay.depth_dir
         if depth_dir.is_dir():
             from .exr import read_exr
@@ -186,8 +208,8 @@ class DVRDataset:
         if pc.is_file():
             with np.load(pc) as z:
                 _need(z, pc, ("points", "normals"))
-                rec.surface_points = (z["points"].astype(np.float32) @ C.T)
-                rec.surface_normals = (z["normals"].astype(np.float32) @ C.T)
+                rec.surface_points = z["points"].astype(np.float32) @ C.T
+                rec.surface_normals = z["normals"].astype(np.float32) @ C.T
         pts = d / lay.points_file
         if pts.is_file():
             with np.load(pts) as z:
@@ -195,7 +217,7 @@ class DVRDataset:
                 p = z["points"].astype(np.float32)
                 occ = z["occupancies"]
                 if occ.dtype == np.uint8 and occ.size == -(-len(p) // 8) and len(p) > occ.size:
-                    occ = np.unpackbits(occ)[:len(p)]  # ONet stores np.packbits(occupancies)
+                    occ = np.unpackbits(occ)[: len(p)]  # ONet stores np.packbits(occupancies)
                 if occ.size != len(p):
                     raise DatasetError(f"{pts}: {occ.size} occupancies for {len(p)} points")
                 rec.sdf_points, rec.occupancy = p @ C.T, occ.astype(bool).reshape(-1)

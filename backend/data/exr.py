@@ -3,6 +3,7 @@
 Supports single-part scanline images with NONE, ZIPS or ZIP compression and HALF/FLOAT/UINT
 channels: exactly what Blender writes for a multilayer EXR with ``exr_codec`` NONE or ZIP.
 """
+
 from __future__ import annotations
 
 import struct
@@ -45,7 +46,7 @@ def _read_header(buf: bytes, pos: int) -> tuple[dict[str, bytes], int]:
         _typ, pos = _cstr(buf, pos)
         size = struct.unpack_from("<i", buf, pos)[0]
         pos += 4
-        header[name] = buf[pos:pos + size]
+        header[name] = buf[pos : pos + size]
         pos += size
     return header, pos + 1
 
@@ -103,7 +104,7 @@ def read_exr(path: str | Path) -> dict[str, np.ndarray]:
         for off in offsets:
             off += 4 if multipart else 0  # part number
             y, size = struct.unpack_from("<2i", buf, off)
-            data = buf[off + 8: off + 8 + size]
+            data = buf[off + 8 : off + 8 + size]
             rows = min(lpb, ymax + 1 - y)
             expected = rows * w * sum(dt.itemsize for _, dt in chans)
             if size < expected:

@@ -5,6 +5,7 @@ renamed into ``<root>/<category>/<name>/`` only once every file is written, so a
 directory that exists is complete; an interrupted run leaves only temp dirs, which the next
 run deletes and redoes. See docs/dataset.md for the layout.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ import zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -80,7 +81,9 @@ class GenerationConfig:
             raise DatasetConfigError("shapes_per_category must be >= 1")
         if self.base_seed < 0:
             raise DatasetConfigError("base_seed must be >= 0")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+        if not (
+            0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
             raise DatasetConfigError("val_fraction and test_fraction must be in [0, 1) and sum to < 1")
         if self.views.resolution < 8 or self.views.views < 0:
             raise DatasetConfigError("resolution must be >= 8 and views >= 0")
@@ -114,7 +117,8 @@ def generate_shape(root: str | Path, category: str, seed: int, cfg: GenerationCo
         shape = make_shape(category, seed)
         mesh = shape.mesh(cfg.mesh_resolution)
         mesh.visual.vertex_colors = np.concatenate(
-            [np.round(shape.color(mesh.vertices) * 255), np.full((len(mesh.vertices), 1), 255)], axis=1).astype(np.uint8)
+            [np.round(shape.color(mesh.vertices) * 255), np.full((len(mesh.vertices), 1), 255)], axis=1
+        ).astype(np.uint8)
         mesh.export(tmp / "mesh.ply")
         t_mesh = time.perf_counter()
         rng = _shape_rng("samples", category, seed)
@@ -131,9 +135,17 @@ def generate_shape(root: str | Path, category: str, seed: int, cfg: GenerationCo
 
             materials = [m.to_json() for m in shape.materials]
             face_mat = shape.material_ids(mesh.triangles_center)
-            render_info = render_views(mesh.vertices, mesh.faces, face_mat, materials, views,
-                                       cfg.views.resolution, tmp / "views", cfg.render,
-                                       seed=zlib.crc32(f"{category}/{seed}".encode()))
+            render_info = render_views(
+                mesh.vertices,
+                mesh.faces,
+                face_mat,
+                materials,
+                views,
+                cfg.views.resolution,
+                tmp / "views",
+                cfg.render,
+                seed=zlib.crc32(f"{category}/{seed}".encode()),
+            )
         t_render = time.perf_counter()
         cameras = {
             "convention": {
@@ -148,18 +160,32 @@ def generate_shape(root: str | Path, category: str, seed: int, cfg: GenerationCo
             "views": [dict(v, rgba=f"views/rgba_{v['index']:04d}.png") for v in views],
         }
         (tmp / "cameras.json").write_text(json.dumps(cameras, indent=1))
-        timings = {"mesh_s": t_mesh - t0, "samples_s": t_samples - t_mesh, "render_s": t_render - t_samples,
-                   "total_s": time.perf_counter() - t0}
+        timings = {
+            "mesh_s": t_mesh - t0,
+            "samples_s": t_samples - t_mesh,
+            "render_s": t_render - t_samples,
+            "total_s": time.perf_counter() - t0,
+        }
         meta = shape.metadata()
-        meta.update({
-            "name": final.name, "format_version": FORMAT_VERSION, "generator_version": GENERATOR_VERSION,
-            "mesh": {"resolution": cfg.mesh_resolution, "vertices": int(len(mesh.vertices)),
-                     "faces": int(len(mesh.faces)), "watertight": bool(mesh.is_watertight),
-                     "bounds": mesh.bounds.tolist()},
-            "samples": {"surface": int(len(surf["points"])), "sdf": int(len(sdf["points"]))},
-            "views": len(views), "resolution": cfg.views.resolution,
-            "render_materials": render_info["materials"], "timings": timings,
-        })
+        meta.update(
+            {
+                "name": final.name,
+                "format_version": FORMAT_VERSION,
+                "generator_version": GENERATOR_VERSION,
+                "mesh": {
+                    "resolution": cfg.mesh_resolution,
+                    "vertices": int(len(mesh.vertices)),
+                    "faces": int(len(mesh.faces)),
+                    "watertight": bool(mesh.is_watertight),
+                    "bounds": mesh.bounds.tolist(),
+                },
+                "samples": {"surface": int(len(surf["points"])), "sdf": int(len(sdf["points"]))},
+                "views": len(views),
+                "resolution": cfg.views.resolution,
+                "render_materials": render_info["materials"],
+                "timings": timings,
+            }
+        )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if final.exists():  # a stale copy (e.g. from a forced regeneration)
             shutil.rmtree(final)
@@ -194,7 +220,8 @@ def assign_splits(cfg: GenerationConfig, existing: dict[str, str] | None = None)
             if n in existing and (existing[n] == "test_unseen") != held_out:
                 raise DatasetConfigError(
                     f"{n} is in split {existing[n]!r} of the existing dataset, which clashes with "
-                    f"holdout_categories={list(cfg.holdout_categories)}; use a new --out directory")
+                    f"holdout_categories={list(cfg.holdout_categories)}; use a new --out directory"
+                )
         if held_out:
             splits["test_unseen"] += names
             continue
@@ -238,10 +265,15 @@ def read_splits(root: Path) -> dict[str, str]:
 def _write_index(root: Path, cfg: GenerationConfig) -> None:
     from .procedural import GENERATOR_VERSION
 
-    info = {"format_version": FORMAT_VERSION, "generator_version": GENERATOR_VERSION,
-            "categories": list(cfg.resolved_categories()),
-            "seeds": list(range(cfg.base_seed, cfg.base_seed + cfg.shapes_per_category)),
-            "resolution": cfg.views.resolution, "views": cfg.views.views, "config": cfg.to_json()}
+    info = {
+        "format_version": FORMAT_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "categories": list(cfg.resolved_categories()),
+        "seeds": list(range(cfg.base_seed, cfg.base_seed + cfg.shapes_per_category)),
+        "resolution": cfg.views.resolution,
+        "views": cfg.views.views,
+        "config": cfg.to_json(),
+    }
     path = root / "dataset.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -249,13 +281,15 @@ def _write_index(root: Path, cfg: GenerationConfig) -> None:
             if old.get(key) != info[key]:
                 raise DatasetConfigError(
                     f"{path} was made with {key}={old.get(key)!r}, this run asks for {info[key]!r}; "
-                    "use a new --out directory (or delete the old dataset)")
+                    "use a new --out directory (or delete the old dataset)"
+                )
         old_cfg = dict(old.get("config", {}))
         new_cfg = info["config"]
         for key in ("views", "render", "samples", "mesh_resolution", "val_fraction", "test_fraction"):
             if key in old_cfg and old_cfg[key] != json.loads(json.dumps(new_cfg[key])):
-                raise DatasetConfigError(f"{path}: setting {key!r} differs from the existing dataset; "
-                                         "use a new --out directory")
+                raise DatasetConfigError(
+                    f"{path}: setting {key!r} differs from the existing dataset; use a new --out directory"
+                )
         # the shape set may grow: keep the union of categories and seeds
         info["categories"] = list(dict.fromkeys(old["categories"] + info["categories"]))
         info["seeds"] = sorted(set(old["seeds"]) | set(info["seeds"]))
@@ -280,8 +314,9 @@ def _run_one(root: str, category: str, seed: int, cfg: GenerationConfig) -> dict
     return generate_shape(root, category, seed, cfg)
 
 
-def generate_dataset(root: str | Path, cfg: GenerationConfig, workers: int | None = None,
-                     log: Callable[[str], None] = print) -> dict:
+def generate_dataset(
+    root: str | Path, cfg: GenerationConfig, workers: int | None = None, log: Callable[[str], None] = print
+) -> dict:
     """Generate (or complete) a dataset at ``root``; complete shapes are skipped.
 
     Shapes run in ``workers`` spawned processes (default: CPU count), each with its own bpy.
@@ -321,15 +356,20 @@ def generate_dataset(root: str | Path, cfg: GenerationConfig, workers: int | Non
                     n = len(done) + len(failed)
                     elapsed = time.perf_counter() - t0
                     eta = elapsed / n * (len(todo) - n)
-                    log(f"[{n:>{len(str(len(todo)))}}/{len(todo)}] {res['name']}: {res['total_s']:.1f}s "
+                    log(
+                        f"[{n:>{len(str(len(todo)))}}/{len(todo)}] {res['name']}: {res['total_s']:.1f}s "
                         f"(mesh {res['mesh_s']:.1f}, samples {res['samples_s']:.1f}, render {res['render_s']:.1f}) "
-                        f"elapsed {elapsed:.0f}s, eta {eta:.0f}s")
-    return {"done": done, "skipped": [shape_name(c, s) for c, s in skipped], "failed": failed,
-            "seconds": time.perf_counter() - t0}
+                        f"elapsed {elapsed:.0f}s, eta {eta:.0f}s"
+                    )
+    return {
+        "done": done,
+        "skipped": [shape_name(c, s) for c, s in skipped],
+        "failed": failed,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _with_threads(cfg: GenerationConfig, threads: int) -> GenerationConfig:
     from dataclasses import replace
 
     return replace(cfg, render=replace(cfg.render, threads=threads))
-

@@ -1,4 +1,5 @@
 """The per-shape record both dataset readers yield (torch-free; the trainer wraps it)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

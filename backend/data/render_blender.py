@@ -4,6 +4,7 @@ One call renders all views of one mesh: RGBA (transparent film, so alpha is the 
 space normals and z-depth from the view layer's Normal and Depth passes, read back from a
 multilayer EXR. Run it in a worker process: bpy is heavy and keeps global state.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,14 @@ def _setup_scene(resolution: int, cfg: RenderConfig):
     return scene, world
 
 
-def _build_mesh(vertices: np.ndarray, faces: np.ndarray, face_material: np.ndarray, materials: list[dict],
-                rng: np.random.Generator, jitter: float):
+def _build_mesh(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    face_material: np.ndarray,
+    materials: list[dict],
+    rng: np.random.Generator,
+    jitter: float,
+):
     import bpy
 
     mesh = bpy.data.meshes.new("shape")
@@ -109,9 +116,17 @@ def _build_mesh(vertices: np.ndarray, faces: np.ndarray, face_material: np.ndarr
     return used
 
 
-def render_views(vertices: np.ndarray, faces: np.ndarray, face_material: np.ndarray, materials: list[dict],
-                 views: list[dict], resolution: int, out_dir: str | Path, cfg: RenderConfig = RenderConfig(),
-                 seed: int = 0) -> dict:
+def render_views(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    face_material: np.ndarray,
+    materials: list[dict],
+    views: list[dict],
+    resolution: int,
+    out_dir: str | Path,
+    cfg: RenderConfig = RenderConfig(),
+    seed: int = 0,
+) -> dict:
     """Render every view; write ``rgba_XXXX.png`` per view and ``normal.npz``/``depth.npz`` into out_dir.
 
     vertices float[V,3], faces int[F,3], face_material int[F] (index into materials), materials:

@@ -1,4 +1,5 @@
 """Point samples of a shape: surface points with normals/colours, and SDF/occupancy samples."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,12 +97,16 @@ def surface_samples(shape, mesh, n: int, rng: np.random.Generator) -> dict[str, 
     nrm = sdf_normals(shape, pts)
     bad = (np.einsum("ij,ij->i", nrm, fn) < 0.3) | ~np.isfinite(nrm).all(-1)
     nrm[bad] = fn[bad]
-    return {"points": pts.astype(np.float32), "normals": nrm.astype(np.float32),
-            "colors": shape.color(pts).astype(np.float32)}
+    return {
+        "points": pts.astype(np.float32),
+        "normals": nrm.astype(np.float32),
+        "colors": shape.color(pts).astype(np.float32),
+    }
 
 
-def sdf_samples(shape, mesh, cfg: SampleConfig, rng: np.random.Generator,
-                surface_points: np.ndarray) -> dict[str, np.ndarray]:
+def sdf_samples(
+    shape, mesh, cfg: SampleConfig, rng: np.random.Generator, surface_points: np.ndarray
+) -> dict[str, np.ndarray]:
     """SDF and occupancy samples: uniform in a cube plus near-surface perturbations.
 
     ``sdf`` = (sign of the analytic SDF) * (exact distance to the mesh): a true distance that is
@@ -118,5 +123,8 @@ def sdf_samples(shape, mesh, cfg: SampleConfig, rng: np.random.Generator,
     analytic = shape.sdf(pts)
     dist = mesh_distance(mesh, pts)
     inside = analytic < 0
-    return {"points": pts.astype(np.float32), "sdf": np.where(inside, -dist, dist).astype(np.float32),
-            "occupancy": inside}
+    return {
+        "points": pts.astype(np.float32),
+        "sdf": np.where(inside, -dist, dist).astype(np.float32),
+        "occupancy": inside,
+    }

@@ -4,6 +4,7 @@ Public API:
     CATEGORIES: tuple of category names
     make_shape(category, seed) -> ProceduralShape (.sdf, .mesh, .color, .metadata)
 """
+
 from __future__ import annotations
 
 import zlib
@@ -19,14 +20,29 @@ from .shape import GRID_PADDING, Part, ProceduralShape, ShapeError, ShapeSpec
 GENERATOR_VERSION = "1.0.0"
 
 _BUILDERS: dict[str, Callable[[np.random.Generator], ShapeSpec]] = {
-    "chair": furniture.chair, "table": furniture.table, "stool": furniture.stool,
-    "bench": furniture.bench, "sofa": furniture.sofa, "bed": furniture.bed,
-    "bookshelf": furniture.bookshelf, "cabinet": furniture.cabinet, "lamp": furniture.lamp,
-    "vase": vessels.vase, "bottle": vessels.bottle, "mug": vessels.mug, "bowl": vessels.bowl,
+    "chair": furniture.chair,
+    "table": furniture.table,
+    "stool": furniture.stool,
+    "bench": furniture.bench,
+    "sofa": furniture.sofa,
+    "bed": furniture.bed,
+    "bookshelf": furniture.bookshelf,
+    "cabinet": furniture.cabinet,
+    "lamp": furniture.lamp,
+    "vase": vessels.vase,
+    "bottle": vessels.bottle,
+    "mug": vessels.mug,
+    "bowl": vessels.bowl,
     "plant_pot": vessels.plant_pot,
-    "car": vehicles.car, "airplane": vehicles.airplane, "boat": vehicles.boat,
-    "rock": organic.rock, "fruit": organic.fruit, "tree": organic.tree, "mushroom": organic.mushroom,
-    "quadruped": organic.quadruped, "humanoid": organic.humanoid,
+    "car": vehicles.car,
+    "airplane": vehicles.airplane,
+    "boat": vehicles.boat,
+    "rock": organic.rock,
+    "fruit": organic.fruit,
+    "tree": organic.tree,
+    "mushroom": organic.mushroom,
+    "quadruped": organic.quadruped,
+    "humanoid": organic.humanoid,
 }
 
 CATEGORIES: tuple[str, ...] = tuple(_BUILDERS)
@@ -48,10 +64,20 @@ def make_shape(category: str, seed: int) -> ProceduralShape:
     try:
         builder = _BUILDERS[category]
     except KeyError:
-        raise UnknownCategoryError(
-            f"unknown category {category!r}; known: {', '.join(CATEGORIES)}") from None
+        raise UnknownCategoryError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}") from None
     return ProceduralShape(category, int(seed), builder(category_rng(category, seed)))
 
 
-__all__ = ["CATEGORIES", "GENERATOR_VERSION", "GRID_PADDING", "Material", "Part", "ProceduralShape",
-           "ShapeError", "ShapeSpec", "UnknownCategoryError", "category_rng", "make_shape"]
+__all__ = [
+    "CATEGORIES",
+    "GENERATOR_VERSION",
+    "GRID_PADDING",
+    "Material",
+    "Part",
+    "ProceduralShape",
+    "ShapeError",
+    "ShapeSpec",
+    "UnknownCategoryError",
+    "category_rng",
+    "make_shape",
+]

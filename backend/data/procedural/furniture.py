@@ -3,19 +3,35 @@
 Construction units are roughly metres; Z-up, the front (where a person sits or opens doors)
 faces -Y. Every builder takes a numpy Generator and returns a ShapeSpec.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .materials import material
-from .sdf import (Capsule, Cylinder, Lathe, RoundBox, RoundCone, Shell, Torus, Transform, Union,
-                  Intersect, HalfSpace, lathe_profile, rotated, rotation)
+from .sdf import (
+    Capsule,
+    Cylinder,
+    Elongate,
+    Lathe,
+    RoundBox,
+    RoundCone,
+    Shell,
+    Torus,
+    Transform,
+    Union,
+    Intersect,
+    HalfSpace,
+    lathe_profile,
+    rotated,
+    rotation,
+)
 from .shape import Part, ShapeSpec
 
 U = np.random.Generator
 
 
-def _legs(rng: U, hx: float, hy: float, top: float, style: str, thick: float, splay: float = 0.0):
+def _legs(hx: float, hy: float, top: float, style: str, thick: float, splay: float = 0.0):
     """Four legs under a rectangle of half size (hx, hy) whose underside is at height ``top``."""
     legs = []
     for sx in (-1, 1):
@@ -24,8 +40,11 @@ def _legs(rng: U, hx: float, hy: float, top: float, style: str, thick: float, sp
             b = np.array([sx * (hx + splay), sy * (hy + splay), 0.0])
             if style == "square":
                 c = 0.5 * (a + b)
-                legs.append(RoundBox(c, (thick, thick, 0.5 * top), 0.15 * thick) if splay == 0 else
-                            RoundCone(a, b + [0, 0, thick * 0.5], thick, thick * 0.8))
+                legs.append(
+                    RoundBox(c, (thick, thick, 0.5 * top), 0.15 * thick)
+                    if splay == 0
+                    else RoundCone(a, b + [0, 0, thick * 0.5], thick, thick * 0.8)
+                )
             elif style == "tapered":
                 legs.append(RoundCone(a, b + [0, 0, thick * 0.4], thick, thick * 0.45))
             else:
@@ -33,7 +52,7 @@ def _legs(rng: U, hx: float, hy: float, top: float, style: str, thick: float, sp
     return legs
 
 
-def _pedestal(rng: U, top: float, r_col: float, r_base: float, feet: int):
+def _pedestal(top: float, r_col: float, r_base: float, feet: int):
     """Central column with a disk base (feet == 0) or star feet."""
     parts = [Cylinder((0, 0, 0.5 * top), r_col, 0.5 * top)]
     if feet == 0:
@@ -55,7 +74,7 @@ def chair(rng: U) -> ShapeSpec:
     back_h = rng.uniform(0.25, 0.6) if back_style != "none_low" else rng.uniform(0.08, 0.15)
     tilt = np.deg2rad(rng.uniform(0, 16))
     arms = rng.random() < 0.3
-    frame, seat_m = material(rng, rng.choice(["wood", "metal", "paint"])), None
+    frame = material(rng, rng.choice(["wood", "metal", "paint"]))
     seat_m = material(rng, rng.choice(["fabric", "wood", "plastic"]))
     mats = [frame, seat_m]
     parts: list[Part] = []
@@ -66,38 +85,51 @@ def chair(rng: U) -> ShapeSpec:
     parts.append(Part("seat", seat, 1))
     lt = rng.uniform(0.015, 0.035)
     if leg_style == "pedestal":
-        for i, leg in enumerate(_pedestal(rng, h - t, rng.uniform(0.025, 0.05), rng.uniform(0.2, 0.3),
-                                          int(rng.choice([0, 4, 5])))):
+        for i, leg in enumerate(
+            _pedestal(h - t, rng.uniform(0.025, 0.05), rng.uniform(0.2, 0.3), int(rng.choice([0, 4, 5])))
+        ):
             parts.append(Part(f"base{i}", leg, 0))
     else:
         inset = rng.uniform(0.02, 0.06)
         splay = rng.uniform(0, 0.05) if rng.random() < 0.4 else 0.0
-        for i, leg in enumerate(_legs(rng, w / 2 - inset, d / 2 - inset, h - t, leg_style, lt, splay)):
+        for i, leg in enumerate(_legs(w / 2 - inset, d / 2 - inset, h - t, leg_style, lt, splay)):
             parts.append(Part(f"leg{i}", leg, 0))
         if rng.random() < 0.4:
             zr = rng.uniform(0.08, 0.2)
             for sx in (-1, 1):
-                parts.append(Part("stretcher", RoundBox((sx * (w / 2 - inset), 0, zr),
-                                                        (lt * 0.6, d / 2 - inset, lt * 0.6), lt * 0.3), 0))
+                parts.append(
+                    Part(
+                        "stretcher",
+                        RoundBox((sx * (w / 2 - inset), 0, zr), (lt * 0.6, d / 2 - inset, lt * 0.6), lt * 0.3),
+                        0,
+                    )
+                )
     # back: built upright at the rear edge, then tilted about the rear seat edge
     y0 = d / 2 - 0.02
     bt = rng.uniform(0.015, 0.04)
     back = []
     post_r = rng.uniform(0.012, 0.025)
     if back_style == "panel" or back_style == "none_low":
-        back.append(RoundBox((0, y0, h + back_h / 2), (w / 2 * rng.uniform(0.85, 1.0), bt, back_h / 2),
-                             bt * rng.uniform(0.2, 1.0)))
+        back.append(
+            RoundBox(
+                (0, y0, h + back_h / 2), (w / 2 * rng.uniform(0.85, 1.0), bt, back_h / 2), bt * rng.uniform(0.2, 1.0)
+            )
+        )
     else:
         for sx in (-1, 1):
-            back.append(RoundBox((sx * (w / 2 - post_r), y0, h + back_h / 2), (post_r, post_r, back_h / 2),
-                                 post_r * 0.4))
+            back.append(
+                RoundBox((sx * (w / 2 - post_r), y0, h + back_h / 2), (post_r, post_r, back_h / 2), post_r * 0.4)
+            )
         back.append(RoundBox((0, y0, h + back_h - 0.03), (w / 2, bt, 0.03), 0.01))
         n = int(rng.integers(2, 7))
         for i in range(n):
             if back_style == "slats":
                 x = (i + 0.5) / n * (w - 4 * post_r) - (w / 2 - 2 * post_r)
-                back.append(RoundBox((x, y0, h + back_h / 2), (0.5 * (w - 4 * post_r) / n * 0.45, bt * 0.7,
-                                                              back_h / 2 - 0.02), 0.004))
+                back.append(
+                    RoundBox(
+                        (x, y0, h + back_h / 2), (0.5 * (w - 4 * post_r) / n * 0.45, bt * 0.7, back_h / 2 - 0.02), 0.004
+                    )
+                )
             else:
                 z = h + 0.05 + (i + 0.5) / n * (back_h - 0.1)
                 back.append(RoundBox((0, y0, z), (w / 2 - post_r, bt * 0.7, 0.012), 0.005))
@@ -110,9 +142,18 @@ def chair(rng: U) -> ShapeSpec:
             x = sx * (w / 2 + 0.02)
             parts.append(Part("armrest", RoundBox((x, 0.02, az), (0.03, d / 2 * 0.9, 0.015), 0.01), 0))
             parts.append(Part("armpost", Capsule((x, -d / 2 + 0.08, h), (x, -d / 2 + 0.08, az), 0.015), 0))
-    params = dict(width=w, depth=d, seat_height=h, seat_thickness=t, round_seat=round_seat,
-                  leg_style=str(leg_style), back_style=str(back_style), back_height=back_h,
-                  back_tilt_deg=np.rad2deg(tilt), arms=arms)
+    params = dict(
+        width=w,
+        depth=d,
+        seat_height=h,
+        seat_thickness=t,
+        round_seat=round_seat,
+        leg_style=str(leg_style),
+        back_style=str(back_style),
+        back_height=back_h,
+        back_tilt_deg=np.rad2deg(tilt),
+        arms=arms,
+    )
     return ShapeSpec(parts, mats, params)
 
 
@@ -129,9 +170,9 @@ def table(rng: U) -> ShapeSpec:
     elif shape == "round":
         top = Cylinder((0, 0, h - t / 2), w / 2, t / 2, t * 0.3)
     else:
-        from .sdf import Elongate
-        top = Transform(Elongate(Cylinder((0, 0, 0), d / 2, t / 2, t * 0.3), (w / 2 - d / 2, 0, 0)),
-                        translate=(0, 0, h - t / 2))
+        top = Transform(
+            Elongate(Cylinder((0, 0, 0), d / 2, t / 2, t * 0.3), (w / 2 - d / 2, 0, 0)), translate=(0, 0, h - t / 2)
+        )
     parts.append(Part("top", top, 0))
     support = rng.choice(["legs", "pedestal", "trestle"], p=[0.6, 0.25, 0.15])
     lt = rng.uniform(0.02, 0.05)
@@ -141,17 +182,19 @@ def table(rng: U) -> ShapeSpec:
         if shape != "rect":
             hx, hy = hx * 0.7, hy * 0.7
         splay = rng.uniform(0, 0.06) if rng.random() < 0.3 else 0.0
-        for i, leg in enumerate(_legs(rng, hx, hy, h - t, str(rng.choice(["round", "square", "tapered"])),
-                                      lt, splay)):
+        for i, leg in enumerate(_legs(hx, hy, h - t, str(rng.choice(["round", "square", "tapered"])), lt, splay)):
             parts.append(Part(f"leg{i}", leg, 1))
         if rng.random() < 0.5 and shape == "rect":
             ah = rng.uniform(0.04, 0.1)
-            parts.append(Part("apron", Shell(RoundBox((0, 0, h - t - ah / 2), (hx, hy, ah / 2)), max(0.01, 0.007 * w)), 1))
+            parts.append(
+                Part("apron", Shell(RoundBox((0, 0, h - t - ah / 2), (hx, hy, ah / 2)), max(0.01, 0.007 * w)), 1)
+            )
         if rng.random() < 0.25:
             parts.append(Part("shelf", RoundBox((0, 0, rng.uniform(0.1, 0.25)), (hx, hy, 0.012), 0.005), 0))
     elif support == "pedestal":
-        for i, p in enumerate(_pedestal(rng, h - t, rng.uniform(0.04, 0.08), min(w, d) * rng.uniform(0.25, 0.4),
-                                        int(rng.choice([0, 3, 4])))):
+        for i, p in enumerate(
+            _pedestal(h - t, rng.uniform(0.04, 0.08), min(w, d) * rng.uniform(0.25, 0.4), int(rng.choice([0, 3, 4])))
+        ):
             parts.append(Part(f"pedestal{i}", p, 1))
     else:
         for sx in (-1, 1):
@@ -168,13 +211,23 @@ def stool(rng: U) -> ShapeSpec:
     t = rng.uniform(0.03, 0.07)
     square = rng.random() < 0.3
     n_legs = int(rng.choice([3, 4])) if not square else 4
-    seat_m, leg_m = material(rng, rng.choice(["wood", "fabric", "plastic"])), material(rng, rng.choice(["wood", "metal"]))
-    parts = [Part("seat", RoundBox((0, 0, h - t / 2), (r, r, t / 2), t * 0.4) if square
-                  else Cylinder((0, 0, h - t / 2), r, t / 2, t * rng.uniform(0.1, 0.5)), 0)]
+    seat_m, leg_m = (
+        material(rng, rng.choice(["wood", "fabric", "plastic"])),
+        material(rng, rng.choice(["wood", "metal"])),
+    )
+    parts = [
+        Part(
+            "seat",
+            RoundBox((0, 0, h - t / 2), (r, r, t / 2), t * 0.4)
+            if square
+            else Cylinder((0, 0, h - t / 2), r, t / 2, t * rng.uniform(0.1, 0.5)),
+            0,
+        )
+    ]
     pedestal = rng.random() < 0.2
     lt = rng.uniform(0.015, 0.03)
     if pedestal:
-        for i, p in enumerate(_pedestal(rng, h - t, rng.uniform(0.025, 0.05), r * rng.uniform(0.9, 1.3), 0)):
+        for i, p in enumerate(_pedestal(h - t, rng.uniform(0.025, 0.05), r * rng.uniform(0.9, 1.3), 0)):
             parts.append(Part(f"pedestal{i}", p, 1))
     else:
         splay = rng.uniform(0.0, 0.08)
@@ -217,8 +270,9 @@ def bench(rng: U) -> ShapeSpec:
         for i in range(n_pairs):
             x = (i / (n_pairs - 1) - 0.5) * (L - 0.15)
             for sy in (-1, 1):
-                parts.append(Part("leg", RoundBox((x, sy * (d / 2 - 0.05), (h - t) / 2), (lt, lt, (h - t) / 2),
-                                                  lt * 0.3), 1))
+                parts.append(
+                    Part("leg", RoundBox((x, sy * (d / 2 - 0.05), (h - t) / 2), (lt, lt, (h - t) / 2), lt * 0.3), 1)
+                )
     back = rng.random() < 0.45
     if back:
         bh = rng.uniform(0.25, 0.45)
@@ -228,8 +282,15 @@ def bench(rng: U) -> ShapeSpec:
                 break
             parts.append(Part("backrail", RoundBox((0, d / 2 - 0.02, z), (L / 2, 0.015, 0.04), 0.01), 0))
         for sx in (-1, 1):
-            parts.append(Part("backpost", RoundBox((sx * (L / 2 - 0.06), d / 2 - 0.02, h + bh / 2 - 0.02),
-                                                   (0.025, 0.025, bh / 2 + 0.02), 0.008), 1))
+            parts.append(
+                Part(
+                    "backpost",
+                    RoundBox(
+                        (sx * (L / 2 - 0.06), d / 2 - 0.02, h + bh / 2 - 0.02), (0.025, 0.025, bh / 2 + 0.02), 0.008
+                    ),
+                    1,
+                )
+            )
     params = dict(length=L, depth=d, height=h, slatted=slatted, backrest=back)
     return ShapeSpec(parts, [seat_m, leg_m], params)
 
@@ -254,28 +315,71 @@ def sofa(rng: U) -> ShapeSpec:
     sw = 2 * inner / n_seats
     for i in range(n_seats):
         x = -inner + sw * (i + 0.5)
-        parts.append(Part(f"cushion{i}", RoundBox((x, -back_t / 2, z0 + base_h + cush_t / 2 - 0.01),
-                                                  (sw / 2 - 0.005, (D - back_t) / 2, cush_t / 2), soft * 1.5), 0))
-    parts.append(Part("back", RoundBox((0, D / 2 - back_t / 2, z0 + base_h + back_h / 2),
-                                       (W / 2, back_t / 2, back_h / 2 + 0.02), soft * 1.5), 0))
+        parts.append(
+            Part(
+                f"cushion{i}",
+                RoundBox(
+                    (x, -back_t / 2, z0 + base_h + cush_t / 2 - 0.01),
+                    (sw / 2 - 0.005, (D - back_t) / 2, cush_t / 2),
+                    soft * 1.5,
+                ),
+                0,
+            )
+        )
+    parts.append(
+        Part(
+            "back",
+            RoundBox(
+                (0, D / 2 - back_t / 2, z0 + base_h + back_h / 2), (W / 2, back_t / 2, back_h / 2 + 0.02), soft * 1.5
+            ),
+            0,
+        )
+    )
     if arm_w > 0.03:
         arm_h = rng.uniform(0.12, 0.35)
         for sx in (-1, 1):
-            parts.append(Part("arm", RoundBox((sx * (W / 2 - arm_w / 2), 0, z0 + base_h + arm_h / 2 - 0.02),
-                                              (arm_w / 2, D / 2, arm_h / 2 + 0.02), min(soft * 2, arm_w / 2)), 0))
+            parts.append(
+                Part(
+                    "arm",
+                    RoundBox(
+                        (sx * (W / 2 - arm_w / 2), 0, z0 + base_h + arm_h / 2 - 0.02),
+                        (arm_w / 2, D / 2, arm_h / 2 + 0.02),
+                        min(soft * 2, arm_w / 2),
+                    ),
+                    0,
+                )
+            )
     chaise = rng.random() < 0.2 and n_seats >= 2
     if chaise:
         cl = rng.uniform(0.5, 0.8)
         x = -inner + sw / 2
-        parts.append(Part("chaise", RoundBox((x, -D / 2 - cl / 2 + 0.05, z0 + (base_h + cush_t) / 2),
-                                             (sw / 2, cl / 2, (base_h + cush_t) / 2), soft * 1.5), 0))
+        parts.append(
+            Part(
+                "chaise",
+                RoundBox(
+                    (x, -D / 2 - cl / 2 + 0.05, z0 + (base_h + cush_t) / 2),
+                    (sw / 2, cl / 2, (base_h + cush_t) / 2),
+                    soft * 1.5,
+                ),
+                0,
+            )
+        )
     if leg_h > 0.03:
         for sx in (-1, 1):
             for sy in (-1, 1):
-                parts.append(Part("leg", RoundCone((sx * (W / 2 - 0.06), sy * (D / 2 - 0.06), leg_h),
-                                                   (sx * (W / 2 - 0.05), sy * (D / 2 - 0.05), 0.015), 0.025, 0.015), 1))
-    params = dict(seats=n_seats, width=W, depth=D, arm_width=arm_w, back_height=back_h, leg_height=leg_h,
-                  chaise=chaise)
+                parts.append(
+                    Part(
+                        "leg",
+                        RoundCone(
+                            (sx * (W / 2 - 0.06), sy * (D / 2 - 0.06), leg_h),
+                            (sx * (W / 2 - 0.05), sy * (D / 2 - 0.05), 0.015),
+                            0.025,
+                            0.015,
+                        ),
+                        1,
+                    )
+                )
+    params = dict(seats=n_seats, width=W, depth=D, arm_width=arm_w, back_height=back_h, leg_height=leg_h, chaise=chaise)
     return ShapeSpec(parts, [fab, leg_m], params)
 
 
@@ -284,10 +388,21 @@ def bed(rng: U) -> ShapeSpec:
     L = rng.uniform(1.9, 2.2)
     frame_h = rng.uniform(0.15, 0.4)
     mat_t = rng.uniform(0.15, 0.28)
-    wood, sheet, pillow_m = material(rng, rng.choice(["wood", "paint", "fabric"])), material(rng, "fabric"), material(rng, "cream")
-    parts = [Part("frame", RoundBox((0, 0, frame_h / 2 + 0.05), (W / 2, L / 2, frame_h / 2), 0.02), 0),
-             Part("mattress", RoundBox((0, 0.02, frame_h + 0.05 + mat_t / 2 - 0.02), (W / 2 - 0.03, L / 2 - 0.05, mat_t / 2),
-                                       mat_t * 0.25), 1)]
+    wood, sheet, pillow_m = (
+        material(rng, rng.choice(["wood", "paint", "fabric"])),
+        material(rng, "fabric"),
+        material(rng, "cream"),
+    )
+    parts = [
+        Part("frame", RoundBox((0, 0, frame_h / 2 + 0.05), (W / 2, L / 2, frame_h / 2), 0.02), 0),
+        Part(
+            "mattress",
+            RoundBox(
+                (0, 0.02, frame_h + 0.05 + mat_t / 2 - 0.02), (W / 2 - 0.03, L / 2 - 0.05, mat_t / 2), mat_t * 0.25
+            ),
+            1,
+        ),
+    ]
     top = frame_h + 0.05 + mat_t - 0.02
     head_h = rng.uniform(0.4, 1.1)
     head_style = rng.choice(["panel", "round", "posts"])
@@ -305,7 +420,9 @@ def bed(rng: U) -> ShapeSpec:
             parts.append(Part("post", Cylinder((sx * (W / 2 + 0.02), hy, head_h / 2), 0.04, head_h / 2, 0.02), 0))
         for i in range(int(rng.integers(2, 4))):
             z = top + (i + 1) * (head_h - top) / 4
-            parts.append(Part("rail", Transform(Cylinder((0, 0, 0), 0.02, W / 2, 0.01), rotation("y", np.pi / 2), (0, hy, z)), 0))
+            parts.append(
+                Part("rail", Transform(Cylinder((0, 0, 0), 0.02, W / 2, 0.01), rotation("y", np.pi / 2), (0, hy, z)), 0)
+            )
     if rng.random() < 0.5:
         fh = rng.uniform(frame_h + 0.1, top + 0.25)
         parts.append(Part("footboard", RoundBox((0, -L / 2 - 0.03, fh / 2), (W / 2 + 0.03, 0.035, fh / 2), 0.02), 0))
@@ -316,10 +433,18 @@ def bed(rng: U) -> ShapeSpec:
         parts.append(Part("pillow", RoundBox((x, L / 2 - 0.28, top + 0.05), (pw - 0.03, 0.18, 0.06), 0.055), 2))
     if rng.random() < 0.6:
         cover = rng.uniform(0.4, 0.75) * L
-        parts.append(Part("blanket", RoundBox((0, -L / 2 + cover / 2, top - 0.02),
-                                              (W / 2 - 0.01, cover / 2, 0.045), 0.03), 1))
-    params = dict(width=W, length=L, frame_height=frame_h, mattress=mat_t, headboard=str(head_style),
-                  headboard_height=head_h, pillows=n_p)
+        parts.append(
+            Part("blanket", RoundBox((0, -L / 2 + cover / 2, top - 0.02), (W / 2 - 0.01, cover / 2, 0.045), 0.03), 1)
+        )
+    params = dict(
+        width=W,
+        length=L,
+        frame_height=frame_h,
+        mattress=mat_t,
+        headboard=str(head_style),
+        headboard_height=head_h,
+        pillows=n_p,
+    )
     return ShapeSpec(parts, [wood, sheet, pillow_m], params)
 
 
@@ -349,7 +474,9 @@ def bookshelf(rng: U) -> ShapeSpec:
             bw = rng.uniform(0.015, 0.05)
             bh = min(gap - 0.01, rng.uniform(0.6, 0.95) * gap)
             bd = rng.uniform(0.6, 0.95) * (D - 0.02)
-            books.append(RoundBox((x + bw / 2, D / 2 - 0.01 - bd / 2, z0 + t / 2 + bh / 2), (bw / 2, bd / 2, bh / 2), 0.003))
+            books.append(
+                RoundBox((x + bw / 2, D / 2 - 0.01 - bd / 2, z0 + t / 2 + bh / 2), (bw / 2, bd / 2, bh / 2), 0.003)
+            )
             x += bw + rng.uniform(0.0, 0.01)
             if rng.random() < 0.08:
                 x += rng.uniform(0.05, 0.2)
@@ -370,8 +497,18 @@ def cabinet(rng: U) -> ShapeSpec:
     if foot == "legs":
         for sx in (-1, 1):
             for sy in (-1, 1):
-                parts.append(Part("leg", RoundCone((sx * (W / 2 - 0.04), sy * (D / 2 - 0.04), fh + 0.01),
-                                                   (sx * (W / 2 - 0.03), sy * (D / 2 - 0.03), 0.01), 0.02, 0.012), 1))
+                parts.append(
+                    Part(
+                        "leg",
+                        RoundCone(
+                            (sx * (W / 2 - 0.04), sy * (D / 2 - 0.04), fh + 0.01),
+                            (sx * (W / 2 - 0.03), sy * (D / 2 - 0.03), 0.01),
+                            0.02,
+                            0.012,
+                        ),
+                        1,
+                    )
+                )
     elif foot == "plinth":
         parts.append(Part("plinth", RoundBox((0, 0.02, fh / 2), (W / 2 - 0.02, D / 2 - 0.03, fh / 2), 0.005), 0))
     # front layout: rows of drawers at the top, doors below; grooves are cut into the front face
@@ -403,11 +540,11 @@ def cabinet(rng: U) -> ShapeSpec:
         parts.append(handle(0.0, 0.5 * (z_top + z_bot), False))
         z = z_bot
     if n_doors:
-        for sx in ((0,) if n_doors == 1 else (-1, 1)):
+        for sx in (0,) if n_doors == 1 else (-1, 1):
             dx = (W / 2 - 0.02) if n_doors == 1 else (W / 4 - 0.015)
             cx = sx * (W / 4)
             cuts.append(Shell(RoundBox((cx, yf, 0.5 * (z + z_lo)), (dx, 0.02, 0.5 * (z - z_lo) - 0.005)), g / 2))
-            hx = (cx + (dx - 0.05) * (-sx if sx else 1))
+            hx = cx + (dx - 0.05) * (-sx if sx else 1)
             parts.append(handle(hx, 0.5 * (z + z_lo) + 0.15 * (z - z_lo), True))
     params = dict(width=W, depth=D, height=H, foot=str(foot), drawers=n_drawers, doors=n_doors, handle=str(knob))
     return ShapeSpec(parts, [body_m, handle_m], params, cuts=cuts)
@@ -418,7 +555,10 @@ def lamp(rng: U) -> ShapeSpec:
     H = rng.uniform(1.2, 1.8) if floor else rng.uniform(0.3, 0.7)
     base_r = rng.uniform(0.1, 0.2) if floor else rng.uniform(0.06, 0.14)
     base_style = rng.choice(["disk", "square", "dome"])
-    base_m, shade_m = material(rng, rng.choice(["metal", "ceramic", "wood", "dark"])), material(rng, rng.choice(["fabric", "cream", "paint"]))
+    base_m, shade_m = (
+        material(rng, rng.choice(["metal", "ceramic", "wood", "dark"])),
+        material(rng, rng.choice(["fabric", "cream", "paint"])),
+    )
     parts = []
     bh = rng.uniform(0.02, 0.06) * (1.5 if not floor else 1)
     if base_style == "disk":
@@ -426,8 +566,20 @@ def lamp(rng: U) -> ShapeSpec:
     elif base_style == "square":
         parts.append(Part("base", RoundBox((0, 0, bh / 2), (base_r * 0.85, base_r * 0.85, bh / 2), bh * 0.3), 0))
     else:
-        parts.append(Part("base", Lathe(lathe_profile(lambda z: base_r * np.sqrt(np.clip(1 - (z / (base_r * 0.6)) ** 2, 0, 1)) + 0.01,
-                                                      0.0, base_r * 0.6, 24)), 0))
+        parts.append(
+            Part(
+                "base",
+                Lathe(
+                    lathe_profile(
+                        lambda z: base_r * np.sqrt(np.clip(1 - (z / (base_r * 0.6)) ** 2, 0, 1)) + 0.01,
+                        0.0,
+                        base_r * 0.6,
+                        24,
+                    )
+                ),
+                0,
+            )
+        )
     shade_h = rng.uniform(0.15, 0.3) * (1.3 if floor else 1.0) * (H / 1.0 if not floor else 1.0) + 0.05
     r_top = rng.uniform(0.05, 0.15) * (1.5 if floor else 1.0)
     r_bot = r_top * rng.uniform(1.0, 2.0)
@@ -458,6 +610,12 @@ def lamp(rng: U) -> ShapeSpec:
     if style != "dome":
         shade = Intersect(shade, HalfSpace((0, 0, 1), shade_h - 1.5 * wall))
     parts.append(Part("shade", Transform(shade, tilt, shade_top - tilt @ np.array([0, 0, shade_h * 0.85])), 1))
-    parts.append(Part("bulb", Transform(Cylinder((0, 0, 0), stem_r * 2.5, 0.03, 0.01), tilt, shade_top - tilt @ [0, 0, shade_h * 0.4]), 0))
+    parts.append(
+        Part(
+            "bulb",
+            Transform(Cylinder((0, 0, 0), stem_r * 2.5, 0.03, 0.01), tilt, shade_top - tilt @ [0, 0, shade_h * 0.4]),
+            0,
+        )
+    )
     params = dict(floor=floor, height=H, base=str(base_style), shade=str(style), arm=arm, shade_height=shade_h)
     return ShapeSpec(parts, [base_m, shade_m], params)

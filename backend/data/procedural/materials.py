@@ -2,6 +2,7 @@
 
 Colours are sRGB in [0, 1] (the renderer converts to linear for Blender's Principled BSDF).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -22,12 +23,16 @@ class Material:
     """Principled BSDF metallic in [0, 1]."""
 
     def to_json(self) -> dict:
-        return {"base_color": [round(c, 4) for c in self.base_color],
-                "roughness": round(self.roughness, 4), "metallic": round(self.metallic, 4)}
+        return {
+            "base_color": [round(c, 4) for c in self.base_color],
+            "roughness": round(self.roughness, 4),
+            "metallic": round(self.metallic, 4),
+        }
 
 
-def _hsv(rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float],
-         v: tuple[float, float]) -> tuple[float, float, float]:
+def _hsv(
+    rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]
+) -> tuple[float, float, float]:
     hue = rng.uniform(*h) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(*s), rng.uniform(*v))
     return (float(r), float(g), float(b))

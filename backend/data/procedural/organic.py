@@ -2,21 +2,37 @@
 
 Smooth unions blend the parts into one skin; creatures and characters face -Y.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from .materials import material
-from .sdf import (Capsule, Displace, Ellipsoid, HalfSpace, Intersect, Lathe, RoundBox, RoundCone, SDF,
-                  SmoothUnion, Sphere, Subtract, Transform, rotation)
+from .sdf import (
+    Capsule,
+    Displace,
+    Ellipsoid,
+    HalfSpace,
+    Intersect,
+    Lathe,
+    RoundBox,
+    RoundCone,
+    SDF,
+    SmoothUnion,
+    Sphere,
+    Subtract,
+    Transform,
+    rotation,
+)
 from .shape import Part, ShapeSpec
 
 U = np.random.Generator
 
 
-def _bumps(rng: U, child: SDF, size: float, amp_frac: tuple[float, float], n: int = 6,
-           freq: tuple[float, float] = (2.0, 5.0)) -> Displace:
+def _bumps(
+    rng: U, child: SDF, size: float, amp_frac: tuple[float, float], n: int = 6, freq: tuple[float, float] = (2.0, 5.0)
+) -> Displace:
     """Smooth random bumps; amplitude * frequency stays < 0.5 so the field stays Lipschitz-safe."""
     dirs = rng.normal(size=(n, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -70,9 +86,14 @@ def fruit(rng: U) -> ShapeSpec:
         top = 2 * R * 0.95
     elif kind == "lemon":
         Lz = R * rng.uniform(1.3, 1.7)
-        body = SmoothUnion([Ellipsoid((0, 0, 0), (R, R, Lz)),
-                            RoundCone((0, 0, Lz * 0.7), (0, 0, Lz * 1.15), R * 0.35, R * 0.1),
-                            RoundCone((0, 0, -Lz * 0.7), (0, 0, -Lz * 1.15), R * 0.35, R * 0.1)], R * 0.3)
+        body = SmoothUnion(
+            [
+                Ellipsoid((0, 0, 0), (R, R, Lz)),
+                RoundCone((0, 0, Lz * 0.7), (0, 0, Lz * 1.15), R * 0.35, R * 0.1),
+                RoundCone((0, 0, -Lz * 0.7), (0, 0, -Lz * 1.15), R * 0.35, R * 0.1),
+            ],
+            R * 0.3,
+        )
         body = Transform(body, rotation("y", np.pi / 2), (0, 0, R))  # lying on its side
         top = None
     else:
@@ -85,7 +106,7 @@ def fruit(rng: U) -> ShapeSpec:
         body = SmoothUnion([RoundCone(pts[i], pts[i + 1], rad[i], rad[i + 1]) for i in range(n)], R * 0.1)
         top = None
     parts.append(Part("fruit", body, 0))
-    if top is not None and kind != "orange" or (kind == "orange" and rng.random() < 0.5):
+    if top is not None and (kind != "orange" or rng.random() < 0.5):
         stem_len = R * rng.uniform(0.2, 0.6)
         lean = rng.uniform(-0.4, 0.4)
         tip = np.array([np.sin(lean) * stem_len, 0, top + np.cos(lean) * stem_len])
@@ -93,8 +114,17 @@ def fruit(rng: U) -> ShapeSpec:
         if rng.random() < 0.5:
             leaf = Ellipsoid((0, 0, 0), (R * 0.5, R * 0.22, R * 0.05))
             a = rng.uniform(0, 2 * np.pi)
-            parts.append(Part("leaf", Transform(leaf, rotation("z", a) @ rotation("y", -0.5),
-                                                tip + np.array([np.cos(a), np.sin(a), -0.5]) * R * 0.4), 2))
+            parts.append(
+                Part(
+                    "leaf",
+                    Transform(
+                        leaf,
+                        rotation("z", a) @ rotation("y", -0.5),
+                        tip + np.array([np.cos(a), np.sin(a), -0.5]) * R * 0.4,
+                    ),
+                    2,
+                )
+            )
     return ShapeSpec(parts, [skin, stem_m, leaf_m], dict(kind=kind), blend=R * 0.05)
 
 
@@ -117,7 +147,9 @@ def tree(rng: U) -> ShapeSpec:
             th = (H - z0) * rng.uniform(0.45, 0.7)
             w = width * (1 - i / (tiers + 1))
             prof = np.array([[0, z0], [w, z0 + th * 0.1], [w * 0.1, z0 + th], [0, z0 + th]])
-            parts.append(Part(f"tier{i}", Lathe(prof, center=(trunk_top[0] * z0 / trunk_h, trunk_top[1] * z0 / trunk_h, 0)), 1))
+            parts.append(
+                Part(f"tier{i}", Lathe(prof, center=(trunk_top[0] * z0 / trunk_h, trunk_top[1] * z0 / trunk_h, 0)), 1)
+            )
         return ShapeSpec(parts, [bark, leaves], dict(kind=kind, height=H, tiers=tiers), blend=H * 0.02)
     n_br = int(rng.integers(2, 6)) if kind != "round" else 0  # a round crown hides its branches
     blobs = []
@@ -133,12 +165,15 @@ def tree(rng: U) -> ShapeSpec:
             for j in range(2):
                 d2 = d + rng.normal(0, 0.5, 3)
                 d2 /= np.linalg.norm(d2)
-                parts.append(Part("twig", RoundCone(end, end + d2 * ln * 0.5, max(r0 * 0.2, H * 0.008),
-                                                    H * 0.008), 0))
+                parts.append(Part("twig", RoundCone(end, end + d2 * ln * 0.5, max(r0 * 0.2, H * 0.008), H * 0.008), 0))
         else:
             blobs.append(Ellipsoid(end, H * rng.uniform(0.12, 0.22, 3)))
     if kind == "round":
-        blobs = [Ellipsoid(trunk_top + [0, 0, (H - trunk_h) * 0.45], np.array([1, 1, 0.9]) * (H - trunk_h) * rng.uniform(0.45, 0.6))]
+        blobs = [
+            Ellipsoid(
+                trunk_top + [0, 0, (H - trunk_h) * 0.45], np.array([1, 1, 0.9]) * (H - trunk_h) * rng.uniform(0.45, 0.6)
+            )
+        ]
     if blobs:
         crown = SmoothUnion(blobs, H * 0.06)
         parts.append(Part("crown", _bumps(rng, crown, H * 0.25, (0.03, 0.08), n=6, freq=(2, 5)), 1))
@@ -155,7 +190,11 @@ def mushroom(rng: U) -> ShapeSpec:
         h = s * rng.uniform(0.6, 1.4)
         rs = s * rng.uniform(0.07, 0.16)
         R = s * rng.uniform(0.25, 0.6)
-        off = np.zeros(3) if i == 0 else np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a), 0]) * (0.35 + 0.3 * s)
+        off = (
+            np.zeros(3)
+            if i == 0
+            else np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a), 0]) * (0.35 + 0.3 * s)
+        )
         bend = rng.normal(0, 0.08, 2) * h
         mid = off + [bend[0] * 0.5, bend[1] * 0.5, h * 0.5]
         top = off + [bend[0], bend[1], h]
@@ -170,8 +209,13 @@ def mushroom(rng: U) -> ShapeSpec:
         else:
             cap = Intersect(Ellipsoid((0, 0, 0), (R, R, ch)), HalfSpace((0, 0, -1), ch * 0.1))
         cap = Subtract(cap, Ellipsoid((0, 0, -ch * 0.25), (R * 0.85, R * 0.85, ch * 0.3)), k=R * 0.05)
-        parts.append(Part("cap", Transform(cap, rotation("x", bend[1] / h) @ rotation("y", -bend[0] / h),
-                                           top - [0, 0, ch * 0.05]), 0))
+        parts.append(
+            Part(
+                "cap",
+                Transform(cap, rotation("x", bend[1] / h) @ rotation("y", -bend[0] / h), top - [0, 0, ch * 0.05]),
+                0,
+            )
+        )
     return ShapeSpec(parts, [cap_m, stem_m], dict(count=n, caps=kinds), blend=0.02)
 
 
@@ -216,8 +260,16 @@ def quadruped(rng: U) -> ShapeSpec:
     tr = max(rb * rng.uniform(0.08, 0.25), 0.025 * Lb)  # tip stays >= ~2 voxels at 128^3
     parts.append(Part("tail", RoundCone(t0, t1, tr, tr * 0.8), 0))
     parts.append(Part("tail", RoundCone(t1, t2, tr * 0.8, tr * 0.4), 1))
-    params = dict(body_length=Lb, body_radius=rb, leg_length=leg_len, neck_length=neck, head_size=head,
-                  neck_angle_deg=np.rad2deg(ang), floppy_ears=floppy, tail_length=tail_len)
+    params = dict(
+        body_length=Lb,
+        body_radius=rb,
+        leg_length=leg_len,
+        neck_length=neck,
+        head_size=head,
+        neck_angle_deg=np.rad2deg(ang),
+        floppy_ears=floppy,
+        tail_length=tail_len,
+    )
     return ShapeSpec(parts, [fur, accent], params, blend=rb * 0.25)
 
 
@@ -226,8 +278,12 @@ def humanoid(rng: U) -> ShapeSpec:
     heads = rng.uniform(3.0, 7.5)  # body height in head heights: 3 = chibi, 7.5 = adult
     hh = H / heads
     build = rng.uniform(0.8, 1.4)
-    skin, shirt, pants, shoes = (material(rng, "skin"), material(rng, "fabric"), material(rng, "fabric"),
-                                 material(rng, "dark"))
+    skin, shirt, pants, shoes = (
+        material(rng, "skin"),
+        material(rng, "fabric"),
+        material(rng, "fabric"),
+        material(rng, "dark"),
+    )
     parts = []
     leg_len = (H - hh) * 0.5
     hip_z = leg_len + hh * 0.1
@@ -247,7 +303,9 @@ def humanoid(rng: U) -> ShapeSpec:
         knee = 0.5 * (hip + foot) + [0, -rng.uniform(0, 0.08) * leg_len, 0]
         parts.append(Part("thigh", RoundCone(hip, knee, limb * 1.4, limb * 1.0), 2))
         parts.append(Part("shin", RoundCone(knee, foot + [0, 0, hh * 0.1], limb, limb * 0.75), 2))
-        parts.append(Part("foot", RoundBox(foot + [0, -hh * 0.12, -hh * 0.04], (limb * 0.9, hh * 0.26, hh * 0.09), hh * 0.06), 3))
+        parts.append(
+            Part("foot", RoundBox(foot + [0, -hh * 0.12, -hh * 0.04], (limb * 0.9, hh * 0.26, hh * 0.09), hh * 0.06), 3)
+        )
         # arm pose: abduction from hanging (0) to T-pose (90 deg), elbow bend forward
         abd = np.deg2rad(rng.uniform(8, 95))
         arm_len = leg_len * 0.45

@@ -6,6 +6,7 @@ Values are exact Euclidean distances for the plain primitives and rigid transfor
 smooth blends and displacements give distance *bounds* whose sign is exact (which is what
 containment, occupancy and marching cubes need).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -113,8 +114,9 @@ class Cylinder(SDF):
     def __call__(self, p):
         q = p - self.center
         r = self.rounding
-        d = np.stack([np.hypot(q[:, 0], q[:, 1]) - (self.radius - r),
-                      np.abs(q[:, 2]) - (self.half_height - r)], axis=-1)
+        d = np.stack(
+            [np.hypot(q[:, 0], q[:, 1]) - (self.radius - r), np.abs(q[:, 2]) - (self.half_height - r)], axis=-1
+        )
         return np.minimum(d.max(axis=-1), 0.0) + np.linalg.norm(np.maximum(d, 0.0), axis=-1) - r
 
     def bounds(self):
@@ -295,8 +297,7 @@ class Transform(SDF):
 
     def bounds(self):
         lo, hi = self.child.bounds()
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])])
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         w = corners @ self.rot.T * self.scale + self.translate
         return w.min(axis=0), w.max(axis=0)
 

@@ -4,6 +4,7 @@ Normalisation (project convention): Z-up, front towards -Y, centred on the bound
 longest bounding-box side 1, so the shape lies in [-0.5, 0.5]^3. Builders construct in any
 convenient units with the right orientation; this module measures the extent and rescales.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def sample_grid(fn, lo: float, hi: float, res: int, lipschitz: float = 2.0, chun
 
 
 def _chunked(fn, p: np.ndarray, chunk: int) -> np.ndarray:
-    return np.concatenate([fn(p[i:i + chunk]) for i in range(0, len(p), chunk)]) if len(p) else np.zeros(0)
+    return np.concatenate([fn(p[i : i + chunk]) for i in range(0, len(p), chunk)]) if len(p) else np.zeros(0)
 
 
 def marching_cubes_mesh(vol: np.ndarray, lo: float, hi: float):
@@ -190,8 +191,7 @@ class ProceduralShape:
             "params": _jsonable(self.params),
             "parts": [{"name": p.name, "material": p.material} for p in self.parts],
             "materials": [m.to_json() for m in self.materials],
-            "normalization": {"construction_center": self._center.tolist(),
-                              "construction_scale": self._scale},
+            "normalization": {"construction_center": self._center.tolist(), "construction_scale": self._scale},
         }
 
     def __repr__(self) -> str:

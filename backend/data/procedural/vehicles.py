@@ -1,11 +1,27 @@
 """Vehicle builders: car, airplane, boat. Length runs along Y with the nose/bow at -Y."""
+
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from .materials import material
-from .sdf import (Capsule, Cylinder, Ellipsoid, HalfSpace, Intersect, MirrorX, Offset, RoundBox, RoundCone,
-                  SmoothUnion, Subtract, Transform, rotation)
+from .sdf import (
+    Capsule,
+    Cylinder,
+    Ellipsoid,
+    HalfSpace,
+    Intersect,
+    MirrorX,
+    Offset,
+    RoundBox,
+    RoundCone,
+    SmoothUnion,
+    Subtract,
+    Transform,
+    rotation,
+)
 from .shape import Part, ShapeSpec
 
 U = np.random.Generator
@@ -20,7 +36,7 @@ def car(rng: U) -> ShapeSpec:
     cab_h = {"sports": 0.35, "van": 0.9, "suv": 0.7}.get(kind, 0.5) * rng.uniform(0.85, 1.15)
     wheel_r = rng.uniform(0.3, 0.42) * (1.1 if kind in ("suv", "pickup") else 1.0)
     paint, glass, rubber = material(rng, "paint"), material(rng, "glass"), material(rng, "rubber")
-    paint = type(paint)(paint.base_color, paint.roughness * 0.6, float(rng.uniform(0.0, 0.6)))
+    paint = replace(paint, roughness=paint.roughness * 0.6, metallic=float(rng.uniform(0.0, 0.6)))  # car paint
     z_body = clear + wheel_r * 0.5
     body = RoundBox((0, 0, z_body + body_h / 2), (W / 2, L / 2, body_h / 2), min(0.18, body_h * 0.35))
     # cabin: a rounded box whose front/back are sheared into windscreen slopes by half-space cuts
@@ -31,22 +47,33 @@ def car(rng: U) -> ShapeSpec:
     # windscreen / rear window angles from the vertical
     slope_f = np.deg2rad(rng.uniform(45, 65) if kind != "van" else rng.uniform(20, 35))
     slope_b = np.deg2rad(rng.uniform(45, 65) if kind in ("sedan", "sports") else rng.uniform(5, 25))
-    front = HalfSpace((0, -np.cos(slope_f), np.sin(slope_f)),
-                      np.dot((0, -np.cos(slope_f), np.sin(slope_f)), (0, cab_y - cab_len / 2, z_cab)) + 0.0)
-    back = HalfSpace((0, np.cos(slope_b), np.sin(slope_b)),
-                     np.dot((0, np.cos(slope_b), np.sin(slope_b)), (0, cab_y + cab_len / 2, z_cab)))
+    front = HalfSpace(
+        (0, -np.cos(slope_f), np.sin(slope_f)),
+        np.dot((0, -np.cos(slope_f), np.sin(slope_f)), (0, cab_y - cab_len / 2, z_cab)) + 0.0,
+    )
+    back = HalfSpace(
+        (0, np.cos(slope_b), np.sin(slope_b)),
+        np.dot((0, np.cos(slope_b), np.sin(slope_b)), (0, cab_y + cab_len / 2, z_cab)),
+    )
     cabin = Intersect(Intersect(cabin_box, front), back)
     parts = [Part("body", body, 0), Part("cabin", cabin, 0)]
     # windows: a band of the cabin, grown a little so it sits proud of the paint
-    band = Intersect(Intersect(cabin, HalfSpace((0, 0, -1), -(z_cab + 0.08))),
-                     HalfSpace((0, 0, 1), z_cab + cab_h - 0.08))
+    band = Intersect(
+        Intersect(cabin, HalfSpace((0, 0, -1), -(z_cab + 0.08))), HalfSpace((0, 0, 1), z_cab + cab_h - 0.08)
+    )
     parts.append(Part("windows", Offset(band, 0.015), 1))
     if kind == "pickup":
         bed_y0 = cab_y + cab_len / 2 + 0.05
-        parts.append(Part("bed_wall", Subtract(RoundBox((0, (bed_y0 + L / 2) / 2, z_cab + 0.15),
-                                                        (W / 2, (L / 2 - bed_y0) / 2, 0.2), 0.05),
-                                               RoundBox((0, (bed_y0 + L / 2) / 2, z_cab + 0.3),
-                                                        (W / 2 - 0.08, (L / 2 - bed_y0) / 2 - 0.08, 0.35))), 0))
+        parts.append(
+            Part(
+                "bed_wall",
+                Subtract(
+                    RoundBox((0, (bed_y0 + L / 2) / 2, z_cab + 0.15), (W / 2, (L / 2 - bed_y0) / 2, 0.2), 0.05),
+                    RoundBox((0, (bed_y0 + L / 2) / 2, z_cab + 0.3), (W / 2 - 0.08, (L / 2 - bed_y0) / 2 - 0.08, 0.35)),
+                ),
+                0,
+            )
+        )
     wb = L * rng.uniform(0.28, 0.36)
     ww = rng.uniform(0.18, 0.3)
     for sy in (-1, 1):
@@ -56,8 +83,16 @@ def car(rng: U) -> ShapeSpec:
             parts.append(Part("wheel", tyre, 2))
     if rng.random() < 0.4:
         parts.append(Part("spoiler", RoundBox((0, L / 2 - 0.15, z_cab + 0.12), (W / 2 * 0.85, 0.12, 0.025), 0.02), 0))
-    params = dict(kind=kind, length=L, width=W, clearance=clear, body_height=body_h, cabin_height=cab_h,
-                  wheel_radius=wheel_r, wheelbase=2 * wb)
+    params = dict(
+        kind=kind,
+        length=L,
+        width=W,
+        clearance=clear,
+        body_height=body_h,
+        cabin_height=cab_h,
+        wheel_radius=wheel_r,
+        wheelbase=2 * wb,
+    )
     return ShapeSpec(parts, [paint, glass, rubber], params)
 
 
@@ -80,15 +115,21 @@ def airplane(rng: U) -> ShapeSpec:
     wy = -L * rng.uniform(0.0, 0.12)
     # right wing (+x), swept back (+Y) and tipped up by the dihedral, mirrored to the left
     wing = RoundBox((span / 4, 0, 0), (span / 4, chord / 2, wing_t / 2), wing_t * 0.45)
-    parts.append(Part("wings", MirrorX(Transform(wing, rotation("z", sweep) @ rotation("y", -dihedral),
-                                                 (0, wy, high * fr))), 0))
+    parts.append(
+        Part("wings", MirrorX(Transform(wing, rotation("z", sweep) @ rotation("y", -dihedral), (0, wy, high * fr))), 0)
+    )
     tail_span = span * rng.uniform(0.25, 0.4)
     tc = chord * rng.uniform(0.4, 0.7)
     stab = RoundBox((tail_span / 4, 0, 0), (tail_span / 4, tc / 2, max(wing_t * 0.35, 0.01 * ref)), wing_t * 0.15)
-    parts.append(Part("stabilizers", MirrorX(Transform(stab, rotation("z", sweep), (0, L / 2 - tc * 0.8, fr * 0.3))), 0))
+    parts.append(
+        Part("stabilizers", MirrorX(Transform(stab, rotation("z", sweep), (0, L / 2 - tc * 0.8, fr * 0.3))), 0)
+    )
     fin_h = fr * rng.uniform(1.5, 3.0)
-    fin = Transform(RoundBox((0, 0, fin_h / 2), (max(wing_t * 0.35, 0.01 * ref), tc * 0.6, fin_h / 2), wing_t * 0.15),
-                    rotation("x", -np.deg2rad(rng.uniform(10, 40))), (0, L / 2 - tc * 0.8, fr * 0.5))
+    fin = Transform(
+        RoundBox((0, 0, fin_h / 2), (max(wing_t * 0.35, 0.01 * ref), tc * 0.6, fin_h / 2), wing_t * 0.15),
+        rotation("x", -np.deg2rad(rng.uniform(10, 40))),
+        (0, L / 2 - tc * 0.8, fr * 0.5),
+    )
     parts.append(Part("fin", fin, 1))
     n_eng = int(rng.choice([0, 2, 4]))
     er = fr * rng.uniform(0.35, 0.6)
@@ -105,9 +146,23 @@ def airplane(rng: U) -> ShapeSpec:
         parts.append(Part("spinner", Ellipsoid(hub, (fr * 0.3, fr * 0.5, fr * 0.3)), 1))
         for k in range(int(rng.integers(2, 5))):
             a = 2 * np.pi * k / 4 + 0.3
-            parts.append(Part("blade", Capsule(hub, (fr * 1.8 * np.cos(a), hub[1], fr * 1.8 * np.sin(a)), max(fr * 0.12, 0.01 * ref)), 1))
-    params = dict(length=L, fuselage_radius=fr, span=span, sweep_deg=np.rad2deg(sweep), dihedral_deg=np.rad2deg(dihedral),
-                  wing_position=float(high), engines=n_eng, propeller=prop)
+            parts.append(
+                Part(
+                    "blade",
+                    Capsule(hub, (fr * 1.8 * np.cos(a), hub[1], fr * 1.8 * np.sin(a)), max(fr * 0.12, 0.01 * ref)),
+                    1,
+                )
+            )
+    params = dict(
+        length=L,
+        fuselage_radius=fr,
+        span=span,
+        sweep_deg=np.rad2deg(sweep),
+        dihedral_deg=np.rad2deg(dihedral),
+        wing_position=float(high),
+        engines=n_eng,
+        propeller=prop,
+    )
     return ShapeSpec(parts, [body_m, accent], params)
 
 
@@ -116,7 +171,11 @@ def boat(rng: U) -> ShapeSpec:
     B = L * rng.uniform(0.25, 0.4)
     D = B * rng.uniform(0.35, 0.6)
     kind = str(rng.choice(["rowboat", "motorboat", "sailboat"]))
-    hull_m, deck_m, sail_m = material(rng, rng.choice(["paint", "wood"])), material(rng, rng.choice(["wood", "cream", "paint"])), material(rng, "cream")
+    hull_m, deck_m, sail_m = (
+        material(rng, rng.choice(["paint", "wood"])),
+        material(rng, rng.choice(["wood", "cream", "paint"])),
+        material(rng, "cream"),
+    )
     # hull: an ellipsoid sliced by the deck plane, pointed towards the bow (-Y) by a pair of cuts
     hull = Intersect(Ellipsoid((0, 0, D), (B / 2, L / 2, D * 1.4)), HalfSpace((0, 0, 1), D))
     bow = np.deg2rad(rng.uniform(20, 35))
@@ -143,9 +202,13 @@ def boat(rng: U) -> ShapeSpec:
         mh = L * rng.uniform(0.8, 1.4)
         my = -L * 0.1
         parts.append(Part("mast", Capsule((0, my, D), (0, my, D + mh), max(L * 0.008, 0.05)), 1))
-        sail = Intersect(RoundBox((0, my + L * 0.18, D + mh * 0.55), (max(wall * 0.5, 0.007 * L), L * 0.18, mh * 0.42), 0.01),
-                         HalfSpace((0, np.cos(0.3) * mh * 0.84, np.sin(0.3) * L * 0.36),
-                                   float(np.dot((0, np.cos(0.3) * mh * 0.84, np.sin(0.3) * L * 0.36), (0, my, D + mh * 0.97)))))
+        sail = Intersect(
+            RoundBox((0, my + L * 0.18, D + mh * 0.55), (max(wall * 0.5, 0.007 * L), L * 0.18, mh * 0.42), 0.01),
+            HalfSpace(
+                (0, np.cos(0.3) * mh * 0.84, np.sin(0.3) * L * 0.36),
+                float(np.dot((0, np.cos(0.3) * mh * 0.84, np.sin(0.3) * L * 0.36), (0, my, D + mh * 0.97))),
+            ),
+        )
         parts.append(Part("sail", sail, 2))
     elif kind == "motorboat":
         parts.append(Part("motor", RoundBox((0, L / 2, D * 0.8), (B * 0.08, B * 0.08, D * 0.5), B * 0.03), 1))

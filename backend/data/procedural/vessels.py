@@ -3,14 +3,29 @@
 Hollow vessels are a solid lathe minus an inner lathe (the cavity) that runs out through the
 top, so they are open, watertight, and their walls have a real thickness.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from .materials import material
-from .sdf import (Capsule, Cylinder, Elongate, Ellipsoid, Lathe, RoundBox, RoundCone, SDF, SmoothUnion,
-                  Subtract, Torus, Transform, Union, rotation)
+from .sdf import (
+    Capsule,
+    Cylinder,
+    Elongate,
+    Ellipsoid,
+    Lathe,
+    RoundBox,
+    RoundCone,
+    SDF,
+    SmoothUnion,
+    Subtract,
+    Torus,
+    Transform,
+    Union,
+    rotation,
+)
 from .shape import Part, ShapeSpec
 
 U = np.random.Generator
@@ -33,8 +48,9 @@ def hollow(fn, height: float, wall: float, bottom: float) -> tuple[SDF, SDF]:
     zc = np.linspace(bottom, height, 48)
     rc = np.maximum(fn(zc) - wall, 1e-3)
     # the cavity pokes out above the rim so the vessel is open
-    cav = np.concatenate([[[0.0, bottom]], np.stack([rc, zc], -1), [[rc[-1], height + 10 * wall],
-                                                                     [0.0, height + 10 * wall]]])
+    cav = np.concatenate(
+        [[[0.0, bottom]], np.stack([rc, zc], -1), [[rc[-1], height + 10 * wall], [0.0, height + 10 * wall]]]
+    )
     cavity = Lathe(cav)
     return Subtract(outer, cavity), cavity
 
@@ -72,20 +88,30 @@ def bottle(rng: U) -> ShapeSpec:
     rn = r * rng.uniform(0.25, 0.55)
     nl = rng.uniform(0.02, 0.12)
     square = rng.random() < 0.2
-    glass, cap_m, label_m = material(rng, "glass"), material(rng, rng.choice(["metal", "plastic"])), material(rng, "paint")
+    glass, cap_m, label_m = (
+        material(rng, "glass"),
+        material(rng, rng.choice(["metal", "plastic"])),
+        material(rng, "paint"),
+    )
     top = hb + sh + nl
     fn = _radius_fn([0, 0.006, hb, hb + sh, top], [r * 0.9, r, r, rn, rn])
     parts = [Part("body", Lathe(_profile(fn, 0.0, top)), 0)]
     if square:
-        parts[0] = Part("body", Union([RoundBox((0, 0, hb / 2), (r * 0.9, r * 0.9, hb / 2), r * 0.25),
-                                       Lathe(_profile(fn, hb * 0.9, top))]), 0)
+        parts[0] = Part(
+            "body",
+            Union([RoundBox((0, 0, hb / 2), (r * 0.9, r * 0.9, hb / 2), r * 0.25), Lathe(_profile(fn, hb * 0.9, top))]),
+            0,
+        )
     cap_h = rng.uniform(0.01, 0.03)
     parts.append(Part("cap", Cylinder((0, 0, top + cap_h / 2), rn * 1.15, cap_h / 2, rn * 0.2), 1))
     if rng.random() < 0.5 and not square:
         lz = hb * rng.uniform(0.3, 0.6)
         parts.append(Part("label", Cylinder((0, 0, lz), r * 1.015, hb * rng.uniform(0.15, 0.3)), 2))
-    return ShapeSpec(parts, [glass, cap_m, label_m],
-                     dict(radius=r, body_height=hb, shoulder=sh, neck_radius=rn, neck_length=nl, square=square))
+    return ShapeSpec(
+        parts,
+        [glass, cap_m, label_m],
+        dict(radius=r, body_height=hb, shoulder=sh, neck_radius=rn, neck_length=nl, square=square),
+    )
 
 
 def mug(rng: U) -> ShapeSpec:
@@ -96,7 +122,7 @@ def mug(rng: U) -> ShapeSpec:
     fn = lambda z: r * (taper + (1 - taper) * (1 - z / h)) * (1 + belly * np.sin(np.pi * z / h))  # noqa: E731
     wall = rng.uniform(0.004, 0.008)
     body, cavity = hollow(fn, h, wall, wall * 1.5)
-    m_body, m_handle = material(rng, "ceramic"), None
+    m_body = material(rng, "ceramic")
     m_handle = m_body if rng.random() < 0.7 else material(rng, "ceramic")
     style = rng.choice(["round", "tall", "square"])
     hr = h * rng.uniform(0.25, 0.38)
@@ -112,8 +138,9 @@ def mug(rng: U) -> ShapeSpec:
     # the ring lies in the xz plane, its centre just outside the wall on +x (the right side)
     handle = Transform(ring, rotation("x", np.pi / 2), (rz + hr * 0.55, 0, zc))
     parts = [Part("body", body, 0), Part("handle", Subtract(handle, cavity), 1)]
-    return ShapeSpec(parts, [m_body, m_handle], dict(radius=r, height=h, taper=taper, belly=belly,
-                                                     handle=str(style), wall=wall))
+    return ShapeSpec(
+        parts, [m_body, m_handle], dict(radius=r, height=h, taper=taper, belly=belly, handle=str(style), wall=wall)
+    )
 
 
 def bowl(rng: U) -> ShapeSpec:
@@ -147,7 +174,11 @@ def plant_pot(rng: U) -> ShapeSpec:
         return base + (wall * 1.2 if lip else 0.0) * (z > H - lip_h)
 
     body, _ = hollow(fn, H, wall, wall * 2)
-    pot_m, soil_m, leaf_m = material(rng, rng.choice(["ceramic", "paint", "plastic", "stone"])), material(rng, "soil"), material(rng, "foliage")
+    pot_m, soil_m, leaf_m = (
+        material(rng, rng.choice(["ceramic", "paint", "plastic", "stone"])),
+        material(rng, "soil"),
+        material(rng, "foliage"),
+    )
     soil_z = H * rng.uniform(0.7, 0.9)
     r_soil = float(fn(np.array([soil_z]))[0]) - wall
     parts = [Part("pot", body, 0), Part("soil", Cylinder((0, 0, soil_z - 0.01), r_soil, 0.01, 0.004), 1)]
@@ -174,9 +205,12 @@ def plant_pot(rng: U) -> ShapeSpec:
                 plant_parts.append(Capsule(elbow, (sx * cr * 2.2, 0, z0 + ch * rng.uniform(0.2, 0.4)), cr * 0.55))
     elif plant == "bush":
         for i in range(int(rng.integers(3, 8))):
-            c = np.array([rng.normal(0, r_soil * 0.5), rng.normal(0, r_soil * 0.5), soil_z + rng.uniform(0.3, 1.2) * r_top])
+            c = np.array(
+                [rng.normal(0, r_soil * 0.5), rng.normal(0, r_soil * 0.5), soil_z + rng.uniform(0.3, 1.2) * r_top]
+            )
             plant_parts.append(Ellipsoid(c, r_top * rng.uniform(0.35, 0.6, 3)))
     if plant_parts:
         parts.append(Part("plant", SmoothUnion(plant_parts, r_top * 0.1), 2))
-    return ShapeSpec(parts, [pot_m, soil_m, leaf_m], dict(top_radius=r_top, height=H, bottom_radius=r_bot,
-                                                          lip=lip, plant=plant))
+    return ShapeSpec(
+        parts, [pot_m, soil_m, leaf_m], dict(top_radius=r_top, height=H, bottom_radius=r_bot, lip=lip, plant=plant)
+    )
