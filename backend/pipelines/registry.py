@@ -10,4 +10,6 @@ def default_registry() -> PipelineRegistry:
 
     registry = PipelineRegistry()
     registry.register("reconstruct", SilhouetteReconstructPipeline)
+    registry.register("generate", lambda device: __import__("backend.pipelines.generate", fromlist=["GeneratePipeline"]).GeneratePipeline(device))
+    registry.register("stylize", lambda device: __import__("backend.pipelines.stylize", fromlist=["StylizePipeline"]).StylizePipeline(device))
     return registry

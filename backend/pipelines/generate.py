@@ -1,0 +1,252 @@
+"""Text → textured mesh with ISS ("Image as Stepping Stone"): the ``generate`` task.
+
+1. The prompt's unit CLIP text feature goes through the stage-1 CLIP2Shape mapper, which outputs
+   ``[shape code | colour code]`` of the shape model (one mapper for both: a prompt says "red"
+   as readily as "round", and stage 2 can then correct colour and shape together).
+2. Stage 2 (``generate_align``): a copy of the mapper is fine-tuned for this prompt only, with
+   CLIP consistency between the prompt and VolSDF renders from random views plus the background
+   term; a negative prompt is pushed away. Several candidates (different seeds, the later ones
+   with a little noise on the text feature) can be run; the best by CLIP score on fixed views
+   wins.
+3. Marching cubes of the winner's SDF, cleanup, decimation, then UVs + a texture baked from the
+   colour field (or vertex colours). With ``stylize``, the colour head is first stylized on the
+   mesh (a copy of it, trained with CLIP; ``stylize_core``).
+4. Z up, front −Y (the shape model's frame), bounding box centred with longest side 1.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from backend.errors import PipelineError
+from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
+from backend.pipelines.generate_align import AlignConfig, TextShapeAligner, fixed_views
+from backend.pipelines.generate_assets import IssAssets, TextAssetsConfig
+from backend.pipelines.stylize_core import StylizeConfig
+from backend.protocol import ErrorCode, MeshPayload
+
+if TYPE_CHECKING:
+    from backend.requests import GenerateRequest
+
+
+@dataclass(frozen=True)
+class GeneratePreset:
+    """One device/quality setting of text → shape."""
+
+    align: AlignConfig
+    """Stage-2 settings."""
+    score_views: int = 4
+    """Fixed views on which candidates are scored with CLIP."""
+    preview_every: int = 5
+    """Steps between preview meshes."""
+    preview_resolution: int = 32
+    """Marching-cubes grid of the preview meshes."""
+    mesh_resolution: int = 96
+    """Marching-cubes grid of the result (coarse-to-fine)."""
+    max_faces: int = 20_000
+    """Decimation target when the request gives no face budget."""
+    texture_size: int = 1024
+    stylize: StylizeConfig = field(default_factory=StylizeConfig)
+    """Stylization run after generation when the request asks for it."""
+
+
+_CPU_ALIGN = AlignConfig(steps=20, views=4, resolution=32, samples=32)
+_GPU_ALIGN = AlignConfig(steps=20, views=10, resolution=90, samples=64)
+_CPU_STYLE = StylizeConfig(steps=20, views=3, resolution=64)
+_GPU_STYLE = StylizeConfig(steps=100, views=3, resolution=112)
+
+PRESETS: dict[tuple[str, str], GeneratePreset] = {
+    ("cpu", "preview"): GeneratePreset(
+        replace(_CPU_ALIGN, steps=10, views=3), mesh_resolution=64, max_faces=5_000, texture_size=512,
+        stylize=replace(_CPU_STYLE, steps=10, resolution=48),
+    ),
+    ("cpu", "default"): GeneratePreset(_CPU_ALIGN, stylize=_CPU_STYLE),
+    ("cpu", "high"): GeneratePreset(
+        replace(_CPU_ALIGN, steps=40, resolution=48), mesh_resolution=128, max_faces=50_000, texture_size=2048,
+        stylize=replace(_CPU_STYLE, steps=40, resolution=80),
+    ),
+    # The paper's stage-2 setting: 10 views of 90×90, 20 steps.
+    ("gpu", "preview"): GeneratePreset(replace(_GPU_ALIGN, steps=10), mesh_resolution=96, stylize=replace(_GPU_STYLE, steps=40)),
+    ("gpu", "default"): GeneratePreset(_GPU_ALIGN, mesh_resolution=160, max_faces=50_000, texture_size=2048, stylize=_GPU_STYLE),
+    ("gpu", "high"): GeneratePreset(
+        replace(_GPU_ALIGN, steps=60), mesh_resolution=256, max_faces=200_000, texture_size=2048,
+        stylize=replace(_GPU_STYLE, steps=200, resolution=128),
+    ),
+}
+
+
+def generate_preset(device: str, quality: str) -> GeneratePreset:
+    """The preset for a device (``cpu`` / ``cuda…``) and a quality (``preview``/``default``/``high``)."""
+    kind = "cpu" if device == "cpu" else "gpu"
+    if (kind, quality) not in PRESETS:
+        raise ValueError(f"unknown quality {quality!r}; use preview, default or high")
+    return PRESETS[(kind, quality)]
+
+
+@dataclass
+class Candidate:
+    """One aligned candidate."""
+
+    index: int
+    seed: int
+    score: float
+    """Mean cosine between CLIP of fixed-view renders and the prompt."""
+    losses: list[float]
+    shape_code: object
+    color_code: object
+
+
+def generate_mesh(
+    request: GenerateRequest, assets: IssAssets, preset: GeneratePreset, ctx: JobContext
+) -> PipelineOutput:
+    """Run stages 2–4 with loaded ``assets``; see the module docstring."""
+    import torch
+
+    from backend.geometry.mesh_ops import clean_mesh, decimate, normalise_unit
+    from backend.pipelines.generate_mesh import finish_mesh
+    from backend.pipelines.stylize import encode_prompt
+    from backend.pipelines.stylize_core import MeshStylizer
+    from backend.pipelines.stylize_fields import ShapeModelColorField
+    from backend.render.extract import NoSurfaceError
+
+    started = time.monotonic()
+    clip, shape_model = assets.clip, assets.shape_model
+    text = encode_prompt(clip, request.prompt)
+    negative = encode_prompt(clip, request.negative_prompt) if request.negative_prompt else None
+    align = preset.align
+    score_cameras = fixed_views(preset.score_views, align.resolution, align.sampling, text.device)
+    total_steps = request.candidates * align.steps
+
+    candidates: list[Candidate] = []
+    for k in range(request.candidates):
+        seed = request.common.seed + 1000 * k
+        torch.manual_seed(seed)
+        aligner = TextShapeAligner(
+            shape_model, assets.mapper, clip, text, align,
+            seed=seed, negative_features=negative, input_noise=0.0 if k == 0 else align.candidate_noise,
+        )
+        losses = []
+        for i in range(align.steps):
+            ctx.check()
+            terms = aligner.step()
+            losses.append(terms.total)
+            done = k * align.steps + i + 1
+            ctx.progress(
+                "align", 0.05 + 0.7 * done / total_steps,
+                f"candidate {k + 1}/{request.candidates}, step {i + 1}/{align.steps}: "
+                f"CLIP {terms.clip:.3f}, background {terms.background:.3f}",
+            )
+            if (i + 1) % preset.preview_every == 0:
+                preview = _preview_mesh(shape_model, aligner.codes().shape[0].detach(), preset.preview_resolution)
+                if preview is not None:
+                    ctx.preview_mesh(preview)
+        ctx.check()
+        with torch.no_grad():
+            codes = aligner.codes()
+        candidates.append(Candidate(
+            k, seed, aligner.clip_score(score_cameras), losses, codes.shape[0].detach(), codes.color[0].detach()
+        ))
+    best = max(candidates, key=lambda c: c.score)
+
+    ctx.progress("mesh", 0.78, "extracting the surface")
+    try:
+        extracted = shape_model.extract_mesh(best.shape_code, resolution=preset.mesh_resolution, coarse_to_fine=True)
+    except NoSurfaceError as exc:
+        raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape for this prompt has no surface ({exc})") from exc
+    vertices, faces = clean_mesh(extracted.vertices, extracted.faces)
+    ctx.check()
+    vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
+
+    color_field = ShapeModelColorField(shape_model, best.color_code)
+    stylize_losses: list[float] = []
+    if request.stylize:
+        stylizer = MeshStylizer(vertices, faces, clip, text, color_field, preset.stylize, mode="texture", seed=best.seed)
+        steps = preset.stylize.steps
+
+        def on_step(i, terms):
+            stylize_losses.append(terms.clip)
+            ctx.progress("stylize", 0.8 + 0.1 * (i + 1) / steps, f"stylize step {i + 1}/{steps}: CLIP {terms.clip:.3f}")
+
+        stylizer.run(on_step)
+
+    ctx.progress("texture", 0.92, "UVs and texture" if request.texture == "uv" else "colours")
+    unit, _, _ = normalise_unit(vertices)
+    mesh = finish_mesh(unit, faces, vertices, color_field, texture=request.texture, texture_size=preset.texture_size)
+    metadata = {
+        "method": "ISS text → shape (CLIP2Shape mapper + test-time alignment)",
+        "clip": clip.model_id,
+        "shape_model": assets.shape_model_id,
+        "candidates": [
+            {"seed": c.seed, "clip_score": round(c.score, 4), "loss_first": round(c.losses[0], 4),
+             "loss_last": round(c.losses[-1], 4)}
+            for c in candidates
+        ],
+        "chosen": best.index,
+        "steps": align.steps,
+        "views": align.views,
+        "resolution": align.resolution,
+        "negative_prompt": request.negative_prompt is not None,
+        "stylized": request.stylize,
+        "stylize_clip_loss": [round(stylize_losses[0], 4), round(stylize_losses[-1], 4)] if stylize_losses else None,
+        "faces": len(mesh.faces),
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }
+    return PipelineOutput(mesh, metadata)
+
+
+def _preview_mesh(shape_model, shape_code, resolution: int) -> MeshPayload | None:
+    from backend.geometry.mesh_ops import normalise_unit
+    from backend.render.extract import NoSurfaceError
+
+    try:
+        extracted = shape_model.extract_mesh(shape_code, resolution=resolution)
+    except NoSurfaceError:
+        return None
+    vertices, _, _ = normalise_unit(extracted.vertices)
+    return MeshPayload(vertices, extracted.faces.astype(np.int32))
+
+
+class GeneratePipeline(Pipeline):
+    """The ``generate`` task. Loads CLIP, the ISS shape model and mapper on first use."""
+
+    task = "generate"
+
+    def __init__(self, device: str, assets_config: TextAssetsConfig | None = None, *, assets: IssAssets | None = None):
+        """``assets``: already loaded models (tests, benchmarks); otherwise ``assets_config``
+        (default: ViT-B-32 and ``STEPSTONE_ISS_DIR`` / ``backend/weights/iss``)."""
+        super().__init__(device)
+        self.assets_config = assets_config or TextAssetsConfig()
+        self._assets = assets
+
+    def unavailable_reason(self) -> str | None:
+        if self._assets is not None:
+            return None
+        from backend.pipelines.generate_assets import iss_missing_reason
+
+        return iss_missing_reason(self.assets_config)
+
+    def _load(self) -> IssAssets:
+        if self._assets is None:
+            from backend.models.checkpoint import CheckpointError
+            from backend.models.clip import ClipWeightsUnavailable
+            from backend.models.mapper import MapperFileError
+            from backend.pipelines.generate_assets import (
+                TextAssetsError,
+                load_iss_assets,
+            )
+
+            try:
+                self._assets = load_iss_assets(self.assets_config, self.device)
+            except (ClipWeightsUnavailable, TextAssetsError, MapperFileError, CheckpointError) as exc:
+                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, str(exc)) from exc
+        return self._assets
+
+    def run(self, request: GenerateRequest, ctx: JobContext) -> PipelineOutput:
+        ctx.progress("load", 0.0, "loading CLIP and the ISS mapper")
+        assets = self._load()
+        preset = generate_preset(str(assets.clip.device.type), request.common.quality)
+        return generate_mesh(request, assets, preset, ctx)
