@@ -1,0 +1,125 @@
+"""Resumable training checkpoints.
+
+Per saved step ``NAME = <run>/checkpoints/step_<step:07d>``:
+
+* ``NAME.safetensors`` + ``NAME.json``: the shape model (`save_shape_model`), loadable by the
+  pipeline exactly like the committed default weights;
+* ``NAME.train.safetensors`` + ``NAME.train.json``: optimiser tensors and the renderer's beta
+  (safetensors), and the step, optimiser hyper-parameters and training config (JSON).
+
+``<run>/checkpoints/latest.txt`` names the newest complete checkpoint; it is written last, so an
+interrupted save leaves the previous one in charge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TRAIN_STATE_FORMAT = "stepstone-train-state"
+TRAIN_STATE_VERSION = 1
+
+
+class TrainCheckpointError(RuntimeError):
+    """A training checkpoint is missing, incomplete or does not match the run."""
+
+
+@dataclass
+class TrainState:
+    step: int
+    """Optimiser steps completed."""
+    optimizer: dict[str, Any]
+    """``optimizer.state_dict()``."""
+    renderer: dict[str, torch.Tensor]
+    """``renderer.state_dict()`` (the learned beta)."""
+    extra: dict[str, Any]
+    """JSON facts (config, wall time so far, last metrics)."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, step: int,
+                             metadata: dict[str, Any], keep: int = 3) -> Path:
+    """Write model + training state for ``step``; returns the model checkpoint path (no suffix)."""
+    from safetensors.torch import save_file
+
+    from backend.models.checkpoint import save_shape_model
+
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = folder / f"step_{step:07d}"
+    save_shape_model(name, model, metadata)
+    tensors, layout = _flatten_optimizer(optimizer.state_dict())
+    for key, value in renderer.state_dict().items():
+        tensors[f"renderer.{key}"] = value.detach().cpu().contiguous()
+    save_file(tensors, str(name) + ".train.safetensors")
+    state_json = {"format": TRAIN_STATE_FORMAT, "format_version": TRAIN_STATE_VERSION, "step": step,
+                  "optimizer": layout, "metadata": metadata}
+    Path(str(name) + ".train.json").write_text(json.dumps(state_json, indent=1))
+    tmp = folder / ".latest.tmp"
+    tmp.write_text(name.name + "\n")
+    os.replace(tmp, folder / "latest.txt")
+    _prune(folder, keep)
+    return name
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run (path without suffix), or None."""
+    marker = checkpoint_dir(run_dir) / "latest.txt"
+    if not marker.is_file():
+        return None
+    name = checkpoint_dir(run_dir) / marker.read_text().strip()
+    for suffix in (".json", ".safetensors", ".train.json", ".train.safetensors"):
+        if not Path(str(name) + suffix).is_file():
+            raise TrainCheckpointError(f"checkpoint {name} is incomplete: {name}{suffix} is missing")
+    return name
+
+
+def load_training_state(name: str | Path, device="cpu") -> TrainState:
+    """Read ``NAME.train.json`` + ``NAME.train.safetensors``."""
+    from safetensors.torch import load_file
+
+    meta = json.loads(Path(str(name) + ".train.json").read_text())
+    if meta.get("format") != TRAIN_STATE_FORMAT or meta.get("format_version") != TRAIN_STATE_VERSION:
+        raise TrainCheckpointError(f"{name}.train.json is not a version {TRAIN_STATE_VERSION} training state")
+    tensors = load_file(str(name) + ".train.safetensors", device=str(device))
+    renderer = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("renderer.")}
+    optimizer = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
+    return TrainState(int(meta["step"]), optimizer, renderer, meta.get("metadata", {}))
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for index, entry in state_dict["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in layout.get("scalars", {}).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": layout["param_groups"]}
+
+
+def _prune(folder: Path, keep: int) -> None:
+    steps = sorted(folder.glob("step_*.train.json"))
+    for old in steps[:-keep] if keep > 0 else []:
+        stem = str(old)[: -len(".train.json")]
+        for suffix in (".json", ".safetensors", ".train.json", ".train.safetensors"):
+            Path(stem + suffix).unlink(missing_ok=True)

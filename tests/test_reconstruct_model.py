@@ -1,0 +1,210 @@
+"""The learned reconstruction pipeline on a tiny randomly initialised checkpoint made here."""
+
+import dataclasses
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from backend.config import ServiceLimits
+from backend.errors import JobCancelled, PipelineError
+from backend.images import decode_image
+from backend.models.checkpoint import save_shape_model
+from backend.models.encoders import EncoderConfig
+from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel, ShapeModelConfig
+from backend.pipelines import reconstruct_model
+from backend.pipelines.base import JobContext
+from backend.pipelines.reconstruct_model import (
+    FallbackReconstructPipeline,
+    ModelReconstructPipeline,
+    reconstruct_pipeline,
+)
+from backend.protocol import ErrorCode
+from backend.requests import CommonParams, ReconstructRequest
+
+TINY = ShapeModelConfig(
+    shape_dim=8, color_dim=8,
+    encoder=EncoderConfig(small_channels=(8, 16), head_hidden=16, image_size=32),
+    sdf=SDFNetConfig(hidden=16, layers=3, skip_layers=(1,), pe_freqs=2),
+    color=ColorNetConfig(hidden=16, layers=2, pe_freqs=2),
+)
+
+# small enough for the test budget, large enough to exercise every stage
+FAST = reconstruct_model.ModelPreset(refine_steps=6, refine_rays=64, refine_samples=12, target_size=32,
+                                     preview_every=2, preview_resolution=16, mesh_resolution=32,
+                                     max_faces=1500, texture_size=64)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny_shape_model"
+    save_shape_model(path, ShapeModel(TINY), {"step": 0, "beta": 0.05})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fast_presets(monkeypatch):
+    monkeypatch.setitem(reconstruct_model.PRESETS, "preview", FAST)
+    monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=8))
+
+
+def context(cancel_after=None, events=None):
+    events = events if events is not None else []
+    calls = {"n": 0}
+
+    def is_cancelled():
+        calls["n"] += 1
+        return cancel_after is not None and calls["n"] > cancel_after
+
+    return JobContext(
+        "t", "cpu",
+        emit_progress=lambda *a: events.append(("progress", a)),
+        emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
+        emit_preview_points=lambda *a: events.append(("points", a)),
+        is_cancelled=is_cancelled, deadline=time.monotonic() + 120)
+
+
+def png(rgba: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def disc(size=96, alpha=True, offset=0):
+    yy, xx = np.mgrid[0:size, 0:size]
+    inside = (xx - size / 2 - offset) ** 2 + (yy - size / 2) ** 2 < (size * 0.3) ** 2
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = 0 if alpha else 255
+    rgba[inside] = (200, 40, 40, 255)
+    return png(rgba)
+
+
+def request(*images, quality="preview", texture="uv", face_budget=None):
+    decoded = [decode_image(d, max_pixels=ServiceLimits().max_image_pixels) for d in images]
+    return ReconstructRequest(decoded, CommonParams(quality=quality), texture=texture, face_budget=face_budget)
+
+
+def test_single_view_gives_a_valid_unit_textured_mesh_and_streams_previews(weights):
+    events = []
+    pipe = ModelReconstructPipeline("cpu", weights)
+    out = pipe.run(request(disc()), context(events=events))
+    mesh = out.mesh
+    assert np.isfinite(mesh.vertices).all() and len(mesh.faces) > 50
+    extents = mesh.vertices.max(0) - mesh.vertices.min(0)
+    assert extents.max() == pytest.approx(1.0, abs=1e-5)
+    assert np.abs((mesh.vertices.max(0) + mesh.vertices.min(0)) / 2).max() < 1e-5
+    assert mesh.faces.max() < len(mesh.vertices)
+    assert mesh.uvs is not None and mesh.texture_png.startswith(b"\x89PNG")
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    assert tm.volume > 0  # outward faces
+    kinds = [e[0] for e in events]
+    assert kinds.count("preview") >= 2  # the initial prediction and during refinement
+    meta = out.metadata
+    assert meta["method"] == ModelReconstructPipeline.method
+    assert meta["weights"]["id"].startswith("shape_model:")
+    assert meta["refinement"]["steps"] == FAST.refine_steps
+    assert meta["segmentation"][0]["confidence"] == 1.0
+    assert set(meta["timings_s"]) >= {"segment_s", "encode_s", "refine_s", "mesh_s", "texture_s", "total_s"}
+
+
+def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
+    # start with a focal length 35 % too short: the rendered object is far smaller than the mask,
+    # and only the gradient through the renderer into the camera can fix it
+    fit = ModelReconstructPipeline._fit_framing
+
+    def short_focal(self, *args):
+        log_focal, offset = fit(self, *args)
+        return log_focal + np.log(0.65), offset
+
+    monkeypatch.setattr(ModelReconstructPipeline, "_fit_framing", short_focal)
+    monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=25))
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), context())
+    iou = out.metadata["refinement"]["mask_iou"]
+    assert iou["before"][0] < 0.6
+    assert iou["after"][0] > iou["before"][0] + 0.15
+
+
+def test_vertex_colours_follow_the_red_image(weights):
+    pipe = ModelReconstructPipeline("cpu", weights)
+    out = pipe.run(request(disc(), texture="vertex"), context())
+    mesh = out.mesh
+    assert mesh.colors.shape == (len(mesh.vertices), 4)
+    # the side facing the fitted camera (a random model predicts any viewpoint)
+    az, el, _ = np.radians(out.metadata["viewpoint_deg"][0])
+    towards_camera = np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
+    seen = mesh.vertices @ towards_camera > 0.25
+    assert seen.sum() > 10
+    red = mesh.colors[seen, :3].astype(float).mean(0)
+    assert red[0] > red[1] + 60 and red[0] > red[2] + 60
+
+
+def test_face_budget_is_respected(weights):
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), texture="none", face_budget=300), context())
+    assert len(out.mesh.faces) <= 300
+
+
+def test_multi_view_uses_every_view(weights):
+    pipe = ModelReconstructPipeline("cpu", weights)
+    out = pipe.run(request(disc(), disc(offset=5)), context())
+    assert out.metadata["views"] == 2
+    assert len(out.metadata["viewpoint_deg"]) == 2
+    assert len(out.metadata["segmentation"]) == 2
+
+
+def test_cancel_stops_within_one_step(weights):
+    pipe = ModelReconstructPipeline("cpu", weights)
+    events = []
+    with pytest.raises(JobCancelled):
+        pipe.run(request(disc()), context(cancel_after=4, events=events))
+    refine_steps = [e for e in events if e[0] == "progress" and e[1][0] == "refine"]
+    assert len(refine_steps) <= 1
+
+
+def test_fully_transparent_image_is_a_named_error(weights):
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    with pytest.raises(PipelineError) as info:
+        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), context())
+    assert info.value.code == ErrorCode.NO_OBJECT
+
+
+def test_uniform_image_without_object_is_a_named_error(weights):
+    rgba = np.full((64, 64, 4), 255, np.uint8)
+    with pytest.raises(PipelineError) as info:
+        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), context())
+    assert info.value.code == ErrorCode.NO_OBJECT
+
+
+def test_missing_weights_fall_back_to_the_silhouette_baseline_with_a_warning(tmp_path):
+    pipe = reconstruct_pipeline("cpu", tmp_path / "nothing_here")
+    assert isinstance(pipe, FallbackReconstructPipeline)
+    ctx = context()
+    out = pipe.run(request(disc()), ctx)
+    assert "nothing_here" in out.metadata["fallback"]["reason"]
+    assert any("not available" in w and "nothing_here" in w for w in ctx.warnings)
+    assert np.isfinite(out.mesh.vertices).all()
+
+
+def test_corrupt_weights_fall_back_too(tmp_path, weights):
+    bad = tmp_path / "bad"
+    bad.with_name("bad.json").write_text(weights.with_name(weights.name + ".json").read_text())
+    bad.with_name("bad.safetensors").write_bytes(b"not a safetensors file")
+    pipe = reconstruct_pipeline("cpu", bad)
+    assert isinstance(pipe, FallbackReconstructPipeline)
+    assert "bad" in pipe.reason
+
+
+def test_loadable_weights_give_the_model_pipeline(weights):
+    assert isinstance(reconstruct_pipeline("cpu", weights), ModelReconstructPipeline)
+
+
+def test_registry_uses_the_model_pipeline_for_reconstruct():
+    from backend.pipelines.registry import default_registry
+
+    pipe = default_registry().create("reconstruct", "cpu")
+    assert isinstance(pipe, (ModelReconstructPipeline, FallbackReconstructPipeline))
