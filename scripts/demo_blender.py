@@ -20,30 +20,10 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-REPO_MODULE = "stepstone_demo"
-PACKAGE = f"bl_ext.{REPO_MODULE}.stepstone"
-
-
-def enable_extension():
-    import addon_utils
-    import bpy
-
-    repo = Path(tempfile.mkdtemp(prefix="stepstone-demo-ext-"))
-    (repo / "stepstone").symlink_to(ROOT, target_is_directory=True)
-    bpy.context.preferences.extensions.repos.new(name=REPO_MODULE, module=REPO_MODULE,
-                                                 custom_directory=str(repo), source="USER")
-    errors: list[BaseException] = []
-    addon_utils.enable(PACKAGE, default_set=True, handle_error=errors.append)
-    if errors:
-        raise SystemExit(f"could not enable the extension: {errors[0]}")
-    import importlib
-
-    return importlib.import_module(f"{PACKAGE}.addon.blender.session")
+from blender_checkout import ROOT, addon_module, disable_extension, enable_checkout_extension
 
 
 def pump(session_module, until, timeout_s: float) -> bool:
@@ -158,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import bpy
 
-    session_module = enable_extension()
+    package = enable_checkout_extension("stepstone_demo")
+    session_module = addon_module(package, "blender.session")
     build_stage(bpy)
-    prefs = bpy.context.preferences.addons[PACKAGE].preferences
+    prefs = bpy.context.preferences.addons[package].preferences
     prefs.backend_mode, prefs.device, prefs.quality, prefs.target_size = "LOCAL", "cpu", args.quality, 1.0
     session = session_module.get_session()
     settings = bpy.context.scene.stepstone
@@ -201,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_imported_in_blender": "torch" in sys.modules, "total_s": round(time.monotonic() - started, 2),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    import addon_utils
-
-    addon_utils.disable(PACKAGE, default_set=True)  # stops the backend it started
+    disable_extension(package)  # stops the backend it started
     print(f"saved {blend}\nrendered {png}\nsummary {out / 'summary.json'}", flush=True)
     return 0 if reconstruct["ok"] else 1
 

@@ -96,6 +96,7 @@ def test_reconstruct_selected_image_lands_at_cursor_with_texture_and_properties(
     mesh = obj.data
     assert (len(mesh.vertices), len(mesh.polygons)) == (24, 12)
     assert mesh.uv_layers.active is not None and not obj.show_wire
+    assert not mesh.validate(verbose=False, clean_customdata=False)  # nothing for Blender to repair
     assert not any(p.use_smooth for p in mesh.polygons)  # the result asked for flat shading
     # placement: longest side = target size, standing on the cursor
     lo, hi = world_bounds(obj)
@@ -318,6 +319,32 @@ def test_generated_image_without_a_file_is_sent_as_png():
     image.generated_color = (0.2, 0.5, 0.8, 1.0)
     [job] = run(bpy.ops.stepstone.reconstruct_image_editor, image_name=image.name)
     assert job.spec.images[0].startswith(b"\x89PNG") and job.state.value == "done"
+
+
+def feed_result(mesh, name):
+    """Hand the session a result message as if the backend had just sent it (no backend involved)."""
+    session = env.session()
+    protocol = env.addon_module("core.backend_api").protocol
+    jobs_mod = env.addon_module("core.jobs")
+    scene = bpy.context.scene
+    job = session.tracker.add(jobs_mod.JobSpec("generate", prompt="x"), name,
+                              {"scene": scene.name, "scene_uid": scene.session_uid, "name": name})
+    session.tracker.mark_sent(job, generation=-1)
+    session.pending.extend(session.tracker.handle(protocol.result(job.id, mesh, {})))
+    session.tick()
+    return job
+
+
+def test_degenerate_and_duplicate_triangles_are_left_out_and_reported():
+    protocol = env.addon_module("core.backend_api").protocol
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3], [2, 1, 0], [4, 4, 1], [0, 1, 4]], np.int32)
+    job = feed_result(protocol.MeshPayload(vertices, faces), "dirty")
+    obj = result_object(job)
+    assert job.state.value == "done" and len(obj.data.polygons) == 3
+    assert "1 degenerate" in obj["stepstone_warnings"] and "1 duplicate" in obj["stepstone_warnings"]
+    assert not obj.data.validate(verbose=False, clean_customdata=False)
+    assert any("1 duplicate" in n.text and n.level == "WARNING" for n in env.session().notices)
 
 
 def test_invalid_result_creates_nothing():

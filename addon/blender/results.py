@@ -39,7 +39,6 @@ class SceneGoneError(RuntimeError):
 class ImportOutcome:
     object: bpy.types.Object
     import_s: float
-    removed_faces: int
 
 
 def find_scene(target: dict) -> bpy.types.Scene | None:
@@ -117,11 +116,11 @@ def show_preview(job: JobRecord, message: protocol.Message) -> None:
     obj = job_object(job)
     if obj is None:
         mesh = bpy.data.meshes.new(f"{job.target.get('name') or job.label} (preview)")
-        mesh_import.fill_mesh(mesh, arrays, validate=False)
+        mesh_import.fill_mesh(mesh, arrays)
         obj = _new_object(job, scene, mesh, matrix)
         obj.show_wire = True
     else:
-        mesh_import.fill_mesh(obj.data, arrays, validate=False)
+        mesh_import.fill_mesh(obj.data, arrays)
 
 
 def import_result(job: JobRecord, message: protocol.Message, max_triangles: int | None = None) -> ImportOutcome:
@@ -140,7 +139,7 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
         remove_job_object(job)
         raise
     name = job.target.get("name") or job.label
-    mesh, removed = mesh_import.new_mesh(name, arrays)
+    mesh = mesh_import.new_mesh(name, arrays)
     mesh_import.assign_material(mesh, mesh_import.result_material(name, arrays))
     obj = job_object(job)
     if obj is None:
@@ -155,10 +154,10 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
             bpy.data.meshes.remove(old)
     if job.target.get("mode") in ("placeholder", "replace"):
         _hide_reference(job.target.get("placeholder"))
-    _record_properties(obj, job, message, removed)
+    _record_properties(obj, job, message, arrays)
     elapsed = time.perf_counter() - started
     obj["stepstone_import_s"] = round(elapsed, 4)
-    return ImportOutcome(obj, elapsed, removed)
+    return ImportOutcome(obj, elapsed)
 
 
 def _hide_reference(name: str | None) -> None:
@@ -170,7 +169,7 @@ def _hide_reference(name: str | None) -> None:
     reference.hide_render = True
 
 
-def _record_properties(obj: bpy.types.Object, job: JobRecord, message: protocol.Message, removed: int) -> None:
+def _record_properties(obj: bpy.types.Object, job: JobRecord, message: protocol.Message, arrays) -> None:
     meta = message.get("metadata") or {}
     obj["stepstone_task"] = job.spec.task
     for key, value in job.target.get("props", {}).items():
@@ -183,8 +182,10 @@ def _record_properties(obj: bpy.types.Object, job: JobRecord, message: protocol.
     if timings:
         obj["stepstone_timings"] = timings
     warnings = [str(w) for w in meta.get("warnings") or []]
-    if removed:
-        warnings.append(f"Blender removed {removed} degenerate or duplicate faces")
+    if arrays.dropped_degenerate:
+        warnings.append(f"{arrays.dropped_degenerate} degenerate triangles (a repeated vertex) were left out")
+    if arrays.dropped_duplicate:
+        warnings.append(f"{arrays.dropped_duplicate} duplicate triangles were left out")
     if warnings:
         obj["stepstone_warnings"] = "; ".join(warnings)
 

@@ -25,6 +25,9 @@ ACTIVE_INTERVAL_S = 0.05
 IDLE_INTERVAL_S = 0.5
 EVENT_BUDGET_S = 0.006
 """Events after this much work in one tick wait for the next tick (a result import is never split)."""
+MAX_PREVIEW_TRIANGLES = 20_000
+"""Bigger previews would cost more than a frame (~6 ms per 20k triangles) and are skipped; the
+final result is imported whatever its size."""
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TickRecord:
     """A job was waiting, queued or running during this tick."""
     imported: bool
     """This tick built a result object (its cost is the import time, measured separately)."""
+    handled: str = ""
+    """The kinds of events it handled, e.g. ``progress×3 preview`` (for finding slow ticks)."""
 
 
 class Session:
@@ -52,6 +57,7 @@ class Session:
         self.ticks: collections.deque[TickRecord] = collections.deque(maxlen=5000)
         self.check: InterpreterCheck | None = None
         self.last_import_s: float | None = None
+        self._handled: list[str] = []
         self._settings_dirty = False
         self._synced_version = -1
         self._synced_at = 0.0
@@ -138,6 +144,7 @@ class Session:
     def tick(self) -> float:
         started = time.perf_counter()
         imported = False
+        self._handled: list[str] = []
         try:
             self._apply_settings()
             if self.link is not None:
@@ -148,7 +155,7 @@ class Session:
         except Exception:  # noqa: BLE001 - an exception would unregister the timer and freeze every job
             self.notify("ERROR", f"internal error in the Stepstone timer:\n{traceback.format_exc()}")
         active = bool(self.tracker.active()) or bool(self.pending)
-        self.ticks.append(TickRecord(time.perf_counter() - started, active, imported))
+        self.ticks.append(TickRecord(time.perf_counter() - started, active, imported, " ".join(self._handled)))
         return ACTIVE_INTERVAL_S if active or self._backend_busy() else IDLE_INTERVAL_S
 
     def _backend_busy(self) -> bool:
@@ -174,9 +181,13 @@ class Session:
         return imported
 
     def _handle(self, event: JobEvent) -> None:
+        self._handled.append(event.kind)
         if event.kind == "report":
             self.notify(event.level, event.text)
         elif event.kind == "preview":
+            faces = event.message.blobs.get("faces")
+            if getattr(faces, "shape", (0,))[0] > MAX_PREVIEW_TRIANGLES:
+                return
             try:
                 results.show_preview(event.job, event.message)
             except (MeshImportError, ValueError) as exc:

@@ -37,6 +37,10 @@ class MeshArrays:
     """[N*4] float32 RGBA in [0, 1], sRGB-encoded (for ``color_srgb`` of a BYTE_COLOR attribute)."""
     smooth: bool
     texture_png: bytes | None
+    dropped_degenerate: int = 0
+    """Triangles left out because a vertex repeats in them (Blender cannot hold those)."""
+    dropped_duplicate: int = 0
+    """Triangles left out because the same three vertices already form a triangle."""
 
     @property
     def n_vertices(self) -> int:
@@ -70,12 +74,15 @@ def pack_mesh(mesh: MeshPayload, transform: VertexTransform | None = None) -> Me
         raise MeshImportError("vertices must be float32 [N,3] and faces int32 [M,3]; validate the payload first")
     if transform is not None:
         vertices = transform.apply(vertices)
+    faces, degenerate, duplicate = clean_faces(faces)
+    if faces.shape[0] == 0:
+        raise MeshImportError("every triangle of the mesh is degenerate or a duplicate")
     corner_verts = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)
     n_faces = faces.shape[0]
     loop_starts = np.arange(0, 3 * n_faces, 3, dtype=np.int32)
     loop_uvs = None
     if mesh.uvs is not None:
-        loop_uvs = np.ascontiguousarray(mesh.uvs[corner_verts]).reshape(-1)
+        loop_uvs = np.take(mesh.uvs, corner_verts, axis=0).reshape(-1)
     point_colors = None
     if mesh.colors is not None:
         point_colors = (mesh.colors.reshape(-1).astype(np.float32) * np.float32(1.0 / 255.0))
@@ -87,7 +94,33 @@ def pack_mesh(mesh: MeshPayload, transform: VertexTransform | None = None) -> Me
         point_colors=point_colors,
         smooth=mesh.shading == "smooth",
         texture_png=mesh.texture_png,
+        dropped_degenerate=degenerate,
+        dropped_duplicate=duplicate,
     )
+
+
+def clean_faces(faces: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Drop triangles Blender's ``Mesh.validate`` would remove, and count them for the report.
+
+    faces [M,3] int32 (indices already range-checked) → (kept faces in their original order,
+    number with a repeated vertex, number repeating an earlier triangle's vertex set). After this,
+    together with the protocol's checks (finite numbers, indices in range), a mesh built from the
+    arrays is valid as it is, so the import does not have to pay for ``validate()``."""
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    proper = (a != b) & (b != c) & (a != c)
+    degenerate = int(faces.shape[0] - np.count_nonzero(proper))
+    if degenerate:
+        faces = faces[proper]
+    ordered = np.sort(faces, axis=1).astype(np.int64)
+    if int(ordered[:, 2].max(initial=0)) < 1 << 21:
+        keys = (ordered[:, 0] << 42) | (ordered[:, 1] << 21) | ordered[:, 2]
+        _, first = np.unique(keys, return_index=True)
+    else:
+        _, first = np.unique(ordered, axis=0, return_index=True)
+    duplicate = int(faces.shape[0] - first.shape[0])
+    if duplicate:
+        faces = faces[np.sort(first)]
+    return faces, degenerate, duplicate
 
 
 def pack_points(points: np.ndarray, transform: VertexTransform | None = None) -> MeshArrays:

@@ -1,8 +1,8 @@
 """Headless Blender (the ``bpy`` module) with the extension enabled exactly as Blender enables one.
 
-The repository is exposed as an extension repository ``stepstone_test`` (a temporary folder
-holding a symlink ``stepstone -> <repository>``) and enabled with ``addon_utils.enable``, so the
-add-on runs as ``bl_ext.stepstone_test.stepstone`` with its relative imports, preferences and
+The repository is exposed as an extension repository ``stepstone_test`` (see
+scripts/blender_checkout.py) and enabled with ``addon_utils.enable``, so the add-on runs as
+``bl_ext.stepstone_test.stepstone`` with its relative imports, preferences and
 ``extension_path_user`` working as in a real install.
 
 There is no event loop in the bpy module, so tests drive the add-on's one timer by hand (``pump``).
@@ -10,6 +10,7 @@ There is no event loop in the bpy module, so tests drive the add-on's one timer 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import sys
@@ -25,6 +26,14 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 _repo_dir: Path | None = None
 
 
+def _checkout():
+    """scripts/blender_checkout.py: the one place that lays the checkout out as an extension."""
+    spec = importlib.util.spec_from_file_location("blender_checkout", ROOT / "scripts" / "blender_checkout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def enable_extension():
     """Register the extension once per test process; returns its root module."""
     global _repo_dir
@@ -35,7 +44,7 @@ def enable_extension():
         return sys.modules[PACKAGE]
     if _repo_dir is None:
         _repo_dir = Path(tempfile.mkdtemp(prefix="stepstone-ext-"))
-        (_repo_dir / "stepstone").symlink_to(ROOT, target_is_directory=True)
+        _checkout().checkout_repository(_repo_dir)
         bpy.context.preferences.extensions.repos.new(name=REPO_MODULE, module=REPO_MODULE,
                                                      custom_directory=str(_repo_dir), source="USER")
     errors = []
