@@ -19,12 +19,10 @@ from conftest import png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def addon(tmp_path_factory):
+def addon():
     env.enable_extension()
-    env.use_backend(env.fake_backend_python(tmp_path_factory.mktemp("python")), "full")
-    yield
-    env.session().stop_backend()
-    env.session().shutdown()
+    env.use_backend(env.shared_fake_backend_python(), "full")
+    yield  # the backend keeps running for the next module; the add-on stops it when Python exits
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,9 @@ from conftest import png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def fake_python(tmp_path_factory):
+def fake_python():
     env.enable_extension()
-    python = env.fake_backend_python(tmp_path_factory.mktemp("python"))
-    yield python
-    env.session().stop_backend()
-    env.session().shutdown()
+    yield env.shared_fake_backend_python()
 
 
 @pytest.fixture(autouse=True)

@@ -107,6 +107,7 @@ def test_normalize_property(points, target):
     pts = np.array(points, np.float32)
     bounds = placement.Bounds.of_points(pts)
     placed = placement.Bounds.of_points(placement.normalize_to_size(bounds, target).apply(pts))
+    assert np.isfinite(placed.lo).all() and np.isfinite(placed.hi).all()
     if bounds.longest_side > 1e-3:
         assert placed.longest_side == pytest.approx(target, rel=1e-3)
     assert abs(placed.lo[2]) <= 1e-3 * max(1.0, target)

@@ -4,7 +4,6 @@ interpreter check; and one real child process through the real launcher."""
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 

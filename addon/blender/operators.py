@@ -274,10 +274,9 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         session = get_session()
-        batch = session.tracker.add_batch(source_name)
-        key = f"Stepstone Batch {len(session.tracker.batches)} · {source_name}"
+        key = _new_batch_key(source_name)
+        batch = session.tracker.add_batch(key)
         results.ensure_collection(context.scene, key)
-        session.tracker.batches[batch.id].target["collection"] = key
         holders = _placeholders(context) if settings.batch_placement == "PLACEHOLDERS" else []
         spots = iter(_spots(context, max(0, len(items) - len(holders))))
         for index, (spec, label, props) in enumerate(items):
@@ -328,6 +327,15 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
             items.append((JobSpec("generate", params, prompt=item.prompt), item.name or object_name_for(item.prompt),
                           props))
         return items, source_name, skipped
+
+
+def _new_batch_key(source_name: str) -> str:
+    """A collection name no earlier batch used, so every batch gets its own collection."""
+    used = {c.get("stepstone_key", c.name) for c in bpy.data.collections}
+    number = 1
+    while f"Stepstone Batch {number} · {source_name}" in used:
+        number += 1
+    return f"Stepstone Batch {number} · {source_name}"
 
 
 # ------------------------------------------------------------------------------------ job control

@@ -56,7 +56,6 @@ class Session:
         self.notices: collections.deque[Notice] = collections.deque(maxlen=30)
         self.ticks: collections.deque[TickRecord] = collections.deque(maxlen=5000)
         self.check: InterpreterCheck | None = None
-        self.last_import_s: float | None = None
         self._handled: list[str] = []
         self._settings_dirty = False
         self._synced_version = -1
@@ -212,7 +211,6 @@ class Session:
             self.pending.extend(self.tracker.fail_import(job, "IMPORT_FAILED", f"{type(exc).__name__}: {exc}"))
             return
         self.tracker.finish_import(job)
-        self.last_import_s = outcome.import_s
         warning = outcome.object.get("stepstone_warnings")
         self.notify("WARNING" if warning else "INFO", f"{job.label}: done → {outcome.object.name}"
                     + (f" ({warning})" if warning else ""))

@@ -138,8 +138,8 @@ class JobRecord:
 class Batch:
     id: str
     name: str
+    """What the UI calls it (the name of the batch's collection)."""
     job_ids: list[str] = field(default_factory=list)
-    target: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,8 +178,8 @@ class JobTracker:
         self._touch()
         return job
 
-    def add_batch(self, name: str, target: dict[str, Any] | None = None) -> Batch:
-        batch = Batch(self.new_id("batch"), name, target=dict(target or {}))
+    def add_batch(self, name: str) -> Batch:
+        batch = Batch(self.new_id("batch"), name)
         self.batches[batch.id] = batch
         self._touch()
         return batch

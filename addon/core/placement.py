@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 Vec3 = tuple[float, float, float]
+MIN_EXTENT = 1e-9
+"""Sides shorter than a nanometre count as flat: scaling them up would only amplify float noise."""
 
 
 class PlacementError(ValueError):
@@ -71,7 +73,7 @@ def normalize_to_size(bounds: Bounds, target_size: float) -> VertexTransform:
     if not target_size > 0:
         raise PlacementError(f"target size must be positive, got {target_size}")
     longest = bounds.longest_side
-    scale = target_size / longest if longest > 0 else 1.0
+    scale = target_size / longest if longest > MIN_EXTENT else 1.0
     cx, cy, bz = bounds.bottom_center
     return VertexTransform(scale, (-cx * scale, -cy * scale, -bz * scale))
 
@@ -79,7 +81,7 @@ def normalize_to_size(bounds: Bounds, target_size: float) -> VertexTransform:
 def fit_into_box(bounds: Bounds, box: Bounds) -> VertexTransform:
     """Uniformly scale into ``box`` (the placeholder's local bounds), centred in X/Y, on its floor."""
     sizes = bounds.size
-    ratios = [box.size[i] / sizes[i] for i in range(3) if sizes[i] > 0 and box.size[i] > 0]
+    ratios = [box.size[i] / sizes[i] for i in range(3) if sizes[i] > MIN_EXTENT and box.size[i] > 0]
     if not ratios:
         raise PlacementError("the placeholder's bounding box is empty")
     scale = min(ratios)

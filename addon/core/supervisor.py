@@ -76,6 +76,8 @@ class SubprocessHandle:
         code = self._process.poll()
         if code is not None and any(reader.is_alive() for reader in self._readers):
             return None  # exited, but its last lines are still being read: report it on a later tick
+        if code is not None and self._process.stdin is not None and not self._process.stdin.closed:
+            self._process.stdin.close()
         return code
 
     def read_lines(self) -> list[str]:
@@ -108,6 +110,8 @@ class SubprocessLauncher:
     def launch(self, argv: list[str], cwd: Path, env: dict[str, str]) -> SubprocessHandle:
         flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
         try:
+            # stdin stays open for the child's lifetime: it reads EOF when Blender goes away, even
+            # after a crash, so a backend may watch it to exit with its parent.
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, creationflags=flags)
         except OSError as exc:

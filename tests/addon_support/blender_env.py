@@ -92,6 +92,17 @@ def pump(until, timeout: float = 30.0, interval: float = 0.01):
                          f"notices: {[n.text for n in s.notices][-5:]}")
 
 
+_fake_python: Path | None = None
+
+
+def shared_fake_backend_python() -> Path:
+    """One stand-in interpreter per test process, so test modules can share its running backend."""
+    global _fake_python
+    if _fake_python is None:
+        _fake_python = fake_backend_python(Path(tempfile.mkdtemp(prefix="stepstone-python-")))
+    return _fake_python
+
+
 def fake_backend_python(folder: Path) -> Path:
     """A stand-in "backend Python": runs the test-double server for ``-m backend serve …`` and
     the real venv interpreter for anything else (``-m backend info`` for the check button)."""
@@ -108,13 +119,17 @@ def fake_backend_python(folder: Path) -> Path:
 
 
 def use_backend(python: Path | str, pipelines: str = "full") -> None:
-    """Point the preferences at a local backend interpreter and restart the session's backend."""
+    """Point the preferences at a local backend interpreter and restart the session's backend
+    (unless exactly that backend is already running: starting one costs seconds)."""
+    s = session()
+    running = s.link is not None and s.link.supervisor is not None and s.link.supervisor.state.value == "ready"
+    if running and prefs().python_path == str(python) and os.environ.get("STEPSTONE_TEST_PIPELINES") == pipelines:
+        return
     os.environ["STEPSTONE_TEST_PIPELINES"] = pipelines
     p = prefs()
     p.backend_mode = "LOCAL"
     p.python_path = str(python)
     p.device = "cpu"
-    s = session()
     s.stop_backend()
     if s.link is not None:
         s.link.shutdown()
