@@ -4,6 +4,7 @@ a backend that cannot start, and disabling the add-on with a backend running."""
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +100,9 @@ def test_backend_killed_mid_job_is_reported_restarted_and_retry_works(fake_pytho
     assert job.state.value == "failed" and job.error_code == "BACKEND_DIED"
     assert "killed by signal 9" in job.error_message and "retry" in job.error_message
     assert any("Backend stopped" in n.text and "Restarting" in n.text for n in session.notices)
+    log = Path(session.link.settings.log_file)
+    assert log.is_relative_to(bpy.utils.extension_path_user(env.PACKAGE)) and "STEPSTONE READY" in log.read_text()
+    assert any(f"full log: {log}" in n.text for n in session.notices)
     assert not any(o.get("stepstone_job") == job.id for o in bpy.data.objects)
     env.pump(lambda: session.status().state == "connected", timeout=30)
     assert session.link.supervisor.pid != pid

@@ -169,7 +169,8 @@ def test_real_child_process_ready_and_killed(tmp_path):
         print("a warning on stderr", file=sys.stderr, flush=True)
         time.sleep(60)
     """))
-    config = supervisor.LocalBackendConfig(python=sys.executable, backend_root=tmp_path, backoff_s=0.1)
+    log = tmp_path / "logs" / "backend.log"
+    config = supervisor.LocalBackendConfig(python=sys.executable, backend_root=tmp_path, backoff_s=0.1, log_file=log)
     sup = supervisor.BackendSupervisor(config)
     sup.start()
     events = []
@@ -188,6 +189,9 @@ def test_real_child_process_ready_and_killed(tmp_path):
         died = [e for e in sup.tick() if e.kind == "died"]
         time.sleep(0.02)
     assert died and "signal 9" in died[0].text and "a warning on stderr" in died[0].text
+    assert f"full log: {log}" in died[0].text
+    text = log.read_text()
+    assert "STEPSTONE READY" in text and "a warning on stderr" in text and "-m backend serve" in text
     time.sleep(0.2)
     sup.tick()  # restarts after the back-off
     assert sup.state == State.STARTING

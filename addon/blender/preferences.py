@@ -106,7 +106,17 @@ def link_settings(prefs: StepstonePreferences) -> LinkSettings:
         client_secret_file=bpy.path.abspath(prefs.client_secret_file) if prefs.client_secret_file else "",
         server_public_file=bpy.path.abspath(prefs.server_public_file) if prefs.server_public_file else "",
         online_access=bool(bpy.app.online_access),
+        log_file=str(user_folder("logs") / "backend.log") if user_folder("logs") else "",
     )
+
+
+def user_folder(name: str) -> Path | None:
+    """A folder for files the add-on writes, under Blender's per-extension user directory
+    (None when the add-on was not loaded as an extension, e.g. as a legacy add-on)."""
+    try:
+        return Path(bpy.utils.extension_path_user(ROOT_PACKAGE, path=name, create=True))
+    except ValueError:
+        return None
 
 
 def job_params(prefs: StepstonePreferences, seed: int = 0) -> dict:

@@ -44,6 +44,8 @@ class LinkSettings:
     """CURVE server public key file."""
     online_access: bool = False
     """Blender's "Allow Online Access"; required for any non-loopback address."""
+    log_file: str = ""
+    """Where the local backend's output is appended ("" = not kept)."""
     unresponsive_s: float = 30.0
     """A local backend whose process runs but that has not answered for this long is restarted."""
     supervisor: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
@@ -106,7 +108,7 @@ class BackendLink:
     def _local_config(self) -> LocalBackendConfig:
         s = self.settings
         return LocalBackendConfig(python=s.python, backend_root=Path(s.backend_root), device=s.device,
-                                  **s.supervisor)
+                                  log_file=Path(s.log_file) if s.log_file else None, **s.supervisor)
 
     # ------------------------------------------------------------------------------ control
     def ensure_running(self) -> None:

@@ -46,18 +46,22 @@ class ProcessHandle(Protocol):
 
 
 class ProcessLauncher(Protocol):
-    def launch(self, argv: list[str], cwd: Path, env: dict[str, str]) -> ProcessHandle: ...
+    def launch(self, argv: list[str], cwd: Path, env: dict[str, str],
+               log_file: Path | None = None) -> ProcessHandle: ...
 
 
 # ------------------------------------------------------------------------------------ real processes
 class SubprocessHandle:
-    """A child process whose stdout/stderr are drained by two daemon threads."""
+    """A child process whose stdout/stderr are drained by two daemon threads (and appended to a log)."""
 
-    def __init__(self, process: subprocess.Popen, tail_lines: int = 40):
+    def __init__(self, process: subprocess.Popen, tail_lines: int = 40, log=None):
         self._process = process
         self.pid = process.pid
         self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._log = log
+        self._log_lock = threading.Lock()
+        self._open_streams = 2
         self._readers = [threading.Thread(target=self._drain, args=(stream, to_queue), daemon=True,
                                           name=f"stepstone-backend-{self.pid}-{'out' if to_queue else 'err'}")
                          for stream, to_queue in ((process.stdout, True), (process.stderr, False))]
@@ -70,7 +74,15 @@ class SubprocessHandle:
             self._tail.append(line)
             if to_queue:
                 self._lines.put(line)
+            if self._log is not None:
+                with self._log_lock:
+                    self._log.write(line + "\n")
+                    self._log.flush()
         stream.close()
+        with self._log_lock:
+            self._open_streams -= 1
+            if self._open_streams == 0 and self._log is not None:
+                self._log.close()
 
     def poll(self) -> int | None:
         code = self._process.poll()
@@ -107,7 +119,8 @@ class SubprocessHandle:
 
 
 class SubprocessLauncher:
-    def launch(self, argv: list[str], cwd: Path, env: dict[str, str]) -> SubprocessHandle:
+    def launch(self, argv: list[str], cwd: Path, env: dict[str, str],
+               log_file: Path | None = None) -> SubprocessHandle:
         flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
         try:
             # stdin stays open for the child's lifetime: it reads EOF when Blender goes away, even
@@ -116,7 +129,15 @@ class SubprocessLauncher:
                                        stderr=subprocess.PIPE, creationflags=flags)
         except OSError as exc:
             raise SupervisorError(f"could not run {argv[0]!r}: {exc.strerror or exc}") from None
-        return SubprocessHandle(process)
+        log = None
+        if log_file is not None:
+            try:
+                Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+                log = open(log_file, "a", encoding="utf-8")
+                log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {process.pid}: {' '.join(argv)}\n")
+            except OSError:
+                log = None  # a log that cannot be written must not stop the backend
+        return SubprocessHandle(process, log=log)
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -141,6 +162,8 @@ class LocalBackendConfig:
     """A backend that ran this long without dying resets the restart count."""
     stop_timeout_s: float = 3.0
     """How long a stopping backend may take before it is killed."""
+    log_file: Path | None = None
+    """The backend's output is appended here (under the extension's user folder in Blender)."""
 
     def argv(self) -> list[str]:
         return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -241,7 +264,8 @@ class BackendSupervisor:
 
     def _launch(self) -> None:
         self.config.check()
-        handle = self._launcher.launch(self.config.argv(), self.config.backend_root, self.config.env())
+        handle = self._launcher.launch(self.config.argv(), self.config.backend_root, self.config.env(),
+                                       log_file=self.config.log_file)
         self.generation += 1
         self._instance = _Instance(handle, self.generation, self._clock())
         self.state = BackendState.STARTING
@@ -318,6 +342,8 @@ class BackendSupervisor:
         return events
 
     def _died(self, instance: _Instance, why: str) -> list[SupervisorEvent]:
+        if self.config.log_file is not None:
+            why += f"\nfull log: {self.config.log_file}"
         self._instance = None
         self.problem = why
         events = [SupervisorEvent("died", instance.generation, why)]

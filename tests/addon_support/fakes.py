@@ -61,7 +61,7 @@ class FakeLauncher:
         self.processes: list[FakeProcess] = []
         self.calls: list[tuple[list[str], Path, dict]] = []
 
-    def launch(self, argv, cwd, env):
+    def launch(self, argv, cwd, env, log_file=None):
         self.calls.append((argv, cwd, env))
         process = FakeProcess(argv)
         self.processes.append(process)
