@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from backend import protocol
 from backend.errors import JobCancelled, PipelineError
 from backend.models.clip import ClipConfig
 from backend.models.clip_testing import TINY_CLIP_EMBED_DIM, load_tiny_clip
@@ -148,6 +149,8 @@ def test_generate_outputs_a_valid_unit_mesh_with_texture_and_previews():
     request = GenerateRequest(prompt="a blue vase", candidates=2, negative_prompt="a cup")
     out = generate_mesh(request, assets, SMALL, recorder.context())
     mesh = out.mesh
+    # What the server checks before sending a result (dtypes, index range, finiteness).
+    protocol.mesh_from_blobs(protocol.mesh_blobs(mesh))
     assert np.isfinite(mesh.vertices).all() and mesh.vertices.dtype == np.float32
     extent = mesh.vertices.max(0) - mesh.vertices.min(0)
     assert extent.max() == pytest.approx(1.0, abs=1e-5)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from backend import protocol
 from backend.errors import JobCancelled
 from backend.models.clip import ClipConfig
 from backend.models.clip_testing import load_tiny_clip
@@ -104,6 +105,7 @@ def test_texture_mode_keeps_the_geometry_exactly_and_changes_the_texture(clip, w
     mesh = blender_mesh(with_uvs)
     result = stylize_mesh(mesh, "a marble statue", clip, SMALL, context(), mode="texture", seed=1)
     out = result.mesh
+    protocol.mesh_from_blobs(protocol.mesh_blobs(out))
     if with_uvs:
         assert np.array_equal(out.vertices, mesh.vertices) and np.array_equal(out.faces, mesh.faces)
         assert np.array_equal(out.uvs, mesh.uvs)

@@ -54,19 +54,19 @@ class GeneratePreset:
     """Stylization run after generation when the request asks for it."""
 
 
-_CPU_ALIGN = AlignConfig(steps=20, views=4, resolution=32, samples=32)
+_CPU_ALIGN = AlignConfig(steps=15, views=3, resolution=32, samples=32)
 _GPU_ALIGN = AlignConfig(steps=20, views=10, resolution=90, samples=64)
 _CPU_STYLE = StylizeConfig(steps=20, views=3, resolution=64)
 _GPU_STYLE = StylizeConfig(steps=100, views=3, resolution=112)
 
 PRESETS: dict[tuple[str, str], GeneratePreset] = {
     ("cpu", "preview"): GeneratePreset(
-        replace(_CPU_ALIGN, steps=10, views=3), mesh_resolution=64, max_faces=5_000, texture_size=512,
+        replace(_CPU_ALIGN, steps=8), mesh_resolution=64, max_faces=5_000, texture_size=512,
         stylize=replace(_CPU_STYLE, steps=10, resolution=48),
     ),
-    ("cpu", "default"): GeneratePreset(_CPU_ALIGN, stylize=_CPU_STYLE),
+    ("cpu", "default"): GeneratePreset(_CPU_ALIGN, max_faces=10_000, stylize=_CPU_STYLE),
     ("cpu", "high"): GeneratePreset(
-        replace(_CPU_ALIGN, steps=40, resolution=48), mesh_resolution=128, max_faces=50_000, texture_size=2048,
+        replace(_CPU_ALIGN, steps=30, views=4, resolution=40), mesh_resolution=128, max_faces=30_000, texture_size=2048,
         stylize=replace(_CPU_STYLE, steps=40, resolution=80),
     ),
     # The paper's stage-2 setting: 10 views of 90×90, 20 steps.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -235,9 +235,14 @@ class TextShapeAligner:
     @torch.no_grad()
     def expected_background(self, cameras: Cameras) -> torch.Tensor:
         """``[V, 1, H, W]`` 1 where the background is expected (outside the dilated initial silhouette)."""
-        _, alpha = _render(self.shape_model, _expand(self.initial_codes, len(cameras)), cameras, self.config)
-        radius = max(0, round(self.config.background_margin * cameras.width))
+        # A mask needs less than a training render: half the side and half the samples, then
+        # nearest upsampling (the margin is far wider than the error that makes).
+        coarse = _half_size(cameras)
+        config = replace(self.config, samples=max(8, self.config.samples // 2))
+        _, alpha = _render(self.shape_model, _expand(self.initial_codes, len(cameras)), coarse, config)
+        radius = max(0, round(self.config.background_margin * coarse.width))
         inside = torch.nn.functional.max_pool2d((alpha >= 0.5).float(), 2 * radius + 1, stride=1, padding=radius)
+        inside = torch.nn.functional.interpolate(inside, size=(cameras.height, cameras.width), mode="nearest")
         return 1.0 - inside
 
     def step(self, cameras: Cameras | None = None) -> AlignStep:
@@ -259,6 +264,15 @@ class TextShapeAligner:
         codes = self.codes()
         rgb, _ = _render(self.shape_model, _expand(codes, len(cameras)), cameras, self.config)
         return float(1.0 - clip_consistency_loss(self.clip.encode_image(rgb), self.text))
+
+
+def _half_size(cameras: Cameras) -> Cameras:
+    """The same cameras with half the pixels per side (intrinsics scaled to match)."""
+    from backend.render.cameras import Cameras as CamerasType
+
+    height, width = max(4, cameras.height // 2), max(4, cameras.width // 2)
+    scale = torch.tensor([width / cameras.width, height / cameras.height], device=cameras.focal.device)
+    return CamerasType(cameras.focal * scale, cameras.principal * scale, cameras.rotation, cameras.translation, height, width)
 
 
 def _expand(codes: ShapeCodes, count: int) -> ShapeCodes:

@@ -36,8 +36,8 @@ SHAPE_MODEL_NAME = "shape_model"
 """``<iss dir>/shape_model.safetensors`` + ``shape_model.json``."""
 
 TRAIN_COMMAND = (
-    ".venv/bin/python scripts/train_mapper.py --data <procedural dataset root> "
-    "--shape-model <shape model checkpoint> --out {iss_dir} --config full"
+    ".venv/bin/python scripts/train_mapper.py --data <procedural dataset root, see docs/dataset.md> "
+    "--shape-model backend/weights/shape_model_cpu --out {iss_dir} --config full"
 )
 """How a user makes the ISS folder (``{iss_dir}`` is filled in)."""
 
