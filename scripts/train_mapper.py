@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--cache-dir", default="/work/data_cache/mapper_features", help="feature cache folder")
     parser.add_argument("--clip-model", default=None, help="open_clip model name (default ViT-B-32)")
-    parser.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag")
+    parser.add_argument("--clip-pretrained", default=None,
+                        help="open_clip pretrained tag ('none' for a checkpoint file that comes from no tag)")
     parser.add_argument("--clip-checkpoint", default=None, help="local CLIP weights file")
     parser.add_argument("--download-clip", action="store_true", help="only download/check the CLIP weights, then exit")
     args = parser.parse_args(argv)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clip_model:
         clip_config = replace(clip_config, model_name=args.clip_model)
     if args.clip_pretrained:
-        clip_config = replace(clip_config, pretrained=args.clip_pretrained)
+        clip_config = replace(clip_config, pretrained=None if args.clip_pretrained == "none" else args.clip_pretrained)
     if args.clip_checkpoint:
         clip_config = replace(clip_config, checkpoint_path=args.clip_checkpoint)
     try:

@@ -242,3 +242,21 @@ def test_registry_has_the_text_tasks():
     registry = default_registry()
     assert registry.has("generate") and registry.has("stylize")
     assert GeneratePipeline("cpu", assets=tiny_assets()).unavailable_reason() is None
+
+
+def test_benchmark_r_precision_scores_results_with_another_clip():
+    import importlib.util
+    from pathlib import Path
+
+    from backend.models.clip_testing import tiny_clip_config
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_generate.py"
+    spec = importlib.util.spec_from_file_location("bench_generate_script", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assets = tiny_assets()
+    prompts = ["a chair", "a vase"]
+    outputs = [generate_mesh(GenerateRequest(prompt=p, texture=t), assets, replace(SMALL, preview_every=100),
+                             Recorder().context()) for p, t in zip(prompts, ("uv", "vertex"))]
+    value = bench.score_r_precision(outputs, tiny_clip_config(seed=1), prompts)
+    assert value in (0.0, 0.5, 1.0)

@@ -157,13 +157,7 @@ def test_mapper_only_training_and_a_cache_from_another_model_is_refused(clip, tm
 
 
 def test_script_reports_missing_clip_weights(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_mapper.py"
-    spec = importlib.util.spec_from_file_location("train_mapper_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script()
     missing = tmp_path / "clip.safetensors"
     assert script.main(["--download-clip", "--device", "cpu", "--clip-checkpoint", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err
@@ -173,3 +167,60 @@ def _clip_config(seed: int):
     from backend.models.clip_testing import tiny_clip_config
 
     return tiny_clip_config(seed)
+
+
+def write_dataset(root, records: list[ShapeRecord]) -> None:
+    """A dataset folder in the generator's layout (docs/dataset.md), views only."""
+    import json
+
+    from PIL import Image
+
+    (root / "splits").mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps({"format_version": 1, "categories": ["disc"]}))
+    (root / "splits" / "train.txt").write_text("\n".join(r.shape_id for r in records) + "\n")
+    for record in records:
+        folder = root / record.shape_id
+        (folder / "views").mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({"category": record.category}))
+        views = []
+        for v in range(record.num_views):
+            rgba = np.concatenate([record.images[v], record.masks[v][..., None]], axis=-1)
+            Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").save(folder / "views" / f"rgba_{v:04d}.png")
+            views.append({"rgba": f"views/rgba_{v:04d}.png", "K": record.intrinsics[v].tolist(),
+                          "world_to_cam": record.world_to_cam[v].tolist()})
+        (folder / "cameras.json").write_text(json.dumps({"resolution": record.images.shape[1], "views": views}))
+
+
+def test_script_trains_from_a_dataset_folder_into_a_loadable_iss_folder(clip, tmp_path):
+    from safetensors.torch import save_file
+
+    from backend.models.checkpoint import save_shape_model
+
+    write_dataset(tmp_path / "data", synthetic_records(3))
+    save_shape_model(tmp_path / "shape", tiny_shape_model())
+    # The tiny CLIP's weights as a file, loaded the way a user's downloaded checkpoint is.
+    weights = tmp_path / "tiny_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in clip._model.state_dict().items()}, str(weights))
+    script = _load_script()
+    args = ["--data", str(tmp_path / "data"), "--shape-model", str(tmp_path / "shape"), "--out", str(tmp_path / "iss"),
+            "--config", "smoke", "--epochs", "3", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+            "--clip-model", clip.model_name, "--clip-pretrained", "none", "--clip-checkpoint", str(weights)]
+    assert script.main(args) == 0
+    assert len(list((tmp_path / "cache").glob("mapper_features_*.npz"))) == 1
+    from dataclasses import replace
+
+    clip_config = replace(_clip_config(0), pretrained=None, allow_random_weights=False, checkpoint_path=str(weights))
+    assets = load_iss_assets(TextAssetsConfig(clip=clip_config, iss_dir=str(tmp_path / "iss")), "cpu")
+    assert assets.mapper.config.code_dim == 16
+    assert script.main(args) == 0  # the second run reads the feature cache
+
+
+def _load_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_mapper.py"
+    spec = importlib.util.spec_from_file_location("train_mapper_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
