@@ -122,8 +122,8 @@ def iss_missing_reason(config: TextAssetsConfig) -> str | None:
     if missing:
         reasons.append(
             f"the trained ISS CLIP2Shape mapper is missing: no {', '.join(missing)} (folder set by "
-            f"{ISS_DIR_ENV_VAR}, default backend/weights/iss). Train it once with the CLIP above "
-            f"(one to a few hours on a GPU): {TRAIN_COMMAND.format(iss_dir=iss_dir)}"
+            f"{ISS_DIR_ENV_VAR}, default backend/weights/iss). Train it once, with the CLIP above and a GPU "
+            f"for the full preset: {TRAIN_COMMAND.format(iss_dir=iss_dir)}"
         )
     if not reasons:
         return None
