@@ -42,11 +42,12 @@ class ImportOutcome:
 
 
 def find_scene(target: dict) -> bpy.types.Scene | None:
+    """The scene that asked, by ``session_uid`` (stable across renames and undo). After it was
+    deleted or another file was opened there is none, even if a scene of the same name exists."""
     uid = target.get("scene_uid")
-    for scene in bpy.data.scenes:
-        if uid is not None and scene.session_uid == uid:
-            return scene
-    return bpy.data.scenes.get(target.get("scene", ""))
+    if uid is None:
+        return bpy.data.scenes.get(target.get("scene", ""))
+    return next((scene for scene in bpy.data.scenes if scene.session_uid == uid), None)
 
 
 def ensure_collection(scene: bpy.types.Scene, key: str) -> bpy.types.Collection:

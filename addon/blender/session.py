@@ -40,6 +40,9 @@ class Notice:
 @dataclass
 class TickRecord:
     duration_s: float
+    """Wall-clock time of the tick."""
+    cpu_s: float
+    """CPU time this thread spent in it; much less than ``duration_s`` means the OS ran something else."""
     active: bool
     """A job was waiting, queued or running during this tick."""
     imported: bool
@@ -142,6 +145,7 @@ class Session:
     # ------------------------------------------------------------------------------ the timer
     def tick(self) -> float:
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         imported = False
         self._handled: list[str] = []
         try:
@@ -154,7 +158,8 @@ class Session:
         except Exception:  # noqa: BLE001 - an exception would unregister the timer and freeze every job
             self.notify("ERROR", f"internal error in the Stepstone timer:\n{traceback.format_exc()}")
         active = bool(self.tracker.active()) or bool(self.pending)
-        self.ticks.append(TickRecord(time.perf_counter() - started, active, imported, " ".join(self._handled)))
+        self.ticks.append(TickRecord(time.perf_counter() - started, time.thread_time() - cpu_started, active, imported,
+                                     " ".join(self._handled)))
         return ACTIVE_INTERVAL_S if active or self._backend_busy() else IDLE_INTERVAL_S
 
     def _backend_busy(self) -> bool:
