@@ -97,11 +97,13 @@ class JobEngine:
         self.devices = devices
         self.on_message = on_message
         self._lock = threading.RLock()
+        self._build_lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: collections.deque[Job] = collections.deque()
         self._jobs: dict[str, Job] = {}
         self._pipelines: dict[tuple[str, str], Pipeline] = {}
         self._unavailable: dict[str, str] = {}
+        self._available: set[str] = set()
         self._workers: list[_Worker] = []
         self._stopping = False
         self._watchdog = threading.Thread(target=self._watch, name="stepstone-watchdog", daemon=True)
@@ -112,6 +114,28 @@ class JobEngine:
         for device in self.devices:
             self._spawn_worker(device)
         self._watchdog.start()
+        threading.Thread(target=self._probe_pipelines, name="stepstone-probe", daemon=True).start()
+
+    def _probe_pipelines(self) -> None:
+        """Ask every pipeline up front whether it can run (weights present...), off the I/O thread:
+        building one imports torch, and clients should learn what is missing before they submit."""
+        for task in self.registry.tasks():
+            try:
+                reason = self._pipeline(task, self.devices[0]).unavailable_reason()
+            except Exception as exc:  # noqa: BLE001 - a broken pipeline is reported, not fatal
+                log.exception("pipeline %s could not be built", task)
+                reason = f"the {task} pipeline could not be loaded: {type(exc).__name__}: {exc}"
+            self._record_availability(task, reason)
+
+    def _record_availability(self, task: str, reason: str | None) -> str | None:
+        with self._lock:
+            if reason is None:
+                self._unavailable.pop(task, None)
+                self._available.add(task)
+            else:
+                self._unavailable[task] = reason
+                self._available.discard(task)
+        return reason
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel everything and wait (bounded) for workers to reach a check point."""
@@ -144,8 +168,11 @@ class JobEngine:
                 raise EngineError(ErrorCode.DUPLICATE_JOB, f"a job with id {job_id!r} already exists")
             if not self.registry.has(request.task):
                 raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, f"this backend has no {request.task!r} pipeline")
-            if request.task in self._unavailable:
-                raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, self._unavailable[request.task])
+            built = self._pipelines.get((request.task, self.devices[0]))
+            if built is not None:  # cheap, fresh check (weights may have been installed meanwhile)
+                reason = self._record_availability(request.task, built.unavailable_reason())
+                if reason is not None:
+                    raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
             if len(self._queue) >= self.config.limits.max_queue:
                 raise EngineError(ErrorCode.QUEUE_FULL,
                                   f"{len(self._queue)} jobs are waiting (limit {self.config.limits.max_queue}); try later")
@@ -201,7 +228,8 @@ class JobEngine:
                 "queued": len(self._queue),
                 "running": running,
                 "busy": bool(running) or bool(self._queue),
-                "pipelines": {task: self._unavailable.get(task, "available") for task in self.registry.tasks()},
+                "pipelines": {task: self._unavailable.get(task, "available" if task in self._available else "checking")
+                              for task in self.registry.tasks()},
             }
 
     def jobs_of(self, owner: Any) -> list[Job]:
@@ -223,11 +251,12 @@ class JobEngine:
 
     def _pipeline(self, task: str, device: str) -> Pipeline:
         key = (task, device)
-        pipeline = self._pipelines.get(key)
-        if pipeline is None:
-            pipeline = self.registry.create(task, device)
-            self._pipelines[key] = pipeline
-        return pipeline
+        with self._build_lock:  # the probe and a worker may ask for the same pipeline at once
+            pipeline = self._pipelines.get(key)
+            if pipeline is None:
+                pipeline = self.registry.create(task, device)
+                self._pipelines[key] = pipeline
+            return pipeline
 
     def _run(self, job: Job, worker: _Worker) -> None:
         deadline = job.started + job.deadline_s
@@ -255,10 +284,8 @@ class JobEngine:
                          deadline=deadline)
         try:
             pipeline = self._pipeline(job.task, worker.device)
-            reason = pipeline.unavailable_reason()
+            reason = self._record_availability(job.task, pipeline.unavailable_reason())
             if reason is not None:
-                with self._lock:
-                    self._unavailable[job.task] = reason
                 raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
             ctx.check()
             output = pipeline.run(job.request, ctx)

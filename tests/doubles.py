@@ -87,3 +87,12 @@ def registry_with(**pipelines: type[Pipeline]) -> PipelineRegistry:
     for task, cls in pipelines.items():
         registry.register(task, cls)
     return registry
+
+
+class MissingWeightsPipeline(StepPipeline):
+    """A pipeline whose model files are absent until ``installed`` is set (as after a download)."""
+
+    installed = False
+
+    def unavailable_reason(self):
+        return None if MissingWeightsPipeline.installed else "weights file model.safetensors is missing; run fetch"

@@ -301,6 +301,9 @@ def test_ping_reports_server_state(run_server, client_for):
     server = run_server(registry_with(reconstruct=StepPipeline))
     info = still_alive(client_for(server.address))
     assert info["protocol"] == protocol.PROTOCOL_VERSION
+    deadline = time.monotonic() + 5
+    while info["pipelines"] != {"reconstruct": "available"} and time.monotonic() < deadline:
+        info = still_alive(client_for(server.address))   # "checking" until the probe has run
     assert info["pipelines"] == {"reconstruct": "available"}
     assert info["devices"] == ["cpu"] and info["auth"] is False
 
@@ -332,3 +335,24 @@ def test_curve_auth_admits_only_known_clients(run_server, client_for, tmp_path):
     stranger.ping()
     assert stranger.poll(1500) == []
     still_alive(trusted)
+
+
+def test_unavailable_pipeline_is_announced_and_refused_until_installed(run_server, client_for):
+    from doubles import MissingWeightsPipeline
+
+    MissingWeightsPipeline.installed = False
+    server = run_server(registry_with(reconstruct=MissingWeightsPipeline))
+    client = client_for(server.address)
+    deadline = time.monotonic() + 5
+    info = still_alive(client)
+    while info["pipelines"]["reconstruct"] == "checking" and time.monotonic() < deadline:
+        info = still_alive(client)
+    assert "model.safetensors is missing" in info["pipelines"]["reconstruct"]
+    final = client.run_job(protocol.submit_reconstruct("w1", [png_bytes()]), 10)
+    assert final.get("code") == "PIPELINE_UNAVAILABLE" and "run fetch" in final.get("message")
+    MissingWeightsPipeline.installed = True      # the user fetched the weights: no restart needed
+    try:
+        assert client.run_job(protocol.submit_reconstruct("w2", [png_bytes()]), 10).type == "result"
+        assert still_alive(client)["pipelines"]["reconstruct"] == "available"
+    finally:
+        MissingWeightsPipeline.installed = False
