@@ -1,16 +1,33 @@
-"""The pipelines this backend ships, by task name."""
+"""The pipelines this backend ships, by task name. Factories import lazily: torch and the models
+load in the worker, not when the server starts."""
 
 from __future__ import annotations
 
-from backend.pipelines.base import PipelineRegistry
+from backend.pipelines.base import Pipeline, PipelineRegistry
+
+
+def _reconstruct(device: str) -> Pipeline:
+    # the learned shape model when its weights load, else the silhouette baseline with a warning
+    from backend.pipelines.reconstruct_model import reconstruct_pipeline
+
+    return reconstruct_pipeline(device)
+
+
+def _generate(device: str) -> Pipeline:
+    from backend.pipelines.generate import GeneratePipeline
+
+    return GeneratePipeline(device)
+
+
+def _stylize(device: str) -> Pipeline:
+    from backend.pipelines.stylize import StylizePipeline
+
+    return StylizePipeline(device)
 
 
 def default_registry() -> PipelineRegistry:
-    from backend.pipelines.reconstruct_model import reconstruct_pipeline
-
     registry = PipelineRegistry()
-    # the learned shape model when its weights load, else the silhouette baseline with a warning
-    registry.register("reconstruct", reconstruct_pipeline)
-    registry.register("generate", lambda device: __import__("backend.pipelines.generate", fromlist=["GeneratePipeline"]).GeneratePipeline(device))
-    registry.register("stylize", lambda device: __import__("backend.pipelines.stylize", fromlist=["StylizePipeline"]).StylizePipeline(device))
+    registry.register("reconstruct", _reconstruct)
+    registry.register("generate", _generate)
+    registry.register("stylize", _stylize)
     return registry
