@@ -281,6 +281,22 @@ def test_result_lands_in_the_scene_that_asked():
     assert obj.name in other.objects and obj.name not in main.objects
 
 
+def test_preview_left_in_a_deleted_scene_is_linked_where_the_held_result_is_placed(tmp_path):
+    other = bpy.data.scenes.new("Doomed")
+    path = tmp_path / "p.png"
+    path.write_bytes(png_bytes())
+    before = set(env.session().tracker.jobs)
+    with bpy.context.temp_override(scene=other):
+        bpy.ops.stepstone.reconstruct_files(filepath=str(path))
+    [job] = new_jobs(before)
+    env.pump(lambda: job.preview_step >= 2)  # the mesh preview exists, in scene "Doomed"
+    bpy.data.scenes.remove(other)
+    wait_done([job])
+    assert job.state.value == "held"
+    bpy.ops.stepstone.place_held(job_id=job.id)
+    assert result_object(job).name in bpy.context.scene.objects
+
+
 def test_result_for_a_deleted_scene_is_held_and_placed_on_request():
     other = bpy.data.scenes.new("Gone")
     other.stepstone.prompt = "a vase"

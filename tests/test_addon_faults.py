@@ -133,6 +133,14 @@ def test_backend_that_cannot_start_is_reported_with_its_reason(tmp_path):
         submit_text("a chair")
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.stepstone.start_backend()
+    text = bpy.data.texts.new("batch")
+    text.write("a\nb\n")
+    settings = bpy.context.scene.stepstone
+    settings.batch_source, settings.batch_text = "TEXT", text
+    batches = len(env.session().tracker.batches)
+    with pytest.raises(RuntimeError, match="batch not started: .*does not exist"):
+        bpy.ops.stepstone.batch()
+    assert len(env.session().tracker.batches) == batches
 
 
 def test_disabling_the_addon_stops_the_backend(fake_python):

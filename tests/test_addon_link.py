@@ -232,3 +232,19 @@ def test_a_blocked_blender_main_thread_is_not_mistaken_for_a_silent_backend():
         clock.advance(1.0)
         link.tick()
     assert link.status().state == "unreachable"  # a real silence still shows
+
+
+def test_stop_fails_sent_and_waiting_jobs_with_reports():
+    made = []
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5994"), tracker,
+                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    sent = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
+    link.submit(sent)
+    link.tick()
+    waiting = tracker.add(jobs.JobSpec("generate", prompt="y"), "y")
+    events = link.stop()
+    assert sent.state == JobState.FAILED and waiting.state == JobState.FAILED
+    assert "disconnected" in sent.error_message and "before the job was sent" in waiting.error_message
+    assert {e.job.id for e in events if e.kind == "ended"} == {sent.id, waiting.id}
+    assert link.client is None and link.status().state == "stopped"

@@ -274,6 +274,11 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         session = get_session()
+        try:
+            session.get_link().ensure_running()  # a backend that cannot start fails the batch, not n jobs
+        except (LinkError, SupervisorError) as exc:
+            self.report({"ERROR"}, f"batch not started: {exc}")
+            return {"CANCELLED"}
         key = _new_batch_key(source_name)
         batch = session.tracker.add_batch(key)
         results.ensure_collection(context.scene, key)

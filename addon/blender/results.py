@@ -146,6 +146,8 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
     if obj is None:
         obj = _new_object(job, scene, mesh, matrix)
     else:
+        if obj.name not in scene.objects:  # a preview left behind in a scene that is gone
+            ensure_collection(scene, job.target.get("collection", "Stepstone")).objects.link(obj)
         old = obj.data
         obj.data = mesh
         obj.show_wire = False

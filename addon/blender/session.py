@@ -60,6 +60,7 @@ class Session:
         self.ticks: collections.deque[TickRecord] = collections.deque(maxlen=5000)
         self.check: InterpreterCheck | None = None
         self._handled: list[str] = []
+        self._last_internal_error = ""
         self._settings_dirty = False
         self._synced_version = -1
         self._synced_at = 0.0
@@ -85,7 +86,7 @@ class Session:
         if not self.tracker.active():
             link.configure(preferences.link_settings(preferences.get_preferences()))
             self._settings_dirty = False
-        link.restart()
+        self._handle_now(link.restart())
 
     def stop_backend(self) -> None:
         if self.link is not None:
@@ -147,7 +148,7 @@ class Session:
         started = time.perf_counter()
         cpu_started = time.thread_time()
         imported = False
-        self._handled: list[str] = []
+        self._handled = []
         try:
             self._apply_settings()
             if self.link is not None:
@@ -156,7 +157,10 @@ class Session:
             imported = self._drain(started)
             self._sync_ui()
         except Exception:  # noqa: BLE001 - an exception would unregister the timer and freeze every job
-            self.notify("ERROR", f"internal error in the Stepstone timer:\n{traceback.format_exc()}")
+            error = traceback.format_exc()
+            if error != self._last_internal_error:  # the same failure on every tick is reported once
+                self.notify("ERROR", f"internal error in the Stepstone timer:\n{error}")
+            self._last_internal_error = error
         active = bool(self.tracker.active()) or bool(self.pending)
         self.ticks.append(TickRecord(time.perf_counter() - started, time.thread_time() - cpu_started, active, imported,
                                      " ".join(self._handled)))

@@ -165,22 +165,26 @@ class BackendLink:
             if self.client is not None:
                 self.client.send(protocol.cancel(job_id))
 
-    def restart(self) -> None:
-        """User asked to (re)start: a local backend starts over with a fresh restart budget."""
+    def restart(self) -> list[JobEvent]:
+        """User asked to (re)start: a local backend starts over with a fresh restart budget.
+
+        Raises ``LinkError``/``SupervisorError``; returns the events of jobs the old backend ran."""
+        events: list[JobEvent] = []
         if self.settings.mode == "local" and self.supervisor is not None and self.supervisor.state not in (
                 BackendState.STOPPED, BackendState.GAVE_UP):
-            self.stop()
+            events = self.stop(fail_waiting=False)
         self.ensure_running()
+        return events
 
-    def stop(self) -> list[JobEvent]:
-        """Stop the local backend (or close the remote connection); its running jobs are lost."""
-        events: list[JobEvent] = []
+    def stop(self, fail_waiting: bool = True) -> list[JobEvent]:
+        """Stop the local backend (or close the remote connection); its jobs end as failed."""
+        what = "the backend was stopped" if self.settings.mode == "local" else "disconnected from the backend"
+        events = self.tracker.fail_generation(self.generation, "BACKEND_STOPPED", what)
+        if fail_waiting:
+            for job in self.tracker.waiting():
+                events += self.tracker.fail(job, "BACKEND_STOPPED", f"{what} before the job was sent")
         if self.supervisor is not None and self.supervisor.state != BackendState.STOPPED:
-            events += self.tracker.fail_generation(self.generation, "BACKEND_STOPPED", "the backend was stopped")
             self.supervisor.stop()
-        elif self.settings.mode == "remote":
-            events += self.tracker.fail_generation(self.generation, "BACKEND_STOPPED",
-                                                   "disconnected from the backend")
         self._close_client()
         return events
 
