@@ -253,6 +253,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    if args.exit_on_stdin_eof:
+        # A supervisor (Blender) keeps our stdin open; if it dies without stopping us, EOF arrives.
+        threading.Thread(target=_stop_on_eof, args=(server,), name="stepstone-stdin", daemon=True).start()
     # Supervisors (the Blender add-on) wait for this exact line before connecting.
     print(f"STEPSTONE READY {server.address}", flush=True)
     try:
@@ -260,6 +263,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def _stop_on_eof(server) -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    server.stop()
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -341,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     serve.add_argument("--auth-dir", help="CURVE key folder from `keys`; required for non-loopback hosts")
     serve.add_argument("--job-timeout", type=float, default=ServerConfig.job_timeout_s)
+    serve.add_argument("--exit-on-stdin-eof", action="store_true",
+                       help="stop when standard input closes (for supervisors such as the Blender add-on)")
 
     _add_task_parsers(sub)
     for name in ("reconstruct", "generate", "stylize"):

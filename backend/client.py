@@ -97,7 +97,13 @@ class BackendClient:
         limit = (self._pong or {}).get("server", {}).get("limits", {}).get("max_message_bytes")
         if limit is not None and size > limit:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds the server's limit of {limit}")
-        self._socket.send_multipart(frames, copy=False)
+        try:
+            self._socket.send_multipart(frames, copy=False)
+        except Exception:
+            # A multipart send that fails half-way leaves its first frames queued, and the next
+            # message would be glued onto them: start over on a fresh socket.
+            self.connect()
+            raise
 
     def ping(self) -> None:
         self._last_ping_sent = time.monotonic()

@@ -76,6 +76,8 @@ class Server:
     # ------------------------------------------------------------------------------ running
     def serve_forever(self) -> None:
         self.engine.start()
+        # The first prompt check loads CLIP's tokenizer (and torch): do it now, not in a user's job.
+        self._validator.submit(_warm_up_tokenizer)
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -237,3 +239,12 @@ class Server:
                 running = [j.id for j in self.engine.jobs_of(identity)]
                 log.info("client %s went silent; its jobs %s go on and their results are kept", identity.hex(),
                          running or "(none)")
+
+
+def _warm_up_tokenizer() -> None:
+    try:
+        from backend.models.clip_tokens import count_clip_tokens
+
+        count_clip_tokens("warm up")
+    except Exception:  # noqa: BLE001 - a missing tokenizer shows up, with its reason, at the first prompt
+        log.exception("could not load CLIP's tokenizer")

@@ -98,7 +98,7 @@ def run_job(bpy, session_module, operator, timeout_s: float, **kwargs):
     return jobs[0], None
 
 
-def describe(job, error, session) -> dict:
+def describe(job, error) -> dict:
     if job is None:
         return {"ok": False, "error": error}
     info = {"ok": job.state.value == "done", "state": job.state.value, "label": job.label}
@@ -111,15 +111,18 @@ def describe(job, error, session) -> dict:
                     import_s=obj.get("stepstone_import_s"))
     else:
         info.update(code=job.error_code, error=job.error_message or error)
-        if job.error_code == "PIPELINE_UNAVAILABLE":
-            pipelines = (session.server_info() or {}).get("pipelines", {})
-            info["backend_pipelines"] = pipelines
-            info["what_is_missing"] = (
-                f"the backend says: {job.error_message}. Its pipelines: "
-                + (", ".join(f"{k} ({v})" for k, v in pipelines.items()) or "none")
-                + f". The '{job.spec.task}' workflow needs that pipeline (and its trained weights) in the "
-                  "backend environment; install it, then rerun this script.")
     return info
+
+
+def report(what: str, info: dict) -> None:
+    """One readable line (the full record goes to summary.json)."""
+    if info.get("ok"):
+        print(f"  → {info['object']}: {info['triangles']} triangles, method: {info['method']}, "
+              f"{info['timings'].get('run_s', 0):.1f} s in the backend, import {info['import_s'] * 1000:.0f} ms",
+              flush=True)
+    else:
+        print(f"  → {what} did not run ({info.get('code') or info.get('state', 'no result')}): {info.get('error')}",
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,17 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     reference.select_set(True)
     print(f"reconstructing {args.image} …", flush=True)
     recon_job, recon_error = run_job(bpy, session_module, bpy.ops.stepstone.reconstruct_selected, args.timeout)
-    reconstruct = describe(recon_job, recon_error, session)
-    print(f"  → {json.dumps(reconstruct)}", flush=True)
+    reconstruct = describe(recon_job, recon_error)
+    report("reconstruction", reconstruct)
 
     bpy.context.scene.cursor.location = (0.75, 0.0, 0.0)
     settings.prompt, settings.seed = args.prompt, 0
     print(f"text to shape: {args.prompt!r} …", flush=True)
     text_job, text_error = run_job(bpy, session_module, bpy.ops.stepstone.text_to_shape, args.timeout)
-    text = describe(text_job, text_error, session)
-    print(f"  → {json.dumps(text)}", flush=True)
-    if not text["ok"]:
-        print(f"text to shape did not run: {text.get('what_is_missing') or text.get('error')}", flush=True)
+    text = describe(text_job, text_error)
+    report("text to shape", text)
 
     backend_status = session.status().text  # before the render blocks the timer
     results = [o for o in bpy.context.scene.objects if o.get("stepstone_job")]

@@ -26,7 +26,8 @@ def test_start_runs_the_backend_serve_command_and_waits_for_ready():
     sup, launcher, clock = make(device="cpu")
     sup.start()
     argv, cwd, env = launcher.calls[0]
-    assert argv[1:] == ["-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0", "--device", "cpu"]
+    assert argv[1:] == ["-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0", "--device", "cpu",
+                        "--exit-on-stdin-eof"]
     assert cwd == ROOT and env["PYTHONPATH"] == str(ROOT) and "PYTHONHOME" not in env
     assert sup.state == State.STARTING and sup.address is None
     assert sup.tick() == []

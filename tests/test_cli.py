@@ -110,3 +110,16 @@ def test_real_backend_process_serves_a_reconstruction(backend_process, tmp_path)
 def test_serve_refuses_public_interface_without_keys():
     result = cli("serve", "--host", "0.0.0.0", "--port", "0", timeout=60)
     assert result.returncode == 2 and "without authentication" in result.stderr
+
+
+def test_serve_stops_when_its_supervisor_goes_away():
+    process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--port", "0", "--device", "cpu",
+                                "--exit-on-stdin-eof"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("STEPSTONE READY")
+        process.stdin.close()                    # Blender crashed: the pipe closes
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -167,7 +167,7 @@ class LocalBackendConfig:
 
     def argv(self) -> list[str]:
         return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--device", self.device]
+                "--device", self.device, "--exit-on-stdin-eof"]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
