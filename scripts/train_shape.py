@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         return export(Path(args.run), Path(args.export))
 
-    from backend.models.shape_model import ShapeModelConfig
-    from backend.train.config import TrainConfig
+    from backend.train.config import TrainConfig, model_config
     from backend.train.data import dvr_source, procedural_source
     from backend.train.evaluate import GrowingEvalSet
     from backend.train.trainer import train
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --data or --dvr dataset")
     sources = [procedural_source(root, "train") for root in args.data]
     sources += [dvr_source(root, "train") for root in args.dvr]
-    image_size = ShapeModelConfig.preset(config.model_preset).encoder.image_size
+    image_size = model_config(config.model_preset).encoder.image_size
     eval_sets = [GrowingEvalSet(root, "test", image_size, config.eval_shapes) for root in args.data]
 
     def eval_items():

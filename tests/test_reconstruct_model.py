@@ -48,6 +48,14 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared 2-core CPU: a second thread only adds contention
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
 def fast_presets(monkeypatch):
     monkeypatch.setitem(reconstruct_model.PRESETS, "preview", FAST)
     monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=8))

@@ -102,6 +102,8 @@ class ModelReconstructPipeline(Pipeline):
 
     def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
+        import torch
+
         from backend.models.checkpoint import checkpoint_id, load_shape_model
 
         self.torch_device = _torch_device(device)
@@ -110,6 +112,9 @@ class ModelReconstructPipeline(Pipeline):
         self.model.eval().requires_grad_(False)
         self.weights_id = checkpoint_id(self.weights)
         self.beta = float(self.weights_metadata.get("beta", 0.05))
+        # The first optimiser built in a process imports torch._dynamo (seconds on a small CPU):
+        # pay it when the backend starts, not inside the first job's time budget.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     # ------------------------------------------------------------------ run
 

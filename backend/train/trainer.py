@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from backend.train.checkpoints import latest_checkpoint, load_training_state, save_training_checkpoint
-from backend.train.config import TrainConfig
+from backend.train.config import TrainConfig, model_config
 from backend.train.data import ShapeSource, ShapeViewDataset
 from backend.train.evaluate import EvalItem, evaluate
 from backend.train.losses import training_losses
@@ -56,27 +56,27 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
     ``eval_items`` may be a callable, asked again at every evaluation (data still being generated).
     """
     from backend.models.checkpoint import load_shape_model
-    from backend.models.shape_model import ShapeModel, ShapeModelConfig
+    from backend.models.shape_model import ShapeModel
     from backend.render.volsdf import VolSDFConfig, VolSDFRenderer
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     threads = set_threads(config.num_threads)
-    model_config = ShapeModelConfig.preset(config.model_preset)
+    architecture = model_config(config.model_preset)
     torch.manual_seed(config.seed)
-    dataset = ShapeViewDataset(sources, model_config.encoder.image_size, config.cached_sdf_points,
+    dataset = ShapeViewDataset(sources, architecture.encoder.image_size, config.cached_sdf_points,
                                config.cached_surface_points, config.seed, log=log)
     if len(dataset) == 0:
         raise TrainingError("no training shapes found: check the dataset path and split")
     log(f"{len(dataset)} training shapes in memory, {threads} thread(s), device {device}")
 
-    model = ShapeModel(model_config).to(device)
+    model = ShapeModel(architecture).to(device)
     renderer = VolSDFRenderer(VolSDFConfig(n_samples=config.n_samples, beta_init=config.beta_init)).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(renderer.parameters()), lr=config.lr)
     step, wall_before = 0, 0.0
     latest = latest_checkpoint(run_dir) if resume else None
     if latest is not None:
-        model, _ = load_shape_model(latest, expected_config=model_config, device=device)
+        model, _ = load_shape_model(latest, expected_config=architecture, device=device)
         renderer = VolSDFRenderer(VolSDFConfig(n_samples=config.n_samples, beta_init=config.beta_init)).to(device)
         state = load_training_state(latest, device=device)
         renderer.load_state_dict(state.renderer)
@@ -139,7 +139,7 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
                 now = time.perf_counter()
                 line = {"step": step, "lr": learning_rate(config, step - 1), "beta": round(float(renderer.beta.detach()), 5),
                         "s_per_step": round((now - t_log) / steps_since_log, 3), "shapes": len(dataset),
-                        **{f"loss/{k}": round(float(v), 6) for k, v in losses.items()}}
+                        **{f"loss/{k}": round(float(v.detach()), 6) for k, v in losses.items()}}
                 logfile.write(json.dumps(line) + "\n")
                 logfile.flush()
                 t_log, steps_since_log = now, 0

@@ -1,0 +1,75 @@
+"""The reconstruction benchmark script on a tiny dataset made here (tests/test_train_shape.py)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_train_shape import make_dataset
+
+from backend.models.checkpoint import save_shape_model
+from backend.models.shape_model import ShapeModel
+from backend.train.config import model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_reconstruct", ROOT / "scripts" / "bench_reconstruct.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_reconstruct"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_view_frame_axes_map_to_the_camera_axes():
+    from backend.render.cameras import orbit_cameras
+
+    bench = load_bench()
+    cams = orbit_cameras(torch.tensor([np.pi / 2]), torch.tensor([0.0]), 2.0, focal=50.0, height=32, width=32)
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = cams.rotation[0].numpy(), cams.translation[0].numpy()
+    mapped = bench.view_to_object(np.eye(3), w2c)
+    # camera on +X looking at the origin: image right is world +Y, image up world +Z, depth along X
+    assert np.allclose(mapped[0], [0, 1, 0], atol=1e-6)
+    assert np.allclose(np.abs(mapped[1]), [1, 0, 0], atol=1e-6)
+    assert np.allclose(mapped[2], [0, 0, 1], atol=1e-6)
+
+
+def test_normalise_centres_and_scales():
+    bench = load_bench()
+    v = bench.normalise(np.array([[0.0, 0, 0], [2, 1, 1], [1, 3, 0]]))
+    assert (v.max(0) - v.min(0)).max() == pytest.approx(1.0)
+    assert np.allclose((v.max(0) + v.min(0)) / 2, 0)
+
+
+@pytest.mark.slow
+def test_benchmark_writes_json_and_markdown(tmp_path):
+    bench = load_bench()
+    root = make_dataset(tmp_path / "ds", {"train": [("crate", 0)], "test": [("ball", 1), ("crate", 1)],
+                                          "test_unseen": [("pill", 0)]}, views=2, res=32)
+    torch.manual_seed(0)
+    weights = tmp_path / "w" / "tiny"
+    save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
+    out = tmp_path / "res" / "reconstruct.json"
+    assert bench.main(["--data", str(root), "--weights", str(weights), "--presets", "preview",
+                       "--methods", "model", "sphere", "--points", "2000", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runs = {(r["split"], r["method"]): r for r in report["runs"]}
+    assert set(runs) == {("test", "model:preview"), ("test", "sphere"),
+                         ("test_unseen", "model:preview"), ("test_unseen", "sphere")}
+    test_sphere = runs[("test", "sphere")]
+    assert test_sphere["summary"]["shapes"] == 2
+    assert set(test_sphere["per_category"]) == {"ball", "crate"}
+    # a sphere predicts the ball almost perfectly and the crate clearly worse
+    ball, crate = test_sphere["per_category"]["ball"], test_sphere["per_category"]["crate"]
+    assert ball["f@0.05"] > 0.95 and ball["f@0.02"] > crate["f@0.02"] + 0.1
+    model = runs[("test", "model:preview")]
+    assert model["weights_id"].startswith("shape_model:") and model["peak_rss_mb"] > 50
+    assert all(0.0 <= model["summary"][k] <= 1.0 for k in ("f@0.01", "f@0.02", "f@0.05"))
+    assert model["summary"]["seconds_per_image"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "| test | sphere | 2 |" in table and "test_unseen" in table and "Alignment" in table

@@ -1,0 +1,264 @@
+"""Shape-model training: data batches, losses, the tiny preset end to end, checkpoints and resume.
+
+The datasets here are written in the documented on-disk format (docs/dataset.md) by a small
+numpy sphere tracer over analytic shapes, so the tests need neither Blender nor generated data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.data.cameras import blender_to_world_to_cam, intrinsics, look_at_blender, spherical
+from backend.train.checkpoints import latest_checkpoint, load_training_state
+from backend.train.config import TrainConfig
+from backend.train.data import ShapeViewDataset, procedural_source, viewpoint_from_extrinsics
+from backend.train.evaluate import evaluate, procedural_eval_items
+from backend.train.losses import normal_loss, soft_iou_loss, training_losses
+from backend.train.trainer import train
+
+SHAPES = {
+    "ball": (lambda p: np.linalg.norm(p, axis=-1) - 0.4, (0.85, 0.2, 0.2)),
+    "crate": (lambda p: _box(p, np.array([0.45, 0.3, 0.25])), (0.2, 0.3, 0.85)),
+    "pill": (lambda p: _capsule(p, 0.35, 0.15), (0.2, 0.7, 0.3)),
+}
+
+
+def _box(p, half):
+    q = np.abs(p) - half
+    return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+
+
+def _capsule(p, half_length, radius):
+    axis_point = np.zeros_like(p)  # nearest point on the segment along x
+    axis_point[..., 0] = np.clip(p[..., 0], -half_length, half_length)
+    return np.linalg.norm(p - axis_point, axis=-1) - radius
+
+
+def _trace(sdf, origins, dirs, steps=96):
+    t = np.zeros(len(dirs))
+    for _ in range(steps):
+        step = sdf(origins + t[:, None] * dirs)
+        t = np.minimum(t + np.where(step > 1e-5, step, 0.0), 10.0)  # converged rays stay put
+    points = origins + t[:, None] * dirs
+    return points, np.abs(sdf(points)) < 2e-3
+
+
+def _gradient(sdf, p, eps=1e-4):
+    g = np.stack([sdf(p + e) - sdf(p - e) for e in np.eye(3) * eps], -1) / (2 * eps)
+    return g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
+
+
+def write_shape(root: Path, category: str, seed: int, views: int, res: int) -> None:
+    """One shape in the procedural dataset layout (views, depth, normals, samples, mesh)."""
+    import trimesh
+    from PIL import Image
+    from skimage.measure import marching_cubes
+
+    sdf, colour = SHAPES[category]
+    rng = np.random.default_rng(seed)
+    d = root / category / f"{category}_{seed:06d}"
+    (d / "views").mkdir(parents=True)
+    K = intrinsics(res, 40.0)
+    cams, depth_maps, normal_maps = [], [], []
+    for v in range(views):
+        az, el = (v + rng.uniform()) / views * 360.0, rng.uniform(-10, 40)
+        c2w = look_at_blender(spherical(az, el, 2.2))
+        w2c = blender_to_world_to_cam(c2w)
+        j, i = np.meshgrid(np.arange(res) + 0.5, np.arange(res) + 0.5)
+        cam_dirs = np.stack([(j - K[0, 2]) / K[0, 0], (i - K[1, 2]) / K[1, 1], np.ones_like(j)], -1).reshape(-1, 3)
+        dirs = cam_dirs @ w2c[:3, :3]
+        dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+        origin = -w2c[:3, :3].T @ w2c[:3, 3]
+        points, hit = _trace(sdf, np.broadcast_to(origin, dirs.shape), dirs)
+        normals = np.where(hit[:, None], _gradient(sdf, points), 0.0)
+        shade = 0.45 + 0.55 * np.clip(normals @ np.array([0.3, -0.6, 0.75]), 0, 1)
+        rgba = np.zeros((res * res, 4))
+        rgba[hit, :3] = np.array(colour) * shade[hit, None]
+        rgba[hit, 3] = 1.0
+        Image.fromarray((rgba.reshape(res, res, 4) * 255 + 0.5).astype(np.uint8)).save(d / "views" / f"rgba_{v:04d}.png")
+        depth_maps.append(np.where(hit, (points - origin) @ w2c[2, :3], 0.0).reshape(res, res))
+        normal_maps.append(normals.reshape(res, res, 3))
+        cams.append({"index": v, "azimuth_deg": az, "elevation_deg": el, "distance": 2.2, "K": K.tolist(),
+                     "world_to_cam": w2c.tolist(), "rgba": f"views/rgba_{v:04d}.png"})
+    np.savez(d / "views" / "depth.npz", depth=np.array(depth_maps, np.float32))
+    np.savez(d / "views" / "normal.npz", normal=np.array(normal_maps, np.float16))
+    grid = np.linspace(-0.55, 0.55, 48)
+    volume = sdf(np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1))
+    verts, faces, _, _ = marching_cubes(volume, 0.0, spacing=(grid[1] - grid[0],) * 3)
+    mesh = trimesh.Trimesh(verts - 0.55, faces)
+    mesh.export(d / "mesh.ply")
+    surface = mesh.sample(2000)
+    np.savez(d / "points.npz", points=surface.astype(np.float32),
+             normals=_gradient(sdf, surface).astype(np.float32),
+             colors=np.tile(np.array(colour, np.float32), (len(surface), 1)))
+    queries = np.concatenate([rng.uniform(-0.55, 0.55, (2000, 3)), surface + rng.normal(0, 0.02, surface.shape)])
+    values = sdf(queries)
+    np.savez(d / "sdf.npz", points=queries.astype(np.float32), sdf=values.astype(np.float32), occupancy=values < 0)
+    (d / "cameras.json").write_text(json.dumps({"resolution": res, "views": cams}))
+    (d / "meta.json").write_text(json.dumps({"category": category, "seed": seed}))
+
+
+def make_dataset(root: Path, splits: dict[str, list[tuple[str, int]]], views: int = 3, res: int = 32) -> Path:
+    """A dataset in the layout of docs/dataset.md; ``splits`` maps split -> [(category, seed)]."""
+    root.mkdir(parents=True, exist_ok=True)
+    categories = sorted({c for items in splits.values() for c, _ in items})
+    (root / "dataset.json").write_text(json.dumps({"format_version": 1, "categories": categories,
+                                                   "views": views, "resolution": res}))
+    (root / "splits").mkdir()
+    for split in ("train", "val", "test", "test_unseen"):
+        items = splits.get(split, [])
+        (root / "splits" / f"{split}.txt").write_text("".join(f"{c}/{c}_{s:06d}\n" for c, s in items))
+        for c, s in items:
+            write_shape(root, c, s, views, res)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # the tests share 2 cores with other jobs; more threads only add contention (and train()
+    # sets the thread count, so restore it for the rest of the session)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "ds",
+                        {"train": [("ball", 0), ("crate", 0)], "test": [("ball", 1)]})
+
+
+def tiny(**changes) -> TrainConfig:
+    return dataclasses.replace(TrainConfig.preset("tiny"), **changes)
+
+
+def test_viewpoint_from_extrinsics_matches_orbit_cameras():
+    from backend.render.cameras import orbit_cameras
+
+    az, el = torch.tensor([0.3, -2.0, 2.9]), torch.tensor([0.2, 0.7, -0.1])
+    cams = orbit_cameras(az, el, 2.5, focal=50.0, height=64, width=64)
+    for k in range(3):
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = cams.rotation[k].numpy(), cams.translation[k].numpy()
+        got = viewpoint_from_extrinsics(w2c)
+        assert got[0] == pytest.approx(float(az[k]), abs=1e-5)
+        assert got[1] == pytest.approx(float(el[k]), abs=1e-5)
+        assert got[2] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_dataset_camera_convention_gives_the_stated_azimuth(dataset):
+    meta = json.loads((dataset / "ball" / "ball_000000" / "cameras.json").read_text())
+    for view in meta["views"]:
+        az, el, roll = viewpoint_from_extrinsics(np.array(view["world_to_cam"]))
+        assert math.degrees(az) % 360 == pytest.approx(view["azimuth_deg"] % 360, abs=1e-3)
+        assert math.degrees(el) == pytest.approx(view["elevation_deg"], abs=1e-3)
+        assert roll == pytest.approx(0.0, abs=1e-5)
+
+
+def test_batch_rays_hit_the_object_where_the_mask_says(dataset):
+    ds = ShapeViewDataset([procedural_source(str(dataset), "train")], image_size=32, sdf_points=512, surface_points=128)
+    assert len(ds) == 2
+    batch = ds.batch([0, 1], np.random.default_rng(0), rays_per_view=64, supervise_views=2, sdf_points=100)
+    assert batch.images.shape == (2, 3, 32, 32) and batch.origins.shape == (2, 128, 3)
+    assert torch.allclose(batch.directions.norm(dim=-1), torch.ones(2, 128), atol=1e-5)
+    sdf = SHAPES["ball"][0] if ds.shapes[0].category == "ball" else SHAPES["crate"][0]
+    o, d = batch.origins[0].double().numpy(), batch.directions[0].double().numpy()
+    _, hit = _trace(sdf, o, d)
+    assert ((batch.alpha[0].numpy() > 0.5) == hit).mean() > 0.95
+    assert batch.has_sdf.all() and batch.has_colors.all()
+
+
+def test_loss_helpers():
+    pred = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    assert float(soft_iou_loss(pred, pred)) == pytest.approx(0.0)
+    assert float(soft_iou_loss(pred, 1 - pred)) == pytest.approx(1.0)
+    n = torch.nn.functional.normalize(torch.randn(1, 10, 3), dim=-1)
+    bad = n.clone()
+    bad[0, :2] *= -1  # two flipped normals: error 2 each, the worst 20 % is dropped
+    assert float(normal_loss(bad, n, torch.ones(1, 10, dtype=torch.bool), 0.2)) == pytest.approx(0.0, abs=1e-6)
+    assert float(normal_loss(bad, n, torch.ones(1, 10, dtype=torch.bool), 0.0)) == pytest.approx(0.4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_tiny_training_lowers_the_loss_and_resumes_exactly(dataset, tmp_path):
+    from backend.models.checkpoint import load_shape_model
+    from backend.models.shape_model import ShapeModel
+    from backend.render.volsdf import VolSDFConfig, VolSDFRenderer
+    from backend.train.config import model_config
+
+    source = [procedural_source(str(dataset), "train")]
+    config = tiny(steps=30, checkpoint_every=15)
+    straight = train(config, source, tmp_path / "a", log=lambda _m: None)
+    assert straight["step"] == 30
+    # interrupted after 15 steps, then resumed to 30: same batches, same weights
+    train(dataclasses.replace(config, steps=15), source, tmp_path / "b", log=lambda _m: None)
+    assert load_training_state(latest_checkpoint(tmp_path / "b")).step == 15
+    messages = []
+    resumed = train(config, source, tmp_path / "b", log=messages.append)
+    assert any("resumed" in m and "step 15" in m for m in messages)
+    assert resumed["step"] == 30
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
+    a, _ = load_shape_model(latest_checkpoint(tmp_path / "a"))
+    b, meta = load_shape_model(latest_checkpoint(tmp_path / "b"))
+    assert meta["step"] == 30
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(pa, pb, atol=1e-5), name
+
+    # the trained model fits the training shapes better than the initial one (fixed batch)
+    ds = ShapeViewDataset(source, 32, 2048, 512)
+    batch = ds.batch([0, 1], np.random.default_rng(123), rays_per_view=64, supervise_views=1, sdf_points=1024)
+    torch.manual_seed(config.seed)  # the trainer's initialisation
+    initial = ShapeModel(model_config("tiny"))
+    renderer = VolSDFRenderer(VolSDFConfig(n_samples=16)).eval()
+    before = training_losses(initial, renderer, batch, config.losses)
+    after = training_losses(a, renderer, batch, config.losses)
+    assert float(after["sdf"]) < 0.8 * float(before["sdf"])
+    assert float(after["total"]) < float(before["total"])
+
+
+def test_checkpoint_files_and_evaluation(dataset, tmp_path):
+    source = [procedural_source(str(dataset), "train")]
+    items = procedural_eval_items(dataset, "test", 32, limit=4)
+    assert [it.name for it in items] == ["ball/ball_000001"]
+    summary = train(tiny(steps=2, checkpoint_every=2), source, tmp_path / "run", eval_items=items,
+                    log=lambda _m: None)
+    name = latest_checkpoint(tmp_path / "run")
+    for suffix in (".json", ".safetensors", ".train.json", ".train.safetensors"):
+        assert Path(str(name) + suffix).is_file()
+    state = load_training_state(name)
+    assert state.step == 2 and state.optimizer["state"]  # Adam moments were saved
+    assert "beta_raw" in state.renderer
+    assert summary["eval"]["shapes"] == 1 and 0.0 <= summary["eval"]["f@0.05"] <= 1.0
+    evals = [json.loads(x) for x in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert evals[-1]["step"] == 2 and evals[-1]["shapes"][0]["name"] == "ball/ball_000001"
+
+
+def test_evaluation_scores_a_perfect_prediction_higher(dataset):
+    """Sanity of the metric plumbing: the true mesh of a test shape scores F@5% near 1."""
+    from backend.geometry.metrics import compare_meshes
+
+    item = procedural_eval_items(dataset, "test", 32, limit=1)[0]
+    scores = compare_meshes(item.vertices, item.faces, item.vertices, item.faces, n_points=2000)
+    assert scores.fscore[0.05] > 0.99
+    from backend.models.shape_model import ShapeModel
+    from backend.train.config import model_config
+
+    result = evaluate(ShapeModel(model_config("tiny")), [item], resolution=24, n_points=2000)
+    assert result["summary"]["shapes"] == 1 and "chamfer_x1e3" in result["summary"]
+
+
+def test_empty_dataset_is_a_named_error(tmp_path):
+    from backend.train.trainer import TrainingError
+
+    root = make_dataset(tmp_path / "empty", {"test": [("ball", 0)]}, views=1, res=16)
+    with pytest.raises(TrainingError, match="no training shapes"):
+        train(tiny(), [procedural_source(str(root), "train")], tmp_path / "run", log=lambda _m: None)
