@@ -234,8 +234,16 @@ def cmd_client(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from backend.devices import DeviceUnavailable, resolve_device
     from backend.pipelines.registry import default_registry
+
+    return run_server(args, default_registry())
+
+
+def run_server(args: argparse.Namespace, registry) -> int:
+    """Serve ``registry`` with the options of ``serve`` until stopped (SIGTERM, Ctrl-C, stdin EOF)."""
+    import signal
+
+    from backend.devices import DeviceUnavailable, resolve_device
     from backend.server import Server, ServerConfigError
 
     try:
@@ -243,15 +251,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = ServerConfig(host=args.host, port=args.port, device=device,
                               auth_dir=Path(args.auth_dir) if args.auth_dir else None,
                               job_timeout_s=args.job_timeout)
-        server = Server(config, default_registry(), [device])
+        server = Server(config, registry, [device])
     except (DeviceUnavailable, ServerConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - e.g. the port is taken: say so plainly
         print(f"error: could not start the backend: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     if args.exit_on_stdin_eof:
         # A supervisor (Blender) keeps our stdin open; if it dies without stopping us, EOF arrives.
