@@ -67,15 +67,22 @@ class ModelPreset:
     code_prior: float = 0.01
     """Weight of the squared distance of the codes from the encoder's prediction (keeps them
     on the learned shape space while the mask pulls)."""
+    azimuth_hypotheses: int = 4
+    """Azimuths tried around the circle (starting at the predicted one) before refining; the one
+    whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
+    side guess of the viewpoint head is the commonest failure it cannot undo."""
 
 
 PRESETS = {
     "preview": ModelPreset(refine_steps=4, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
-                           preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256),
+                           preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256,
+                           azimuth_hypotheses=4),
     "default": ModelPreset(refine_steps=30, refine_rays=384, refine_samples=32, target_size=64, preview_every=10,
-                           preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512),
+                           preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
+                           azimuth_hypotheses=8),
     "high": ModelPreset(refine_steps=100, refine_rays=768, refine_samples=48, target_size=96, preview_every=20,
-                        preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024),
+                        preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
+                        azimuth_hypotheses=12),
 }
 
 
@@ -163,7 +170,7 @@ class ModelReconstructPipeline(Pipeline):
             "segmentation": [{"method": v.method, "confidence": v.confidence, "notes": v.notes} for v in views],
             "viewpoint_deg": refined["viewpoint_deg"],
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
-                           "mask_iou": refined["mask_iou"]},
+                           "mask_iou": refined["mask_iou"], "azimuth_hypotheses": refined["azimuth_hypotheses"]},
             "mesh_resolution": preset.mesh_resolution,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "input": [{"width": im.size[0], "height": im.size[1], "format": im.source_format, "notes": im.warnings}
@@ -207,7 +214,12 @@ class ModelReconstructPipeline(Pipeline):
             angles = torch.tensor([[0.0, math.radians(15.0), 0.0]], device=dev).expand(n, 3)
         angles = angles.detach().clone()
         size = preset.target_size
-        log_focal, offset = self._fit_framing(shape0, angles, size)
+        target_mask = torch.from_numpy(np.stack([v.mask for v in views])).to(dev).reshape(n, -1)
+        points = self._framing_points(shape0)
+        config = VolSDFConfig(n_samples=preset.refine_samples, compute_normals=False, chunk_rays=8192)
+        beta = torch.tensor(self.beta, device=dev)
+        angles, log_focal, offset, hypotheses = self._choose_azimuth(
+            shape0, points, angles, target_mask, size, beta, config, preset.azimuth_hypotheses, ctx)
         angles.requires_grad_(True)
         log_focal.requires_grad_(True)
         offset.requires_grad_(True)
@@ -217,14 +229,11 @@ class ModelReconstructPipeline(Pipeline):
             {"params": [offset], "lr": 0.5},
         ])
         target_rgb = torch.from_numpy(np.stack([v.rgb for v in views])).to(dev).reshape(n, -1, 3)
-        target_mask = torch.from_numpy(np.stack([v.mask for v in views])).to(dev).reshape(n, -1)
         fg = [torch.nonzero(m > 0.5).squeeze(-1) for m in target_mask]
-        config = VolSDFConfig(n_samples=preset.refine_samples, compute_normals=False, chunk_rays=8192)
-        beta = torch.tensor(self.beta, device=dev)
         generator = torch.Generator(device="cpu").manual_seed(0)
         losses: list[dict] = []
         self._preview(shape, preset.preview_resolution, ctx)
-        iou_before = self._mask_iou(shape, angles, log_focal, offset, target_mask, size, beta, config)
+        iou_before = [h["iou"] for h in hypotheses]
         for step in range(preset.refine_steps):
             ctx.check()
             pix = _sample_pixels(fg, size, preset.refine_rays, generator).to(dev)  # [n, R]
@@ -259,6 +268,7 @@ class ModelReconstructPipeline(Pipeline):
             "shape": shape.detach()[0], "color": color.detach()[0], "angles": angles.detach(),
             "log_focal": log_focal.detach(), "offset": offset.detach(), "size": size, "steps": preset.refine_steps,
             "losses": kept, "mask_iou": {"before": iou_before, "after": iou_after},
+            "azimuth_hypotheses": hypotheses,
             "viewpoint_deg": [[round(math.degrees(float(a)), 1) for a in row] for row in angles.detach()],
         }
 
@@ -278,21 +288,51 @@ class ModelReconstructPipeline(Pipeline):
             iou = (pred & true).sum(-1).float() / (pred | true).sum(-1).clamp_min(1).float()
         return [round(float(v), 4) for v in iou]
 
-    def _fit_framing(self, shape_code, angles, size: int):
-        """Initial log focal [n] and principal offset [n, 2] so the predicted shape fills the crop
-        like the object fills the input crop (the mask's box is 1 / (1 + 2 margin) of the side)."""
+    def _choose_azimuth(self, shape, points, angles, target_mask, size, beta, config, count: int, ctx):
+        """Per view, the best of ``count`` azimuths spread from the predicted one, by full-mask IoU.
+
+        Returns (angles, log_focal, offset, [{"azimuth_deg", "iou"} of the chosen one per view])."""
+        import dataclasses
+
         import torch
 
-        from backend.render.cameras import orbit_cameras
+        config = dataclasses.replace(config, n_samples=min(config.n_samples, 16))  # a coarse look suffices
+        n = angles.shape[0]
+        best = [(-1.0, None)] * n
+        for k in range(max(1, count)):
+            ctx.check()
+            trial = angles.clone()
+            trial[:, 0] = angles[:, 0] + 2.0 * math.pi * k / max(1, count)
+            log_focal, offset = self._fit_framing(points, trial, size)
+            iou = self._mask_iou(shape, trial, log_focal, offset, target_mask, size, beta, config)
+            best = [(iou[i], (trial[i], log_focal[i], offset[i])) if iou[i] > best[i][0] else best[i]
+                    for i in range(n)]
+        chosen = [b[1] for b in best]
+        angles = torch.stack([c[0] for c in chosen])
+        angles[:, 0] = torch.atan2(torch.sin(angles[:, 0]), torch.cos(angles[:, 0]))
+        info = [{"azimuth_deg": round(math.degrees(float(angles[i, 0])), 1), "iou": b[0]} for i, b in enumerate(best)]
+        return (angles.detach().clone(), torch.stack([c[1] for c in chosen]).detach().clone(),
+                torch.stack([c[2] for c in chosen]).detach().clone(), info)
+
+    def _framing_points(self, shape_code):
+        """[P, 3] vertices of a coarse mesh of the predicted shape (a box's corners if it has none)."""
+        import torch
+
         from backend.render.extract import NoSurfaceError
+
+        try:
+            mesh = self.model.extract_mesh(shape_code[0], resolution=24)
+            return torch.from_numpy(mesh.vertices).to(shape_code)
+        except NoSurfaceError:
+            return torch.tensor([[x, y, z] for x in (-0.4, 0.4) for y in (-0.4, 0.4) for z in (-0.4, 0.4)]).to(shape_code)
+
+    def _fit_framing(self, points, angles, size: int):
+        """Initial log focal [n] and principal offset [n, 2] so the shape's ``points`` fill the crop
+        like the object fills the input crop (the mask's box is 1 / (1 + 2 margin) of the side)."""
+        from backend.render.cameras import orbit_cameras
         from backend.train.inputs import CROP_MARGIN
 
         n = angles.shape[0]
-        try:
-            mesh = self.model.extract_mesh(shape_code[0], resolution=24)
-            points = torch.from_numpy(mesh.vertices).to(angles)
-        except NoSurfaceError:
-            points = torch.tensor([[x, y, z] for x in (-0.4, 0.4) for y in (-0.4, 0.4) for z in (-0.4, 0.4)]).to(angles)
         cams = orbit_cameras(angles[:, 0], angles[:, 1], CAMERA_DISTANCE, focal=1.0, height=size, width=size,
                              roll=angles[:, 2])
         cam = cams.world_to_camera(points.unsqueeze(0).expand(n, -1, -1))
