@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -304,10 +305,25 @@ def _write_index(root: Path, cfg: GenerationConfig) -> None:
         os.replace(tmp_split, splits_dir / f"{name}.txt")
 
 
-def _worker_init() -> None:
+def _worker_init(clean_sys_path: list[str]) -> None:
+    # A parent that already imported bpy (the test suite, Blender itself) has Blender's script
+    # folders first on sys.path; a spawned child inherits them, and there `import bpy` finds
+    # Blender's pure-Python `bpy` package instead of the module. Start from the clean path.
+    sys.path[:] = clean_sys_path
     from .render_blender import quiet_stdout
 
     quiet_stdout()
+
+
+def _without_blender_paths(paths: list[str]) -> list[str]:
+    user_config = str(Path.home() / ".config" / "blender")
+
+    def added_by_blender(entry: str) -> bool:
+        parts = Path(entry).parts
+        in_bpy_scripts = "scripts" in parts and "bpy" in parts[:parts.index("scripts")]
+        return in_bpy_scripts or entry.startswith(user_config)
+
+    return [entry for entry in paths if not added_by_blender(entry)]
 
 
 def _run_one(root: str, category: str, seed: int, cfg: GenerationConfig) -> dict:
@@ -340,7 +356,8 @@ def generate_dataset(
     t0 = time.perf_counter()
     if todo:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(_without_blender_paths(sys.path),)) as pool:
             pending = {pool.submit(_run_one, str(root), c, s, cfg): (c, s) for c, s in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
