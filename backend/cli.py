@@ -176,11 +176,17 @@ def _default_output(args: argparse.Namespace) -> Path:
     return Path("out") / f"{stem}.glb"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _submit_message_or_report(args: argparse.Namespace) -> Message | None:
     try:
-        message = _submit_message(args)
+        return _submit_message(args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    message = _submit_message_or_report(args)
+    if message is None:
         return EXIT_USAGE
     printer = ProgressPrinter()
     try:
@@ -213,10 +219,8 @@ def cmd_client(args: argparse.Namespace) -> int:
                 final = client.wait_for(lambda m: m.job == args.job and m.type == "result", args.wait)
                 return _write_result(final, Path(args.output))
             return EXIT_OK
-        try:
-            message = _submit_message(args)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        message = _submit_message_or_report(args)
+        if message is None:
             return EXIT_USAGE
         printer = ProgressPrinter()
         try:

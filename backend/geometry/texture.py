@@ -6,6 +6,8 @@ from typing import Callable
 
 import numpy as np
 
+from backend.geometry.raster import covered_pixels
+
 ColorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(points [K,3], normals [K,3]) → RGB [K,3] float in 0..1."""
 
@@ -29,30 +31,8 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.n
     Texels outside all charts are filled from their neighbours (``padding`` dilation steps) so
     that bilinear filtering and mip-maps do not bleed background into the seams.
     """
-    texel_uv = uvs * size - 0.5  # texel centres sit at integer coordinates
-    tri_uv = texel_uv[faces]  # [M,3,2]
-    lo = np.floor(tri_uv.min(axis=1)).astype(np.int64).clip(0, size - 1)
-    hi = np.ceil(tri_uv.max(axis=1)).astype(np.int64).clip(0, size - 1)
-    widths, heights = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    counts = widths * heights
-    tri_index = np.repeat(np.arange(len(faces)), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    px = lo[tri_index, 0] + offsets % widths[tri_index]
-    py = lo[tri_index, 1] + offsets // widths[tri_index]
-
-    a, b, c = tri_uv[tri_index, 0], tri_uv[tri_index, 1], tri_uv[tri_index, 2]
-    v0, v1 = b - a, c - a
-    p = np.stack([px, py], axis=1).astype(np.float64) - a
-    denom = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    ok = np.abs(denom) > 1e-12
-    denom = np.where(ok, denom, 1.0)
-    w1 = (p[:, 0] * v1[:, 1] - v1[:, 0] * p[:, 1]) / denom
-    w2 = (v0[:, 0] * p[:, 1] - p[:, 0] * v0[:, 1]) / denom
-    w0 = 1.0 - w1 - w2
-    eps = 1e-6
-    inside = ok & (w0 >= -eps) & (w1 >= -eps) & (w2 >= -eps)
-    tri_index, px, py = tri_index[inside], px[inside], py[inside]
-    weights = np.stack([w0[inside], w1[inside], w2[inside]], axis=1)
+    texel_uv = uvs.astype(np.float64) * size - 0.5  # texel centres sit at integer coordinates
+    tri_index, px, py, weights = covered_pixels(texel_uv[faces], size, size, eps=1e-6)
     # A texel may fall inside two triangles along a shared edge: keep one.
     flat = py * size + px
     flat, first = np.unique(flat, return_index=True)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from backend.geometry.raster import covered_pixels
+
 if TYPE_CHECKING:
     from backend.render.cameras import Cameras
 
@@ -68,35 +70,9 @@ def _rasterize_view(uv: np.ndarray, z: np.ndarray, faces: np.ndarray, h: int, w:
     face_ids = np.nonzero(keep)[0]
     tri_uv = uv[faces[face_ids]] - 0.5  # pixel centres at integer coordinates
     tri_z = tri_z[face_ids]
-    lo = np.ceil(tri_uv.min(axis=1))
-    hi = np.floor(tri_uv.max(axis=1))
-    lo = np.maximum(lo, 0).astype(np.int64)
-    hi = np.minimum(hi, [w - 1, h - 1]).astype(np.int64)
-    widths, heights = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    on_screen = (widths > 0) & (heights > 0)
-    face_ids, tri_uv, tri_z = face_ids[on_screen], tri_uv[on_screen], tri_z[on_screen]
-    lo, widths, heights = lo[on_screen], widths[on_screen], heights[on_screen]
-    counts = widths * heights
-    if counts.sum() == 0:
+    which, px, py, screen = covered_pixels(tri_uv, w, h)
+    if len(which) == 0:
         return None
-    which = np.repeat(np.arange(len(face_ids)), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    px = lo[which, 0] + offsets % widths[which]
-    py = lo[which, 1] + offsets // widths[which]
-
-    a, b_, c = tri_uv[which, 0], tri_uv[which, 1], tri_uv[which, 2]
-    e0, e1 = b_ - a, c - a
-    p = np.stack([px, py], axis=1).astype(np.float64) - a
-    denom = e0[:, 0] * e1[:, 1] - e1[:, 0] * e0[:, 1]
-    ok = np.abs(denom) > 1e-12
-    denom = np.where(ok, denom, 1.0)
-    w1 = (p[:, 0] * e1[:, 1] - e1[:, 0] * p[:, 1]) / denom
-    w2 = (e0[:, 0] * p[:, 1] - p[:, 0] * e0[:, 1]) / denom
-    w0 = 1.0 - w1 - w2
-    eps = -1e-7
-    inside = ok & (w0 >= eps) & (w1 >= eps) & (w2 >= eps)
-    which, px, py = which[inside], px[inside], py[inside]
-    screen = np.stack([w0[inside], w1[inside], w2[inside]], axis=1)
     # Perspective-correct weights and depth: 1/z interpolates linearly in screen space.
     inv_z = screen / tri_z[which]
     depth = 1.0 / inv_z.sum(axis=1)
