@@ -261,3 +261,23 @@ def test_empty_dataset_is_a_named_error(tmp_path):
     root = make_dataset(tmp_path / "empty", {"test": [("ball", 0)]}, views=1, res=16)
     with pytest.raises(TrainingError, match="no training shapes"):
         train(tiny(), [procedural_source(str(root), "train")], tmp_path / "run", log=lambda _m: None)
+
+
+def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path):
+    import importlib.util
+
+    from backend.models.checkpoint import checkpoint_id, load_shape_model
+
+    spec = importlib.util.spec_from_file_location("train_shape", Path(__file__).parents[1] / "scripts" / "train_shape.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = tmp_path / "run"
+    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "3"]) == 0
+    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "5"]) == 0
+    target = tmp_path / "weights" / "exported"
+    assert script.main(["--run", str(run), "--export", str(target), "--data", str(dataset)]) == 0
+    model, meta = load_shape_model(target)
+    assert meta["step"] == 5 and "--steps 5" in meta["command"]
+    assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
+    assert meta["datasets"][0]["splits"]["train"] == 2
+    assert checkpoint_id(target).startswith("shape_model:")
