@@ -276,7 +276,7 @@ def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path
     assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "5"]) == 0
     target = tmp_path / "weights" / "exported"
     assert script.main(["--run", str(run), "--export", str(target), "--data", str(dataset)]) == 0
-    model, meta = load_shape_model(target)
+    _, meta = load_shape_model(target)
     assert meta["step"] == 5 and "--steps 5" in meta["command"]
     assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
     assert meta["datasets"][0]["splits"]["train"] == 2
