@@ -273,11 +273,13 @@ def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path
     spec.loader.exec_module(script)
     run = tmp_path / "run"
     assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "3"]) == 0
-    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "5"]) == 0
+    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "5",
+                        "--lr", "1e-3"]) == 0
     target = tmp_path / "weights" / "exported"
     assert script.main(["--run", str(run), "--export", str(target), "--data", str(dataset)]) == 0
     _, meta = load_shape_model(target)
     assert meta["step"] == 5 and "--steps 5" in meta["command"]
+    assert [(r["from_step"], r["lr"]) for r in meta["runs"]] == [(0, 3e-3), (3, 1e-3)]
     assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
     assert meta["datasets"][0]["splits"]["train"] == 2
     assert checkpoint_id(target).startswith("shape_model:")

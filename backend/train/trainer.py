@@ -74,6 +74,7 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
     renderer = VolSDFRenderer(VolSDFConfig(n_samples=config.n_samples, beta_init=config.beta_init)).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(renderer.parameters()), lr=config.lr)
     step, wall_before = 0, 0.0
+    history: list[dict] = []
     latest = latest_checkpoint(run_dir) if resume else None
     if latest is not None:
         model, _ = load_shape_model(latest, expected_config=architecture, device=device)
@@ -84,7 +85,9 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         optimizer.load_state_dict(state.optimizer)
         step = state.step
         wall_before = float(state.extra.get("wall_s", 0.0))
+        history = list(state.extra.get("runs") or [{"command": state.extra.get("command", ""), "from_step": 0}])
         log(f"resumed from {latest.name} at step {step}")
+    history.append({"command": command, "from_step": step, "lr": config.lr, "device": device})
     (run_dir / "train_config.json").write_text(json.dumps(
         {"config": asdict(config), "command": command, "device": device,
          "sources": [s.tag for s in sources]}, indent=1))
@@ -101,7 +104,7 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         return {"step": step, "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
                 "train_shapes": len(dataset), "train_config": asdict(config), "command": command,
                 "beta": float(renderer.beta.detach()), "eval": last_eval.get("summary", {}),
-                "data": [s.tag for s in sources]}
+                "data": [s.tag for s in sources], "runs": history}
 
     def run_eval() -> None:
         nonlocal last_eval
