@@ -269,7 +269,8 @@ class ModelReconstructPipeline(Pipeline):
             "log_focal": log_focal.detach(), "offset": offset.detach(), "size": size, "steps": preset.refine_steps,
             "losses": kept, "mask_iou": {"before": iou_before, "after": iou_after},
             "azimuth_hypotheses": hypotheses,
-            "viewpoint_deg": [[round(math.degrees(float(a)), 1) for a in row] for row in angles.detach()],
+            "viewpoint_deg": [[round(math.degrees(math.atan2(math.sin(float(a)), math.cos(float(a)))), 1) for a in row]
+                              for row in angles.detach()],
         }
 
     def _mask_iou(self, shape, angles, log_focal, offset, target_mask, size, beta, config) -> list[float]:
