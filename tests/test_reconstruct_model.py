@@ -207,6 +207,21 @@ def test_corrupt_weights_fall_back_too(tmp_path, weights):
     assert "bad" in pipe.reason
 
 
+def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
+    import json
+
+    odd = tmp_path / "odd"
+    manifest = json.loads(weights.with_name(weights.name + ".json").read_text())
+    manifest["config"]["sdf"]["hidden"] = 17  # the tensors were saved for 16
+    odd.with_name("odd.json").write_text(json.dumps(manifest))
+    odd.with_name("odd.safetensors").write_bytes(weights.with_name(weights.name + ".safetensors").read_bytes())
+    pipe = reconstruct_pipeline("cpu", odd)
+    assert isinstance(pipe, ModelReconstructPipeline)  # the files are consistent...
+    with pytest.raises(PipelineError) as info:  # ...but the network does not fit them
+        pipe.run(request(disc()), context())
+    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train_shape.py --export" in info.value.message
+
+
 def test_loadable_weights_give_the_model_pipeline(weights):
     assert isinstance(reconstruct_pipeline("cpu", weights), ModelReconstructPipeline)
 

@@ -17,7 +17,10 @@ silhouette baseline and says so in the result (see docs/reconstruction.md).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,25 +112,63 @@ class ModelReconstructPipeline(Pipeline):
 
     def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
-        import torch
-
-        from backend.models.checkpoint import checkpoint_id, load_shape_model
-
-        self.torch_device = _torch_device(device)
         self.weights = Path(weights)
-        self.model, self.weights_metadata = load_shape_model(self.weights, device=self.torch_device)
-        self.model.eval().requires_grad_(False)
-        self.weights_id = checkpoint_id(self.weights)
-        self.beta = float(self.weights_metadata.get("beta", 0.05))
-        # The first optimiser built in a process imports torch._dynamo (seconds on a small CPU):
-        # pay it when the backend starts, not inside the first job's time budget.
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        # Only the files are checked here (no torch): the engine builds pipelines on a daemon
+        # thread at start-up, and a process that exits while that thread is inside torch's import
+        # aborts. The network is loaded on first use (`load`).
+        self.weights_id = check_weights(self.weights)
+        self._lock = threading.Lock()
+        self._loaded: tuple | None = None
+
+    def load(self) -> None:
+        """Load the network (once); a checkpoint that passed `check_weights` but does not fit the
+        code gives ``PIPELINE_UNAVAILABLE`` with what to do."""
+        with self._lock:
+            if self._loaded is not None:
+                return
+            import torch
+
+            from backend.models.checkpoint import CheckpointError, load_shape_model
+
+            device = _torch_device(self.device)
+            try:
+                model, metadata = load_shape_model(self.weights, device=device)
+            except CheckpointError as exc:
+                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
+                                    f"the shape model weights {self.weights} cannot be used: {exc}. Re-export them "
+                                    "with scripts/train_shape.py --export (docs/training.md).") from exc
+            model.eval().requires_grad_(False)
+            # The first optimiser built in a process imports torch._dynamo (seconds on a small
+            # CPU): pay it here, not in the middle of the first refinement.
+            torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+            self._loaded = (model, metadata, device)
+
+    @property
+    def model(self):
+        self.load()
+        return self._loaded[0]
+
+    @property
+    def weights_metadata(self) -> dict:
+        self.load()
+        return self._loaded[1]
+
+    @property
+    def torch_device(self):
+        self.load()
+        return self._loaded[2]
+
+    @property
+    def beta(self) -> float:
+        """VolSDF scale the model was trained with (refinement renders with it)."""
+        return float(self.weights_metadata.get("beta", 0.05))
 
     # ------------------------------------------------------------------ run
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         import torch
 
+        self.load()
         preset = PRESETS[request.common.quality]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -444,6 +485,34 @@ class ModelReconstructPipeline(Pipeline):
         return colour
 
 
+class WeightsUnavailable(RuntimeError):
+    """The shape model's checkpoint files are missing or inconsistent."""
+
+
+def check_weights(path: Path) -> str:
+    """Check ``NAME.json`` + ``NAME.safetensors`` without importing torch: the manifest parses, is
+    a shape-model checkpoint, and its recorded sha256 matches the weights. Returns the checkpoint
+    id (``"shape_model:<sha256 prefix>"``, as `backend.models.checkpoint.checkpoint_id`)."""
+    manifest_path, weights_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
+    for p in (manifest_path, weights_path):
+        if not p.is_file():
+            raise WeightsUnavailable(f"{p} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        kind, recorded = manifest["kind"], manifest["weights_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsUnavailable(f"{manifest_path} is not a checkpoint manifest: {exc}") from exc
+    if kind != "shape_model":
+        raise WeightsUnavailable(f"{manifest_path} holds a {kind!r}, not a shape model")
+    digest = hashlib.sha256()
+    with weights_path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != recorded:
+        raise WeightsUnavailable(f"{weights_path} does not match the sha256 recorded in {manifest_path}")
+    return f"{kind}:{recorded[:16]}"
+
+
 class _Codes:
     """The two code tensors `ShapeModel.fields` reads."""
 
@@ -538,11 +607,9 @@ class FallbackReconstructPipeline(Pipeline):
 def reconstruct_pipeline(device: str, weights: str | Path = DEFAULT_WEIGHTS) -> Pipeline:
     """The "reconstruct" pipeline: the shape model when ``weights`` load, else the silhouette
     baseline with a warning (`FallbackReconstructPipeline`)."""
-    from backend.models.checkpoint import CheckpointError
-
     weights = Path(weights)
     try:
         return ModelReconstructPipeline(device, weights)
-    except (CheckpointError, OSError) as exc:
+    except (WeightsUnavailable, OSError) as exc:
         reason = f"shape model weights {weights.name} could not be loaded: {exc}"
         return FallbackReconstructPipeline(device, reason)
