@@ -283,3 +283,14 @@ def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path
     assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
     assert meta["datasets"][0]["splits"]["train"] == 2
     assert checkpoint_id(target).startswith("shape_model:")
+
+
+def test_presets_name_real_model_configs():
+    from backend.models.shape_model import ShapeModelConfig
+    from backend.train.config import model_config
+
+    assert model_config(TrainConfig.preset("cpu").model_preset) == ShapeModelConfig.preset("cpu")
+    assert model_config(TrainConfig.preset("gpu").model_preset) == ShapeModelConfig.preset("gpu")
+    assert model_config("tiny").encoder.image_size == 32
+    with pytest.raises(ValueError, match="unknown training preset"):
+        TrainConfig.preset("huge")
