@@ -107,6 +107,7 @@ class JobEngine:
         self._workers: list[_Worker] = []
         self._stopping = False
         self._watchdog = threading.Thread(target=self._watch, name="stepstone-watchdog", daemon=True)
+        self._probe = threading.Thread(target=self._probe_pipelines, name="stepstone-probe", daemon=True)
         self._worker_count = 0
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -114,7 +115,7 @@ class JobEngine:
         for device in self.devices:
             self._spawn_worker(device)
         self._watchdog.start()
-        threading.Thread(target=self._probe_pipelines, name="stepstone-probe", daemon=True).start()
+        self._probe.start()
 
     def _probe_pipelines(self) -> None:
         """Ask every pipeline up front whether it can run (weights present...), off the I/O thread:
@@ -150,6 +151,9 @@ class JobEngine:
         end = time.monotonic() + timeout
         for worker in list(self._workers):
             worker.thread.join(max(0.0, end - time.monotonic()))
+        if self._probe.is_alive():
+            # Exiting while that thread is inside an extension import (torch) aborts the process.
+            self._probe.join(max(10.0, end - time.monotonic()))
 
     def _spawn_worker(self, device: str) -> None:
         self._worker_count += 1
