@@ -40,7 +40,7 @@ class EngineError(Exception):
         self.message = message
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: field-wise comparison would walk its images and meshes
 class Job:
     id: str
     request: JobRequest
@@ -220,10 +220,8 @@ class JobEngine:
 
     def queue_position(self, job: Job) -> int | None:
         with self._lock:
-            try:
-                return self._queue.index(job)
-            except ValueError:
-                return None
+            # (deque.index would format the job's repr — images, meshes — into its ValueError)
+            return next((i for i, queued in enumerate(self._queue) if queued is job), None)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
