@@ -155,6 +155,8 @@ def _submit_message(args: argparse.Namespace) -> Message:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"image {path} does not exist")
             images.append(Path(path).read_bytes())
+        if args.method != "auto":
+            params["method"] = args.method
         return protocol.submit_reconstruct(_job_id(), images, params)
     if args.command == "generate" or getattr(args, "task", None) == "generate":
         if args.negative:
@@ -335,6 +337,8 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
 def _add_task_parsers(sub) -> None:
     p = sub.add_parser("reconstruct", help="image(s) of one object → mesh")
     p.add_argument("images", nargs="+")
+    p.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
+                   help="auto: the learned shape model when installed, else the silhouette baseline")
     _add_job_options(p)
     p = sub.add_parser("generate", help="text prompt → mesh")
     p.add_argument("prompt")

@@ -15,6 +15,7 @@ from backend.images import InputImage, decode_image
 from backend.prompts import validate_prompt
 from backend.protocol import (
     QUALITIES,
+    RECONSTRUCT_METHODS,
     STYLIZE_MODES,
     TEXTURE_MODES,
     ErrorCode,
@@ -44,6 +45,9 @@ class ReconstructRequest:
     """``uv`` (baked texture), ``vertex`` (vertex colours) or ``none``."""
     face_budget: int | None = None
     """Decimate the result to at most this many triangles."""
+    method: str = "auto"
+    """``auto`` (the learned shape model when installed, else the silhouette baseline), ``model``
+    or ``silhouette``."""
     task: str = "reconstruct"
 
 
@@ -187,6 +191,8 @@ def _reconstruct(message: Message, p: _Params, limits: ServiceLimits) -> Reconst
         multiview=p.get("multiview", bool, True, expected="a boolean"),
         texture=_texture(p),
         face_budget=_face_budget(p),
+        method=p.get("method", str, "auto", lambda v: v in RECONSTRUCT_METHODS,
+                     f"one of {list(RECONSTRUCT_METHODS)}"),
     )
     p.finish()
     return request

@@ -19,9 +19,8 @@ from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel,
 from backend.pipelines import reconstruct_model
 from backend.pipelines.base import JobContext
 from backend.pipelines.reconstruct_model import (
-    FallbackReconstructPipeline,
     ModelReconstructPipeline,
-    reconstruct_pipeline,
+    ReconstructPipeline,
 )
 from backend.protocol import ErrorCode
 from backend.requests import CommonParams, ReconstructRequest
@@ -189,8 +188,8 @@ def test_uniform_image_without_object_is_a_named_error(weights):
 
 
 def test_missing_weights_fall_back_to_the_silhouette_baseline_with_a_warning(tmp_path):
-    pipe = reconstruct_pipeline("cpu", tmp_path / "nothing_here")
-    assert isinstance(pipe, FallbackReconstructPipeline)
+    pipe = ReconstructPipeline("cpu", tmp_path / "nothing_here")
+    assert pipe.model is None
     ctx = context()
     out = pipe.run(request(disc()), ctx)
     assert "nothing_here" in out.metadata["fallback"]["reason"]
@@ -202,9 +201,8 @@ def test_corrupt_weights_fall_back_too(tmp_path, weights):
     bad = tmp_path / "bad"
     bad.with_name("bad.json").write_text(weights.with_name(weights.name + ".json").read_text())
     bad.with_name("bad.safetensors").write_bytes(b"not a safetensors file")
-    pipe = reconstruct_pipeline("cpu", bad)
-    assert isinstance(pipe, FallbackReconstructPipeline)
-    assert "bad" in pipe.reason
+    pipe = ReconstructPipeline("cpu", bad)
+    assert pipe.model is None and "bad" in pipe.model_problem
 
 
 def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
@@ -215,19 +213,30 @@ def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
     manifest["config"]["sdf"]["hidden"] = 17  # the tensors were saved for 16
     odd.with_name("odd.json").write_text(json.dumps(manifest))
     odd.with_name("odd.safetensors").write_bytes(weights.with_name(weights.name + ".safetensors").read_bytes())
-    pipe = reconstruct_pipeline("cpu", odd)
-    assert isinstance(pipe, ModelReconstructPipeline)  # the files are consistent...
+    pipe = ReconstructPipeline("cpu", odd)
+    assert pipe.model is not None  # the files are consistent...
     with pytest.raises(PipelineError) as info:  # ...but the network does not fit them
         pipe.run(request(disc()), context())
     assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train_shape.py --export" in info.value.message
 
 
 def test_loadable_weights_give_the_model_pipeline(weights):
-    assert isinstance(reconstruct_pipeline("cpu", weights), ModelReconstructPipeline)
+    assert isinstance(ReconstructPipeline("cpu", weights).model, ModelReconstructPipeline)
 
 
-def test_registry_uses_the_model_pipeline_for_reconstruct():
+def test_method_picks_the_model_or_the_baseline(tmp_path, weights):
+    with_model = ReconstructPipeline("cpu", weights)
+    asked = request(disc())
+    asked.method = "silhouette"
+    assert with_model.run(asked, context()).metadata["method"] == "silhouette inflation (baseline)"
+    asked.method = "model"
+    assert with_model.run(asked, context()).metadata["method"] == ModelReconstructPipeline.method
+    with pytest.raises(PipelineError) as info:       # insisting on a model that is not installed
+        ReconstructPipeline("cpu", tmp_path / "nothing_here").run(asked, context())
+    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "silhouette" in info.value.message
+
+
+def test_registry_uses_the_dispatching_pipeline_for_reconstruct():
     from backend.pipelines.registry import default_registry
 
-    pipe = default_registry().create("reconstruct", "cpu")
-    assert isinstance(pipe, (ModelReconstructPipeline, FallbackReconstructPipeline))
+    assert isinstance(default_registry().create("reconstruct", "cpu"), ReconstructPipeline)

@@ -356,3 +356,11 @@ def test_unavailable_pipeline_is_announced_and_refused_until_installed(run_serve
         assert still_alive(client)["pipelines"]["reconstruct"] == "available"
     finally:
         MissingWeightsPipeline.installed = False
+
+
+def test_reconstruct_method_is_validated(run_server, client_for):
+    server = run_server(registry_with(reconstruct=StepPipeline))
+    client = client_for(server.address)
+    final = client.run_job(protocol.submit_reconstruct("m1", [png_bytes()], {"method": "magic"}), 10)
+    assert final.get("code") == "INVALID_FIELD" and "auto" in final.get("message")
+    assert client.run_job(protocol.submit_reconstruct("m2", [png_bytes()], {"method": "silhouette"}), 10).type == "result"

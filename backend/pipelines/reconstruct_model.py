@@ -11,8 +11,9 @@ visible in one, from the colour field elsewhere; vertex colours for ``texture="v
 
 Output: the model's object frame (Z up, front -Y), centred, longest side 1.
 
-When the default weights are missing or unreadable, `reconstruct_pipeline` falls back to the
-silhouette baseline and says so in the result (see docs/reconstruction.md).
+`ReconstructPipeline` serves the task: the model, or the silhouette baseline when a request asks
+for it or when the weights are missing or unreadable — then the result says so (see
+docs/reconstruction.md).
 """
 
 from __future__ import annotations
@@ -583,33 +584,42 @@ def _decimate(vertices, faces, budget: int):
     return decimate(vertices, faces, budget)
 
 
-class FallbackReconstructPipeline(Pipeline):
-    """The silhouette baseline, run because the shape model could not be loaded; every result
-    says so (a warning naming what is missing, and ``fallback`` in the metadata)."""
+class ReconstructPipeline(Pipeline):
+    """The "reconstruct" task: per request, the learned shape model or the silhouette baseline.
+
+    ``method="auto"`` (the default) uses the model when its weights load and otherwise the
+    baseline, with a warning and ``fallback`` in the metadata naming what is missing;
+    ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it); ``"silhouette"`` always
+    runs the baseline, which can look better than an undertrained model on photos far from the
+    training data.
+    """
 
     task = "reconstruct"
 
-    def __init__(self, device: str, reason: str):
+    def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
         from backend.pipelines.reconstruct_silhouette import SilhouetteReconstructPipeline
 
-        self.reason = reason
-        self.inner = SilhouetteReconstructPipeline(device)
+        self.silhouette = SilhouetteReconstructPipeline(device)
+        weights = Path(weights)
+        try:
+            self.model: ModelReconstructPipeline | None = ModelReconstructPipeline(device, weights)
+            self.model_problem: str | None = None
+        except (WeightsUnavailable, OSError) as exc:
+            self.model = None
+            self.model_problem = f"shape model weights {weights.name} could not be loaded: {exc}"
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
-        ctx.warn(f"the learned shape model is not available ({self.reason}); used the silhouette-inflation "
+        if request.method == "silhouette":
+            return self.silhouette.run(request, ctx)
+        if self.model is not None:
+            return self.model.run(request, ctx)
+        if request.method == "model":
+            raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
+                                f"{self.model_problem}. Train or restore the weights (docs/training.md), "
+                                "or ask for method 'silhouette'.")
+        ctx.warn(f"the learned shape model is not available ({self.model_problem}); used the silhouette-inflation "
                  "baseline instead. Train or restore the weights (docs/training.md).")
-        output = self.inner.run(request, ctx)
-        output.metadata["fallback"] = {"from": ModelReconstructPipeline.method, "reason": self.reason}
+        output = self.silhouette.run(request, ctx)
+        output.metadata["fallback"] = {"from": ModelReconstructPipeline.method, "reason": self.model_problem}
         return output
-
-
-def reconstruct_pipeline(device: str, weights: str | Path = DEFAULT_WEIGHTS) -> Pipeline:
-    """The "reconstruct" pipeline: the shape model when ``weights`` load, else the silhouette
-    baseline with a warning (`FallbackReconstructPipeline`)."""
-    weights = Path(weights)
-    try:
-        return ModelReconstructPipeline(device, weights)
-    except (WeightsUnavailable, OSError) as exc:
-        reason = f"shape model weights {weights.name} could not be loaded: {exc}"
-        return FallbackReconstructPipeline(device, reason)

@@ -7,10 +7,10 @@ from backend.pipelines.base import Pipeline, PipelineRegistry
 
 
 def _reconstruct(device: str) -> Pipeline:
-    # the learned shape model when its weights load, else the silhouette baseline with a warning
-    from backend.pipelines.reconstruct_model import reconstruct_pipeline
+    # the learned shape model or the silhouette baseline, per request (see ReconstructPipeline)
+    from backend.pipelines.reconstruct_model import ReconstructPipeline
 
-    return reconstruct_pipeline(device)
+    return ReconstructPipeline(device)
 
 
 def _generate(device: str) -> Pipeline:
