@@ -32,6 +32,18 @@ def png_bytes(width: int = 64, height: int = 48, mode: str = "RGBA") -> bytes:
 
 
 @pytest.fixture
+def torch_one_thread():
+    """One torch thread for the test: on two shared, busy cores a second OpenMP thread only adds
+    contention (small ops ran ~20x slower). Restores the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def run_server():
     """Start an in-process server on a free loopback port; returns its address. Stopped at teardown."""
     from backend.config import ServerConfig

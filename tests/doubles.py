@@ -96,3 +96,21 @@ class MissingWeightsPipeline(StepPipeline):
 
     def unavailable_reason(self):
         return None if MissingWeightsPipeline.installed else "weights file model.safetensors is missing; run fetch"
+
+
+def recording_context(cancel_after: int | None = None, events: list | None = None) -> JobContext:
+    """A JobContext for calling a pipeline directly: records what it emits into ``events`` and
+    reports "cancelled" from the ``cancel_after``-th check on."""
+    events = events if events is not None else []
+    calls = {"n": 0}
+
+    def is_cancelled():
+        calls["n"] += 1
+        return cancel_after is not None and calls["n"] > cancel_after
+
+    return JobContext(
+        "t", "cpu",
+        emit_progress=lambda *a: events.append(("progress", a)),
+        emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
+        emit_preview_points=lambda *a: events.append(("points", a)),
+        is_cancelled=is_cancelled, deadline=time.monotonic() + 120)

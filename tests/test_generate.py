@@ -44,13 +44,7 @@ from backend.protocol import ErrorCode
 from backend.requests import CommonParams, GenerateRequest
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads on two shared, busy cores run these small ops ~20x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_shape_model(seed: int = 0) -> ShapeModel:

@@ -2,7 +2,6 @@
 
 import dataclasses
 import io
-import time
 
 import numpy as np
 import pytest
@@ -17,13 +16,13 @@ from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
 from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel, ShapeModelConfig
 from backend.pipelines import reconstruct_model
-from backend.pipelines.base import JobContext
 from backend.pipelines.reconstruct_model import (
     ModelReconstructPipeline,
     ReconstructPipeline,
 )
 from backend.protocol import ErrorCode
 from backend.requests import CommonParams, ReconstructRequest
+from doubles import recording_context
 
 TINY = ShapeModelConfig(
     shape_dim=8, color_dim=8,
@@ -46,12 +45,7 @@ def weights(tmp_path_factory):
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared 2-core CPU: a second thread only adds contention
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -60,20 +54,6 @@ def fast_presets(monkeypatch):
     monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=8))
 
 
-def context(cancel_after=None, events=None):
-    events = events if events is not None else []
-    calls = {"n": 0}
-
-    def is_cancelled():
-        calls["n"] += 1
-        return cancel_after is not None and calls["n"] > cancel_after
-
-    return JobContext(
-        "t", "cpu",
-        emit_progress=lambda *a: events.append(("progress", a)),
-        emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
-        emit_preview_points=lambda *a: events.append(("points", a)),
-        is_cancelled=is_cancelled, deadline=time.monotonic() + 120)
 
 
 def png(rgba: np.ndarray) -> bytes:
@@ -100,7 +80,7 @@ def request(*images, quality="preview", texture="uv", face_budget=None):
 def test_single_view_gives_a_valid_unit_textured_mesh_and_streams_previews(weights):
     events = []
     pipe = ModelReconstructPipeline("cpu", weights)
-    out = pipe.run(request(disc()), context(events=events))
+    out = pipe.run(request(disc()), recording_context(events=events))
     mesh = out.mesh
     assert np.isfinite(mesh.vertices).all() and len(mesh.faces) > 50
     extents = mesh.vertices.max(0) - mesh.vertices.min(0)
@@ -131,7 +111,7 @@ def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
 
     monkeypatch.setattr(ModelReconstructPipeline, "_fit_framing", short_focal)
     monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=25))
-    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), context())
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), recording_context())
     iou = out.metadata["refinement"]["mask_iou"]
     assert iou["before"][0] < 0.6
     assert iou["after"][0] > iou["before"][0] + 0.15
@@ -139,7 +119,7 @@ def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
 
 def test_vertex_colours_follow_the_red_image(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
-    out = pipe.run(request(disc(), texture="vertex"), context())
+    out = pipe.run(request(disc(), texture="vertex"), recording_context())
     mesh = out.mesh
     assert mesh.colors.shape == (len(mesh.vertices), 4)
     # the side facing the fitted camera (a random model predicts any viewpoint)
@@ -152,13 +132,13 @@ def test_vertex_colours_follow_the_red_image(weights):
 
 
 def test_face_budget_is_respected(weights):
-    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), texture="none", face_budget=300), context())
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), texture="none", face_budget=300), recording_context())
     assert len(out.mesh.faces) <= 300
 
 
 def test_multi_view_uses_every_view(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
-    out = pipe.run(request(disc(), disc(offset=5)), context())
+    out = pipe.run(request(disc(), disc(offset=5)), recording_context())
     assert out.metadata["views"] == 2
     assert len(out.metadata["viewpoint_deg"]) == 2
     assert len(out.metadata["segmentation"]) == 2
@@ -168,7 +148,7 @@ def test_cancel_stops_within_one_step(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
     events = []
     with pytest.raises(JobCancelled):
-        pipe.run(request(disc()), context(cancel_after=4, events=events))
+        pipe.run(request(disc()), recording_context(cancel_after=4, events=events))
     refine_steps = [e for e in events if e[0] == "progress" and e[1][0] == "refine"]
     assert len(refine_steps) <= 1
 
@@ -176,21 +156,21 @@ def test_cancel_stops_within_one_step(weights):
 def test_fully_transparent_image_is_a_named_error(weights):
     rgba = np.zeros((64, 64, 4), np.uint8)
     with pytest.raises(PipelineError) as info:
-        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), context())
+        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), recording_context())
     assert info.value.code == ErrorCode.NO_OBJECT
 
 
 def test_uniform_image_without_object_is_a_named_error(weights):
     rgba = np.full((64, 64, 4), 255, np.uint8)
     with pytest.raises(PipelineError) as info:
-        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), context())
+        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), recording_context())
     assert info.value.code == ErrorCode.NO_OBJECT
 
 
 def test_missing_weights_fall_back_to_the_silhouette_baseline_with_a_warning(tmp_path):
     pipe = ReconstructPipeline("cpu", tmp_path / "nothing_here")
     assert pipe.model is None
-    ctx = context()
+    ctx = recording_context()
     out = pipe.run(request(disc()), ctx)
     assert "nothing_here" in out.metadata["fallback"]["reason"]
     assert any("not available" in w and "nothing_here" in w for w in ctx.warnings)
@@ -216,7 +196,7 @@ def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
     pipe = ReconstructPipeline("cpu", odd)
     assert pipe.model is not None  # the files are consistent...
     with pytest.raises(PipelineError) as info:  # ...but the network does not fit them
-        pipe.run(request(disc()), context())
+        pipe.run(request(disc()), recording_context())
     assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train_shape.py --export" in info.value.message
 
 
@@ -228,11 +208,11 @@ def test_method_picks_the_model_or_the_baseline(tmp_path, weights):
     with_model = ReconstructPipeline("cpu", weights)
     asked = request(disc())
     asked.method = "silhouette"
-    assert with_model.run(asked, context()).metadata["method"] == "silhouette inflation (baseline)"
+    assert with_model.run(asked, recording_context()).metadata["method"] == "silhouette inflation (baseline)"
     asked.method = "model"
-    assert with_model.run(asked, context()).metadata["method"] == ModelReconstructPipeline.method
+    assert with_model.run(asked, recording_context()).metadata["method"] == ModelReconstructPipeline.method
     with pytest.raises(PipelineError) as info:       # insisting on a model that is not installed
-        ReconstructPipeline("cpu", tmp_path / "nothing_here").run(asked, context())
+        ReconstructPipeline("cpu", tmp_path / "nothing_here").run(asked, recording_context())
     assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "silhouette" in info.value.message
 
 

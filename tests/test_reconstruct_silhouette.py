@@ -1,5 +1,4 @@
 import io
-import time
 
 import numpy as np
 import pytest
@@ -9,25 +8,11 @@ from PIL import Image
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled
 from backend.images import decode_image
-from backend.pipelines.base import JobContext
 from backend.pipelines.reconstruct_silhouette import SilhouetteReconstructPipeline, inflate_field
 from backend.requests import CommonParams, ReconstructRequest
+from doubles import recording_context
 
 
-def context(cancel_after=None, events=None):
-    events = events if events is not None else []
-    calls = {"n": 0}
-
-    def is_cancelled():
-        calls["n"] += 1
-        return cancel_after is not None and calls["n"] > cancel_after
-
-    return JobContext(
-        "t", "cpu",
-        emit_progress=lambda *a: events.append(("progress", a)),
-        emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
-        emit_preview_points=lambda *a: events.append(("points", a)),
-        is_cancelled=is_cancelled, deadline=time.monotonic() + 60)
 
 
 def disc_png(size=128):
@@ -59,7 +44,7 @@ def test_inflating_a_disc_gives_a_sphere_like_field():
 
 def test_disc_becomes_a_closed_round_textured_mesh():
     events = []
-    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), context(events=events))
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), recording_context(events=events))
     mesh = output.mesh
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
     assert tm.is_watertight and tm.volume > 0
@@ -76,7 +61,7 @@ def test_disc_becomes_a_closed_round_textured_mesh():
 
 
 def test_texture_follows_the_image_left_red_right_green():
-    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png(), texture="vertex"), context())
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(disc_png(), texture="vertex"), recording_context())
     mesh = output.mesh
     left, right = mesh.vertices[:, 0] < -0.2, mesh.vertices[:, 0] > 0.2
     assert mesh.colors[left, 0].mean() > 150 and mesh.colors[left, 1].mean() < 80
@@ -93,7 +78,7 @@ def test_front_of_the_object_faces_minus_y():
     rgba[mask] = (90, 90, 200, 255)
     buffer = io.BytesIO()
     Image.fromarray(rgba).save(buffer, format="PNG")
-    mesh = SilhouetteReconstructPipeline("cpu").run(request_for(buffer.getvalue(), texture="none"), context()).mesh
+    mesh = SilhouetteReconstructPipeline("cpu").run(request_for(buffer.getvalue(), texture="none"), recording_context()).mesh
     top = mesh.vertices[mesh.vertices[:, 2] > 0.3]
     bottom = mesh.vertices[mesh.vertices[:, 2] < -0.3]
     assert np.ptp(top[:, 0]) > 1.5 * np.ptp(bottom[:, 0])
@@ -101,12 +86,12 @@ def test_front_of_the_object_faces_minus_y():
 
 def test_cancel_is_honoured_between_steps():
     with pytest.raises(JobCancelled):
-        SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), context(cancel_after=2))
+        SilhouetteReconstructPipeline("cpu").run(request_for(disc_png()), recording_context(cancel_after=2))
 
 
 def test_example_mug_default_quality():
     data = open("examples/mug.png", "rb").read()
-    output = SilhouetteReconstructPipeline("cpu").run(request_for(data, quality="default"), context())
+    output = SilhouetteReconstructPipeline("cpu").run(request_for(data, quality="default"), recording_context())
     assert 1000 < output.mesh.n_triangles <= 20_000
     texture = np.asarray(Image.open(io.BytesIO(output.mesh.texture_png)))
     assert texture.shape == (512, 512, 3)

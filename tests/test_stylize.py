@@ -30,13 +30,7 @@ from backend.render.cameras import focal_from_fov, orbit_cameras
 from backend.requests import CommonParams, StylizeRequest
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads on two shared, busy cores run these small ops ~20x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -120,14 +120,7 @@ def make_dataset(root: Path, splits: dict[str, list[tuple[str, int]]], views: in
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the tests share 2 cores with other jobs; more threads only add contention (and train()
-    # sets the thread count, so restore it for the rest of the session)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
