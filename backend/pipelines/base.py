@@ -86,6 +86,15 @@ class Pipeline(abc.ABC):
 PipelineFactory = Callable[[str], Pipeline]
 
 
+def preset_for(presets: dict[tuple[str, str], Any], device: str, quality: str) -> Any:
+    """The preset for a device (``cpu`` / ``cuda…``) and a quality, from a table keyed by
+    (``cpu``|``gpu``, quality)."""
+    kind = "cpu" if device == "cpu" else "gpu"
+    if (kind, quality) not in presets:
+        raise ValueError(f"unknown quality {quality!r}; use preview, default or high")
+    return presets[(kind, quality)]
+
+
 class PipelineRegistry:
     """Task name → factory(device) → Pipeline. The server and the CLI share one."""
 

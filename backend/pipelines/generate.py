@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from backend.errors import PipelineError
-from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
+from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, preset_for
 from backend.pipelines.generate_align import AlignConfig, TextShapeAligner, fixed_views
 from backend.pipelines.generate_assets import IssAssets, TextAssetsConfig
 from backend.pipelines.stylize_core import StylizeConfig
@@ -81,10 +81,7 @@ PRESETS: dict[tuple[str, str], GeneratePreset] = {
 
 def generate_preset(device: str, quality: str) -> GeneratePreset:
     """The preset for a device (``cpu`` / ``cuda…``) and a quality (``preview``/``default``/``high``)."""
-    kind = "cpu" if device == "cpu" else "gpu"
-    if (kind, quality) not in PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; use preview, default or high")
-    return PRESETS[(kind, quality)]
+    return preset_for(PRESETS, device, quality)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 
 from backend.errors import InputError, PipelineError
 from backend.models.clip import ClipConfig
-from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
+from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, preset_for
 from backend.pipelines.generate_mesh import finish_mesh
 from backend.pipelines.stylize_core import MeshStylizer, StylizeConfig, StylizeStep
 from backend.pipelines.stylize_fields import ColorField
@@ -66,10 +66,7 @@ PRESETS: dict[tuple[str, str], StylizePreset] = {
 
 def stylize_preset(device: str, quality: str) -> StylizePreset:
     """The preset for a device (``cpu`` / ``cuda…``) and a quality (``preview``/``default``/``high``)."""
-    kind = "cpu" if device == "cpu" else "gpu"
-    if (kind, quality) not in PRESETS:
-        raise ValueError(f"unknown quality {quality!r}; use preview, default or high")
-    return PRESETS[(kind, quality)]
+    return preset_for(PRESETS, device, quality)
 
 
 @dataclass
