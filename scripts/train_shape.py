@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--eval-every", type=int, help="override the evaluation interval")
     parser.add_argument("--lr", type=float, help="override the learning rate (e.g. lower it when resuming)")
+    parser.add_argument("--schedule", choices=["constant", "cosine"],
+                        help="override the learning-rate schedule (cosine ends at --steps)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores up to 8)")
     parser.add_argument("--seed", type=int, default=0)
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from backend.train.trainer import train
 
     config = TrainConfig.preset(args.preset)
-    overrides = {"steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "lr": args.lr}
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "lr": args.lr,
+                 "lr_schedule": args.schedule}
     config = dataclasses.replace(config, num_threads=args.threads, seed=args.seed,
                                  **{k: v for k, v in overrides.items() if v is not None})
     if not args.data and not args.dvr:

@@ -18,10 +18,10 @@ import torch
 from backend.data.cameras import blender_to_world_to_cam, intrinsics, look_at_blender, spherical
 from backend.train.checkpoints import latest_checkpoint, load_training_state
 from backend.train.config import TrainConfig
-from backend.train.data import ShapeViewDataset, procedural_source, viewpoint_from_extrinsics
+from backend.train.data import ShapeViewDataset, augment_crop, procedural_source, viewpoint_from_extrinsics
 from backend.train.evaluate import evaluate, procedural_eval_items
 from backend.train.losses import normal_loss, soft_iou_loss, training_losses
-from backend.train.trainer import train
+from backend.train.trainer import learning_rate, train
 
 SHAPES = {
     "ball": (lambda p: np.linalg.norm(p, axis=-1) - 0.4, (0.85, 0.2, 0.2)),
@@ -167,6 +167,45 @@ def test_batch_rays_hit_the_object_where_the_mask_says(dataset):
     _, hit = _trace(sdf, o, d)
     assert ((batch.alpha[0].numpy() > 0.5) == hit).mean() > 0.95
     assert batch.has_sdf.all() and batch.has_colors.all()
+
+
+def test_augmented_inputs_are_shifted_and_rescaled_but_keep_a_white_background():
+    crop = np.ones((3, 32, 32), np.float32)
+    crop[:, 10:20, 12:22] = np.array([0.2, 0.5, 0.8], np.float32)[:, None, None]
+    seen_shift, seen_contrast = set(), set()
+    for seed in range(40):
+        out = augment_crop(crop, np.random.default_rng(seed))
+        assert out.shape == crop.shape and out.dtype == np.float32
+        dark = np.argwhere(out[0] < 0.99)
+        (y0, x0), (y1, x1) = dark.min(0), dark.max(0)
+        assert (y1 - y0, x1 - x0) == (9, 9)  # the block is moved, not resized
+        dy, dx = y0 - 10, x0 - 12
+        assert max(abs(dy), abs(dx)) <= 2
+        seen_shift.add((dy, dx))
+        block = out[:, y0, x0]
+        # the distance from white is scaled by one factor in the documented range
+        factor = (1.0 - block) / (1.0 - np.array([0.2, 0.5, 0.8]))
+        assert np.allclose(factor, factor[0], atol=1e-5) and 0.85 - 1e-5 <= factor[0] <= 1.15 + 1e-5
+        seen_contrast.add(round(float(factor[0]), 3))
+        assert np.all(np.delete(out.reshape(3, -1), np.ravel_multi_index(
+            np.mgrid[y0:y1 + 1, x0:x1 + 1].reshape(2, -1), (32, 32)), axis=1) == 1.0)
+    assert len(seen_shift) > 5 and len(seen_contrast) > 5
+    same = [augment_crop(crop, np.random.default_rng(7)) for _ in range(2)]
+    assert np.array_equal(*same)
+
+
+def test_learning_rate_schedules():
+    cosine = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, lr_schedule="cosine", lr_final=0.1)
+    rates = [learning_rate(cosine, s) for s in range(110)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert rates[10] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # decays monotonically
+    assert rates[60] == pytest.approx(0.55e-3)  # half-way: half-way between lr and lr * lr_final
+    assert learning_rate(cosine, 110) == pytest.approx(1e-4)
+    constant = dataclasses.replace(cosine, lr_schedule="constant")
+    assert learning_rate(constant, 100) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
 
 
 def test_loss_helpers():

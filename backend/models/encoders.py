@@ -18,6 +18,9 @@ from torch import nn
 BACKBONES = ("small_cnn", "resnet18", "resnet34")
 """Names accepted by `EncoderConfig.backbone`."""
 
+POOLS = ("mean", "flatten")
+"""Values accepted by `EncoderConfig.pool`."""
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,6 +43,10 @@ class EncoderConfig:
     """Predict azimuth/elevation/roll from the image features."""
     image_size: int = 64
     """Side in pixels of the square images the encoder is trained on (see `prepare_images`)."""
+    pool: str = "mean"
+    """How the small CNN turns its last feature map into a vector: "mean" (global average) or
+    "flatten" (every cell kept, so the heads know *where* parts are: legs under a seat, a handle
+    on the right). ResNets always average."""
 
 
 @dataclass
@@ -69,12 +76,19 @@ class ShapeCodes:
 
 
 class SmallCNN(nn.Module):
-    """Stride-2 conv stages with GroupNorm (stable at batch size 1), then global average pooling."""
+    """Stride-2 conv stages with GroupNorm (stable at batch size 1), then global average pooling
+    (``pool="mean"``) or the whole last feature map as one vector (``pool="flatten"``, which
+    fixes the input size to ``image_size``)."""
 
-    def __init__(self, channels: tuple[int, ...]) -> None:
+    def __init__(self, channels: tuple[int, ...], pool: str = "mean", image_size: int = 64) -> None:
         super().__init__()
         if not channels or any(c < 8 or c % 8 for c in channels):
             raise ValueError(f"small_channels must be multiples of 8 (>= 8), got {channels}")
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
+        cells = image_size // 2 ** len(channels)
+        if pool == "flatten" and (cells < 1 or image_size % 2 ** len(channels)):
+            raise ValueError(f"pool='flatten' needs image_size divisible by 2^{len(channels)}, got {image_size}")
         stages, previous = [], 3
         for c in channels:
             stages += [
@@ -87,17 +101,25 @@ class SmallCNN(nn.Module):
             ]
             previous = c
         self.body = nn.Sequential(*stages)
-        self.feature_dim = previous
+        self.pool = pool
+        self.image_size = image_size
+        self.feature_dim = previous * (cells * cells if pool == "flatten" else 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, feature_dim]."""
-        return self.body(images).mean(dim=(2, 3))
+        features = self.body(images)
+        if self.pool == "flatten":
+            if images.shape[-2:] != (self.image_size, self.image_size):
+                raise EncoderInputError(
+                    f"this encoder takes {self.image_size}x{self.image_size} images, got {list(images.shape[-2:])}")
+            return features.flatten(1)
+        return features.mean(dim=(2, 3))
 
 
 def build_backbone(config: EncoderConfig) -> tuple[nn.Module, int]:
     """The feature extractor named by ``config.backbone`` and its output width."""
     if config.backbone == "small_cnn":
-        net = SmallCNN(tuple(config.small_channels))
+        net = SmallCNN(tuple(config.small_channels), config.pool, config.image_size)
         return net, net.feature_dim
     if config.backbone in ("resnet18", "resnet34"):
         import torchvision

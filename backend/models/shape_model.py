@@ -68,20 +68,22 @@ class ColorNetConfig:
 class ShapeModelConfig:
     """Shape model sizes. Defaults are the CPU preset; see `preset`."""
 
-    shape_dim: int = 64
+    shape_dim: int = 128
     """Shape code size."""
     color_dim: int = 64
     """Colour code size."""
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(pool="flatten"))
     """Image encoder."""
-    sdf: SDFNetConfig = field(default_factory=SDFNetConfig)
+    sdf: SDFNetConfig = field(default_factory=lambda: SDFNetConfig(hidden=128, layers=6))
     """SDF network."""
     color: ColorNetConfig = field(default_factory=ColorNetConfig)
     """Colour network."""
 
     @classmethod
     def preset(cls, name: str) -> ShapeModelConfig:
-        """``"cpu"``: small CNN, 5x64 SDF MLP, 64-d codes, 64 px input (the default).
+        """``"cpu"``: small CNN with a flattened 4x4 feature map, 6x128 SDF MLP, 128-d shape code,
+        64 px input (the default; the 5x64 / 64-d / average-pooled model it replaced fitted even
+        its training shapes only to F@5% 0.76, see docs/training.md).
         ``"gpu"``: ResNet-34, 8x256 SDF MLP, 256-d codes, 128 px input."""
         if name == "cpu":
             return cls()

@@ -44,17 +44,25 @@ class TrainConfig:
 
     model_preset: str = "cpu"
     """Model to train: "cpu" or "gpu" (`ShapeModelConfig.preset`), or "tiny" (`model_config`)."""
-    steps: int = 20_000
+    steps: int = 6_000
     """Optimiser steps to run (training stops there; a resumed run continues up to it)."""
-    batch_size: int = 8
+    batch_size: int = 16
     """Shapes per step (one input view each)."""
     lr: float = 5e-4
     """Adam learning rate (constant after warm-up, so a run can be extended by resuming)."""
     warmup_steps: int = 200
     """Linear learning-rate warm-up."""
+    lr_schedule: str = "cosine"
+    """"constant" after warm-up (a run can be extended by resuming with more steps), or "cosine"
+    decay to ``lr * lr_final`` at ``steps`` (better final weights for a run of known length;
+    extending it means a new schedule, e.g. ``--lr`` lower and ``--schedule constant``)."""
+    lr_final: float = 0.05
+    """Final learning rate of the cosine schedule, as a share of ``lr``."""
+    augment: bool = True
+    """Jitter the encoder inputs (shift, contrast: `backend.train.data.augment_crop`)."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
-    sdf_points: int = 1024
+    sdf_points: int = 768
     """3D sample points per shape per step (half near the surface, half uniform in the box)."""
     cached_sdf_points: int = 16_384
     """Sample points kept in memory per shape (drawn once from sdf.npz)."""
@@ -68,11 +76,11 @@ class TrainConfig:
     """VolSDF samples per ray."""
     beta_init: float = 0.05
     """Initial VolSDF Laplace scale (learned)."""
-    render_every: int = 8
+    render_every: int = 16
     """Render losses every this many steps (3D losses every step); larger saves CPU time."""
     losses: LossWeights = field(default_factory=LossWeights)
     """Loss weights."""
-    eval_every: int = 500
+    eval_every: int = 1000
     """Evaluate on the held-in test split every this many steps (0 = only at the end)."""
     eval_shapes: int = 24
     """Test shapes evaluated (spread over categories), each from one fixed view."""
@@ -94,6 +102,10 @@ class TrainConfig:
     log_every: int = 10
     """Write a JSONL loss line every this many steps."""
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose 'constant' or 'cosine'")
+
     @classmethod
     def preset(cls, name: str) -> TrainConfig:
         """``tiny``: CI smoke test (a few steps, small batch, no evaluation meshes of note).
@@ -102,7 +114,7 @@ class TrainConfig:
             return cls()
         if name == "tiny":
             return cls(
-                model_preset="tiny", steps=6, batch_size=2, warmup_steps=0, lr=3e-3, sdf_points=256,
+                model_preset="tiny", steps=6, batch_size=2, warmup_steps=0, lr=3e-3, lr_schedule="constant", sdf_points=256,
                 cached_sdf_points=2048, cached_surface_points=512, rays_per_view=32, supervise_views=1,
                 n_samples=16, render_every=2, eval_every=0, num_threads=1, eval_shapes=2, eval_resolution=24, eval_points=1000,
                 checkpoint_every=3, refresh_every=1000, log_every=1,

@@ -153,6 +153,27 @@ def cache_shape(record: ShapeRecord, image_size: int, sdf_points: int, surface_p
     )
 
 
+AUGMENT_SHIFT = 2
+"""Largest shift (pixels, each axis) of an augmented encoder input."""
+AUGMENT_CONTRAST = (0.85, 1.15)
+"""Range of the factor scaling an augmented input's distance from white."""
+
+
+def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A jittered copy of an encoder input [3, S, S] (object over white): shifted by up to
+    `AUGMENT_SHIFT` pixels (white fills in) and with the object's distance from white scaled
+    (lighter / darker; the background stays white). The pipeline's crops are exact, so this only
+    fights over-fitting to the few renders of each training shape; the colour targets stay
+    the renders' own, so the scale range is kept small."""
+    dy, dx = rng.integers(-AUGMENT_SHIFT, AUGMENT_SHIFT + 1, size=2)
+    contrast = rng.uniform(*AUGMENT_CONTRAST)
+    _, h, w = crop.shape
+    out = np.ones_like(crop)
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        crop[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return np.clip(1.0 - (1.0 - out) * contrast, 0.0, 1.0).astype(np.float32)
+
+
 def _subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(n, k), replace=False))
 
@@ -206,15 +227,17 @@ class ShapeViewDataset(torch.utils.data.Dataset):
         return self.shapes[index]
 
     def batch(self, indices: Iterable[int], rng: np.random.Generator, *, rays_per_view: int,
-              supervise_views: int, sdf_points: int, surface_points: int | None = None) -> Batch:
-        """Assemble a `Batch` for shapes ``indices``; all sampling uses ``rng``."""
+              supervise_views: int, sdf_points: int, surface_points: int | None = None,
+              augment: bool = False) -> Batch:
+        """Assemble a `Batch` for shapes ``indices``; all sampling uses ``rng``. ``augment``
+        jitters the encoder inputs (`augment_crop`)."""
         items = [self.sample(self.shapes[i], rng, rays_per_view, supervise_views, sdf_points,
-                             surface_points or sdf_points) for i in indices]
+                             surface_points or sdf_points, augment) for i in indices]
         return Batch(**{k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]})
 
     @staticmethod
     def sample(shape: CachedShape, rng: np.random.Generator, rays_per_view: int, supervise_views: int,
-               sdf_points: int, surface_points: int) -> dict[str, np.ndarray]:
+               sdf_points: int, surface_points: int, augment: bool = False) -> dict[str, np.ndarray]:
         """Arrays of one batch entry (see `Batch` for the keys)."""
         n_views = len(shape.crops)
         view = int(rng.integers(n_views))
@@ -238,7 +261,8 @@ class ShapeViewDataset(torch.utils.data.Dataset):
             normals.append(np.zeros((len(flat), 3), np.float32) if shape.normals is None
                            else shape.normals[v, rows, cols].astype(np.float32))
         out = {
-            "images": shape.crops[view], "viewpoint": shape.viewpoint[view],
+            "images": augment_crop(shape.crops[view], rng) if augment else shape.crops[view],
+            "viewpoint": shape.viewpoint[view],
             "origins": np.concatenate(origins).astype(np.float32),
             "directions": np.concatenate(dirs).astype(np.float32),
             "rgb": np.concatenate(rgb).astype(np.float32), "alpha": np.concatenate(alpha).astype(np.float32),

@@ -12,6 +12,7 @@ Run directory layout::
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -40,8 +41,14 @@ def set_threads(requested: int) -> int:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant or (``lr_schedule="cosine"``) cosine decay to
+    ``lr * lr_final`` at ``config.steps``."""
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(1, config.steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return config.lr * (config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
     return config.lr
 
 
@@ -123,7 +130,8 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
             torch.manual_seed(config.seed * 1_000_003 + step)
             indices = rng.integers(len(dataset), size=config.batch_size)
             batch = dataset.batch(indices, rng, rays_per_view=config.rays_per_view,
-                                  supervise_views=config.supervise_views, sdf_points=config.sdf_points).to(device)
+                                  supervise_views=config.supervise_views, sdf_points=config.sdf_points,
+                                  augment=config.augment).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             render = config.render_every <= 1 or step % config.render_every == 0
