@@ -125,8 +125,11 @@ def test_several_images_as_one_multiview_job_or_separate_jobs(tmp_path):
     [job] = run(bpy.ops.stepstone.reconstruct_selected)
     assert len(job.spec.images) == 2 and job.spec.params["multiview"] is True and job.state.value == "done"
     settings.multiview = False
+    settings.reconstruct_method = "silhouette"
     jobs = run(bpy.ops.stepstone.reconstruct_selected)
     assert len(jobs) == 2 and all(j.state.value == "done" for j in jobs)
+    assert all(j.spec.params["method"] == "silhouette" for j in jobs)
+    settings.reconstruct_method = "auto"
     centres = [tuple(np.round(sum(world_bounds(result_object(j))) / 2, 4)) for j in jobs]
     assert centres[0] != centres[1]  # laid out side by side, not on top of each other
 

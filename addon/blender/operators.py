@@ -84,6 +84,7 @@ def submit_reconstruct(op, context, sources: list[SourceImage]) -> set[str]:
     if where is None:
         return {"CANCELLED"}
     params = preferences.job_params(prefs, settings.seed)
+    params["method"] = settings.reconstruct_method
     if settings.multiview and len(sources) > 1:
         groups = [sources]
         params["multiview"] = True

@@ -98,6 +98,7 @@ class STEPSTONE_PT_reconstruct(_StepstonePanel, bpy.types.Panel):
         col.operator("stepstone.reconstruct_selected", icon="IMAGE_REFERENCE",
                      text=f"Reconstruct {count} Selected Image{'s' if count != 1 else ''}")
         col.operator("stepstone.reconstruct_files", icon="FILEBROWSER", text="From Files…")
+        layout.prop(settings, "reconstruct_method")
         layout.prop(settings, "multiview")
         draw_placement(layout, context)
 
