@@ -72,7 +72,9 @@ def test_sphere_initialisation_renders_the_sphere_silhouette(model):
     assert abs(radius_px - focal * math.tan(math.asin(0.5 / dist))) < 1.5
 
 
-def test_mirror_symmetry(model):
+def test_mirror_symmetry():
+    torch.manual_seed(0)
+    model = ShapeModel(ShapeModelConfig(sdf=SDFNetConfig(symmetric=True), color=ColorNetConfig(symmetric=True)))
     codes = model.encode(torch.rand(2, 3, 64, 64))
     p = torch.rand(2, 100, 3) - 0.5
     mirrored = p * torch.tensor([-1.0, 1.0, 1.0])

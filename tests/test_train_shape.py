@@ -18,7 +18,13 @@ import torch
 from backend.data.cameras import blender_to_world_to_cam, intrinsics, look_at_blender, spherical
 from backend.train.checkpoints import latest_checkpoint, load_training_state
 from backend.train.config import TrainConfig
-from backend.train.data import ShapeViewDataset, augment_crop, procedural_source, viewpoint_from_extrinsics
+from backend.train.data import (
+    ShapeViewDataset,
+    augment_crop,
+    mirror_sample,
+    procedural_source,
+    viewpoint_from_extrinsics,
+)
 from backend.train.evaluate import evaluate, procedural_eval_items
 from backend.train.losses import normal_loss, soft_iou_loss, training_losses
 from backend.train.trainer import learning_rate, train
@@ -145,6 +151,48 @@ def test_viewpoint_from_extrinsics_matches_orbit_cameras():
         assert got[0] == pytest.approx(float(az[k]), abs=1e-5)
         assert got[1] == pytest.approx(float(el[k]), abs=1e-5)
         assert got[2] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_mirrored_world_is_the_flipped_picture_seen_from_minus_azimuth():
+    """The rule `mirror_sample` relies on: mirror the world (x -> -x) and the camera's image x,
+    and the camera is the orbit camera at (-az, el, -roll) whose picture is the flipped one."""
+    from backend.render.cameras import orbit_cameras
+
+    size = 64
+    cams = orbit_cameras(torch.tensor([0.7]), torch.tensor([0.4]), 2.5, focal=50.0, height=size, width=size,
+                         roll=torch.tensor([0.15]))
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = cams.rotation[0].numpy(), cams.translation[0].numpy()
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    mirrored = flip @ w2c @ flip
+    assert viewpoint_from_extrinsics(mirrored) == pytest.approx([-0.7, 0.4, -0.15], abs=1e-5)
+    twin = orbit_cameras(torch.tensor([-0.7]), torch.tensor([0.4]), 2.5, focal=50.0, height=size, width=size,
+                         roll=torch.tensor([-0.15]))
+    points = torch.tensor([[[0.3, -0.1, 0.2], [-0.25, 0.2, -0.1]]])
+    uv, _ = cams.project(points)
+    uv_twin, _ = twin.project(points * torch.tensor([-1.0, 1.0, 1.0]))
+    assert torch.allclose(uv_twin[..., 0], size - uv[..., 0], atol=1e-4)  # left-right flipped
+    assert torch.allclose(uv_twin[..., 1], uv[..., 1], atol=1e-4)
+
+
+def test_mirrored_batch_entries_negate_every_x(dataset):
+    ds = ShapeViewDataset([procedural_source(str(dataset), "train")], image_size=32, sdf_points=512, surface_points=128)
+    plain = ds.sample(ds.shapes[0], np.random.default_rng(3), 16, 2, 64, 32)
+    mirrored = mirror_sample(plain)
+    assert np.array_equal(mirrored["images"], plain["images"][:, :, ::-1])
+    assert mirrored["viewpoint"] == pytest.approx(plain["viewpoint"] * np.array([-1, 1, -1]))
+    for key in ("origins", "directions", "normals", "sdf_points", "surface_points"):
+        assert np.array_equal(mirrored[key][:, 0], -plain[key][:, 0]), key
+        assert np.array_equal(mirrored[key][:, 1:], plain[key][:, 1:]), key
+    for key in ("rgb", "alpha", "sdf", "occupancy", "surface_colors"):
+        assert np.array_equal(mirrored[key], plain[key]), key
+    # with augmentation on, about half of the entries come out mirrored
+    flipped = 0
+    for seed in range(40):
+        entry = ds.sample(ds.shapes[0], np.random.default_rng(seed), 16, 2, 64, 32, augment=True)
+        reference = ds.sample(ds.shapes[0], np.random.default_rng(seed), 16, 2, 64, 32)
+        flipped += bool(np.array_equal(entry["sdf_points"][:, 0], -reference["sdf_points"][:, 0]))
+    assert 10 <= flipped <= 30
 
 
 def test_dataset_camera_convention_gives_the_stated_azimuth(dataset):

@@ -74,9 +74,10 @@ class ShapeModelConfig:
     """Colour code size."""
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(pool="flatten"))
     """Image encoder."""
-    sdf: SDFNetConfig = field(default_factory=lambda: SDFNetConfig(hidden=128, layers=6))
-    """SDF network."""
-    color: ColorNetConfig = field(default_factory=ColorNetConfig)
+    sdf: SDFNetConfig = field(default_factory=lambda: SDFNetConfig(hidden=128, layers=6, symmetric=False))
+    """SDF network. Not mirror-symmetric by construction: a mug's handle sits on one side; the
+    training's symmetry loss and mirrored inputs keep the rest symmetric."""
+    color: ColorNetConfig = field(default_factory=lambda: ColorNetConfig(symmetric=False))
     """Colour network."""
 
     @classmethod
@@ -92,8 +93,8 @@ class ShapeModelConfig:
                 shape_dim=256,
                 color_dim=256,
                 encoder=EncoderConfig(backbone="resnet34", head_hidden=512, image_size=128),
-                sdf=SDFNetConfig(hidden=256, layers=8, skip_layers=(4,)),
-                color=ColorNetConfig(hidden=256, layers=4),
+                sdf=SDFNetConfig(hidden=256, layers=8, skip_layers=(4,), symmetric=False),
+                color=ColorNetConfig(hidden=256, layers=4, symmetric=False),
             )
         raise ValueError(f"unknown shape model preset {name!r}; choose 'cpu' or 'gpu'")
 

@@ -315,8 +315,10 @@ class ModelReconstructPipeline(Pipeline):
                               for row in angles.detach()],
         }
 
-    def _mask_iou(self, shape, angles, log_focal, offset, target_mask, size, beta, config) -> list[float]:
-        """IoU per view of the rendered opacity (> 0.5) and the target mask (> 0.5), every pixel."""
+    def _mask_iou(self, shape, angles, log_focal, offset, target_mask, size, beta, config, stride: int = 1
+                  ) -> list[float]:
+        """IoU per view of the rendered opacity (> 0.5) and the target mask (> 0.5), on every
+        ``stride``-th pixel of each row and column."""
         import torch
 
         from backend.render.volsdf import volsdf_render
@@ -324,9 +326,12 @@ class ModelReconstructPipeline(Pipeline):
         n = angles.shape[0]
         with torch.no_grad():
             cams = _cameras(angles, log_focal, offset, size)
-            origins, dirs = cams.generate_rays()
+            centres = torch.arange(0, size, stride, dtype=angles.dtype, device=angles.device) + 0.5
+            v, u = torch.meshgrid(centres, centres, indexing="ij")
+            origins, dirs = cams.generate_rays(torch.stack([u, v], -1).reshape(-1, 2))
             sdf_fn, color_fn = self.model.fields(_Codes(shape.expand(n, -1), shape.new_zeros(n, self.model.config.color_dim)))
-            out = volsdf_render(origins.reshape(n, -1, 3), dirs.reshape(n, -1, 3), sdf_fn, color_fn, beta, config)
+            out = volsdf_render(origins, dirs, sdf_fn, color_fn, beta, config)
+            target_mask = target_mask.reshape(n, size, size)[:, ::stride, ::stride].reshape(n, -1)
             pred, true = out.mask > 0.5, target_mask > 0.5
             iou = (pred & true).sum(-1).float() / (pred | true).sum(-1).clamp_min(1).float()
         return [round(float(v), 4) for v in iou]
@@ -347,7 +352,8 @@ class ModelReconstructPipeline(Pipeline):
             trial = angles.clone()
             trial[:, 0] = angles[:, 0] + 2.0 * math.pi * k / max(1, count)
             log_focal, offset = self._fit_framing(points, trial, size)
-            iou = self._mask_iou(shape, trial, log_focal, offset, target_mask, size, beta, config)
+            iou = self._mask_iou(shape, trial, log_focal, offset, target_mask, size, beta, config,
+                                 stride=2 if size >= 64 else 1)
             best = [(iou[i], (trial[i], log_focal[i], offset[i])) if iou[i] > best[i][0] else best[i]
                     for i in range(n)]
         chosen = [b[1] for b in best]
