@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-category", type=int, default=0, help="shapes per category and split (0 = all)")
     parser.add_argument("--points", type=int, default=20_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="workers run at once (each method x split is one worker; timings then share the CPU)")
     parser.add_argument("--out", default=str(ROOT / "bench_results" / "reconstruct.json"))
     parser.add_argument("--markdown", default=None, help="markdown summary (default: --out with .md)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -61,32 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args)
 
-    runs = []
+    tasks = []
     for split in args.splits:
-        shapes = select_shapes(args.data, split, args.per_category)
-        if not shapes:
+        if not select_shapes(args.data, split, args.per_category):
             print(f"split {split}: no shapes, skipped")
             continue
-        for method in expand_methods(args.methods, args.presets):
-            t0 = time.perf_counter()
-            with tempfile.TemporaryDirectory() as tmp:
-                rows_file = Path(tmp) / "rows.json"
-                cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--weights", args.weights,
-                       "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
-                       "--threads", str(args.threads), "--rows", str(rows_file)]
-                done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
-                    raise SystemExit(f"worker {method} on {split} failed (exit {done.returncode})")
-                result = json.loads(rows_file.read_text())
-            result.update(split=split, method=method, wall_s=round(time.perf_counter() - t0, 1))
-            runs.append(result)
-            s = result["summary"]
-            print(f"{split:12s} {method:16s} CD {s['chamfer_x1e3']:.2f}  F@1% {s['f@0.01']:.3f}  "
-                  f"F@2% {s['f@0.02']:.3f}  F@5% {s['f@0.05']:.3f}  {s['seconds_per_image']:.2f} s/img  "
-                  f"peak {result['peak_rss_mb']:.0f} MB", flush=True)
+        tasks += [(split, method) for method in expand_methods(args.methods, args.presets)]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = run_workers(args, tasks, Path(tmp))
     report = {
-        "dataset": str(args.data), "weights": args.weights, "threads": args.threads,
+        "dataset": str(args.data), "weights": args.weights, "threads": args.threads, "jobs": args.jobs,
         "cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
         "definitions": {
             "chamfer_x1e3": "1000 x (mean squared distance prediction->reference + reference->prediction), "
@@ -111,6 +97,42 @@ def main(argv: list[str] | None = None) -> int:
     markdown.write_text(summary_markdown(report))
     print(f"wrote {out} and {markdown}")
     return 0
+
+
+def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
+    """Run one worker process per (split, method), ``args.jobs`` at a time; results in task order."""
+    pending = list(enumerate(tasks))
+    running: dict[int, tuple[subprocess.Popen, Path, float]] = {}
+    results: dict[int, dict] = {}
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            index, (split, method) = pending.pop(0)
+            rows_file = tmp / f"rows_{index}.json"
+            cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--weights", args.weights,
+                   "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
+                   "--threads", str(args.threads), "--rows", str(rows_file)]
+            log = (tmp / f"log_{index}.txt").open("w")
+            running[index] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True),
+                              rows_file, time.perf_counter())
+        time.sleep(0.2)
+        for index, (proc, rows_file, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[index]
+            split, method = tasks[index]
+            if proc.returncode != 0:
+                for other, *_ in running.values():
+                    other.kill()
+                print((tmp / f"log_{index}.txt").read_text()[-4000:], file=sys.stderr)
+                raise SystemExit(f"worker {method} on {split} failed (exit {proc.returncode})")
+            result = json.loads(rows_file.read_text())
+            result.update(split=split, method=method, wall_s=round(time.perf_counter() - t0, 1))
+            results[index] = result
+            s = result["summary"]
+            print(f"{split:12s} {method:16s} CD {s['chamfer_x1e3']:.2f}  F@1% {s['f@0.01']:.3f}  "
+                  f"F@2% {s['f@0.02']:.3f}  F@5% {s['f@0.05']:.3f}  {s['seconds_per_image']:.2f} s/img  "
+                  f"peak {result['peak_rss_mb']:.0f} MB", flush=True)
+    return [results[i] for i in range(len(tasks))]
 
 
 def expand_methods(methods: list[str], presets: list[str]) -> list[str]:

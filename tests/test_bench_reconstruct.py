@@ -56,11 +56,12 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
     save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
     out = tmp_path / "res" / "reconstruct.json"
     assert bench.main(["--data", str(root), "--weights", str(weights), "--presets", "preview",
-                       "--methods", "model", "sphere", "--points", "2000", "--out", str(out)]) == 0
+                       "--methods", "model", "sphere", "--points", "2000", "--jobs", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    # two workers at a time, results still in task order
+    assert [(r["split"], r["method"]) for r in report["runs"]] == [
+        ("test", "model:preview"), ("test", "sphere"), ("test_unseen", "model:preview"), ("test_unseen", "sphere")]
     runs = {(r["split"], r["method"]): r for r in report["runs"]}
-    assert set(runs) == {("test", "model:preview"), ("test", "sphere"),
-                         ("test_unseen", "model:preview"), ("test_unseen", "sphere")}
     test_sphere = runs[("test", "sphere")]
     assert test_sphere["summary"]["shapes"] == 2
     assert set(test_sphere["per_category"]) == {"ball", "crate"}
