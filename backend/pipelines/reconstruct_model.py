@@ -78,11 +78,11 @@ class ModelPreset:
 
 
 PRESETS = {
-    "preview": ModelPreset(refine_steps=0, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
-                           preview_resolution=32, mesh_resolution=40, max_faces=4_000, texture_size=256,
+    "preview": ModelPreset(refine_steps=4, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
+                           preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256,
                            azimuth_hypotheses=4),
-    "default": ModelPreset(refine_steps=20, refine_rays=256, refine_samples=32, target_size=64, preview_every=10,
-                           preview_resolution=40, mesh_resolution=80, max_faces=20_000, texture_size=512,
+    "default": ModelPreset(refine_steps=30, refine_rays=384, refine_samples=32, target_size=64, preview_every=10,
+                           preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
                            azimuth_hypotheses=8),
     "high": ModelPreset(refine_steps=100, refine_rays=768, refine_samples=48, target_size=96, preview_every=20,
                         preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
@@ -353,7 +353,7 @@ class ModelReconstructPipeline(Pipeline):
             trial[:, 0] = angles[:, 0] + 2.0 * math.pi * k / max(1, count)
             log_focal, offset = self._fit_framing(points, trial, size)
             iou = self._mask_iou(shape, trial, log_focal, offset, target_mask, size, beta, config,
-                                 stride=2 if size >= 48 else 1)
+                                 stride=2 if size >= 64 else 1)
             best = [(iou[i], (trial[i], log_focal[i], offset[i])) if iou[i] > best[i][0] else best[i]
                     for i in range(n)]
         chosen = [b[1] for b in best]
