@@ -44,7 +44,7 @@ class TrainConfig:
 
     model_preset: str = "cpu"
     """Model to train: "cpu" or "gpu" (`ShapeModelConfig.preset`), or "tiny" (`model_config`)."""
-    steps: int = 5_000
+    steps: int = 4_000
     """Optimiser steps to run (training stops there; a resumed run continues up to it)."""
     batch_size: int = 16
     """Shapes per step (one input view each)."""
