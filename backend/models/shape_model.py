@@ -83,8 +83,9 @@ class ShapeModelConfig:
     @classmethod
     def preset(cls, name: str) -> ShapeModelConfig:
         """``"cpu"``: small CNN with a flattened 4x4 feature map, 6x128 SDF MLP, 128-d shape code,
-        64 px input (the default; the 5x64 / 64-d / average-pooled model it replaced fitted even
-        its training shapes only to F@5% 0.76, see docs/training.md).
+        64 px input. The committed default weights are the previous cpu model (average-pooled
+        encoder, symmetric 5x64 SDF, 64-d codes; their JSON states it); docs/training.md compares
+        the two.
         ``"gpu"``: ResNet-34, 8x256 SDF MLP, 256-d codes, 128 px input."""
         if name == "cpu":
             return cls()
