@@ -33,6 +33,15 @@ def remote_link(address, **settings):
     return link, tracker
 
 
+def fake_client_link(port, **options):
+    """A remote link whose clients are `FakeClient`s (the list fills as the link makes them)."""
+    made = []
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address=f"tcp://127.0.0.1:{port}"), tracker,
+                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1], **options)
+    return link, tracker, made
+
+
 def test_remote_generate_job_runs_to_a_result(run_server):
     server = run_server(registry_with(generate=EchoGeneratePipeline))
     link, tracker = remote_link(server.address)
@@ -153,10 +162,7 @@ class FakeClient:
 
 
 def test_reconnect_asks_for_in_flight_jobs_again_and_unknown_jobs_fail():
-    made = []
-    tracker = jobs.JobTracker()
-    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5998"), tracker,
-                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    link, tracker, made = fake_client_link(5998)
     job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
     link.submit(job)
     link.tick()
@@ -186,10 +192,7 @@ def test_protocol_mismatch_is_shown_in_the_status():
 
 
 def test_previews_in_one_tick_are_coalesced():
-    made = []
-    tracker = jobs.JobTracker()
-    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5996"), tracker,
-                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    link, tracker, made = fake_client_link(5996)
     job = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
     link.submit(job)
     link.tick()
@@ -211,11 +214,8 @@ def test_a_blocked_blender_main_thread_is_not_mistaken_for_a_silent_backend():
     """After a long render nobody pinged the backend; its 'silence' must not count against it."""
     from addon_support.fakes import FakeClock
 
-    made = []
     clock = FakeClock()
-    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5995"),
-                                jobs.JobTracker(), clock=clock,
-                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    link, _, made = fake_client_link(5995, clock=clock)
     link.ensure_running()
     link.tick()
     assert link.status().state == "connected"
@@ -235,10 +235,7 @@ def test_a_blocked_blender_main_thread_is_not_mistaken_for_a_silent_backend():
 
 
 def test_stop_fails_sent_and_waiting_jobs_with_reports():
-    made = []
-    tracker = jobs.JobTracker()
-    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5994"), tracker,
-                                client_factory=lambda a, **k: made.append(FakeClient(a)) or made[-1])
+    link, tracker, made = fake_client_link(5994)
     sent = tracker.add(jobs.JobSpec("generate", prompt="x"), "x")
     link.submit(sent)
     link.tick()
