@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores up to 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints in --run (start over)")
+    parser.add_argument("--init-from", help="fine-tune this model checkpoint (e.g. backend/weights/shape_model_cpu): "
+                                            "its architecture and weights, a fresh optimiser, step 0")
     parser.add_argument("--export", help="write the run's newest model checkpoint to this path and exit")
     args = parser.parse_args(argv)
 
@@ -57,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --data or --dvr dataset")
     sources = [procedural_source(root, "train") for root in args.data]
     sources += [dvr_source(root, "train") for root in args.dvr]
-    image_size = model_config(config.model_preset).encoder.image_size
+    if args.init_from:
+        from backend.models.checkpoint import load_shape_model
+
+        image_size = load_shape_model(args.init_from)[0].config.encoder.image_size
+    else:
+        image_size = model_config(config.model_preset).encoder.image_size
     eval_sets = [GrowingEvalSet(root, "test", image_size, config.eval_shapes) for root in args.data]
 
     def eval_items():
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/train_shape.py", *(argv or sys.argv[1:])])
     summary = train(config, sources, args.run, eval_items=eval_items, device=args.device,
-                    resume=not args.fresh, command=command)
+                    resume=not args.fresh, init_from=args.init_from, command=command)
     print({k: v for k, v in summary.items() if k != "train_config"})
     return 0
 

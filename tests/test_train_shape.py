@@ -304,6 +304,39 @@ def test_tiny_training_lowers_the_loss_and_resumes_exactly(dataset, tmp_path):
     assert float(after["total"].detach()) < float(before["total"].detach())
 
 
+def test_init_from_fine_tunes_the_checkpoints_own_architecture_and_then_resumes(dataset, tmp_path):
+    from backend.models.checkpoint import load_shape_model, save_shape_model
+    from backend.models.shape_model import ShapeModel
+    from backend.train.config import model_config
+
+    # an architecture the "tiny" preset would not build (wider SDF net, other code size)
+    base = model_config("tiny")
+    architecture = dataclasses.replace(base, shape_dim=12, sdf=dataclasses.replace(base.sdf, hidden=24))
+    torch.manual_seed(7)
+    start = ShapeModel(architecture)
+    save_shape_model(tmp_path / "start", start, {"beta": 0.03, "step": 123})
+
+    source = [procedural_source(str(dataset), "train")]
+    # learning rate 0: the steps run, the weights must stay those of the checkpoint
+    summary = train(tiny(steps=2, checkpoint_every=2, lr=0.0), source, tmp_path / "run",
+                    init_from=tmp_path / "start", log=lambda _m: None)
+    assert summary["step"] == 2 and summary["runs"][0]["init_from"] == str(tmp_path / "start")
+    assert summary["beta"] == pytest.approx(0.03, rel=1e-4)
+    tuned, _ = load_shape_model(latest_checkpoint(tmp_path / "run"))
+    assert tuned.config == architecture
+    for (name, a), (_, b) in zip(start.state_dict().items(), tuned.state_dict().items()):
+        assert torch.equal(a, b), name
+
+    # the same command again continues the run's own checkpoint, not the initial weights
+    messages = []
+    resumed = train(tiny(steps=4, checkpoint_every=2), source, tmp_path / "run", init_from=tmp_path / "start",
+                    log=messages.append)
+    assert any("resumed" in m and "step 2" in m for m in messages)
+    assert resumed["step"] == 4 and "init_from" not in resumed["runs"][-1]
+    moved, _ = load_shape_model(latest_checkpoint(tmp_path / "run"))
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), moved.state_dict().values()))
+
+
 def test_checkpoint_files_and_evaluation(dataset, tmp_path):
     source = [procedural_source(str(dataset), "train")]
     items = procedural_eval_items(dataset, "test", 32, limit=4)
@@ -363,6 +396,11 @@ def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path
     assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
     assert meta["datasets"][0]["splits"]["train"] == 2
     assert checkpoint_id(target).startswith("shape_model:")
+    # fine-tuning the exported weights in a new run
+    assert script.main(["--data", str(dataset), "--run", str(tmp_path / "tuned"), "--preset", "tiny", "--steps", "2",
+                        "--init-from", str(target)]) == 0
+    _, tuned = load_shape_model(latest_checkpoint(tmp_path / "tuned"))
+    assert tuned["step"] == 2 and tuned["runs"][0]["init_from"] == str(target)
 
 
 def test_presets_name_real_model_configs():

@@ -54,13 +54,18 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Path, *,
           eval_items: list[EvalItem] | Callable[[], list[EvalItem]] | None = None, device: str = "cpu", resume: bool = True,
-          command: str = "", log: Callable[[str], None] = print) -> dict:
+          init_from: str | Path | None = None, command: str = "", log: Callable[[str], None] = print) -> dict:
     """Train (or continue training) a shape model; returns the final summary dict.
 
     With ``resume`` and a checkpoint in ``run_dir`` the model, optimiser, renderer and step are
     restored and training continues to ``config.steps``; per-step sampling depends only on
     ``(config.seed, step)``, so a resumed run draws the same batches as an uninterrupted one.
     ``eval_items`` may be a callable, asked again at every evaluation (data still being generated).
+
+    ``init_from`` (a model checkpoint, e.g. the committed default weights) fine-tunes: the run
+    trains that checkpoint's architecture — whatever ``config.model_preset`` says — starting from
+    its weights and renderer β with a fresh optimiser at step 0. Once the run has a checkpoint of
+    its own, resuming continues from that one.
     """
     from backend.models.checkpoint import load_shape_model
     from backend.models.shape_model import ShapeModel
@@ -70,6 +75,11 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     threads = set_threads(config.num_threads)
     architecture = model_config(config.model_preset)
+    initial, beta_init = None, config.beta_init
+    if init_from is not None:
+        initial, init_metadata = load_shape_model(init_from, device=device)
+        architecture = initial.config
+        beta_init = float(init_metadata.get("beta", beta_init))
     torch.manual_seed(config.seed)
     dataset = ShapeViewDataset(sources, architecture.encoder.image_size, config.cached_sdf_points,
                                config.cached_surface_points, config.seed, log=log)
@@ -77,8 +87,8 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         raise TrainingError("no training shapes found: check the dataset path and split")
     log(f"{len(dataset)} training shapes in memory, {threads} thread(s), device {device}")
 
-    model = ShapeModel(architecture).to(device)
-    renderer = VolSDFRenderer(VolSDFConfig(n_samples=config.n_samples, beta_init=config.beta_init)).to(device)
+    model = initial if initial is not None else ShapeModel(architecture).to(device)
+    renderer = VolSDFRenderer(VolSDFConfig(n_samples=config.n_samples, beta_init=beta_init)).to(device)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(renderer.parameters()), lr=config.lr)
     step, wall_before = 0, 0.0
     history: list[dict] = []
@@ -94,7 +104,8 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         wall_before = float(state.extra.get("wall_s", 0.0))
         history = list(state.extra.get("runs") or [{"command": state.extra.get("command", ""), "from_step": 0}])
         log(f"resumed from {latest.name} at step {step}")
-    history.append({"command": command, "from_step": step, "lr": config.lr, "device": device})
+    history.append({"command": command, "from_step": step, "lr": config.lr, "device": device,
+                    **({"init_from": str(init_from)} if init_from is not None and latest is None else {})})
     (run_dir / "train_config.json").write_text(json.dumps(
         {"config": asdict(config), "command": command, "device": device,
          "sources": [s.tag for s in sources]}, indent=1))
