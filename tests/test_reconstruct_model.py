@@ -117,6 +117,26 @@ def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
     assert iou["after"][0] > iou["before"][0] + 0.15
 
 
+def test_carving_cuts_the_surface_to_the_input_silhouette(weights, monkeypatch):
+    # the untrained model predicts a round blob; a thin upright bar's silhouette must cut it into
+    # a slab that is thin across the view (measured as the narrowest horizontal width)
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[19:77, 43:53] = (40, 40, 200, 255)
+
+    def narrowest_width_over_height(v):
+        widths = [np.ptp(v[:, 0] * np.cos(a) + v[:, 1] * np.sin(a)) for a in np.linspace(0, np.pi, 90)]
+        return min(widths) / np.ptp(v[:, 2])
+
+    ratios = {}
+    for margin in (None, 0.02):
+        monkeypatch.setitem(reconstruct_model.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=margin))
+        out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="none"), recording_context())
+        assert np.isfinite(out.mesh.vertices).all()
+        ratios[margin] = narrowest_width_over_height(out.mesh.vertices)
+    assert ratios[None] > 0.8 and ratios[0.02] < 0.55
+
+
 def test_vertex_colours_follow_the_red_image(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
     out = pipe.run(request(disc(), texture="vertex"), recording_context())

@@ -4,7 +4,8 @@ Steps: find the object (alpha or the border-colour model of `backend.segmentatio
 way the encoder was trained (`backend.train.inputs.object_crop`), encode every view into shape +
 colour codes and a viewpoint, then **refine** one shared shape/colour code and one camera per
 view against the views' masks and colours by VolSDF rendering at low resolution (network
-weights stay fixed), streaming a preview mesh every few steps. The refined code gives a mesh by
+weights stay fixed), streaming a preview mesh every few steps. The refined field, cut by the
+input silhouettes as the refined cameras see them (`backend.render.hull`), gives a mesh by
 coarse-to-fine marching cubes, cleaned (small pieces dropped, NaN rejected), decimated to the
 face budget and textured: UV atlas (xatlas) baked from the input views where a surface point is
 visible in one, from the colour field elsewhere; vertex colours for ``texture="vertex"``.
@@ -36,6 +37,10 @@ from backend.requests import ReconstructRequest
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "shape_model_cpu"
 """The committed default checkpoint (``.safetensors`` + ``.json``)."""
+
+CARVE_MASK_SIZE = 128
+"""Side of the silhouette crop that carving uses: finer than the refinement targets (48-96 px),
+so the cut follows the outline more closely than the renders could be compared with."""
 
 CAMERA_DISTANCE = 2.0
 """Assumed camera distance (object units); focal length and image offset are fitted instead.
@@ -75,18 +80,22 @@ class ModelPreset:
     """Azimuths tried around the circle (starting at the predicted one) before refining; the one
     whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
     side guess of the viewpoint head is the commonest failure it cannot undo."""
+    carve_margin: float | None = None
+    """Cut the final surface by the input masks as the refined cameras see them (the visual-hull
+    intersection, `backend.render.hull`), each mask widened by this share of the crop's side so a
+    slightly-off camera does not shave the object; None keeps the model's surface as it is."""
 
 
 PRESETS = {
     "preview": ModelPreset(refine_steps=4, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
                            preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256,
-                           azimuth_hypotheses=4),
+                           azimuth_hypotheses=4, carve_margin=0.02),
     "default": ModelPreset(refine_steps=30, refine_rays=384, refine_samples=32, target_size=64, preview_every=10,
                            preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
-                           azimuth_hypotheses=8),
+                           azimuth_hypotheses=8, carve_margin=0.02),
     "high": ModelPreset(refine_steps=100, refine_rays=768, refine_samples=48, target_size=96, preview_every=20,
                         preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
-                        azimuth_hypotheses=12),
+                        azimuth_hypotheses=12, carve_margin=0.02),
 }
 
 
@@ -100,6 +109,8 @@ class PreparedView:
     """[T, T, 3] float32 target colours over white (T = preset.target_size)."""
     mask: np.ndarray
     """[T, T] float32 target coverage."""
+    carve_mask: np.ndarray
+    """[C, C] float32 coverage of the same crop at ``CARVE_MASK_SIZE``."""
     confidence: float
     method: str
     notes: list[str]
@@ -194,7 +205,7 @@ class ModelReconstructPipeline(Pipeline):
 
         t3 = time.perf_counter()
         ctx.progress("mesh", 0.7, "extracting the surface")
-        vertices, faces = self._mesh(refined["shape"], preset.mesh_resolution, ctx)
+        vertices, faces = self._mesh(refined, views, preset, ctx)
         vertices, faces = _decimate(vertices, faces, request.face_budget or preset.max_faces)
         timings["mesh_s"] = time.perf_counter() - t3
         ctx.progress("mesh", 0.8, f"{len(faces)} triangles")
@@ -234,8 +245,10 @@ class ModelReconstructPipeline(Pipeline):
         size = self.model.config.encoder.image_size
         encoder_rgb, _ = object_crop(image.rgba, seg.mask, size)
         rgb, mask = object_crop(image.rgba, seg.mask, preset.target_size)
+        _, carve_mask = object_crop(image.rgba, seg.mask, CARVE_MASK_SIZE)
         ctx.check()
-        return PreparedView(encoder_rgb.transpose(2, 0, 1).copy(), rgb, mask, seg.confidence, seg.method, seg.notes)
+        return PreparedView(encoder_rgb.transpose(2, 0, 1).copy(), rgb, mask, carve_mask, seg.confidence, seg.method,
+                            seg.notes)
 
     def _refine(self, views: list[PreparedView], codes, preset: ModelPreset, ctx: JobContext) -> dict:
         """Fit one shape/colour code and per-view cameras to the views; returns the result dict."""
@@ -392,12 +405,32 @@ class ModelReconstructPipeline(Pipeline):
         offset = -(lo + hi) / 2.0 * focal.unsqueeze(-1)
         return focal.log().detach(), offset.detach()
 
-    def _mesh(self, shape_code, resolution: int, ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
+    def _mesh(self, refined: dict, views: list[PreparedView], preset: ModelPreset, ctx: JobContext
+              ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         from backend.geometry.mesh_ops import clean_mesh
-        from backend.render.extract import NoSurfaceError
+        from backend.render.extract import NoSurfaceError, extract_mesh
+        from backend.render.hull import hull_field
+
+        code = refined["shape"].unsqueeze(0)
+
+        def field(points):
+            return self.model.sdf(points.unsqueeze(0), code).squeeze(0)
+
+        if preset.carve_margin is not None:
+            # the refined cameras, scaled from the target crop to the finer carving crop
+            scale = CARVE_MASK_SIZE / refined["size"]
+            cams = _cameras(refined["angles"], refined["log_focal"] + math.log(scale), refined["offset"] * scale,
+                            CARVE_MASK_SIZE)
+            hull = hull_field(cams, [v.carve_mask for v in views], preset.carve_margin * CARVE_MASK_SIZE)
+            model_field = field
+
+            def field(points):
+                return torch.maximum(model_field(points), hull(points))
 
         try:
-            mesh = self.model.extract_mesh(shape_code, resolution=resolution, coarse_to_fine=True)
+            mesh = extract_mesh(field, resolution=preset.mesh_resolution, coarse_to_fine=True, device=code.device)
         except NoSurfaceError as exc:
             raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape model produced no surface: {exc}") from exc
         except ValueError as exc:  # non-finite field values
