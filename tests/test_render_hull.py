@@ -75,3 +75,21 @@ def test_several_views_intersect_and_points_behind_a_camera_are_outside():
 def test_view_and_mask_count_must_agree():
     with pytest.raises(ValueError, match="masks for"):
         hull_field(front_camera(), [np.ones((SIZE, SIZE))] * 2)
+
+
+def test_the_distance_is_interpolated_between_pixel_centres():
+    # a mask whose left half is set: the distance grows 1 px per pixel to the right
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[:, : SIZE // 2] = 1.0
+    cams = front_camera()
+    hull = hull_field(cams, [mask], margin_px=0.0)
+    # points on the image's horizontal midline, a quarter pixel apart, right of the mask
+    u = torch.tensor([SIZE / 2 + 3.5, SIZE / 2 + 3.75, SIZE / 2 + 4.0])
+    origins, dirs = cams.generate_rays(torch.stack([u, torch.full_like(u, SIZE / 2 + 0.5)], -1))
+    points = origins[0] + dirs[0] * 3.0  # depth along the ray: any point of it projects to u
+    _, z = cams.project(points.unsqueeze(0))
+    pixels = hull(points) * cams.focal[0, 0] / z[0]
+    # pixel centre x + 0.5 lies x - SIZE/2 + 1 pixels from the last mask column
+    assert pixels.tolist() == pytest.approx([4.0, 4.25, 4.5], abs=1e-3)
+    with pytest.raises(ValueError, match="2 x 2"):
+        hull_field(cams, [np.ones((1, SIZE))])

@@ -40,6 +40,8 @@ def hull_field(cameras: Cameras, masks: list[np.ndarray], margin_px: float = 1.0
     """
     if len(masks) != len(cameras):
         raise ValueError(f"{len(masks)} masks for {len(cameras)} cameras")
+    if any(min(np.shape(m)) < 2 for m in masks):
+        raise ValueError("masks must be at least 2 x 2 pixels")
     distances = [torch.from_numpy(mask_outside_distance(m)).to(cameras.device, cameras.dtype) for m in masks]
 
     def field(points: torch.Tensor) -> torch.Tensor:
@@ -48,11 +50,12 @@ def hull_field(cameras: Cameras, masks: list[np.ndarray], margin_px: float = 1.0
             height, width = dist.shape
             uv, z = cameras[i].project(points.unsqueeze(0))
             uv, z = uv[0], z[0]
-            # pixel centres sit at +0.5; outside the image, add the distance to its border
+            # bilinear between pixel centres (+0.5), so carved walls are smooth rather than
+            # stepped; outside the image, add the distance to its border
             col = (uv[:, 0] - 0.5).clamp(0, width - 1)
             row = (uv[:, 1] - 0.5).clamp(0, height - 1)
             beyond = torch.hypot(uv[:, 0] - 0.5 - col, uv[:, 1] - 0.5 - row)
-            pixels = dist[row.round().long(), col.round().long()] + beyond - margin_px
+            pixels = _bilinear(dist, row, col) + beyond - margin_px
             focal = cameras.focal[i].mean()
             world = pixels * z.clamp_min(1e-3) / focal
             # behind the camera: outside by at least the depth (never inside the cone)
@@ -61,3 +64,13 @@ def hull_field(cameras: Cameras, masks: list[np.ndarray], margin_px: float = 1.0
         return bound
 
     return field
+
+
+def _bilinear(image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """[H, W] image (H, W >= 2) at fractional (row, col) inside [0, H-1] x [0, W-1]."""
+    r0 = row.floor().long().clamp(0, image.shape[0] - 2)
+    c0 = col.floor().long().clamp(0, image.shape[1] - 2)
+    fr, fc = (row - r0).unsqueeze(-1), (col - c0).unsqueeze(-1)
+    corners = torch.stack([image[r0, c0], image[r0, c0 + 1], image[r0 + 1, c0], image[r0 + 1, c0 + 1]], -1)
+    weights = torch.cat([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], -1)
+    return (corners * weights).sum(-1)
