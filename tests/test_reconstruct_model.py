@@ -137,6 +137,39 @@ def test_carving_cuts_the_surface_to_the_input_silhouette(weights, monkeypatch):
     assert ratios[None] > 0.8 and ratios[0.02] < 0.55
 
 
+def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monkeypatch):
+    config = dataclasses.replace(TINY, sdf=dataclasses.replace(TINY.sdf, symmetric=False))
+    torch.manual_seed(1)
+    model = ShapeModel(config)
+    with torch.no_grad():  # an untrained net ignores its code (zero code weights): give it some say
+        first = model.sdf_net.hidden[0].weight
+        first[:, -config.shape_dim:].normal_(0.0, 0.5)
+        first[:, 3:-config.shape_dim].normal_(0.0, 0.2)
+    save_shape_model(tmp_path / "asym", model, {"step": 0, "beta": 0.05})
+    pipe = ModelReconstructPipeline("cpu", tmp_path / "asym")
+    refined_codes = []
+
+    class Refined(Exception):
+        pass
+
+    def capture(self, refined, *args):  # the refined code is all this test needs
+        refined_codes.append(refined["shape"].unsqueeze(0))
+        raise Refined
+
+    monkeypatch.setattr(ModelReconstructPipeline, "_mesh", capture)
+    probe = (torch.rand(4096, 3, generator=torch.Generator().manual_seed(5)) - 0.5) * 1.2
+    asymmetry = {}
+    for weight in (0.0, 5.0):
+        # the mask and colours pull the code anywhere; only the symmetry term cares about mirror images
+        preset = dataclasses.replace(FAST, refine_steps=20, symmetry=weight, carve_margin=None)
+        monkeypatch.setitem(reconstruct_model.PRESETS, "preview", preset)
+        with pytest.raises(Refined):
+            pipe.run(request(disc(), texture="none"), recording_context())
+        with torch.no_grad():
+            asymmetry[weight] = float(pipe._asymmetry(refined_codes[-1], probe))
+    assert asymmetry[5.0] < 0.7 * asymmetry[0.0]
+
+
 def test_vertex_colours_follow_the_red_image(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
     out = pipe.run(request(disc(), texture="vertex"), recording_context())

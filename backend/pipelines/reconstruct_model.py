@@ -42,6 +42,9 @@ CARVE_MASK_SIZE = 128
 """Side of the silhouette crop that carving uses: finer than the refinement targets (48-96 px),
 so the cut follows the outline more closely than the renders could be compared with."""
 
+SYMMETRY_POINTS = 1024
+"""Random points in the field's box at which refinement compares the SDF with its mirror image."""
+
 CAMERA_DISTANCE = 2.0
 """Assumed camera distance (object units); focal length and image offset are fitted instead.
 The training renders sit at 1.8-3.4, so 2 keeps a similar perspective."""
@@ -76,6 +79,11 @@ class ModelPreset:
     code_prior: float = 0.01
     """Weight of the squared distance of the codes from the encoder's prediction (keeps them
     on the learned shape space while the mask pulls)."""
+    symmetry: float = 1.0
+    """Weight of mean |SDF(x, y, z) - SDF(-x, y, z)| at random points, for a model whose SDF is
+    not mirror-symmetric by construction: fitting one silhouette, possibly from a wrong camera,
+    otherwise bends the shape out of the symmetry training taught it (measured with the 6x128
+    model: docs/training.md). A model that is symmetric by construction skips it."""
     azimuth_hypotheses: int = 4
     """Azimuths tried around the circle (starting at the predicted one) before refining; the one
     whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
@@ -286,6 +294,9 @@ class ModelReconstructPipeline(Pipeline):
         target_rgb = torch.from_numpy(np.stack([v.rgb for v in views])).to(dev).reshape(n, -1, 3)
         fg = [torch.nonzero(m > 0.5).squeeze(-1) for m in target_mask]
         generator = torch.Generator(device="cpu").manual_seed(0)
+        symmetry_points = None
+        if preset.symmetry > 0 and not self.model.config.sdf.symmetric:
+            symmetry_points = ((torch.rand(SYMMETRY_POINTS, 3, generator=generator) - 0.5) * 1.2).to(dev)
         losses: list[dict] = []
         self._preview(shape, preset.preview_resolution, ctx)
         iou_before = [h["iou"] for h in hypotheses]
@@ -305,6 +316,8 @@ class ModelReconstructPipeline(Pipeline):
             rgb_loss = ((out.rgb - gt_rgb) ** 2).mean()
             prior = ((shape - shape0) ** 2).mean() + ((color - color0) ** 2).mean()
             loss = mask_loss + rgb_loss + preset.code_prior * prior
+            if symmetry_points is not None:
+                loss = loss + preset.symmetry * self._asymmetry(shape, symmetry_points)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -327,6 +340,14 @@ class ModelReconstructPipeline(Pipeline):
             "viewpoint_deg": [[round(math.degrees(math.atan2(math.sin(float(a)), math.cos(float(a)))), 1) for a in row]
                               for row in angles.detach()],
         }
+
+    def _asymmetry(self, shape, points):
+        """Mean |SDF(p) - SDF(mirror p)| of ``shape`` [1, D] at ``points`` [P, 3] (mirror: x -> -x)."""
+        import torch
+
+        mirrored = points * torch.tensor([-1.0, 1.0, 1.0], device=points.device)
+        both = self.model.sdf(torch.stack([points, mirrored]), shape.expand(2, -1))
+        return (both[0] - both[1]).abs().mean()
 
     def _mask_iou(self, shape, angles, log_focal, offset, target_mask, size, beta, config, stride: int = 1
                   ) -> list[float]:
