@@ -134,7 +134,19 @@ def test_carving_cuts_the_surface_to_the_input_silhouette(weights, monkeypatch):
         out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="none"), recording_context())
         assert np.isfinite(out.mesh.vertices).all()
         ratios[margin] = narrowest_width_over_height(out.mesh.vertices)
+        assert out.metadata["carved"] is (margin is not None)
     assert ratios[None] > 0.8 and ratios[0.02] < 0.55
+
+
+def test_carving_that_leaves_nothing_falls_back_to_the_uncut_shape_with_a_warning(weights, monkeypatch):
+    from backend.render import hull
+
+    monkeypatch.setattr(hull, "hull_field", lambda *args: lambda points: torch.ones(len(points)))
+    monkeypatch.setitem(reconstruct_model.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=0.02))
+    ctx = recording_context()
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), texture="none"), ctx)
+    assert len(out.mesh.faces) > 50 and out.metadata["carved"] is False
+    assert any("silhouette left nothing" in w for w in ctx.warnings)
 
 
 def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monkeypatch):

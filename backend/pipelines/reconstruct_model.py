@@ -213,7 +213,7 @@ class ModelReconstructPipeline(Pipeline):
 
         t3 = time.perf_counter()
         ctx.progress("mesh", 0.7, "extracting the surface")
-        vertices, faces = self._mesh(refined, views, preset, ctx)
+        vertices, faces, carved = self._mesh(refined, views, preset, ctx)
         vertices, faces = _decimate(vertices, faces, request.face_budget or preset.max_faces)
         timings["mesh_s"] = time.perf_counter() - t3
         ctx.progress("mesh", 0.8, f"{len(faces)} triangles")
@@ -232,6 +232,7 @@ class ModelReconstructPipeline(Pipeline):
             "viewpoint_deg": refined["viewpoint_deg"],
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
                            "mask_iou": refined["mask_iou"], "azimuth_hypotheses": refined["azimuth_hypotheses"]},
+            "carved": carved,
             "mesh_resolution": preset.mesh_resolution,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "input": [{"width": im.size[0], "height": im.size[1], "format": im.source_format, "notes": im.warnings}
@@ -427,7 +428,9 @@ class ModelReconstructPipeline(Pipeline):
         return focal.log().detach(), offset.detach()
 
     def _mesh(self, refined: dict, views: list[PreparedView], preset: ModelPreset, ctx: JobContext
-              ) -> tuple[np.ndarray, np.ndarray]:
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(vertices, faces, carved): the refined surface, carved by the silhouettes when the
+        preset asks; if carving leaves nothing (a camera far off), the uncarved one with a warning."""
         import torch
 
         from backend.geometry.mesh_ops import clean_mesh
@@ -436,31 +439,35 @@ class ModelReconstructPipeline(Pipeline):
 
         code = refined["shape"].unsqueeze(0)
 
-        def field(points):
+        def model_field(points):
             return self.model.sdf(points.unsqueeze(0), code).squeeze(0)
 
+        fields = [(model_field, False)]
         if preset.carve_margin is not None:
             # the refined cameras, scaled from the target crop to the finer carving crop
             scale = CARVE_MASK_SIZE / refined["size"]
             cams = _cameras(refined["angles"], refined["log_focal"] + math.log(scale), refined["offset"] * scale,
                             CARVE_MASK_SIZE)
             hull = hull_field(cams, [v.carve_mask for v in views], preset.carve_margin * CARVE_MASK_SIZE)
-            model_field = field
+            fields.insert(0, (lambda points: torch.maximum(model_field(points), hull(points)), True))
 
-            def field(points):
-                return torch.maximum(model_field(points), hull(points))
-
-        try:
-            mesh = extract_mesh(field, resolution=preset.mesh_resolution, coarse_to_fine=True, device=code.device)
-        except NoSurfaceError as exc:
-            raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape model produced no surface: {exc}") from exc
-        except ValueError as exc:  # non-finite field values
-            raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape field is not finite: {exc}") from exc
+        for field, carved in fields:
+            try:
+                mesh = extract_mesh(field, resolution=preset.mesh_resolution, coarse_to_fine=True, device=code.device)
+            except NoSurfaceError as exc:
+                if carved:
+                    ctx.warn("cutting the shape by the input silhouette left nothing (the fitted camera is far "
+                             "off); the uncut shape is used")
+                    continue
+                raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape model produced no surface: {exc}") from exc
+            except ValueError as exc:  # non-finite field values
+                raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape field is not finite: {exc}") from exc
+            break
         ctx.check()
         vertices, faces = clean_mesh(mesh.vertices, mesh.faces)
         if not np.isfinite(vertices).all() or len(faces) == 0:
             raise PipelineError(ErrorCode.INVALID_RESULT, "the extracted mesh is empty or not finite")
-        return vertices, faces
+        return vertices, faces, carved
 
     def _preview(self, shape, resolution: int, ctx: JobContext) -> None:
         from backend.render.extract import NoSurfaceError
