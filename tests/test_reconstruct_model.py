@@ -22,6 +22,7 @@ from backend.pipelines.reconstruct_model import (
 )
 from backend.protocol import ErrorCode
 from backend.requests import CommonParams, ReconstructRequest
+from backend.train.losses import mirror_asymmetry
 from doubles import recording_context
 
 TINY = ShapeModelConfig(
@@ -178,7 +179,7 @@ def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monke
         with pytest.raises(Refined):
             pipe.run(request(disc(), texture="none"), recording_context())
         with torch.no_grad():
-            asymmetry[weight] = float(pipe._asymmetry(refined_codes[-1], probe))
+            asymmetry[weight] = float(mirror_asymmetry(pipe.model.sdf_field(refined_codes[-1][0]), probe))
     assert asymmetry[5.0] < 0.7 * asymmetry[0.0]
 
 

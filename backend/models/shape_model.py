@@ -297,18 +297,23 @@ class ShapeModel(nn.Module):
 
         return sdf_fn, color_fn
 
+    def sdf_field(self, shape_code: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """points [N, 3] -> SDF [N] of one shape code [shape_dim]: the single-shape field that
+        marching cubes, carving and the symmetry prior take."""
+        if shape_code.shape != (self.config.shape_dim,):
+            raise ShapeModelInputError(
+                f"a single-shape field needs one shape code [{self.config.shape_dim}], got {list(shape_code.shape)}"
+            )
+        code = shape_code.unsqueeze(0)
+        return lambda points: self.sdf(points.unsqueeze(0), code).squeeze(0)
+
     def extract_mesh(self, shape_code: torch.Tensor, **options):
         """Mesh of one shape code [shape_dim]; ``options`` go to
         `backend.render.extract.extract_mesh` (resolution, bound, coarse_to_fine, ...)."""
         from backend.render.extract import extract_mesh
 
-        if shape_code.shape != (self.config.shape_dim,):
-            raise ShapeModelInputError(
-                f"extract_mesh needs one shape code [{self.config.shape_dim}], got {list(shape_code.shape)}"
-            )
-        code = shape_code.unsqueeze(0)
         options.setdefault("device", shape_code.device)
-        return extract_mesh(lambda p: self.sdf(p.unsqueeze(0), code).squeeze(0), **options)
+        return extract_mesh(self.sdf_field(shape_code), **options)
 
     @staticmethod
     def _flatten(points: torch.Tensor, code: torch.Tensor, dim: int, name: str) -> torch.Tensor:

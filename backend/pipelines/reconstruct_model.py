@@ -264,7 +264,7 @@ class ModelReconstructPipeline(Pipeline):
         import torch
 
         from backend.render.volsdf import VolSDFConfig, volsdf_render
-        from backend.train.losses import soft_iou_loss
+        from backend.train.losses import mirror_asymmetry, soft_iou_loss
 
         dev = self.torch_device
         n = len(views)
@@ -318,7 +318,7 @@ class ModelReconstructPipeline(Pipeline):
             prior = ((shape - shape0) ** 2).mean() + ((color - color0) ** 2).mean()
             loss = mask_loss + rgb_loss + preset.code_prior * prior
             if symmetry_points is not None:
-                loss = loss + preset.symmetry * self._asymmetry(shape, symmetry_points)
+                loss = loss + preset.symmetry * mirror_asymmetry(self.model.sdf_field(shape[0]), symmetry_points)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -341,14 +341,6 @@ class ModelReconstructPipeline(Pipeline):
             "viewpoint_deg": [[round(math.degrees(math.atan2(math.sin(float(a)), math.cos(float(a)))), 1) for a in row]
                               for row in angles.detach()],
         }
-
-    def _asymmetry(self, shape, points):
-        """Mean |SDF(p) - SDF(mirror p)| of ``shape`` [1, D] at ``points`` [P, 3] (mirror: x -> -x)."""
-        import torch
-
-        mirrored = points * torch.tensor([-1.0, 1.0, 1.0], device=points.device)
-        both = self.model.sdf(torch.stack([points, mirrored]), shape.expand(2, -1))
-        return (both[0] - both[1]).abs().mean()
 
     def _mask_iou(self, shape, angles, log_focal, offset, target_mask, size, beta, config, stride: int = 1
                   ) -> list[float]:
@@ -437,11 +429,7 @@ class ModelReconstructPipeline(Pipeline):
         from backend.render.extract import NoSurfaceError, extract_mesh
         from backend.render.hull import hull_field
 
-        code = refined["shape"].unsqueeze(0)
-
-        def model_field(points):
-            return self.model.sdf(points.unsqueeze(0), code).squeeze(0)
-
+        model_field = self.model.sdf_field(refined["shape"])
         fields = [(model_field, False)]
         if preset.carve_margin is not None:
             # the refined cameras, scaled from the target crop to the finer carving crop
@@ -453,7 +441,8 @@ class ModelReconstructPipeline(Pipeline):
 
         for field, carved in fields:
             try:
-                mesh = extract_mesh(field, resolution=preset.mesh_resolution, coarse_to_fine=True, device=code.device)
+                mesh = extract_mesh(field, resolution=preset.mesh_resolution, coarse_to_fine=True,
+                                    device=refined["shape"].device)
             except NoSurfaceError as exc:
                 if carved:
                     ctx.warn("cutting the shape by the input silhouette left nothing (the fitted camera is far "

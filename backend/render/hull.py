@@ -55,7 +55,11 @@ def hull_field(cameras: Cameras, masks: list[np.ndarray], margin_px: float = 1.0
             col = (uv[:, 0] - 0.5).clamp(0, width - 1)
             row = (uv[:, 1] - 0.5).clamp(0, height - 1)
             beyond = torch.hypot(uv[:, 0] - 0.5 - col, uv[:, 1] - 0.5 - row)
-            pixels = _bilinear(dist, row, col) + beyond - margin_px
+            # align_corners=True: -1 and 1 are the first and last pixel centres
+            grid = torch.stack([col / (width - 1), row / (height - 1)], -1) * 2.0 - 1.0
+            inside = torch.nn.functional.grid_sample(dist[None, None], grid[None, None].to(dist.dtype),
+                                                     mode="bilinear", align_corners=True)[0, 0, 0]
+            pixels = inside.to(points.dtype) + beyond - margin_px
             focal = cameras.focal[i].mean()
             world = pixels * z.clamp_min(1e-3) / focal
             # behind the camera: outside by at least the depth (never inside the cone)
@@ -65,12 +69,3 @@ def hull_field(cameras: Cameras, masks: list[np.ndarray], margin_px: float = 1.0
 
     return field
 
-
-def _bilinear(image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    """[H, W] image (H, W >= 2) at fractional (row, col) inside [0, H-1] x [0, W-1]."""
-    r0 = row.floor().long().clamp(0, image.shape[0] - 2)
-    c0 = col.floor().long().clamp(0, image.shape[1] - 2)
-    fr, fc = (row - r0).unsqueeze(-1), (col - c0).unsqueeze(-1)
-    corners = torch.stack([image[r0, c0], image[r0, c0 + 1], image[r0 + 1, c0], image[r0 + 1, c0 + 1]], -1)
-    weights = torch.cat([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], -1)
-    return (corners * weights).sum(-1)

@@ -39,6 +39,13 @@ def clamped_l1(pred: torch.Tensor, target: torch.Tensor, clamp: float) -> torch.
     return (pred.clamp(-clamp, clamp) - target.clamp(-clamp, clamp)).abs().mean()
 
 
+def mirror_asymmetry(sdf_fn, points: torch.Tensor) -> torch.Tensor:
+    """Mean |SDF(x, y, z) - SDF(-x, y, z)| at ``points`` [..., 3]: a soft prior of mirror symmetry
+    about the YZ plane, for SDF nets that are not symmetric by construction."""
+    mirrored = points * points.new_tensor([-1.0, 1.0, 1.0])
+    return (sdf_fn(points) - sdf_fn(mirrored)).abs().mean()
+
+
 def viewpoint_loss(sincos: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between predicted unit (sin, cos) pairs [B, 3, 2] and target angles [B, 3] (radians)."""
     goal = torch.stack([torch.sin(target), torch.cos(target)], dim=-1)
@@ -87,8 +94,7 @@ def training_losses(model, renderer, batch: Batch, weights: LossWeights, render:
         out["surface_color"] = ((pred - batch.surface_colors[rows]) ** 2).mean()
 
     if weights.symmetry and not model.config.sdf.symmetric and bool(has_points.any()):
-        mirrored = batch.sdf_points * torch.tensor([-1.0, 1.0, 1.0], device=batch.sdf_points.device)
-        out["symmetry"] = (sdf_fn(batch.sdf_points) - sdf_fn(mirrored)).abs().mean()
+        out["symmetry"] = mirror_asymmetry(sdf_fn, batch.sdf_points)
 
     if weights.viewpoint and codes.viewpoint is not None:
         out["viewpoint"] = viewpoint_loss(codes.viewpoint.sincos, batch.viewpoint)
