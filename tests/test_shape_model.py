@@ -244,3 +244,21 @@ def test_overfit_code_and_sdf_to_a_sphere_silhouette():
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses
     assert code.abs().max() > 1e-2, "a zero code must not be stuck at a saddle"
+
+
+def test_azimuth_candidates_from_classifier_and_from_regression():
+    torch.manual_seed(0)
+    config = ShapeModelConfig(encoder=EncoderConfig(small_channels=(8, 16), head_hidden=16, image_size=32,
+                                                    azimuth_bins=8),
+                              sdf=SDFNetConfig(hidden=16, layers=2, skip_layers=()), color=ColorNetConfig(hidden=8, layers=1))
+    vp = ShapeModel(config).encode(torch.rand(2, 3, 32, 32)).viewpoint
+    assert vp.azimuth_logits.shape == (2, 8)
+    vp.azimuth_logits = torch.tensor([[0.0, 5.0, 1.0, 0, 0, 0, 0, 3.0], [9.0, 0, 0, 0, 0, 0, 0, 0]])
+    candidates = vp.azimuth_candidates(3)
+    assert torch.allclose(candidates[0], torch.tensor([1.0, 7.0, 2.0]) * math.pi / 4)  # best sectors first
+    assert float(candidates[1, 0]) == 0.0
+    vp.azimuth_logits = None  # regression only: the predicted angle, then evenly round the circle
+    spread = vp.azimuth_candidates(4)
+    assert torch.allclose(spread[:, 0], vp.azimuth) and torch.allclose(spread[:, 2] - spread[:, 0], torch.full((2,), math.pi))
+    with pytest.raises(ValueError, match="viewpoint_head"):
+        ShapeModel(ShapeModelConfig(encoder=EncoderConfig(viewpoint_head=False, azimuth_bins=4)))

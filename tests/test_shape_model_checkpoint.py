@@ -125,3 +125,23 @@ def test_config_dict_round_trip_and_paths():
         assert config_from_dict(ShapeModelConfig, config_to_dict(config)) == config
     files = CheckpointFiles.at("runs/model.v2")
     assert files.weights.name == "model.v2.safetensors" and files.manifest.name == "model.v2.json"
+
+
+def test_config_written_before_a_later_field_loads_with_its_old_meaning(saved):
+    _, files = saved
+    manifest = json.loads(files.manifest.read_text())
+    del manifest["config"]["encoder"]["azimuth_bins"]
+    files.manifest.write_text(json.dumps(manifest))
+    model, _ = load_shape_model(files.manifest)
+    assert model.config.encoder.azimuth_bins == 0 and model.encoder.azimuth_head is None
+
+
+def test_azimuth_classifier_round_trips(tmp_path):
+    config = _tiny_config()
+    config.encoder.azimuth_bins = 12
+    model = ShapeModel(config)
+    files = save_shape_model(tmp_path / "bins", model)
+    loaded, _ = load_shape_model(files.manifest)
+    assert loaded.config.encoder.azimuth_bins == 12
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded.encode(images).viewpoint.azimuth_logits, model.encode(images).viewpoint.azimuth_logits)

@@ -9,7 +9,8 @@ A checkpoint named ``NAME`` is two files side by side:
   model's config dataclass as nested JSON, ``metadata`` free JSON (training steps, data, losses).
 
 Loading checks, in order: files and format, kind and version, weights hash, config fields
-(unknown, missing or mistyped fields are errors; so is a difference from an expected config),
+(unknown, missing or mistyped fields are errors, except a missing field of `LATER_FIELDS`; so
+is a difference from an expected config),
 then tensor names and shapes against the model built from the config. Each failure raises a
 `CheckpointError` subclass naming what differs.
 """
@@ -32,6 +33,10 @@ FORMAT_VERSION = 1
 SHAPE_MODEL_KIND = "shape_model"
 
 ConfigT = TypeVar("ConfigT")
+
+LATER_FIELDS: dict[tuple[str, str], Any] = {("EncoderConfig", "azimuth_bins"): 0}
+"""Config fields added after format version 1 came out, with the value a file written before
+them means (the behaviour of that time). Only these may be missing from a stored config."""
 
 
 class CheckpointError(ValueError):
@@ -96,6 +101,8 @@ def config_from_dict(config_type: type[ConfigT], data: Any, where: str = "config
         raise CheckpointConfigError(f"{where}: expected an object, got {type(data).__name__}")
     hints = typing.get_type_hints(config_type)
     names = [f.name for f in dataclasses.fields(config_type)]
+    later = {name: value for (owner, name), value in LATER_FIELDS.items() if owner == config_type.__name__}
+    data = {**{n: v for n, v in later.items() if n not in data}, **data}
     unknown = sorted(set(data) - set(names))
     missing = [n for n in names if n not in data]
     if unknown or missing:

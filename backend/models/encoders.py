@@ -47,6 +47,12 @@ class EncoderConfig:
     """How the small CNN turns its last feature map into a vector: "mean" (global average) or
     "flatten" (every cell kept, so the heads know *where* parts are: legs under a seat, a handle
     on the right). ResNets always average."""
+    azimuth_bins: int = 0
+    """When > 0 (needs ``viewpoint_head``), a classifier over this many equal azimuth sectors
+    besides the (sin, cos) regression. Azimuth is often ambiguous from one picture (front or
+    back of a table, left or right side of a car): regression then averages the modes into a
+    wrong in-between angle, while the classifier keeps each of them as a candidate
+    (`Viewpoint.azimuth_candidates`)."""
 
 
 @dataclass
@@ -61,6 +67,20 @@ class Viewpoint:
     """[B] rotation about the optical axis."""
     sincos: torch.Tensor
     """[B, 3, 2] unit (sin, cos) pairs of (azimuth, elevation, roll): the raw, continuous output."""
+    azimuth_logits: torch.Tensor | None = None
+    """[B, K] scores of K equal azimuth sectors (sector k centred on 2 pi k / K), when the
+    encoder has an azimuth classifier (`EncoderConfig.azimuth_bins`)."""
+
+    def azimuth_candidates(self, count: int) -> torch.Tensor:
+        """[B, count] azimuths (radians) to try, most likely first: the centres of the
+        classifier's best sectors, or without a classifier the regressed azimuth and
+        ``count - 1`` more spread evenly round the circle from it."""
+        if self.azimuth_logits is not None:
+            bins = self.azimuth_logits.shape[-1]
+            top = self.azimuth_logits.topk(min(count, bins), dim=-1).indices
+            return top.to(self.azimuth.dtype) * (2.0 * math.pi / bins)
+        steps = torch.arange(count, dtype=self.azimuth.dtype, device=self.azimuth.device)
+        return self.azimuth.unsqueeze(-1) + steps * (2.0 * math.pi / count)
 
 
 @dataclass
@@ -158,6 +178,10 @@ class ImageEncoder(nn.Module):
         self.shape_head = ResidualHead(feature_dim, shape_dim, config.head_hidden)
         self.color_head = ResidualHead(feature_dim, color_dim, config.head_hidden)
         self.view_head = ResidualHead(feature_dim, 6, config.head_hidden) if config.viewpoint_head else None
+        if config.azimuth_bins and not config.viewpoint_head:
+            raise ValueError("azimuth_bins needs viewpoint_head=True")
+        self.azimuth_head = (ResidualHead(feature_dim, config.azimuth_bins, config.head_hidden)
+                             if config.azimuth_bins else None)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -168,7 +192,8 @@ class ImageEncoder(nn.Module):
         if self.view_head is not None:
             sincos = nn.functional.normalize(self.view_head(features).view(-1, 3, 2), dim=-1)
             angles = torch.atan2(sincos[..., 0], sincos[..., 1])
-            viewpoint = Viewpoint(angles[:, 0], angles[:, 1], angles[:, 2], sincos)
+            logits = self.azimuth_head(features) if self.azimuth_head is not None else None
+            viewpoint = Viewpoint(angles[:, 0], angles[:, 1], angles[:, 2], sincos, logits)
         return ShapeCodes(self.shape_head(features), self.color_head(features), viewpoint)
 
 

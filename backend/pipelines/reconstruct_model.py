@@ -85,8 +85,9 @@ class ModelPreset:
     otherwise bends the shape out of the symmetry training taught it (measured with the 6x128
     model: docs/training.md). A model that is symmetric by construction skips it."""
     azimuth_hypotheses: int = 4
-    """Azimuths tried around the circle (starting at the predicted one) before refining; the one
-    whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
+    """Azimuths tried before refining (`Viewpoint.azimuth_candidates`: the azimuth classifier's
+    best sectors, or without one the predicted azimuth and more spread round the circle); the
+    one whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
     side guess of the viewpoint head is the commonest failure it cannot undo."""
     carve_margin: float | None = None
     """Cut the final surface by the input masks as the refined cameras see them (the visual-hull
@@ -272,10 +273,13 @@ class ModelReconstructPipeline(Pipeline):
         color0 = codes.color.mean(0, keepdim=True).detach()
         shape = shape0.clone().requires_grad_(True)
         color = color0.clone().requires_grad_(True)
+        count = max(1, preset.azimuth_hypotheses)
         if codes.viewpoint is not None:
             angles = torch.stack([codes.viewpoint.azimuth, codes.viewpoint.elevation, codes.viewpoint.roll], -1)
+            azimuths = codes.viewpoint.azimuth_candidates(count)
         else:
             angles = torch.tensor([[0.0, math.radians(15.0), 0.0]], device=dev).expand(n, 3)
+            azimuths = torch.arange(count, device=dev).expand(n, count) * (2.0 * math.pi / count)
         angles = angles.detach().clone()
         size = preset.target_size
         target_mask = torch.from_numpy(np.stack([v.mask for v in views])).to(dev).reshape(n, -1)
@@ -283,7 +287,7 @@ class ModelReconstructPipeline(Pipeline):
         config = VolSDFConfig(n_samples=preset.refine_samples, compute_normals=False, chunk_rays=8192)
         beta = torch.tensor(self.beta, device=dev)
         angles, log_focal, offset, hypotheses = self._choose_azimuth(
-            shape0, points, angles, target_mask, size, beta, config, preset.azimuth_hypotheses, ctx)
+            shape0, points, angles, azimuths.detach(), target_mask, size, beta, config, ctx)
         angles.requires_grad_(True)
         log_focal.requires_grad_(True)
         offset.requires_grad_(True)
@@ -363,8 +367,9 @@ class ModelReconstructPipeline(Pipeline):
             iou = (pred & true).sum(-1).float() / (pred | true).sum(-1).clamp_min(1).float()
         return [round(float(v), 4) for v in iou]
 
-    def _choose_azimuth(self, shape, points, angles, target_mask, size, beta, config, count: int, ctx):
-        """Per view, the best of ``count`` azimuths spread from the predicted one, by full-mask IoU.
+    def _choose_azimuth(self, shape, points, angles, azimuths, target_mask, size, beta, config, ctx):
+        """Per view, the best of its candidate ``azimuths`` [n, K] (`Viewpoint.azimuth_candidates`)
+        by full-mask IoU, with the predicted elevation and roll.
 
         Returns (angles, log_focal, offset, [{"azimuth_deg", "iou"} of the chosen one per view])."""
         import dataclasses
@@ -374,10 +379,10 @@ class ModelReconstructPipeline(Pipeline):
         config = dataclasses.replace(config, n_samples=min(config.n_samples, 16))  # a coarse look suffices
         n = angles.shape[0]
         best = [(-1.0, None)] * n
-        for k in range(max(1, count)):
+        for k in range(azimuths.shape[1]):
             ctx.check()
             trial = angles.clone()
-            trial[:, 0] = angles[:, 0] + 2.0 * math.pi * k / max(1, count)
+            trial[:, 0] = azimuths[:, k]
             log_focal, offset = self._fit_framing(points, trial, size)
             iou = self._mask_iou(shape, trial, log_focal, offset, target_mask, size, beta, config,
                                  stride=2 if size >= 64 else 1)
