@@ -81,11 +81,9 @@ def export(run: Path, target: Path, data: list[str], threads: int) -> int:
     """Copy the newest checkpoint's model (safetensors + JSON) to ``target``; with ``data``, first
     evaluate it on every shape of each root's held-in test split and record the result and the
     datasets' generation settings in the metadata."""
-    import json
-
     from backend.models.checkpoint import load_shape_model, save_shape_model
     from backend.train.checkpoints import latest_checkpoint
-    from backend.train.evaluate import evaluate, procedural_eval_items
+    from backend.train.evaluate import export_report
     from backend.train.trainer import set_threads
 
     latest = latest_checkpoint(run)
@@ -95,20 +93,10 @@ def export(run: Path, target: Path, data: list[str], threads: int) -> int:
     set_threads(threads)
     model, metadata = load_shape_model(latest)
     metadata = {**metadata, "exported_from": str(latest)}
-    datasets, heldin = [], []
-    for root in data:
-        info = json.loads((Path(root) / "dataset.json").read_text())
-        datasets.append({"root": root, "generator_version": info.get("generator_version"),
-                         "config": info.get("config"),
-                         "splits": {s: len((Path(root) / "splits" / f"{s}.txt").read_text().split())
-                                    for s in ("train", "val", "test", "test_unseen")}})
-        items = procedural_eval_items(root, "test", model.config.encoder.image_size, limit=10_000)
-        result = evaluate(model, items, resolution=64, n_points=10_000)
-        heldin.append({"root": root, "step": metadata.get("step"), **result["summary"]})
-        print(f"held-in test ({root}): {result['summary']}")
-    if datasets:
-        metadata["datasets"] = datasets
-        metadata["heldin_test"] = heldin
+    report = export_report(model, data)
+    for row in report.get("heldin_test", []):
+        row["step"] = metadata.get("step")
+    metadata.update(report)
     save_shape_model(target, model, metadata)
     print(f"exported {latest.name} (step {metadata.get('step')}) to {target}")
     return 0

@@ -118,3 +118,22 @@ def evaluate(model, items: list[EvalItem], resolution: int = 64, n_points: int =
     if "azimuth_err_deg" in summary:
         summary["azimuth_median_err_deg"] = float(np.median([r["azimuth_err_deg"] for r in rows]))
     return {"summary": summary, "shapes": rows}
+
+
+def export_report(model, roots: list[str | Path], log=print) -> dict:
+    """Metadata for exported weights: each procedural root's generation settings and split sizes,
+    and the model's scores on every shape of its held-in test split (``{}`` without roots)."""
+    import json
+
+    datasets, heldin = [], []
+    for root in roots:
+        info = json.loads((Path(root) / "dataset.json").read_text())
+        datasets.append({"root": str(root), "generator_version": info.get("generator_version"),
+                         "config": info.get("config"),
+                         "splits": {s: len((Path(root) / "splits" / f"{s}.txt").read_text().split())
+                                    for s in ("train", "val", "test", "test_unseen")}})
+        items = procedural_eval_items(root, "test", model.config.encoder.image_size, limit=10_000)
+        result = evaluate(model, items, resolution=64, n_points=10_000)
+        heldin.append({"root": str(root), **result["summary"]})
+        log(f"held-in test ({root}): {result['summary']}")
+    return {"datasets": datasets, "heldin_test": heldin} if roots else {}

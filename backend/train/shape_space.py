@@ -1,0 +1,214 @@
+"""Two-stage training of the shape model: first the shape space, then the images mapped into it.
+
+The "image as stepping stone" idea of ISS applied to reconstruction (docs/training.md):
+
+1. **Shape codes** (`fit_shape_codes`): every training shape gets its own code, optimised
+   together with the SDF network against the shape's 3D samples (auto-decoding): clamped-L1 SDF
+   (or occupancy cross-entropy for data without distances), eikonal term, and a small pull
+   towards where the codes started (the encoder's mean prediction over the shape's views), so
+   the space stays the one the encoder already maps into.
+2. **Encoder** (`fit_encoder`): the image encoder learns to predict each view's shape code
+   (squared error), the earlier encoder's colour code (so the colour network still fits), the
+   viewpoint (sin/cos) and, with `ShapeSpaceConfig.azimuth_bins`, the azimuth sector.
+
+Regressing fixed codes costs a CNN pass per image and no field evaluation or rendering, so a CPU
+trains the encoder for many more images per minute than end-to-end training; and the codes it
+regresses reconstruct the training shapes far better than what end-to-end training reached
+(measured in docs/training.md). The SDF network keeps its architecture; the encoder may switch
+to ``pool="flatten"`` (its convolutions are kept, its heads start afresh).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backend.train.data import CachedShape, augment_crop
+from backend.train.losses import clamped_l1, viewpoint_loss
+
+
+@dataclass
+class ShapeSpaceConfig:
+    """Options of both stages (defaults: the run that made the committed CPU weights)."""
+
+    code_steps: int = 2500
+    """Stage 1 optimiser steps."""
+    code_batch: int = 32
+    """Shapes per stage-1 step."""
+    code_points: int = 1024
+    """3D samples per shape per stage-1 step."""
+    code_lr: float = 1e-3
+    """Adam step of the per-shape codes (cosine-decayed to 10 %)."""
+    decoder_lr: float = 1e-4
+    """Adam step of the SDF network (cosine-decayed to 10 %)."""
+    code_prior: float = 0.01
+    """Weight of the squared distance of each code from its starting point."""
+    sdf_weight: float = 3.0
+    sdf_clamp: float = 0.1
+    eikonal_weight: float = 0.1
+    encoder_steps: int = 6000
+    """Stage 2 optimiser steps."""
+    encoder_batch: int = 32
+    """Views per stage-2 step."""
+    encoder_lr: float = 1e-3
+    """Adam step of the encoder (100 warm-up steps, cosine-decayed to 5 %)."""
+    pool: str = "flatten"
+    """Encoder pooling of the trained model (`EncoderConfig.pool`)."""
+    azimuth_bins: int = 24
+    """Azimuth sectors of the encoder's classifier (`EncoderConfig.azimuth_bins`; 0 = none)."""
+    color_weight: float = 0.1
+    viewpoint_weight: float = 0.5
+    azimuth_weight: float = 0.5
+    azimuth_smoothing: float = 0.1
+    """Label smoothing of the azimuth classifier."""
+    seed: int = 0
+
+
+def shape_space_model(initial, config: ShapeSpaceConfig, log: Callable[[str], None] = print):
+    """A `ShapeModel` with ``initial``'s architecture except the encoder's pooling and azimuth
+    classifier from ``config``; every tensor whose shape still fits is copied from ``initial``."""
+    from backend.models.shape_model import ShapeModel
+
+    encoder = dataclasses.replace(initial.config.encoder, pool=config.pool, azimuth_bins=config.azimuth_bins)
+    model = ShapeModel(dataclasses.replace(initial.config, encoder=encoder))
+    state = model.state_dict()
+    for name, value in initial.state_dict().items():
+        if name in state and state[name].shape == value.shape:
+            state[name] = value.clone()
+    fresh = sorted({".".join(n.split(".")[:2]) for n in state if n not in initial.state_dict()
+                    or initial.state_dict()[n].shape != state[n].shape})
+    model.load_state_dict(state)
+    if fresh:
+        log(f"new parameters (trained from scratch): {', '.join(fresh)}")
+    return model.to(next(initial.parameters()).device)
+
+
+@torch.no_grad()
+def mean_view_codes(encoder, shapes: list[CachedShape]) -> torch.Tensor:
+    """[N, shape_dim] the encoder's shape code of every shape, averaged over its views."""
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    codes = torch.stack([encoder(torch.from_numpy(s.crops).to(device)).shape.mean(0) for s in shapes])
+    encoder.train(was_training)
+    return codes
+
+
+def _cosine(step: int, steps: int, floor: float) -> float:
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
+def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
+                    log: Callable[[str], None] = print) -> torch.Tensor:
+    """Stage 1: returns the [N, shape_dim] codes of ``shapes``; ``model.sdf_net`` is trained in
+    place. Shapes need 3D samples (SDF values or occupancy)."""
+    from backend.render.fields import sdf_and_gradient
+
+    missing = [s.name for s in shapes if s.sdf_points is None]
+    if missing:
+        raise ValueError(f"{len(missing)} shape(s) have no 3D samples to fit codes to, e.g. {missing[0]}")
+    device = next(model.parameters()).device
+    start = mean_view_codes(model.encoder, shapes)
+    codes = torch.nn.Parameter(start.clone())
+    count = min(len(s.sdf_points) for s in shapes)
+    points = torch.from_numpy(np.stack([s.sdf_points[:count] for s in shapes])).to(device)
+    has_sdf = torch.tensor([s.sdf is not None for s in shapes], device=device)
+    targets = torch.from_numpy(np.stack([
+        s.sdf[:count] if s.sdf is not None else s.occupancy[:count].astype(np.float32) for s in shapes])).to(device)
+    model.sdf_net.train().requires_grad_(True)
+    optimizer = torch.optim.Adam([{"params": [codes], "lr": config.code_lr},
+                                  {"params": model.sdf_net.parameters(), "lr": config.decoder_lr}])
+    generator = torch.Generator().manual_seed(config.seed)
+    batch = min(config.code_batch, len(shapes))
+    t0 = time.perf_counter()
+    for step in range(config.code_steps):
+        factor = _cosine(step, config.code_steps, 0.1)
+        optimizer.param_groups[0]["lr"] = config.code_lr * factor
+        optimizer.param_groups[1]["lr"] = config.decoder_lr * factor
+        rows = torch.randperm(len(shapes), generator=generator)[:batch].to(device)
+        pick = torch.randint(count, (batch, config.code_points), generator=generator).to(device)
+        p = torch.gather(points[rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3))
+        target = torch.gather(targets[rows], 1, pick)
+        code = codes[rows]
+        values, grad = sdf_and_gradient(lambda q: model.sdf(q, code), p, create_graph=True)
+        sdf_rows = has_sdf[rows]
+        fit = values.new_zeros(())
+        if bool(sdf_rows.any()):
+            fit = fit + config.sdf_weight * clamped_l1(values[sdf_rows], target[sdf_rows], config.sdf_clamp)
+        if bool((~sdf_rows).any()):  # occupancy logit = -sdf / 0.01, as in end-to-end training
+            fit = fit + torch.nn.functional.binary_cross_entropy_with_logits(
+                -values[~sdf_rows] / 0.01, target[~sdf_rows])
+        eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+        prior = ((code - start[rows]) ** 2).mean()
+        loss = fit + config.eikonal_weight * eikonal + config.code_prior * prior
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 250 == 0 or step + 1 == config.code_steps:
+            log(f"codes {step + 1}/{config.code_steps}: fit {float(fit.detach()):.4f} eikonal {float(eikonal.detach()):.4f} "
+                f"prior {float(prior.detach()):.4f} ({time.perf_counter() - t0:.0f} s)")
+    model.sdf_net.requires_grad_(False)
+    return codes.detach()
+
+
+def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: ShapeSpaceConfig,
+                teacher=None, log: Callable[[str], None] = print) -> None:
+    """Stage 2: train ``model.encoder`` in place to map every view of ``shapes`` to ``codes``
+    (and, when ``teacher`` -- an earlier encoder -- is given, to its colour codes)."""
+    device = next(model.parameters()).device
+    crops = np.concatenate([s.crops for s in shapes])
+    viewpoints = torch.from_numpy(np.concatenate([s.viewpoint for s in shapes])).to(device)
+    owner = torch.tensor(np.repeat(np.arange(len(shapes)), [len(s.crops) for s in shapes]), device=device)
+    colors = None
+    if teacher is not None and config.color_weight:
+        teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
+        with torch.no_grad():
+            colors = torch.cat([teacher(torch.from_numpy(crops[i:i + 256]).to(device)).color
+                                for i in range(0, len(crops), 256)])
+    encoder = model.encoder.train().requires_grad_(True)
+    has_view = encoder.view_head is not None
+    bins = model.config.encoder.azimuth_bins
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.encoder_lr)
+    rng = np.random.default_rng(config.seed)
+    batch = min(config.encoder_batch, len(crops))
+    t0 = time.perf_counter()
+    for step in range(config.encoder_steps):
+        optimizer.param_groups[0]["lr"] = (config.encoder_lr * min(1.0, (step + 1) / 100)
+                                           * _cosine(step, config.encoder_steps, 0.05))
+        rows = rng.choice(len(crops), batch, replace=False)
+        images = np.stack([augment_crop(crops[i], rng) for i in rows])
+        # the mirror image is the mirrored object seen from -azimuth (`mirror_sample`); the
+        # shape code stays: codes describe mirror-symmetric fields or are fitted as such
+        flip = rng.random(batch) < 0.5
+        images[flip] = images[flip][..., ::-1]
+        view = viewpoints[rows].clone()
+        flip_t = torch.from_numpy(flip).to(device)
+        view[flip_t, 0] *= -1.0
+        view[flip_t, 2] *= -1.0
+        out = encoder(torch.from_numpy(np.ascontiguousarray(images)).to(device))
+        rows_t = torch.from_numpy(rows).to(device)
+        code_loss = ((out.shape - codes[owner[rows_t]]) ** 2).sum(-1).mean()
+        loss = code_loss
+        if colors is not None:
+            loss = loss + config.color_weight * ((out.color - colors[rows_t]) ** 2).sum(-1).mean()
+        if has_view and config.viewpoint_weight:
+            loss = loss + config.viewpoint_weight * viewpoint_loss(out.viewpoint.sincos, view)
+        if bins and config.azimuth_weight:
+            sector = torch.remainder(torch.round(view[:, 0] / (2.0 * math.pi / bins)), bins).long()
+            loss = loss + config.azimuth_weight * torch.nn.functional.cross_entropy(
+                out.viewpoint.azimuth_logits, sector, label_smoothing=config.azimuth_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        optimizer.step()
+        if step % 250 == 0 or step + 1 == config.encoder_steps:
+            log(f"encoder {step + 1}/{config.encoder_steps}: code {float(code_loss.detach()):.4f} total {float(loss.detach()):.4f} "
+                f"({time.perf_counter() - t0:.0f} s)")
+    encoder.eval().requires_grad_(False)

@@ -1,0 +1,103 @@
+"""Two-stage shape-space training (backend/train/shape_space.py, scripts/train_shape_space.py) on
+the analytic test datasets of test_train_shape."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend.models.checkpoint import load_shape_model, save_shape_model
+from backend.models.shape_model import ShapeModel
+from backend.train.config import model_config
+from backend.train.data import ShapeViewDataset, procedural_source
+from backend.train.shape_space import (
+    ShapeSpaceConfig,
+    fit_encoder,
+    fit_shape_codes,
+    mean_view_codes,
+    shape_space_model,
+)
+from tests.test_train_shape import make_dataset
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "ds",
+                        {"train": [("ball", 0), ("crate", 0)], "test": [("ball", 1)]})
+
+
+@pytest.fixture(scope="module")
+def shapes(dataset):
+    return ShapeViewDataset([procedural_source(str(dataset), "train")], 32, sdf_points=2048, surface_points=1).shapes
+
+
+def _sdf_error(model, shapes, codes) -> float:
+    with torch.no_grad():
+        errors = [(model.sdf(torch.from_numpy(s.sdf_points)[None], codes[i:i + 1])[0] - torch.from_numpy(s.sdf))
+                  .abs().clamp(max=0.1).mean() for i, s in enumerate(shapes)]
+    return float(torch.stack(errors).mean())
+
+
+def test_fitted_codes_describe_the_training_shapes_better(shapes):
+    torch.manual_seed(0)
+    model = ShapeModel(model_config("tiny"))
+    start = mean_view_codes(model.encoder, shapes)
+    before = _sdf_error(model, shapes, start)
+    codes = fit_shape_codes(model, shapes, ShapeSpaceConfig(code_steps=150, code_batch=2, code_points=512,
+                                                            code_lr=3e-3, decoder_lr=1e-3), log=lambda _: None)
+    assert codes.shape == start.shape and not torch.equal(codes, start)
+    assert _sdf_error(model, shapes, codes) < 0.5 * before
+
+
+def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
+    torch.manual_seed(0)
+    initial = ShapeModel(model_config("tiny"))
+    config = ShapeSpaceConfig(encoder_steps=120, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=8)
+    model = shape_space_model(initial, config, log=lambda _: None)
+    assert model.config.encoder.pool == "flatten" and model.encoder.azimuth_head is not None
+    assert torch.equal(model.sdf_net.hidden[0].weight, initial.sdf_net.hidden[0].weight)  # the decoder is kept
+    codes = torch.randn(len(shapes), model.config.shape_dim) * 0.5
+
+    def code_error() -> float:
+        with torch.no_grad():
+            return float(torch.stack([((model.encode(torch.from_numpy(s.crops)).shape - codes[i]) ** 2).sum(-1).mean()
+                                      for i, s in enumerate(shapes)]).mean())
+
+    before = code_error()
+    fit_encoder(model, shapes, codes, config, teacher=initial.encoder, log=lambda _: None)
+    assert code_error() < 0.3 * before
+    with torch.no_grad():
+        views = torch.from_numpy(shapes[0].crops)
+        truth = torch.from_numpy(shapes[0].viewpoint[:, 0])
+        sector = torch.remainder(torch.round(truth / (2 * torch.pi / 8)), 8).long()
+        predicted = model.encode(views).viewpoint.azimuth_logits.argmax(-1)
+    assert (predicted == sector).float().mean() >= 0.75  # the classifier fits its training views
+
+
+def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
+    spec = importlib.util.spec_from_file_location("train_shape_space",
+                                                  Path(__file__).parents[1] / "scripts" / "train_shape_space.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    init = save_shape_model(tmp_path / "init", ShapeModel(model_config("tiny")), {"beta": 0.03})
+    run, out = tmp_path / "run", tmp_path / "out"
+    args = ["--data", str(dataset), "--init-from", str(init.manifest), "--run", str(run), "--export", str(out),
+            "--code-steps", "3", "--encoder-steps", "2", "--azimuth-bins", "6", "--threads", "1"]
+    assert script.main(args) == 0
+    assert (run / "codes.safetensors").exists() and (run / "stage1.json").exists()
+    model, meta = load_shape_model(out)
+    assert model.config.encoder.azimuth_bins == 6 and model.config.encoder.pool == "flatten"
+    assert meta["beta"] == 0.03 and meta["train_shapes"] == 2 and "codes_s" in meta["timings"]
+    assert meta["heldin_test"][0]["shapes"] == 1 and "--code-steps 3" in meta["command"]
+    stage1, _ = load_shape_model(run / "stage1")
+    assert script.main(args) == 0  # stage 1 is reused: the decoder is the stored one
+    again, meta2 = load_shape_model(out)
+    assert meta2["timings"]["codes_s"] == meta["timings"]["codes_s"]  # stage 1's time is carried over
+    assert torch.equal(again.sdf_net.hidden[0].weight, stage1.sdf_net.hidden[0].weight)
