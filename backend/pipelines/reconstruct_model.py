@@ -98,13 +98,13 @@ class ModelPreset:
 PRESETS = {
     "preview": ModelPreset(refine_steps=4, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
                            preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256,
-                           azimuth_hypotheses=4, carve_margin=0.02),
-    "default": ModelPreset(refine_steps=30, refine_rays=384, refine_samples=32, target_size=64, preview_every=10,
+                           azimuth_hypotheses=2, carve_margin=0.02),
+    "default": ModelPreset(refine_steps=10, refine_rays=384, refine_samples=32, target_size=64, preview_every=5,
                            preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
-                           azimuth_hypotheses=8, carve_margin=0.02),
+                           azimuth_hypotheses=2, carve_margin=0.02),
     "high": ModelPreset(refine_steps=100, refine_rays=768, refine_samples=48, target_size=96, preview_every=20,
                         preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
-                        azimuth_hypotheses=12, carve_margin=0.02),
+                        azimuth_hypotheses=2, carve_margin=0.02),
 }
 
 
