@@ -3,7 +3,6 @@ the analytic test datasets of test_train_shape."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from pathlib import Path
 
