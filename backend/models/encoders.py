@@ -21,6 +21,12 @@ BACKBONES = ("small_cnn", "resnet18", "resnet34")
 POOLS = ("mean", "flatten")
 """Values accepted by `EncoderConfig.pool`."""
 
+def spread_azimuths(start: torch.Tensor, count: int) -> torch.Tensor:
+    """[B, count] azimuths: ``start`` [B] and ``count - 1`` more spread evenly round the circle."""
+    steps = torch.arange(count, dtype=start.dtype, device=start.device)
+    return start.unsqueeze(-1) + steps * (2.0 * math.pi / count)
+
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -79,8 +85,7 @@ class Viewpoint:
             bins = self.azimuth_logits.shape[-1]
             top = self.azimuth_logits.topk(min(count, bins), dim=-1).indices
             return top.to(self.azimuth.dtype) * (2.0 * math.pi / bins)
-        steps = torch.arange(count, dtype=self.azimuth.dtype, device=self.azimuth.device)
-        return self.azimuth.unsqueeze(-1) + steps * (2.0 * math.pi / count)
+        return spread_azimuths(self.azimuth, count)
 
 
 @dataclass

@@ -264,6 +264,7 @@ class ModelReconstructPipeline(Pipeline):
         """Fit one shape/colour code and per-view cameras to the views; returns the result dict."""
         import torch
 
+        from backend.models.encoders import spread_azimuths
         from backend.render.volsdf import VolSDFConfig, volsdf_render
         from backend.train.losses import mirror_asymmetry, soft_iou_loss
 
@@ -279,7 +280,7 @@ class ModelReconstructPipeline(Pipeline):
             azimuths = codes.viewpoint.azimuth_candidates(count)
         else:
             angles = torch.tensor([[0.0, math.radians(15.0), 0.0]], device=dev).expand(n, 3)
-            azimuths = torch.arange(count, device=dev).expand(n, count) * (2.0 * math.pi / count)
+            azimuths = spread_azimuths(angles[:, 0], count)
         angles = angles.detach().clone()
         size = preset.target_size
         target_mask = torch.from_numpy(np.stack([v.mask for v in views])).to(dev).reshape(n, -1)

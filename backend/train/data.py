@@ -174,6 +174,11 @@ def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(1.0 - (1.0 - out) * contrast, 0.0, 1.0).astype(np.float32)
 
 
+MIRROR_VIEWPOINT = np.array([-1.0, 1.0, -1.0], np.float32)
+"""Factors that turn a viewpoint (azimuth, elevation, roll) into the one that sees the left-right
+flipped picture (`mirror_sample`)."""
+
+
 def mirror_sample(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The batch entry of the mirror world x -> -x: the input picture flipped left-right is what
     a camera at azimuth -az (roll -roll) sees of the mirrored object, so every 3D quantity gets
@@ -181,7 +186,7 @@ def mirror_sample(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     moves to the other side). Doubles the distinct inputs of every shape at no rendering cost."""
     out = dict(sample)
     out["images"] = np.ascontiguousarray(sample["images"][:, :, ::-1])
-    out["viewpoint"] = sample["viewpoint"] * np.array([-1.0, 1.0, -1.0], np.float32)
+    out["viewpoint"] = sample["viewpoint"] * MIRROR_VIEWPOINT
     flip = np.array([-1.0, 1.0, 1.0], np.float32)
     for key in ("origins", "directions", "normals", "sdf_points", "surface_points"):
         out[key] = sample[key] * flip

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.train.data import CachedShape, augment_crop
+from backend.train.data import MIRROR_VIEWPOINT, CachedShape, augment_crop
 from backend.train.losses import clamped_l1, viewpoint_loss
+from backend.train.trainer import cosine_decay
 
 
 @dataclass
@@ -78,12 +79,11 @@ def shape_space_model(initial, config: ShapeSpaceConfig, log: Callable[[str], No
 
     encoder = dataclasses.replace(initial.config.encoder, pool=config.pool, azimuth_bins=config.azimuth_bins)
     model = ShapeModel(dataclasses.replace(initial.config, encoder=encoder))
-    state = model.state_dict()
-    for name, value in initial.state_dict().items():
+    state, given = model.state_dict(), initial.state_dict()
+    for name, value in given.items():
         if name in state and state[name].shape == value.shape:
             state[name] = value.clone()
-    fresh = sorted({".".join(n.split(".")[:2]) for n in state if n not in initial.state_dict()
-                    or initial.state_dict()[n].shape != state[n].shape})
+    fresh = sorted({".".join(n.split(".")[:2]) for n in state if n not in given or given[n].shape != state[n].shape})
     model.load_state_dict(state)
     if fresh:
         log(f"new parameters (trained from scratch): {', '.join(fresh)}")
@@ -99,10 +99,6 @@ def mean_view_codes(encoder, shapes: list[CachedShape]) -> torch.Tensor:
     codes = torch.stack([encoder(torch.from_numpy(s.crops).to(device)).shape.mean(0) for s in shapes])
     encoder.train(was_training)
     return codes
-
-
-def _cosine(step: int, steps: int, floor: float) -> float:
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
 
 
 def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
@@ -129,7 +125,7 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
     batch = min(config.code_batch, len(shapes))
     t0 = time.perf_counter()
     for step in range(config.code_steps):
-        factor = _cosine(step, config.code_steps, 0.1)
+        factor = cosine_decay(step / max(1, config.code_steps), 0.1)
         optimizer.param_groups[0]["lr"] = config.code_lr * factor
         optimizer.param_groups[1]["lr"] = config.decoder_lr * factor
         rows = torch.randperm(len(shapes), generator=generator)[:batch].to(device)
@@ -181,17 +177,14 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
     t0 = time.perf_counter()
     for step in range(config.encoder_steps):
         optimizer.param_groups[0]["lr"] = (config.encoder_lr * min(1.0, (step + 1) / 100)
-                                           * _cosine(step, config.encoder_steps, 0.05))
+                                           * cosine_decay(step / max(1, config.encoder_steps), 0.05))
         rows = rng.choice(len(crops), batch, replace=False)
         images = np.stack([augment_crop(crops[i], rng) for i in rows])
         # the mirror image is the mirrored object seen from -azimuth (`mirror_sample`); the
         # shape code stays: codes describe mirror-symmetric fields or are fitted as such
         flip = rng.random(batch) < 0.5
         images[flip] = images[flip][..., ::-1]
-        view = viewpoints[rows].clone()
-        flip_t = torch.from_numpy(flip).to(device)
-        view[flip_t, 0] *= -1.0
-        view[flip_t, 2] *= -1.0
+        view = viewpoints[rows] * torch.from_numpy(np.where(flip[:, None], MIRROR_VIEWPOINT, 1.0)).to(device)
         out = encoder(torch.from_numpy(np.ascontiguousarray(images)).to(device))
         rows_t = torch.from_numpy(rows).to(device)
         code_loss = ((out.shape - codes[owner[rows_t]]) ** 2).sum(-1).mean()

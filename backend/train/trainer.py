@@ -40,6 +40,11 @@ def set_threads(requested: int) -> int:
     return threads
 
 
+def cosine_decay(progress: float, final: float) -> float:
+    """Share of the base learning rate at ``progress`` (0..1) of a cosine decay from 1 to ``final``."""
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Linear warm-up, then constant or (``lr_schedule="cosine"``) cosine decay to
     ``lr * lr_final`` at ``config.steps``."""
@@ -48,7 +53,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     if config.lr_schedule == "cosine":
         span = max(1, config.steps - config.warmup_steps)
         progress = min(1.0, (step - config.warmup_steps) / span)
-        return config.lr * (config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return config.lr * cosine_decay(progress, config.lr_final)
     return config.lr
 
 
