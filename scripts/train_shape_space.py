@@ -7,6 +7,8 @@ SDF network, then train the image encoder to predict those codes (backend/train/
 
 Stage 1 is saved in the run directory (``stage1.*``: the model with its fitted SDF network, and
 ``codes.safetensors``); running the same command again skips it and trains the encoder anew.
+Shapes generated into the datasets since then get codes of their own, fitted with the SDF
+network frozen, before the encoder trains on all of them.
 ``--export`` receives the final model with the command, the data's settings and its held-in test
 scores in its metadata. See docs/training.md.
 """
@@ -85,12 +87,24 @@ def run(args, config, command: str) -> None:
     if codes_file.exists() and (run_dir / "stage1.json").exists():
         model, stage1_metadata = load_shape_model(stage1, device=args.device)
         timings.update(stage1_metadata.get("timings", {}))
-        stored = load_file(str(codes_file))
-        stored_names = (run_dir / "codes_names.txt").read_text().split("\n")
-        if stored_names != names:
-            raise SystemExit(f"{codes_file} was fitted to other shapes; remove {run_dir} to start over")
-        codes = stored["codes"].to(args.device)
+        stored = dict(zip((run_dir / "codes_names.txt").read_text().split("\n"),
+                          load_file(str(codes_file))["codes"].to(args.device)))
+        gone = [n for n in stored if n not in set(names)]
+        if gone:
+            raise SystemExit(f"{codes_file} was fitted to shapes these datasets lack (e.g. {gone[0]}); "
+                             f"remove {run_dir} to start over")
         print(f"stage 1 reused from {run_dir}", flush=True)
+        added = [s for s in shapes if s.name not in stored]
+        if added:  # the dataset grew since stage 1: fit codes for the new shapes, network frozen
+            print(f"fitting codes for {len(added)} shapes added since stage 1", flush=True)
+            t1 = time.perf_counter()
+            stored.update(zip([s.name for s in added], fit_shape_codes(model, added, config, log=log,
+                                                                        train_decoder=False)))
+            timings["added_codes_s"] = round(time.perf_counter() - t1, 1)
+            timings["added_shapes"] = len(added)
+            save_file({"codes": torch.stack([stored[n] for n in names]).cpu().contiguous()}, str(codes_file))
+            (run_dir / "codes_names.txt").write_text("\n".join(names))
+        codes = torch.stack([stored[n] for n in names])
     else:
         model = initial
         t1 = time.perf_counter()

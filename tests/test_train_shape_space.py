@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from backend.models.checkpoint import load_shape_model, save_shape_model
 from backend.models.shape_model import ShapeModel
@@ -20,7 +21,7 @@ from backend.train.shape_space import (
     mean_view_codes,
     shape_space_model,
 )
-from tests.test_train_shape import make_dataset
+from tests.test_train_shape import make_dataset, write_shape
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -52,6 +53,18 @@ def test_fitted_codes_describe_the_training_shapes_better(shapes):
                                                             code_lr=3e-3, decoder_lr=1e-3), log=lambda _: None)
     assert codes.shape == start.shape and not torch.equal(codes, start)
     assert _sdf_error(model, shapes, codes) < 0.5 * before
+
+
+def test_codes_of_added_shapes_fit_with_the_network_frozen(shapes):
+    torch.manual_seed(0)
+    model = ShapeModel(model_config("tiny"))
+    config = ShapeSpaceConfig(code_steps=150, code_batch=2, code_points=512, code_lr=3e-3, decoder_lr=1e-3)
+    fit_shape_codes(model, shapes, config, log=lambda _: None)  # a network that has learnt these shapes
+    weights = {k: v.clone() for k, v in model.sdf_net.state_dict().items()}
+    start = mean_view_codes(model.encoder, shapes)
+    codes = fit_shape_codes(model, shapes, config, log=lambda _: None, train_decoder=False)
+    assert all(torch.equal(v, weights[k]) for k, v in model.sdf_net.state_dict().items())
+    assert _sdf_error(model, shapes, codes) < 0.8 * _sdf_error(model, shapes, start)
 
 
 def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
@@ -100,3 +113,35 @@ def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
     again, meta2 = load_shape_model(out)
     assert meta2["timings"]["codes_s"] == meta["timings"]["codes_s"]  # stage 1's time is carried over
     assert torch.equal(again.sdf_net.hidden[0].weight, stage1.sdf_net.hidden[0].weight)
+
+
+def test_script_fits_codes_for_shapes_added_since_stage_one(tmp_path):
+    spec = importlib.util.spec_from_file_location("train_shape_space",
+                                                  Path(__file__).parents[1] / "scripts" / "train_shape_space.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = make_dataset(tmp_path / "ds", {"train": [("ball", 0), ("crate", 0)], "test": [("ball", 1)]})
+    torch.manual_seed(0)
+    init = save_shape_model(tmp_path / "init", ShapeModel(model_config("tiny")), {"beta": 0.03})
+    run, out = tmp_path / "run", tmp_path / "out"
+    args = ["--data", str(data), "--init-from", str(init.manifest), "--run", str(run), "--export", str(out),
+            "--code-steps", "3", "--encoder-steps", "2", "--threads", "1"]
+    assert script.main(args) == 0
+    stage1, _ = load_shape_model(run / "stage1")
+    first = dict(zip((run / "codes_names.txt").read_text().split("\n"), load_file(str(run / "codes.safetensors"))["codes"]))
+
+    write_shape(data, "crate", 2, 3, 32)  # the dataset grows: one more training shape
+    with open(data / "splits" / "train.txt", "a") as f:
+        f.write("crate/crate_000002\n")
+    assert script.main(args) == 0
+    names = (run / "codes_names.txt").read_text().split("\n")
+    codes = dict(zip(names, load_file(str(run / "codes.safetensors"))["codes"]))
+    assert sorted(names) == sorted([*first, "crate/crate_000002"])
+    assert all(torch.equal(codes[n], first[n]) for n in first)  # earlier codes are kept as they were
+    model, meta = load_shape_model(out)
+    assert meta["train_shapes"] == 3 and meta["timings"]["added_shapes"] == 1
+    assert torch.equal(model.sdf_net.hidden[0].weight, stage1.sdf_net.hidden[0].weight)  # the network stays
+
+    (data / "splits" / "train.txt").write_text("ball/ball_000000\n")  # a shape of stage 1 is gone
+    with pytest.raises(SystemExit, match="remove"):
+        script.main(args)

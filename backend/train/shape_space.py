@@ -102,9 +102,11 @@ def mean_view_codes(encoder, shapes: list[CachedShape]) -> torch.Tensor:
 
 
 def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
-                    log: Callable[[str], None] = print) -> torch.Tensor:
+                    log: Callable[[str], None] = print, train_decoder: bool = True) -> torch.Tensor:
     """Stage 1: returns the [N, shape_dim] codes of ``shapes``; ``model.sdf_net`` is trained in
-    place. Shapes need 3D samples (SDF values or occupancy)."""
+    place, or with ``train_decoder=False`` left as it is (codes for shapes added to a dataset
+    after stage 1, in the space the other codes already live in). Shapes need 3D samples (SDF
+    values or occupancy)."""
     from backend.render.fields import sdf_and_gradient
 
     missing = [s.name for s in shapes if s.sdf_points is None]
@@ -118,22 +120,28 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
     has_sdf = torch.tensor([s.sdf is not None for s in shapes], device=device)
     targets = torch.from_numpy(np.stack([
         s.sdf[:count] if s.sdf is not None else s.occupancy[:count].astype(np.float32) for s in shapes])).to(device)
-    model.sdf_net.train().requires_grad_(True)
-    optimizer = torch.optim.Adam([{"params": [codes], "lr": config.code_lr},
-                                  {"params": model.sdf_net.parameters(), "lr": config.decoder_lr}])
+    model.sdf_net.train().requires_grad_(train_decoder)
+    groups = [{"params": [codes], "lr": config.code_lr}]
+    if train_decoder:
+        groups.append({"params": model.sdf_net.parameters(), "lr": config.decoder_lr})
+    optimizer = torch.optim.Adam(groups)
     generator = torch.Generator().manual_seed(config.seed)
     batch = min(config.code_batch, len(shapes))
     t0 = time.perf_counter()
     for step in range(config.code_steps):
         factor = cosine_decay(step / max(1, config.code_steps), 0.1)
-        optimizer.param_groups[0]["lr"] = config.code_lr * factor
-        optimizer.param_groups[1]["lr"] = config.decoder_lr * factor
+        for group, lr in zip(optimizer.param_groups, (config.code_lr, config.decoder_lr)):
+            group["lr"] = lr * factor
         rows = torch.randperm(len(shapes), generator=generator)[:batch].to(device)
         pick = torch.randint(count, (batch, config.code_points), generator=generator).to(device)
         p = torch.gather(points[rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3))
         target = torch.gather(targets[rows], 1, pick)
         code = codes[rows]
-        values, grad = sdf_and_gradient(lambda q: model.sdf(q, code), p, create_graph=True)
+        # the eikonal term shapes the network; a frozen one needs neither it nor the double backward
+        if train_decoder:
+            values, grad = sdf_and_gradient(lambda q: model.sdf(q, code), p, create_graph=True)
+        else:
+            values, grad = model.sdf(p, code), None
         sdf_rows = has_sdf[rows]
         fit = values.new_zeros(())
         if bool(sdf_rows.any()):
@@ -141,7 +149,7 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
         if bool((~sdf_rows).any()):  # occupancy logit = -sdf / 0.01, as in end-to-end training
             fit = fit + torch.nn.functional.binary_cross_entropy_with_logits(
                 -values[~sdf_rows] / 0.01, target[~sdf_rows])
-        eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+        eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean() if grad is not None else values.new_zeros(())
         prior = ((code - start[rows]) ** 2).mean()
         loss = fit + config.eikonal_weight * eikonal + config.code_prior * prior
         optimizer.zero_grad(set_to_none=True)
