@@ -22,7 +22,9 @@ from backend.train.data import (
     ShapeViewDataset,
     augment_crop,
     mirror_sample,
+    permute_channels,
     procedural_source,
+    rescale_crops,
     viewpoint_from_extrinsics,
 )
 from backend.train.evaluate import evaluate, procedural_eval_items
@@ -240,6 +242,29 @@ def test_augmented_inputs_are_shifted_and_rescaled_but_keep_a_white_background()
     assert len(seen_shift) > 5 and len(seen_contrast) > 5
     same = [augment_crop(crop, np.random.default_rng(7)) for _ in range(2)]
     assert np.array_equal(*same)
+
+
+def test_rescaled_inputs_zoom_about_the_centre_over_white():
+    crop = np.ones((1, 3, 32, 32), np.float32)
+    crop[0, :, 12:20, 12:20] = 0.3
+    big, small = rescale_crops(np.concatenate([crop, crop]), np.array([2.0, 0.5]))
+    for image, side in ((big, 16), (small, 4)):
+        dark = np.argwhere(image[0] < 0.5)
+        (y0, x0), (y1, x1) = dark.min(0), dark.max(0)
+        assert abs((y1 - y0 + 1) - side) <= 1 and abs((x1 - x0 + 1) - side) <= 1
+        assert abs((y0 + y1) / 2 - 15.5) <= 0.5 and abs((x0 + x1) / 2 - 15.5) <= 0.5
+        assert image[:, 0, 0] == pytest.approx([1.0, 1.0, 1.0])  # white stays white, also off the edge
+    assert np.allclose(rescale_crops(crop, np.array([1.0])), crop, atol=1e-5)
+
+
+def test_channel_permutation_swaps_colours_of_about_the_given_share():
+    crops = np.zeros((400, 3, 4, 4), np.float32)
+    crops[:, 0], crops[:, 1], crops[:, 2] = 0.1, 0.5, 0.9
+    out, changed = permute_channels(crops, np.random.default_rng(0), 0.75)
+    assert 0.65 < changed.mean() < 0.85
+    assert np.array_equal(out[~changed], crops[~changed])
+    assert np.allclose(np.sort(out[:, :, 0, 0], axis=1), [0.1, 0.5, 0.9])  # the same colours, reordered
+    assert (out[changed][:, 0, 0, 0] != 0.1).mean() > 0.5
 
 
 def test_learning_rate_schedules():

@@ -70,7 +70,8 @@ def test_codes_of_added_shapes_fit_with_the_network_frozen(shapes):
 def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
     torch.manual_seed(0)
     initial = ShapeModel(model_config("tiny"))
-    config = ShapeSpaceConfig(encoder_steps=120, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=8)
+    config = ShapeSpaceConfig(encoder_steps=120, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=8,
+                              feature_dropout=0.1)
     model = shape_space_model(initial, config, log=lambda _: None)
     assert model.config.encoder.pool == "flatten" and model.encoder.azimuth_head is not None
     assert torch.equal(model.sdf_net.hidden[0].weight, initial.sdf_net.hidden[0].weight)  # the decoder is kept
@@ -84,6 +85,7 @@ def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
     before = code_error()
     fit_encoder(model, shapes, codes, config, teacher=initial.encoder, log=lambda _: None)
     assert code_error() < 0.3 * before
+    assert model.encoder.feature_dropout.p == 0.0  # dropout acts only while training
     with torch.no_grad():
         views = torch.from_numpy(shapes[0].crops)
         truth = torch.from_numpy(shapes[0].viewpoint[:, 0])

@@ -187,12 +187,15 @@ class ImageEncoder(nn.Module):
             raise ValueError("azimuth_bins needs viewpoint_head=True")
         self.azimuth_head = (ResidualHead(feature_dim, config.azimuth_bins, config.head_hidden)
                              if config.azimuth_bins else None)
+        self.feature_dropout = nn.Dropout(0.0)
+        """Dropout on the backbone features; a trainer sets its rate (no parameters, no config:
+        it acts only while training)."""
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> ShapeCodes:
         check_images(images)
-        features = self.backbone((images - self.mean) / self.std)
+        features = self.feature_dropout(self.backbone((images - self.mean) / self.std))
         viewpoint = None
         if self.view_head is not None:
             sincos = nn.functional.normalize(self.view_head(features).view(-1, 3, 2), dim=-1)

@@ -174,6 +174,29 @@ def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(1.0 - (1.0 - out) * contrast, 0.0, 1.0).astype(np.float32)
 
 
+def rescale_crops(crops: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """[B, 3, S, S] encoder inputs (object over white) zoomed about their centre by ``scales``
+    [B] (> 1 enlarges the object; white fills in where a shrunk picture leaves room)."""
+    images = torch.from_numpy(np.ascontiguousarray(crops))
+    theta = torch.zeros(len(crops), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.from_numpy(1.0 / np.asarray(scales, np.float32))
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    # zero padding of the distance from white is white padding of the picture
+    return (1.0 - torch.nn.functional.grid_sample(1.0 - images, grid, align_corners=False)).numpy()
+
+
+def permute_channels(crops: np.ndarray, rng: np.random.Generator, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Swap the colour channels of about ``share`` of [B, 3, S, S] inputs in a random order each;
+    returns the images and which ones changed. The procedural renders give every training shape
+    one colour in all its views, so without this the encoder can tell shapes apart by colour and
+    learn codes by heart instead of from the shape (measured in docs/training.md)."""
+    out = crops.copy()
+    changed = rng.random(len(crops)) < share
+    for i in np.nonzero(changed)[0]:
+        out[i] = crops[i][rng.permutation(3)]
+    return out, changed
+
+
 MIRROR_VIEWPOINT = np.array([-1.0, 1.0, -1.0], np.float32)
 """Factors that turn a viewpoint (azimuth, elevation, roll) into the one that sees the left-right
 flipped picture (`mirror_sample`)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.train.data import MIRROR_VIEWPOINT, CachedShape, augment_crop
+from backend.train.data import MIRROR_VIEWPOINT, CachedShape, augment_crop, permute_channels, rescale_crops
 from backend.train.losses import clamped_l1, viewpoint_loss
 from backend.train.trainer import cosine_decay
 
@@ -59,7 +59,16 @@ class ShapeSpaceConfig:
     encoder_batch: int = 32
     """Views per stage-2 step."""
     encoder_lr: float = 1e-3
-    """Adam step of the encoder (100 warm-up steps, cosine-decayed to 5 %)."""
+    """AdamW step of the encoder (100 warm-up steps, cosine-decayed to 5 %)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay of the encoder."""
+    feature_dropout: float = 0.3
+    """Dropout on the backbone features while the encoder trains (`ImageEncoder.feature_dropout`)."""
+    scale_jitter: float = 0.1
+    """Training inputs are zoomed by a random factor in [1 - this, 1 + this] (`rescale_crops`)."""
+    channel_swap: float = 0.8
+    """Share of training inputs whose colour channels are shuffled (`permute_channels`); their
+    colour codes are not supervised."""
     pool: str = "flatten"
     """Encoder pooling of the trained model (`EncoderConfig.pool`)."""
     azimuth_bins: int = 24
@@ -179,7 +188,8 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
     encoder = model.encoder.train().requires_grad_(True)
     has_view = encoder.view_head is not None
     bins = model.config.encoder.azimuth_bins
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.encoder_lr)
+    encoder.feature_dropout.p = config.feature_dropout
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.encoder_lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     batch = min(config.encoder_batch, len(crops))
     t0 = time.perf_counter()
@@ -188,6 +198,9 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
                                            * cosine_decay(step / max(1, config.encoder_steps), 0.05))
         rows = rng.choice(len(crops), batch, replace=False)
         images = np.stack([augment_crop(crops[i], rng) for i in rows])
+        if config.scale_jitter:
+            images = rescale_crops(images, rng.uniform(1.0 - config.scale_jitter, 1.0 + config.scale_jitter, batch))
+        images, swapped = permute_channels(images, rng, config.channel_swap)
         # the mirror image is the mirrored object seen from -azimuth (`mirror_sample`); the
         # shape code stays: codes describe mirror-symmetric fields or are fitted as such
         flip = rng.random(batch) < 0.5
@@ -197,8 +210,9 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         rows_t = torch.from_numpy(rows).to(device)
         code_loss = ((out.shape - codes[owner[rows_t]]) ** 2).sum(-1).mean()
         loss = code_loss
-        if colors is not None:
-            loss = loss + config.color_weight * ((out.color - colors[rows_t]) ** 2).sum(-1).mean()
+        if colors is not None and not swapped.all():
+            kept = torch.from_numpy(~swapped).to(device)
+            loss = loss + config.color_weight * ((out.color[kept] - colors[rows_t[kept]]) ** 2).sum(-1).mean()
         if has_view and config.viewpoint_weight:
             loss = loss + config.viewpoint_weight * viewpoint_loss(out.viewpoint.sincos, view)
         if bins and config.azimuth_weight:
@@ -212,4 +226,5 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         if step % 250 == 0 or step + 1 == config.encoder_steps:
             log(f"encoder {step + 1}/{config.encoder_steps}: code {float(code_loss.detach()):.4f} total {float(loss.detach()):.4f} "
                 f"({time.perf_counter() - t0:.0f} s)")
+    encoder.feature_dropout.p = 0.0
     encoder.eval().requires_grad_(False)
