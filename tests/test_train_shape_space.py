@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -70,8 +71,9 @@ def test_codes_of_added_shapes_fit_with_the_network_frozen(shapes):
 def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
     torch.manual_seed(0)
     initial = ShapeModel(model_config("tiny"))
-    config = ShapeSpaceConfig(encoder_steps=120, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=8,
-                              feature_dropout=0.1)
+    # without the regularisation, which slows fitting so few steps (tested on its own below)
+    config = ShapeSpaceConfig(encoder_steps=200, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=8,
+                              weight_decay=0.0, feature_dropout=0.0, scale_jitter=0.0, channel_swap=0.0)
     model = shape_space_model(initial, config, log=lambda _: None)
     assert model.config.encoder.pool == "flatten" and model.encoder.azimuth_head is not None
     assert torch.equal(model.sdf_net.hidden[0].weight, initial.sdf_net.hidden[0].weight)  # the decoder is kept
@@ -85,13 +87,30 @@ def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
     before = code_error()
     fit_encoder(model, shapes, codes, config, teacher=initial.encoder, log=lambda _: None)
     assert code_error() < 0.3 * before
-    assert model.encoder.feature_dropout.p == 0.0  # dropout acts only while training
     with torch.no_grad():
-        views = torch.from_numpy(shapes[0].crops)
-        truth = torch.from_numpy(shapes[0].viewpoint[:, 0])
+        views = torch.from_numpy(np.concatenate([s.crops for s in shapes]))
+        truth = torch.from_numpy(np.concatenate([s.viewpoint[:, 0] for s in shapes]))
         sector = torch.remainder(torch.round(truth / (2 * torch.pi / 8)), 8).long()
         predicted = model.encode(views).viewpoint.azimuth_logits.argmax(-1)
-    assert (predicted == sector).float().mean() >= 0.75  # the classifier fits its training views
+    assert (predicted == sector).float().mean() >= 0.8  # the classifier fits its training views
+
+
+def test_regularised_encoder_still_learns_the_codes(shapes):
+    torch.manual_seed(0)
+    config = ShapeSpaceConfig(encoder_steps=150, encoder_batch=8, encoder_lr=3e-3, pool="flatten", azimuth_bins=0)
+    assert config.feature_dropout > 0 and config.channel_swap > 0 and config.scale_jitter > 0
+    model = shape_space_model(ShapeModel(model_config("tiny")), config, log=lambda _: None)
+    codes = torch.randn(len(shapes), model.config.shape_dim) * 0.5
+
+    def code_error() -> float:
+        with torch.no_grad():
+            return float(torch.stack([((model.encode(torch.from_numpy(s.crops)).shape - codes[i]) ** 2).sum(-1).mean()
+                                      for i, s in enumerate(shapes)]).mean())
+
+    before = code_error()
+    fit_encoder(model, shapes, codes, config, teacher=model.encoder, log=lambda _: None)
+    assert code_error() < 0.5 * before
+    assert model.encoder.feature_dropout.p == 0.0 and not model.encoder.training  # dropout acts only while training
 
 
 def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
