@@ -1,0 +1,34 @@
+"""Mesh cleanup (backend/geometry/mesh_ops.py)."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from backend.errors import PipelineError
+from backend.geometry.mesh_ops import clean_mesh
+
+
+def _spheres(*parts: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh of separate spheres, each given as (radius, x offset)."""
+    meshes = [trimesh.creation.icosphere(subdivisions=2, radius=r).apply_translation([x, 0.0, 0.0]) for r, x in parts]
+    mesh = trimesh.util.concatenate(meshes)
+    return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32)
+
+
+def _count_parts(vertices, faces) -> int:
+    return len(trimesh.Trimesh(vertices, faces, process=False).split(only_watertight=False))
+
+
+def test_small_real_parts_stay_and_crumbs_go():
+    # areas relative to the body: a leg-sized piece 1 %, a crumb 0.01 %
+    vertices, faces = _spheres((0.5, 0.0), (0.05, 1.0), (0.005, -1.0))
+    cleaned_v, cleaned_f = clean_mesh(vertices, faces)
+    assert _count_parts(cleaned_v, cleaned_f) == 2
+    assert cleaned_v[:, 0].max() > 0.9 and cleaned_v[:, 0].min() > -0.6  # the piece at +1 stays, the crumb at -1 goes
+    assert cleaned_v.dtype == np.float32 and cleaned_f.dtype == np.int32
+    assert _count_parts(*clean_mesh(vertices, faces, keep_fraction=0.05)) == 1
+
+
+def test_an_empty_surface_is_a_named_error():
+    with pytest.raises(PipelineError, match="empty"):
+        clean_mesh(np.zeros((3, 3), np.float32), np.array([[0, 0, 0]], np.int32))
