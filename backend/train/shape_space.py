@@ -37,7 +37,10 @@ from backend.train.trainer import cosine_decay
 
 @dataclass
 class ShapeSpaceConfig:
-    """Options of both stages (defaults: the run that made the committed CPU weights)."""
+    """Options of both stages. The defaults are the fifth session's run that made the committed
+    CPU weights, plus the stage-2 regularisation added in the sixth (`weight_decay`,
+    `feature_dropout`, `scale_jitter`, `channel_swap`; docs/training.md), which that run did
+    not have."""
 
     code_steps: int = 2500
     """Stage 1 optimiser steps."""
