@@ -45,6 +45,13 @@ def _sdf_error(model, shapes, codes) -> float:
     return float(torch.stack(errors).mean())
 
 
+def _code_error(model, shapes, codes) -> float:
+    """Mean squared error of the encoder's codes over every view of ``shapes``."""
+    with torch.no_grad():
+        return float(torch.stack([((model.encode(torch.from_numpy(s.crops)).shape - codes[i]) ** 2).sum(-1).mean()
+                                  for i, s in enumerate(shapes)]).mean())
+
+
 def test_fitted_codes_describe_the_training_shapes_better(shapes):
     torch.manual_seed(0)
     model = ShapeModel(model_config("tiny"))
@@ -79,14 +86,9 @@ def test_encoder_learns_to_predict_the_codes_and_the_azimuth_sector(shapes):
     assert torch.equal(model.sdf_net.hidden[0].weight, initial.sdf_net.hidden[0].weight)  # the decoder is kept
     codes = torch.randn(len(shapes), model.config.shape_dim) * 0.5
 
-    def code_error() -> float:
-        with torch.no_grad():
-            return float(torch.stack([((model.encode(torch.from_numpy(s.crops)).shape - codes[i]) ** 2).sum(-1).mean()
-                                      for i, s in enumerate(shapes)]).mean())
-
-    before = code_error()
+    before = _code_error(model, shapes, codes)
     fit_encoder(model, shapes, codes, config, teacher=initial.encoder, log=lambda _: None)
-    assert code_error() < 0.3 * before
+    assert _code_error(model, shapes, codes) < 0.3 * before
     with torch.no_grad():
         views = torch.from_numpy(np.concatenate([s.crops for s in shapes]))
         truth = torch.from_numpy(np.concatenate([s.viewpoint[:, 0] for s in shapes]))
@@ -102,14 +104,9 @@ def test_regularised_encoder_still_learns_the_codes(shapes):
     model = shape_space_model(ShapeModel(model_config("tiny")), config, log=lambda _: None)
     codes = torch.randn(len(shapes), model.config.shape_dim) * 0.5
 
-    def code_error() -> float:
-        with torch.no_grad():
-            return float(torch.stack([((model.encode(torch.from_numpy(s.crops)).shape - codes[i]) ** 2).sum(-1).mean()
-                                      for i, s in enumerate(shapes)]).mean())
-
-    before = code_error()
+    before = _code_error(model, shapes, codes)
     fit_encoder(model, shapes, codes, config, teacher=model.encoder, log=lambda _: None)
-    assert code_error() < 0.5 * before
+    assert _code_error(model, shapes, codes) < 0.5 * before
     assert model.encoder.feature_dropout.p == 0.0 and not model.encoder.training  # dropout acts only while training
 
 
