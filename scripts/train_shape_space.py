@@ -89,7 +89,8 @@ def run(args, config, command: str) -> None:
         timings.update(stage1_metadata.get("timings", {}))
         stored = dict(zip((run_dir / "codes_names.txt").read_text().split("\n"),
                           load_file(str(codes_file))["codes"].to(args.device)))
-        gone = [n for n in stored if n not in set(names)]
+        current = set(names)
+        gone = [n for n in stored if n not in current]
         if gone:
             raise SystemExit(f"{codes_file} was fitted to shapes these datasets lack (e.g. {gone[0]}); "
                              f"remove {run_dir} to start over")
