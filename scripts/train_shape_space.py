@@ -56,7 +56,7 @@ def run(args, config, command: str) -> None:
     import time
 
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from backend.models.checkpoint import checkpoint_id, load_shape_model, save_shape_model
     from backend.train.data import ShapeViewDataset, dvr_source, procedural_source
@@ -103,9 +103,9 @@ def run(args, config, command: str) -> None:
                                                                         train_decoder=False)))
             timings["added_codes_s"] = round(time.perf_counter() - t1, 1)
             timings["added_shapes"] = len(added)
-            save_file({"codes": torch.stack([stored[n] for n in names]).cpu().contiguous()}, str(codes_file))
-            (run_dir / "codes_names.txt").write_text("\n".join(names))
         codes = torch.stack([stored[n] for n in names])
+        if added:
+            save_codes(run_dir, names, codes)
     else:
         model = initial
         t1 = time.perf_counter()
@@ -113,13 +113,12 @@ def run(args, config, command: str) -> None:
         timings["codes_s"] = round(time.perf_counter() - t1, 1)
         save_shape_model(stage1, model, {**init_metadata, "stage": "shape codes", "command": command,
                                          "timings": dict(timings)})
-        save_file({"codes": codes.cpu().contiguous()}, str(codes_file))
-        (run_dir / "codes_names.txt").write_text("\n".join(names))
+        save_codes(run_dir, names, codes)
 
-    teacher, _ = load_shape_model(args.init_from, device=args.device)
     trained = shape_space_model(model, config, log=log)
     t2 = time.perf_counter()
-    fit_encoder(trained, shapes, codes, config, teacher=teacher.encoder, log=log)
+    # stage 1 trains only the SDF network, so ``initial``'s encoder is the checkpoint's as loaded
+    fit_encoder(trained, shapes, codes, config, teacher=initial.encoder, log=log)
     timings["encoder_s"] = round(time.perf_counter() - t2, 1)
     trained.eval()
     metadata = {
@@ -131,6 +130,14 @@ def run(args, config, command: str) -> None:
     metadata.update(export_report(trained, args.data, log=log))
     save_shape_model(args.export, trained, metadata)
     print(f"exported to {args.export} ({checkpoint_id(args.export)})")
+
+
+def save_codes(run_dir: Path, names: list[str], codes) -> None:
+    """The stage-1 codes of the run directory (``codes.safetensors``) and their shape names."""
+    from safetensors.torch import save_file
+
+    save_file({"codes": codes.cpu().contiguous()}, str(run_dir / "codes.safetensors"))
+    (run_dir / "codes_names.txt").write_text("\n".join(names))
 
 
 if __name__ == "__main__":
