@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.models.encoders import EncoderConfig, EncoderInputError, prepare_images
+from backend.models.encoders import EncoderConfig, EncoderInputError, azimuth_sector, prepare_images
 from backend.models.shape_model import (
     ColorNetConfig,
     SDFNetConfig,
@@ -262,3 +262,6 @@ def test_azimuth_candidates_from_classifier_and_from_regression():
     assert torch.allclose(spread[:, 0], vp.azimuth) and torch.allclose(spread[:, 2] - spread[:, 0], torch.full((2,), math.pi))
     with pytest.raises(ValueError, match="viewpoint_head"):
         ShapeModel(ShapeModelConfig(encoder=EncoderConfig(viewpoint_head=False, azimuth_bins=4)))
+    # the classifier's target sectors are centred where its candidates are
+    assert azimuth_sector(candidates[0], 8).tolist() == [1, 7, 2]
+    assert azimuth_sector(torch.tensor([0.3, -0.3, -math.pi / 4 - 0.1, 2 * math.pi - 0.1]), 8).tolist() == [0, 0, 7, 0]

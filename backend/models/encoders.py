@@ -21,10 +21,17 @@ BACKBONES = ("small_cnn", "resnet18", "resnet34")
 POOLS = ("mean", "flatten")
 """Values accepted by `EncoderConfig.pool`."""
 
+
 def spread_azimuths(start: torch.Tensor, count: int) -> torch.Tensor:
     """[B, count] azimuths: ``start`` [B] and ``count - 1`` more spread evenly round the circle."""
     steps = torch.arange(count, dtype=start.dtype, device=start.device)
     return start.unsqueeze(-1) + steps * (2.0 * math.pi / count)
+
+
+def azimuth_sector(azimuth: torch.Tensor, bins: int) -> torch.Tensor:
+    """Index (long) of the one of ``bins`` equal sectors, sector k centred on 2 pi k / bins, that
+    holds each azimuth (radians): the azimuth classifier's target (`Viewpoint.azimuth_logits`)."""
+    return torch.remainder(torch.round(azimuth / (2.0 * math.pi / bins)), bins).long()
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)

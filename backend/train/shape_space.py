@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from backend.models.encoders import azimuth_sector
 from backend.train.data import MIRROR_VIEWPOINT, CachedShape, augment_crop, permute_channels, rescale_crops
 from backend.train.losses import clamped_l1, viewpoint_loss
 from backend.train.trainer import cosine_decay
@@ -219,9 +219,8 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         if has_view and config.viewpoint_weight:
             loss = loss + config.viewpoint_weight * viewpoint_loss(out.viewpoint.sincos, view)
         if bins and config.azimuth_weight:
-            sector = torch.remainder(torch.round(view[:, 0] / (2.0 * math.pi / bins)), bins).long()
             loss = loss + config.azimuth_weight * torch.nn.functional.cross_entropy(
-                out.viewpoint.azimuth_logits, sector, label_smoothing=config.azimuth_smoothing)
+                out.viewpoint.azimuth_logits, azimuth_sector(view[:, 0], bins), label_smoothing=config.azimuth_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
