@@ -110,6 +110,29 @@ def test_regularised_encoder_still_learns_the_codes(shapes):
     assert model.encoder.feature_dropout.p == 0.0 and not model.encoder.training  # dropout acts only while training
 
 
+def test_field_term_pulls_predictions_towards_the_shapes(shapes):
+    """Given the wrong code targets (each shape the other's), the field term makes the encoder's
+    codes fit the shapes' own 3D samples better than regressing the targets alone does."""
+    torch.manual_seed(0)
+    fitted = ShapeModel(model_config("tiny"))
+    codes = fit_shape_codes(fitted, shapes, ShapeSpaceConfig(code_steps=150, code_batch=2, code_points=512,
+                                                             code_lr=3e-3, decoder_lr=1e-3), log=lambda _: None)
+    swapped = codes.flip(0)
+    errors = {}
+    for weight in (0.0, 300.0):
+        torch.manual_seed(0)
+        model = shape_space_model(fitted, ShapeSpaceConfig(azimuth_bins=0), log=lambda _: None)
+        config = ShapeSpaceConfig(encoder_steps=150, encoder_batch=8, encoder_lr=3e-3, azimuth_bins=0,
+                                  weight_decay=0.0, feature_dropout=0.0, scale_jitter=0.0, channel_swap=0.0,
+                                  field_weight=weight, field_points=256)
+        fit_encoder(model, shapes, swapped, config, log=lambda _: None)
+        assert torch.equal(model.sdf_net.hidden[0].weight, fitted.sdf_net.hidden[0].weight)  # the decoder stays
+        with torch.no_grad():
+            predicted = torch.stack([model.encode(torch.from_numpy(s.crops)).shape.mean(0) for s in shapes])
+        errors[weight] = _sdf_error(model, shapes, predicted)
+    assert errors[300.0] < 0.7 * errors[0.0]
+
+
 def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
     spec = importlib.util.spec_from_file_location("train_shape_space",
                                                   Path(__file__).parents[1] / "scripts" / "train_shape_space.py")

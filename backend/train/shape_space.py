@@ -72,6 +72,13 @@ class ShapeSpaceConfig:
     channel_swap: float = 0.8
     """Share of training inputs whose colour channels are shuffled (`permute_channels`); their
     colour codes are not supervised."""
+    field_weight: float = 0.0
+    """Weight of the predicted code's field error in stage 2: the frozen SDF network, given the
+    encoder's code, against the shape's 3D samples (clamped L1, or occupancy cross-entropy).
+    Codes that decode to the same shape can lie far apart; this term judges the prediction by
+    the shape it gives rather than by its distance from one fitted code."""
+    field_points: int = 512
+    """3D samples per view per stage-2 step for `field_weight`."""
     pool: str = "flatten"
     """Encoder pooling of the trained model (`EncoderConfig.pool`)."""
     azimuth_bins: int = 24
@@ -121,17 +128,10 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
     values or occupancy)."""
     from backend.render.fields import sdf_and_gradient
 
-    missing = [s.name for s in shapes if s.sdf_points is None]
-    if missing:
-        raise ValueError(f"{len(missing)} shape(s) have no 3D samples to fit codes to, e.g. {missing[0]}")
     device = next(model.parameters()).device
+    samples = ShapeSamples(shapes, device)
     start = mean_view_codes(model.encoder, shapes)
     codes = torch.nn.Parameter(start.clone())
-    count = min(len(s.sdf_points) for s in shapes)
-    points = torch.from_numpy(np.stack([s.sdf_points[:count] for s in shapes])).to(device)
-    has_sdf = torch.tensor([s.sdf is not None for s in shapes], device=device)
-    targets = torch.from_numpy(np.stack([
-        s.sdf[:count] if s.sdf is not None else s.occupancy[:count].astype(np.float32) for s in shapes])).to(device)
     model.sdf_net.train().requires_grad_(train_decoder)
     groups = [{"params": [codes], "lr": config.code_lr}]
     if train_decoder:
@@ -145,22 +145,15 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
         for group, lr in zip(optimizer.param_groups, (config.code_lr, config.decoder_lr)):
             group["lr"] = lr * factor
         rows = torch.randperm(len(shapes), generator=generator)[:batch].to(device)
-        pick = torch.randint(count, (batch, config.code_points), generator=generator).to(device)
-        p = torch.gather(points[rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3))
-        target = torch.gather(targets[rows], 1, pick)
+        pick = torch.randint(samples.count, (batch, config.code_points), generator=generator).to(device)
+        p, target = samples.gather(rows, pick)
         code = codes[rows]
         # the eikonal term shapes the network; a frozen one needs neither it nor the double backward
         if train_decoder:
             values, grad = sdf_and_gradient(lambda q: model.sdf(q, code), p, create_graph=True)
         else:
             values, grad = model.sdf(p, code), None
-        sdf_rows = has_sdf[rows]
-        fit = values.new_zeros(())
-        if bool(sdf_rows.any()):
-            fit = fit + config.sdf_weight * clamped_l1(values[sdf_rows], target[sdf_rows], config.sdf_clamp)
-        if bool((~sdf_rows).any()):  # occupancy logit = -sdf / 0.01, as in end-to-end training
-            fit = fit + torch.nn.functional.binary_cross_entropy_with_logits(
-                -values[~sdf_rows] / 0.01, target[~sdf_rows])
+        fit = samples.fit(values, target, rows, config, sdf_weight=config.sdf_weight)
         eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean() if grad is not None else values.new_zeros(())
         prior = ((code - start[rows]) ** 2).mean()
         loss = fit + config.eikonal_weight * eikonal + config.code_prior * prior
@@ -188,6 +181,8 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         with torch.no_grad():
             colors = torch.cat([teacher(torch.from_numpy(crops[i:i + 256]).to(device)).color
                                 for i in range(0, len(crops), 256)])
+    field = ShapeSamples(shapes, device) if config.field_weight else None
+    model.sdf_net.requires_grad_(False)
     encoder = model.encoder.train().requires_grad_(True)
     has_view = encoder.view_head is not None
     bins = model.config.encoder.azimuth_bins
@@ -213,6 +208,10 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         rows_t = torch.from_numpy(rows).to(device)
         code_loss = ((out.shape - codes[owner[rows_t]]) ** 2).sum(-1).mean()
         loss = code_loss
+        if field is not None:
+            pick = torch.from_numpy(rng.integers(field.count, size=(batch, config.field_points))).to(device)
+            points, target = field.gather(owner[rows_t], pick)
+            loss = loss + config.field_weight * field.fit(model.sdf(points, out.shape), target, owner[rows_t], config)
         if colors is not None and not swapped.all():
             kept = torch.from_numpy(~swapped).to(device)
             loss = loss + config.color_weight * ((out.color[kept] - colors[rows_t[kept]]) ** 2).sum(-1).mean()
@@ -226,7 +225,41 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
         optimizer.step()
         if step % 250 == 0 or step + 1 == config.encoder_steps:
-            log(f"encoder {step + 1}/{config.encoder_steps}: code {float(code_loss.detach()):.4f} total {float(loss.detach()):.4f} "
+            log(f"encoder {step + 1}/{config.encoder_steps}: code {float(code_loss.detach()):.4f} "
+                f"total {float(loss.detach()):.4f} "
                 f"({time.perf_counter() - t0:.0f} s)")
     encoder.feature_dropout.p = 0.0
     encoder.eval().requires_grad_(False)
+
+
+
+class ShapeSamples:
+    """The 3D samples of every shape as tensors (the first ``count`` of each), and the field's
+    fit to them: clamped L1 for SDF values, cross-entropy for occupancy-only data."""
+
+    def __init__(self, shapes: list[CachedShape], device) -> None:
+        missing = [s.name for s in shapes if s.sdf_points is None]
+        if missing:
+            raise ValueError(f"{len(missing)} shape(s) have no 3D samples to fit codes to, e.g. {missing[0]}")
+        self.count = min(len(s.sdf_points) for s in shapes)
+        self.points = torch.from_numpy(np.stack([s.sdf_points[:self.count] for s in shapes])).to(device)
+        self.has_sdf = torch.tensor([s.sdf is not None for s in shapes], device=device)
+        self.targets = torch.from_numpy(np.stack([
+            s.sdf[:self.count] if s.sdf is not None else s.occupancy[:self.count].astype(np.float32)
+            for s in shapes])).to(device)
+
+    def gather(self, rows: torch.Tensor, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points [B, P, 3] and targets [B, P] of shapes ``rows`` [B] at sample indices ``pick`` [B, P]."""
+        return (torch.gather(self.points[rows], 1, pick.unsqueeze(-1).expand(-1, -1, 3)),
+                torch.gather(self.targets[rows], 1, pick))
+
+    def fit(self, values: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, config: ShapeSpaceConfig,
+            sdf_weight: float = 1.0) -> torch.Tensor:
+        sdf_rows = self.has_sdf[rows]
+        fit = values.new_zeros(())
+        if bool(sdf_rows.any()):
+            fit = fit + sdf_weight * clamped_l1(values[sdf_rows], target[sdf_rows], config.sdf_clamp)
+        if bool((~sdf_rows).any()):  # occupancy logit = -sdf / 0.01, as in end-to-end training
+            fit = fit + torch.nn.functional.binary_cross_entropy_with_logits(
+                -values[~sdf_rows] / 0.01, target[~sdf_rows])
+        return fit
