@@ -6,7 +6,9 @@ SDF network, then train the image encoder to predict those codes (backend/train/
         --init-from backend/weights/shape_model_cpu --run runs/shape_space --export runs/shape_space/model
 
 Stage 1 is saved in the run directory (``stage1.*``: the model with its fitted SDF network, and
-``codes.safetensors``); running the same command again skips it and trains the encoder anew.
+``codes.safetensors``); running the same command again skips it and trains the encoder anew,
+starting from the ``--init-from`` checkpoint's encoder (so a model this script exported can be
+trained further on the same stage 1).
 Shapes generated into the datasets since then get codes of their own, fitted with the SDF
 network frozen, before the encoder trains on all of them.
 ``--export`` receives the final model with the command, the data's settings and its held-in test
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", required=True, help="where to write the trained model checkpoint")
     parser.add_argument("--code-steps", type=int, default=defaults.code_steps)
     parser.add_argument("--encoder-steps", type=int, default=defaults.encoder_steps)
+    parser.add_argument("--encoder-lr", type=float, default=defaults.encoder_lr)
+    parser.add_argument("--field-weight", type=float, default=defaults.field_weight,
+                        help="weight of the predicted code's SDF error in stage 2 (0 = codes only)")
     parser.add_argument("--pool", choices=["mean", "flatten"], default=defaults.pool)
     parser.add_argument("--azimuth-bins", type=int, default=defaults.azimuth_bins)
     parser.add_argument("--device", default="cpu")
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data and not args.dvr:
         parser.error("give at least one --data or --dvr dataset")
     config = dataclasses.replace(defaults, code_steps=args.code_steps, encoder_steps=args.encoder_steps,
-                                 pool=args.pool, azimuth_bins=args.azimuth_bins, seed=args.seed)
+                                 encoder_lr=args.encoder_lr, field_weight=args.field_weight, pool=args.pool, azimuth_bins=args.azimuth_bins, seed=args.seed)
     command = " ".join(shlex.quote(a) for a in
                        [".venv/bin/python", "scripts/train_shape_space.py", *(argv or sys.argv[1:])])
     run(args, config, command)
@@ -115,7 +120,9 @@ def run(args, config, command: str) -> None:
                                          "timings": dict(timings)})
         save_codes(run_dir, names, codes)
 
-    trained = shape_space_model(model, config, log=log)
+    # the encoder starts from --init-from's: the same as stage 1's when stage 1 ran just now,
+    # and the later one when a reused stage 1 is given a newer checkpoint to continue from
+    trained = shape_space_model(model, config, log=log, encoder_from=initial)
     t2 = time.perf_counter()
     # stage 1 trains only the SDF network, so ``initial``'s encoder is the checkpoint's as loaded
     fit_encoder(trained, shapes, codes, config, teacher=initial.encoder, log=log)

@@ -154,6 +154,12 @@ def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
     again, meta2 = load_shape_model(out)
     assert meta2["timings"]["codes_s"] == meta["timings"]["codes_s"]  # stage 1's time is carried over
     assert torch.equal(again.sdf_net.hidden[0].weight, stage1.sdf_net.hidden[0].weight)
+    # continuing from the exported model on the same stage 1: its encoder is the start
+    continued = tmp_path / "continued"
+    assert script.main([*args[:3], str(out), *args[4:6], "--export", str(continued), *args[8:], "--encoder-steps", "0"]) == 0
+    model3, _ = load_shape_model(continued)
+    assert all(torch.equal(v, again.encoder.state_dict()[k]) for k, v in model3.encoder.state_dict().items())
+    assert torch.equal(model3.sdf_net.hidden[0].weight, stage1.sdf_net.hidden[0].weight)
 
 
 def test_script_fits_codes_for_shapes_added_since_stage_one(tmp_path):

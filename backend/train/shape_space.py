@@ -91,14 +91,19 @@ class ShapeSpaceConfig:
     seed: int = 0
 
 
-def shape_space_model(initial, config: ShapeSpaceConfig, log: Callable[[str], None] = print):
+def shape_space_model(initial, config: ShapeSpaceConfig, log: Callable[[str], None] = print, encoder_from=None):
     """A `ShapeModel` with ``initial``'s architecture except the encoder's pooling and azimuth
-    classifier from ``config``; every tensor whose shape still fits is copied from ``initial``."""
+    classifier from ``config``; every tensor whose shape still fits is copied from ``initial``,
+    the encoder's from ``encoder_from`` instead when given (another model: an encoder trained
+    since ``initial``'s SDF network was fitted)."""
     from backend.models.shape_model import ShapeModel
 
     encoder = dataclasses.replace(initial.config.encoder, pool=config.pool, azimuth_bins=config.azimuth_bins)
     model = ShapeModel(dataclasses.replace(initial.config, encoder=encoder))
-    state, given = model.state_dict(), initial.state_dict()
+    state, given = model.state_dict(), dict(initial.state_dict())
+    if encoder_from is not None:
+        given = {k: v for k, v in given.items() if not k.startswith("encoder.")}
+        given.update((k, v) for k, v in encoder_from.state_dict().items() if k.startswith("encoder."))
     for name, value in given.items():
         if name in state and state[name].shape == value.shape:
             state[name] = value.clone()
