@@ -35,7 +35,7 @@ TINY = ShapeModelConfig(
 # small enough for the test budget, large enough to exercise every stage
 FAST = reconstruct_model.ModelPreset(refine_steps=6, refine_rays=64, refine_samples=12, target_size=32,
                                      preview_every=2, preview_resolution=16, mesh_resolution=32,
-                                     max_faces=1500, texture_size=64)
+                                     max_faces=1500, texture_size=64, lr_shape=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,29 @@ def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
     out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), recording_context())
     iou = out.metadata["refinement"]["mask_iou"]
     assert iou["before"][0] < 0.6
+    assert iou["after"][0] > iou["before"][0] + 0.15
+
+
+def test_a_zero_shape_step_keeps_the_encoders_shape_and_still_fits_the_camera(weights, monkeypatch):
+    fit, refine = ModelReconstructPipeline._fit_framing, ModelReconstructPipeline._refine
+    seen = {}
+
+    def short_focal(self, *args):
+        log_focal, offset = fit(self, *args)
+        return log_focal + np.log(0.65), offset
+
+    def recording_refine(self, views, codes, preset, ctx):
+        seen["codes"], seen["result"] = codes, refine(self, views, codes, preset, ctx)
+        return seen["result"]
+
+    monkeypatch.setattr(ModelReconstructPipeline, "_fit_framing", short_focal)
+    monkeypatch.setattr(ModelReconstructPipeline, "_refine", recording_refine)
+    monkeypatch.setitem(reconstruct_model.PRESETS, "default",
+                        dataclasses.replace(FAST, refine_steps=25, lr_shape=0.0))
+    out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), recording_context())
+    assert torch.equal(seen["result"]["shape"], seen["codes"].shape.mean(0))
+    assert not torch.equal(seen["result"]["color"], seen["codes"].color.mean(0))  # the colour code is still fitted
+    iou = out.metadata["refinement"]["mask_iou"]
     assert iou["after"][0] > iou["before"][0] + 0.15
 
 

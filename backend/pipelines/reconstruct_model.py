@@ -72,8 +72,13 @@ class ModelPreset:
     """Faces kept after decimation when the request sets no budget."""
     texture_size: int
     """Side of the baked texture."""
-    lr_code: float = 0.02
-    """Adam step of the shape and colour codes."""
+    lr_shape: float = 0.005
+    """Adam step of the shape code (0 keeps the encoder's shape; the camera is still fitted).
+    Small: one silhouette, seen by a camera that is itself being fitted, says little about the
+    depth: with the seventh session's encoder, 10 steps of 0.02 lost 0.044 F@5% where 0.005
+    gained 0.007-0.009 (docs/training.md)."""
+    lr_color: float = 0.02
+    """Adam step of the colour code."""
     lr_camera: float = 0.02
     """Adam step of the camera angles (radians) and log focal length."""
     code_prior: float = 0.01
@@ -293,7 +298,8 @@ class ModelReconstructPipeline(Pipeline):
         log_focal.requires_grad_(True)
         offset.requires_grad_(True)
         optimizer = torch.optim.Adam([
-            {"params": [shape, color], "lr": preset.lr_code},
+            {"params": [shape], "lr": preset.lr_shape},
+            {"params": [color], "lr": preset.lr_color},
             {"params": [angles, log_focal], "lr": preset.lr_camera},
             {"params": [offset], "lr": 0.5},
         ])

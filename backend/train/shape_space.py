@@ -9,7 +9,8 @@ The "image as stepping stone" idea of ISS applied to reconstruction (docs/traini
    the space stays the one the encoder already maps into.
 2. **Encoder** (`fit_encoder`): the image encoder learns to predict each view's shape code
    (squared error), the earlier encoder's colour code (so the colour network still fits), the
-   viewpoint (sin/cos) and, with `ShapeSpaceConfig.azimuth_bins`, the azimuth sector.
+   viewpoint (sin/cos) and, with `ShapeSpaceConfig.azimuth_bins`, the azimuth sector; with
+   `ShapeSpaceConfig.field_weight`, also the SDF error of the shape its code decodes to.
 
 Regressing fixed codes costs a CNN pass per image and no field evaluation or rendering, so a CPU
 trains the encoder for many more images per minute than end-to-end training; and the codes it
