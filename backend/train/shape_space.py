@@ -238,7 +238,6 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
     encoder.eval().requires_grad_(False)
 
 
-
 class ShapeSamples:
     """The 3D samples of every shape as tensors (the first ``count`` of each), and the field's
     fit to them: clamped L1 for SDF values, cross-entropy for occupancy-only data."""
@@ -246,7 +245,7 @@ class ShapeSamples:
     def __init__(self, shapes: list[CachedShape], device) -> None:
         missing = [s.name for s in shapes if s.sdf_points is None]
         if missing:
-            raise ValueError(f"{len(missing)} shape(s) have no 3D samples to fit codes to, e.g. {missing[0]}")
+            raise ValueError(f"{len(missing)} shape(s) have no 3D samples (SDF or occupancy), e.g. {missing[0]}")
         self.count = min(len(s.sdf_points) for s in shapes)
         self.points = torch.from_numpy(np.stack([s.sdf_points[:self.count] for s in shapes])).to(device)
         self.has_sdf = torch.tensor([s.sdf is not None for s in shapes], device=device)
