@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data and not args.dvr:
         parser.error("give at least one --data or --dvr dataset")
     config = dataclasses.replace(defaults, code_steps=args.code_steps, encoder_steps=args.encoder_steps,
-                                 encoder_lr=args.encoder_lr, field_weight=args.field_weight, pool=args.pool, azimuth_bins=args.azimuth_bins, seed=args.seed)
+                                 encoder_lr=args.encoder_lr, field_weight=args.field_weight, pool=args.pool,
+                                 azimuth_bins=args.azimuth_bins, seed=args.seed)
     command = " ".join(shlex.quote(a) for a in
                        [".venv/bin/python", "scripts/train_shape_space.py", *(argv or sys.argv[1:])])
     run(args, config, command)
