@@ -107,7 +107,9 @@ PRESETS = {
     "default": ModelPreset(refine_steps=10, refine_rays=384, refine_samples=32, target_size=64, preview_every=5,
                            preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
                            azimuth_hypotheses=2, carve_margin=0.02),
-    "high": ModelPreset(refine_steps=100, refine_rays=768, refine_samples=48, target_size=96, preview_every=20,
+    # high refines as default does: 100 steps of 768 rays scored F@5% 0.786 against default's
+    # 0.813 on 21 held-in shapes (the shape drifts to fit one mask); it adds mesh and texture detail
+    "high": ModelPreset(refine_steps=10, refine_rays=384, refine_samples=32, target_size=64, preview_every=5,
                         preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
                         azimuth_hypotheses=2, carve_margin=0.02),
 }
