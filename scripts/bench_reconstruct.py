@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Single-view reconstruction benchmark on a procedural dataset's test splits.
+"""Reconstruction benchmark on a procedural dataset's test splits (one view per shape, or several).
 
     .venv/bin/python scripts/bench_reconstruct.py --data /work/data_cache/procedural_train
 
@@ -14,6 +14,10 @@ shape name, as in training evaluation) is reconstructed by each method from its 
   reconstructs in the *view* frame, so it is rotated into the object frame with the known camera
   (its x axis -> camera right, z -> camera up, depth -> the viewing direction) and re-normalised.
 * ``sphere`` -- a sphere of diameter 1 at the origin.
+
+``--views N`` gives the model N views of every shape at once (the chosen view and the ones spread
+evenly round the shape's cameras from it), as a user with several pictures would; the
+silhouette baseline takes one view only.
 
 Every prediction and the reference mesh are normalised the same way (bounding box centred, longest
 side 1). Metrics (`backend.geometry.metrics`): Chamfer-L2 x 10^3 (mean squared nearest-neighbour
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["test", "test_unseen"])
     parser.add_argument("--per-category", type=int, default=0, help="shapes per category and split (0 = all)")
     parser.add_argument("--points", type=int, default=20_000, help="surface samples per mesh for the metrics")
+    parser.add_argument("--views", type=int, default=1,
+                        help="input views per shape for the model (the chosen one and more spread round it)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--jobs", type=int, default=1,
                         help="workers run at once (each method x split is one worker; timings then share the CPU)")
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.views < 1:
+        parser.error("--views must be at least 1")
+    if args.views > 1 and "silhouette" in args.methods:
+        parser.error("the silhouette baseline reconstructs from one view; leave it out with --views > 1")
 
     tasks = []
     for split in args.splits:
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_workers(args, tasks, Path(tmp))
     report = {
         "dataset": str(args.data), "weights": args.weights, "threads": args.threads, "jobs": args.jobs,
+        "views_per_shape": args.views,
         "cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
         "definitions": {
             "chamfer_x1e3": "1000 x (mean squared distance prediction->reference + reference->prediction), "
@@ -110,6 +121,7 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
             rows_file = tmp / f"rows_{index}.json"
             cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--weights", args.weights,
                    "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
+                   "--views", str(args.views),
                    "--threads", str(args.threads), "--rows", str(rows_file)]
             log = (tmp / f"log_{index}.txt").open("w")
             running[index] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True),
@@ -185,7 +197,8 @@ def worker(args) -> int:
     for name in ([names[0]] if warm else []) + names:
         shape_dir = Path(args.data) / name
         cameras = json.loads((shape_dir / "cameras.json").read_text())["views"]
-        view = cameras[zlib.crc32(name.encode()) % len(cameras)]
+        picked = input_views(cameras, zlib.crc32(name.encode()) % len(cameras), args.views)
+        view = picked[0]
         reference = trimesh.load(shape_dir / "mesh.ply", process=False, force="mesh")
         ref_v, ref_f = normalise(np.asarray(reference.vertices)), np.asarray(reference.faces)
         t0 = time.perf_counter()
@@ -193,8 +206,9 @@ def worker(args) -> int:
             sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
             vertices, faces = np.asarray(sphere.vertices), np.asarray(sphere.faces)
         else:
-            image = decode_image((shape_dir / view["rgba"]).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
-            request = ReconstructRequest([image], CommonParams(quality=preset or "default"), texture="uv")
+            images = [decode_image((shape_dir / v["rgba"]).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
+                      for v in picked]
+            request = ReconstructRequest(images, CommonParams(quality=preset or "default"), texture="uv")
             output = pipeline.run(request, _context())
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
             if method == "silhouette":
@@ -205,6 +219,7 @@ def worker(args) -> int:
             continue
         scores = compare_meshes(normalise(vertices), faces, ref_v, ref_f, n_points=args.points)
         rows.append({"name": name, "category": dataset_category(name), "view": view["index"],
+                     "views": [v["index"] for v in picked],
                      "seconds": round(seconds, 3), "chamfer_x1e3": scores.chamfer_l2 * 1e3,
                      **{f"f@{t:g}": v for t, v in scores.fscore.items()}})
         print(f"{name}: F@5% {rows[-1]['f@0.05']:.3f} ({seconds:.1f} s)", flush=True)
@@ -215,6 +230,14 @@ def worker(args) -> int:
         result["weights_id"] = pipeline.weights_id
     Path(args.rows).write_text(json.dumps(result))
     return 0
+
+
+def input_views(cameras: list[dict], first: int, count: int) -> list[dict]:
+    """``count`` of a shape's cameras: ``first`` and the others spread evenly round the list from
+    it (the cameras are stratified in azimuth, so these look from all round the object)."""
+    if not 1 <= count <= len(cameras):
+        raise SystemExit(f"--views {count}: the shapes have {len(cameras)} views")
+    return [cameras[(first + k * len(cameras) // count) % len(cameras)] for k in range(count)]
 
 
 def dataset_category(name: str) -> str:
@@ -271,7 +294,8 @@ def _context():
 
 
 def summary_markdown(report: dict) -> str:
-    lines = ["| split | method | shapes | Chamfer-L2 x10^3 | F@1% | F@2% | F@5% | s / image | peak MB |",
+    lines = [] if report.get("views_per_shape", 1) == 1 else [f"{report['views_per_shape']} input views per shape.", ""]
+    lines += ["| split | method | shapes | Chamfer-L2 x10^3 | F@1% | F@2% | F@5% | s / image | peak MB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         s = run["summary"]

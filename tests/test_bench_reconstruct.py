@@ -74,3 +74,36 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
     assert model["summary"]["seconds_per_image"] > 0
     table = out.with_suffix(".md").read_text()
     assert "| test | sphere | 2 |" in table and "test_unseen" in table and "Alignment" in table
+
+
+def test_input_views_spread_round_the_cameras_from_the_chosen_one():
+    bench = load_bench()
+    cameras = [{"index": i} for i in range(8)]
+    assert [c["index"] for c in bench.input_views(cameras, 5, 1)] == [5]
+    assert [c["index"] for c in bench.input_views(cameras, 5, 2)] == [5, 1]
+    assert [c["index"] for c in bench.input_views(cameras, 6, 3)] == [6, 0, 3]
+    with pytest.raises(SystemExit, match="8 views"):
+        bench.input_views(cameras, 0, 9)
+
+
+def test_several_views_leave_out_the_single_view_baseline(tmp_path):
+    bench = load_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tmp_path), "--methods", "model", "silhouette", "--views", "2"])
+
+
+@pytest.mark.slow
+def test_benchmark_gives_the_model_several_views(tmp_path):
+    bench = load_bench()
+    root = make_dataset(tmp_path / "ds", {"train": [("crate", 0)], "test": [("crate", 1)]}, views=2, res=32)
+    torch.manual_seed(0)
+    weights = tmp_path / "w" / "tiny"
+    save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
+    out = tmp_path / "res" / "reconstruct.json"
+    assert bench.main(["--data", str(root), "--weights", str(weights), "--presets", "preview", "--methods", "model",
+                       "--splits", "test", "--views", "2", "--points", "2000", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["views_per_shape"] == 2
+    (row,) = report["runs"][0]["shapes"]
+    assert sorted(row["views"]) == [0, 1] and row["view"] == row["views"][0]
+    assert out.with_suffix(".md").read_text().startswith("2 input views per shape.")
