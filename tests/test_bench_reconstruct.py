@@ -86,10 +86,11 @@ def test_input_views_spread_round_the_cameras_from_the_chosen_one():
         bench.input_views(cameras, 0, 9)
 
 
-def test_several_views_leave_out_the_single_view_baseline(tmp_path):
+def test_several_views_leave_out_the_single_view_baseline(tmp_path, capsys):
     bench = load_bench()
     with pytest.raises(SystemExit):
         bench.main(["--data", str(tmp_path), "--methods", "model", "silhouette", "--views", "2"])
+    assert "silhouette baseline reconstructs from one view" in capsys.readouterr().err
 
 
 @pytest.mark.slow
