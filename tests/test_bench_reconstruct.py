@@ -25,6 +25,14 @@ def load_bench():
     return module
 
 
+def tiny_weights(tmp_path: Path) -> Path:
+    """Untrained tiny-model weights: enough for the benchmark to run the real pipeline."""
+    torch.manual_seed(0)
+    weights = tmp_path / "w" / "tiny"
+    save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
+    return weights
+
+
 def test_view_frame_axes_map_to_the_camera_axes():
     from backend.render.cameras import orbit_cameras
 
@@ -51,9 +59,7 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
     bench = load_bench()
     root = make_dataset(tmp_path / "ds", {"train": [("crate", 0)], "test": [("ball", 1), ("crate", 1)],
                                           "test_unseen": [("pill", 0)]}, views=2, res=32)
-    torch.manual_seed(0)
-    weights = tmp_path / "w" / "tiny"
-    save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
+    weights = tiny_weights(tmp_path)
     out = tmp_path / "res" / "reconstruct.json"
     assert bench.main(["--data", str(root), "--weights", str(weights), "--presets", "preview",
                        "--methods", "model", "sphere", "--points", "2000", "--jobs", "2", "--out", str(out)]) == 0
@@ -97,9 +103,7 @@ def test_several_views_leave_out_the_single_view_baseline(tmp_path, capsys):
 def test_benchmark_gives_the_model_several_views(tmp_path):
     bench = load_bench()
     root = make_dataset(tmp_path / "ds", {"train": [("crate", 0)], "test": [("crate", 1)]}, views=2, res=32)
-    torch.manual_seed(0)
-    weights = tmp_path / "w" / "tiny"
-    save_shape_model(weights, ShapeModel(model_config("tiny")), {"step": 0, "beta": 0.05})
+    weights = tiny_weights(tmp_path)
     out = tmp_path / "res" / "reconstruct.json"
     assert bench.main(["--data", str(root), "--weights", str(weights), "--presets", "preview", "--methods", "model",
                        "--splits", "test", "--views", "2", "--points", "2000", "--out", str(out)]) == 0
