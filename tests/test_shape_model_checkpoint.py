@@ -145,3 +145,12 @@ def test_azimuth_classifier_round_trips(tmp_path):
     assert loaded.config.encoder.azimuth_bins == 12
     images = torch.rand(2, 3, 32, 32)
     assert torch.equal(loaded.encode(images).viewpoint.azimuth_logits, model.encode(images).viewpoint.azimuth_logits)
+
+
+def test_shipped_weights_manifest_names_its_own_file():
+    # hand-copying an exported checkpoint into place twice left the manifest naming the export's
+    # file; installing with save_shape_model writes the right name
+    from backend.pipelines.reconstruct_model import DEFAULT_WEIGHTS
+
+    manifest = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert manifest["weights_file"] == DEFAULT_WEIGHTS.with_suffix(".safetensors").name
