@@ -9,6 +9,9 @@ Stage 1 is saved in the run directory (``stage1.*``: the model with its fitted S
 ``codes.safetensors``); running the same command again skips it and trains the encoder anew,
 starting from the ``--init-from`` checkpoint's encoder (so a model this script exported can be
 trained further on the same stage 1).
+The encoder is checkpointed every 500 steps in ``<run>/encoder-<hash>/`` (the hash of its
+settings, starting weights and codes): the same command after an interruption resumes there,
+and the folder is deleted once the export is written.
 Shapes generated into the datasets since then get codes of their own, fitted with the SDF
 network frozen, before the encoder trains on all of them.
 ``--export`` receives the final model with the command, the data's settings and its held-in test
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, config, command: str) -> None:
+    import hashlib
+    import shutil
     import time
 
     import torch
@@ -67,7 +72,7 @@ def run(args, config, command: str) -> None:
     from backend.models.checkpoint import checkpoint_id, load_shape_model, save_shape_model
     from backend.train.data import ShapeViewDataset, dvr_source, procedural_source
     from backend.train.evaluate import export_report
-    from backend.train.shape_space import fit_encoder, fit_shape_codes, shape_space_model
+    from backend.train.shape_space import encoder_checkpoints, fit_encoder, fit_shape_codes, shape_space_model
     from backend.train.trainer import set_threads
 
     def log(message: str) -> None:
@@ -124,10 +129,13 @@ def run(args, config, command: str) -> None:
     # the encoder starts from --init-from's: the same as stage 1's when stage 1 ran just now,
     # and the later one when a reused stage 1 is given a newer checkpoint to continue from
     trained = shape_space_model(model, config, log=log, encoder_from=initial)
-    t2 = time.perf_counter()
+    checkpoints = encoder_checkpoints(run_dir, {
+        "shape_space": dataclasses.asdict(config), "init_from": checkpoint_id(args.init_from),
+        "stage1": checkpoint_id(stage1), "shapes": names,
+        "codes_sha256": hashlib.sha256(codes.detach().cpu().numpy().tobytes()).hexdigest()})
     # stage 1 trains only the SDF network, so ``initial``'s encoder is the checkpoint's as loaded
-    fit_encoder(trained, shapes, codes, config, teacher=initial.encoder, log=log)
-    timings["encoder_s"] = round(time.perf_counter() - t2, 1)
+    seconds = fit_encoder(trained, shapes, codes, config, teacher=initial.encoder, log=log, checkpoints=checkpoints)
+    timings["encoder_s"] = round(seconds, 1)
     trained.eval()
     metadata = {
         "beta": init_metadata.get("beta"), "command": command, "init_from": checkpoint_id(args.init_from),
@@ -137,6 +145,7 @@ def run(args, config, command: str) -> None:
     }
     metadata.update(export_report(trained, args.data, log=log))
     save_shape_model(args.export, trained, metadata)
+    shutil.rmtree(checkpoints)  # the export holds the result; an interrupted run would have resumed from here
     print(f"exported to {args.export} ({checkpoint_id(args.export)})")
 
 

@@ -4,6 +4,7 @@ the analytic test datasets of test_train_shape."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ from backend.models.encoders import azimuth_sector
 from backend.models.shape_model import ShapeModel
 from backend.train.config import model_config
 from backend.train.data import ShapeViewDataset, procedural_source
+from backend.train.checkpoints import latest_checkpoint
 from backend.train.shape_space import (
     ShapeSpaceConfig,
+    encoder_checkpoints,
     fit_encoder,
     fit_shape_codes,
     mean_view_codes,
@@ -133,6 +136,39 @@ def test_field_term_pulls_predictions_towards_the_shapes(shapes):
     assert errors[300.0] < 0.7 * errors[0.0]
 
 
+def test_interrupted_encoder_resumes_to_the_uninterrupted_result(shapes, tmp_path):
+    """Every source of randomness is on (augmentation, channel swaps, dropout, the field term's
+    samples): a run continued from its step-3 checkpoint ends where the uninterrupted run ends."""
+    initial = ShapeModel(model_config("tiny"))
+    config = ShapeSpaceConfig(encoder_steps=6, encoder_batch=8, pool="flatten", azimuth_bins=6, field_weight=30.0,
+                              field_points=64)
+    codes = torch.randn(len(shapes), initial.config.shape_dim) * 0.5
+    torch.manual_seed(0)
+    whole = shape_space_model(initial, config, log=lambda _: None)
+    fit_encoder(whole, shapes, codes, config, teacher=initial.encoder, log=lambda _: None,
+                checkpoints=tmp_path / "whole", checkpoint_every=3)
+    assert latest_checkpoint(tmp_path / "whole").name == "step_0000003"  # none after the last step
+
+    torch.manual_seed(123)  # the checkpoint's generator state must win over this
+    resumed, lines = shape_space_model(initial, config, log=lambda _: None), []
+    fit_encoder(resumed, shapes, codes, config, teacher=initial.encoder, log=lines.append,
+                checkpoints=tmp_path / "whole", checkpoint_every=3)
+    assert any("resumed" in line and "step 3" in line for line in lines)
+    assert all(torch.equal(v, whole.encoder.state_dict()[k]) for k, v in resumed.encoder.state_dict().items())
+
+    torch.manual_seed(123)  # and without the checkpoint that seed gives another encoder: the check above can fail
+    other = shape_space_model(initial, config, log=lambda _: None)
+    fit_encoder(other, shapes, codes, config, teacher=initial.encoder, log=lambda _: None)
+    assert not all(torch.equal(v, whole.encoder.state_dict()[k]) for k, v in other.encoder.state_dict().items())
+
+
+def test_encoder_checkpoint_folders_follow_the_settings(tmp_path):
+    a = encoder_checkpoints(tmp_path, {"steps": 10, "init_from": "x"})
+    assert encoder_checkpoints(tmp_path, {"init_from": "x", "steps": 10}) == a
+    assert encoder_checkpoints(tmp_path, {"steps": 20, "init_from": "x"}) != a
+    assert json.loads((a / "settings.json").read_text()) == {"steps": 10, "init_from": "x"}
+
+
 def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
     spec = importlib.util.spec_from_file_location("train_shape_space",
                                                   Path(__file__).parents[1] / "scripts" / "train_shape_space.py")
@@ -149,6 +185,7 @@ def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
     assert model.config.encoder.azimuth_bins == 6 and model.config.encoder.pool == "flatten"
     assert meta["beta"] == 0.03 and meta["train_shapes"] == 2 and "codes_s" in meta["timings"]
     assert meta["heldin_test"][0]["shapes"] == 1 and "--code-steps 3" in meta["command"]
+    assert not list(run.glob("encoder-*"))  # the encoder's checkpoints go once the export is written
     stage1, _ = load_shape_model(run / "stage1")
     assert script.main(args) == 0  # stage 1 is reused: the decoder is the stored one
     again, meta2 = load_shape_model(out)

@@ -4,8 +4,9 @@ Per saved step ``NAME = <run>/checkpoints/step_<step:07d>``:
 
 * ``NAME.safetensors`` + ``NAME.json``: the shape model (`save_shape_model`), loadable by the
   pipeline exactly like the committed default weights;
-* ``NAME.train.safetensors`` + ``NAME.train.json``: optimiser tensors and the renderer's beta
-  (safetensors), and the step, optimiser hyper-parameters and training config (JSON).
+* ``NAME.train.safetensors`` + ``NAME.train.json``: optimiser tensors, the renderer's beta (end-to-end
+  training) and any further named tensors such as random-generator states (safetensors), and the
+  step, optimiser hyper-parameters and training config (JSON).
 
 ``<run>/checkpoints/latest.txt`` names the newest complete checkpoint; it is written last, so an
 interrupted save leaves the previous one in charge.
@@ -36,9 +37,11 @@ class TrainState:
     optimizer: dict[str, Any]
     """``optimizer.state_dict()``."""
     renderer: dict[str, torch.Tensor]
-    """``renderer.state_dict()`` (the learned beta)."""
+    """``renderer.state_dict()`` (the learned beta); empty when saved without a renderer."""
     extra: dict[str, Any]
     """JSON facts (config, wall time so far, last metrics)."""
+    tensors: dict[str, torch.Tensor]
+    """The further tensors given to `save_training_checkpoint`."""
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -46,8 +49,10 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 
 def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, step: int,
-                             metadata: dict[str, Any], keep: int = 3) -> Path:
-    """Write model + training state for ``step``; returns the model checkpoint path (no suffix)."""
+                             metadata: dict[str, Any], keep: int = 3,
+                             tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write model + training state for ``step`` (``renderer`` may be None, ``tensors`` are
+    stored as they are); returns the model checkpoint path (no suffix)."""
     from safetensors.torch import save_file
 
     from backend.models.checkpoint import save_shape_model
@@ -56,10 +61,12 @@ def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, st
     folder.mkdir(parents=True, exist_ok=True)
     name = folder / f"step_{step:07d}"
     save_shape_model(name, model, metadata)
-    tensors, layout = _flatten_optimizer(optimizer.state_dict())
-    for key, value in renderer.state_dict().items():
-        tensors[f"renderer.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(name) + ".train.safetensors")
+    stored, layout = _flatten_optimizer(optimizer.state_dict())
+    for key, value in (renderer.state_dict() if renderer is not None else {}).items():
+        stored[f"renderer.{key}"] = value.detach().cpu().contiguous()
+    for key, value in (tensors or {}).items():
+        stored[f"extra.{key}"] = value.detach().cpu().contiguous()
+    save_file(stored, str(name) + ".train.safetensors")
     state_json = {"format": TRAIN_STATE_FORMAT, "format_version": TRAIN_STATE_VERSION, "step": step,
                   "optimizer": layout, "metadata": metadata}
     Path(str(name) + ".train.json").write_text(json.dumps(state_json, indent=1))
@@ -91,8 +98,9 @@ def load_training_state(name: str | Path, device="cpu") -> TrainState:
         raise TrainCheckpointError(f"{name}.train.json is not a version {TRAIN_STATE_VERSION} training state")
     tensors = load_file(str(name) + ".train.safetensors", device=str(device))
     renderer = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("renderer.")}
+    extra = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("extra.")}
     optimizer = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
-    return TrainState(int(meta["step"]), optimizer, renderer, meta.get("metadata", {}))
+    return TrainState(int(meta["step"]), optimizer, renderer, meta.get("metadata", {}), extra)
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -26,11 +26,13 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from backend.models.encoders import azimuth_sector
+from backend.train.checkpoints import latest_checkpoint, load_training_state, save_training_checkpoint
 from backend.train.data import MIRROR_VIEWPOINT, CachedShape, augment_crop, permute_channels, rescale_crops
 from backend.train.losses import clamped_l1, viewpoint_loss
 from backend.train.trainer import cosine_decay
@@ -174,9 +176,16 @@ def fit_shape_codes(model, shapes: list[CachedShape], config: ShapeSpaceConfig,
 
 
 def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: ShapeSpaceConfig,
-                teacher=None, log: Callable[[str], None] = print) -> None:
+                teacher=None, log: Callable[[str], None] = print, checkpoints: Path | None = None,
+                checkpoint_every: int = 500) -> float:
     """Stage 2: train ``model.encoder`` in place to map every view of ``shapes`` to ``codes``
-    (and, when ``teacher`` -- an earlier encoder -- is given, to its colour codes)."""
+    (and, when ``teacher`` -- an earlier encoder -- is given, to its colour codes). Returns the
+    seconds spent, earlier interrupted runs included.
+
+    With ``checkpoints`` (a folder), the encoder, optimiser and random generators are saved there
+    every ``checkpoint_every`` steps, and a call that finds a checkpoint continues from it: the
+    result is the one an uninterrupted run gives. The caller keeps the folder to one set of
+    inputs and settings (`encoder_checkpoints`)."""
     device = next(model.parameters()).device
     crops = np.concatenate([s.crops for s in shapes])
     viewpoints = torch.from_numpy(np.concatenate([s.viewpoint for s in shapes])).to(device)
@@ -196,8 +205,13 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.encoder_lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     batch = min(config.encoder_batch, len(crops))
+    start, seconds_before = 0, 0.0
+    latest = latest_checkpoint(checkpoints) if checkpoints is not None else None
+    if latest is not None:
+        start, seconds_before = _resume_encoder(latest, model, optimizer, rng)
+        log(f"encoder resumed from {latest} at step {start}")
     t0 = time.perf_counter()
-    for step in range(config.encoder_steps):
+    for step in range(start, config.encoder_steps):
         optimizer.param_groups[0]["lr"] = (config.encoder_lr * min(1.0, (step + 1) / 100)
                                            * cosine_decay(step / max(1, config.encoder_steps), 0.05))
         rows = rng.choice(len(crops), batch, replace=False)
@@ -233,9 +247,44 @@ def fit_encoder(model, shapes: list[CachedShape], codes: torch.Tensor, config: S
         if step % 250 == 0 or step + 1 == config.encoder_steps:
             log(f"encoder {step + 1}/{config.encoder_steps}: code {float(code_loss.detach()):.4f} "
                 f"total {float(loss.detach()):.4f} "
-                f"({time.perf_counter() - t0:.0f} s)")
+                f"({seconds_before + time.perf_counter() - t0:.0f} s)")
+        if checkpoints is not None and (step + 1) % checkpoint_every == 0 and step + 1 < config.encoder_steps:
+            save_training_checkpoint(
+                checkpoints, model, optimizer, None, step + 1,
+                {"seconds": seconds_before + time.perf_counter() - t0, "numpy_rng": rng.bit_generator.state},
+                keep=1, tensors={"torch_rng": torch.get_rng_state()})
     encoder.feature_dropout.p = 0.0
     encoder.eval().requires_grad_(False)
+    return seconds_before + time.perf_counter() - t0
+
+
+def _resume_encoder(name: Path, model, optimizer, rng: np.random.Generator) -> tuple[int, float]:
+    """Load a `fit_encoder` checkpoint into ``model``'s encoder, ``optimizer`` and ``rng`` (and
+    torch's generator); returns the steps done and the seconds they took."""
+    from backend.models.checkpoint import load_shape_model
+
+    device = next(model.parameters()).device
+    saved, _ = load_shape_model(name, device=device)
+    model.encoder.load_state_dict(saved.encoder.state_dict())
+    state = load_training_state(name, device=device)
+    optimizer.load_state_dict(state.optimizer)
+    rng.bit_generator.state = state.extra["numpy_rng"]
+    torch.set_rng_state(state.tensors["torch_rng"].cpu())
+    return state.step, float(state.extra["seconds"])
+
+
+def encoder_checkpoints(run_dir: Path, settings: dict) -> Path:
+    """The folder of `fit_encoder` checkpoints in ``run_dir`` for one set of inputs and settings
+    (JSON-able: the stage-2 config, the starting weights, the codes, ...): named by their hash,
+    so a rerun with the same ones resumes and other settings start afresh beside it."""
+    import hashlib
+    import json
+
+    text = json.dumps(settings, sort_keys=True)
+    folder = Path(run_dir) / f"encoder-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True))
+    return folder
 
 
 class ShapeSamples:
