@@ -10,7 +10,9 @@
    module, the code behind ``blender --command extension build``), which validates the manifest
    and applies ``paths_exclude_pattern``.
 4. Opens the zip and checks it: manifest version, every listed wheel inside, the add-on and the
-   backend's protocol/client modules inside, no tests/scripts/docs.
+   backend's serving code inside (protocol, client, server, the pipelines with the ``reconstruct``
+   package, the one mesh-finishing path), no tests/scripts/docs and no training code
+   (``backend/train``, ``backend/data``: serving never imports it, tests/test_package_boundary.py).
 
 Prints the path of the zip. Exits non-zero with a readable message on any problem.
 """
@@ -30,8 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-(?P<python>cp\d+)-(?P<abi>[^-]+)-(?P<platform>.+)\.whl$")
 REQUIRED_MEMBERS = ("__init__.py", "blender_manifest.toml", "addon/__init__.py", "addon/blender/registration.py",
-                    "backend/__init__.py", "backend/protocol.py", "backend/client.py")
-FORBIDDEN_PREFIXES = ("tests/", "scripts/", "docs/", ".venv/", ".git/", ".ci/", "out/", "bench_results/")
+                    "backend/__init__.py", "backend/protocol.py", "backend/client.py", "backend/server.py",
+                    "backend/pipelines/registry.py", "backend/pipelines/reconstruct/__init__.py",
+                    "backend/pipelines/reconstruct/dispatch.py", "backend/pipelines/reconstruct/model.py",
+                    "backend/geometry/finish.py")
+FORBIDDEN_PREFIXES = ("tests/", "scripts/", "docs/", ".venv/", ".git/", ".ci/", "out/", "bench_results/",
+                      "backend/train/", "backend/data/")
 
 
 class BuildError(RuntimeError):
@@ -127,7 +133,8 @@ def check_zip(path: Path, root: Path = ROOT) -> list[str]:
     missing += [w.removeprefix("./") for w in manifest.get("wheels", []) if w.removeprefix("./") not in names]
     if missing:
         raise BuildError(f"{path.name} lacks {missing}")
-    leaked = sorted({n.split("/")[0] for n in names if n.startswith(FORBIDDEN_PREFIXES) or n.startswith(".")})
+    leaked = sorted({next((p.rstrip("/") for p in FORBIDDEN_PREFIXES if n.startswith(p)), n.split("/")[0])
+                     for n in names if n.startswith(FORBIDDEN_PREFIXES) or n.startswith(".")})
     if leaked:
         raise BuildError(f"{path.name} contains folders that paths_exclude_pattern should keep out: {leaked}")
     return names

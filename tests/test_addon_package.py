@@ -31,7 +31,7 @@ def test_manifest_fields_and_version_match_the_backend():
     permissions = MANIFEST["permissions"]
     assert set(permissions) == {"network", "files"} and all(len(reason) > 10 for reason in permissions.values())
     excluded = MANIFEST["build"]["paths_exclude_pattern"]
-    for folder in ("/tests/", "/scripts/", "/docs/", "/.*"):
+    for folder in ("/tests/", "/scripts/", "/docs/", "/.*", "/backend/train/", "/backend/data/"):
         assert folder in excluded
 
 
@@ -82,7 +82,9 @@ def test_build_zip_contains_addon_backend_and_wheels_but_no_tests(tmp_path):
     for wheel in MANIFEST["wheels"]:
         assert wheel.removeprefix("./") in names
     assert "backend/protocol.py" in names and "addon/blender/registration.py" in names
+    assert "backend/pipelines/reconstruct/dispatch.py" in names and "backend/geometry/finish.py" in names
     assert not [n for n in names if n.startswith(("tests/", "scripts/")) or "__pycache__" in n]
+    assert not [n for n in names if n.startswith(("backend/train/", "backend/data/"))]  # serving only
 
 
 def test_build_refuses_a_version_mismatch_and_missing_wheels(tmp_path, capsys):
@@ -108,6 +110,19 @@ def test_check_zip_catches_leaks_and_missing_wheels(tmp_path):
         archive.writestr("tests/test_x.py", "")
     with pytest.raises(build_extension.BuildError, match="lacks .*pyzmq"):
         build_extension.check_zip(bad)
+
+
+def test_check_zip_refuses_training_code(tmp_path):
+    leaky = tmp_path / "leaky.zip"
+    with zipfile.ZipFile(leaky, "w") as archive:
+        archive.writestr("blender_manifest.toml", (ROOT / "blender_manifest.toml").read_text())
+        for member in (*build_extension.REQUIRED_MEMBERS[2:], "__init__.py"):
+            archive.writestr(member, "")
+        for wheel in MANIFEST["wheels"]:
+            archive.writestr(wheel.removeprefix("./"), "")
+        archive.writestr("backend/train/losses.py", "")
+    with pytest.raises(build_extension.BuildError, match=r"\['backend/train'\]"):
+        build_extension.check_zip(leaky)
 
 
 @pytest.mark.slow

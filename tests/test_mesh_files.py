@@ -32,7 +32,8 @@ def test_glb_is_y_up_on_disk(tmp_path):
 
 def test_textured_obj_writes_mtl_and_png(tmp_path):
     mesh = box_mesh()
-    vertices, faces, uvs = unwrap(mesh.vertices, mesh.faces)
+    mapping, faces, uvs = unwrap(mesh.vertices, mesh.faces)
+    vertices = mesh.vertices[mapping]
     texture = encode_png(np.full((16, 16, 3), 200, np.uint8))
     export_mesh(MeshPayload(vertices, faces, uvs=uvs, texture_png=texture), tmp_path / "t.obj")
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -55,7 +56,8 @@ def test_unsupported_and_broken_files(tmp_path):
 
 def test_baked_texture_reproduces_the_colour_function():
     tm = trimesh.creation.icosphere(3)
-    vertices, faces, uvs = unwrap(tm.vertices.astype(np.float32), tm.faces.astype(np.int32))
+    mapping, faces, uvs = unwrap(tm.vertices.astype(np.float32), tm.faces.astype(np.int32))
+    vertices = tm.vertices[mapping].astype(np.float32)
     normals = vertex_normals(vertices, faces)
 
     def colour(points, normals):

@@ -15,14 +15,12 @@ from backend.images import decode_image
 from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
 from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel, ShapeModelConfig
-from backend.pipelines import reconstruct_model
-from backend.pipelines.reconstruct_model import (
-    ModelReconstructPipeline,
-    ReconstructPipeline,
-)
+from backend.pipelines.reconstruct import fitting, presets
+from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
+from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 from backend.protocol import ErrorCode
+from backend.render.losses import mirror_asymmetry
 from backend.requests import CommonParams, ReconstructRequest
-from backend.train.losses import mirror_asymmetry
 from doubles import recording_context
 
 TINY = ShapeModelConfig(
@@ -32,12 +30,12 @@ TINY = ShapeModelConfig(
     color=ColorNetConfig(hidden=16, layers=2, pe_freqs=2),
 )
 
-SHIPPED_PRESETS = dict(reconstruct_model.PRESETS)  # before the fixture below swaps in FAST
+SHIPPED_PRESETS = dict(presets.PRESETS)  # before the fixture below swaps in FAST
 
 # small enough for the test budget, large enough to exercise every stage
-FAST = reconstruct_model.ModelPreset(refine_steps=6, refine_rays=64, refine_samples=12, target_size=32,
-                                     preview_every=2, preview_resolution=16, mesh_resolution=32,
-                                     max_faces=1500, texture_size=64, lr_shape=0.02)
+FAST = presets.ModelPreset(refine_steps=6, refine_rays=64, refine_samples=12, target_size=32,
+                           preview_every=2, preview_resolution=16, mesh_resolution=32,
+                           max_faces=1500, texture_size=64, lr_shape=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +51,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(autouse=True)
 def fast_presets(monkeypatch):
-    monkeypatch.setitem(reconstruct_model.PRESETS, "preview", FAST)
-    monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=8))
+    monkeypatch.setitem(presets.PRESETS, "preview", FAST)
+    monkeypatch.setitem(presets.PRESETS, "default", dataclasses.replace(FAST, refine_steps=8))
 
 
 
@@ -116,14 +114,14 @@ def test_single_view_gives_a_valid_unit_textured_mesh_and_streams_previews(weigh
 def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
     # start with a focal length 35 % too short: the rendered object is far smaller than the mask,
     # and only the gradient through the renderer into the camera can fix it
-    fit = ModelReconstructPipeline._fit_framing
+    fit = fitting.fit_framing
 
-    def short_focal(self, *args):
-        log_focal, offset = fit(self, *args)
+    def short_focal(*args):
+        log_focal, offset = fit(*args)
         return log_focal + np.log(0.65), offset
 
-    monkeypatch.setattr(ModelReconstructPipeline, "_fit_framing", short_focal)
-    monkeypatch.setitem(reconstruct_model.PRESETS, "default", dataclasses.replace(FAST, refine_steps=25))
+    monkeypatch.setattr(fitting, "fit_framing", short_focal)
+    monkeypatch.setitem(presets.PRESETS, "default", dataclasses.replace(FAST, refine_steps=25))
     out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), recording_context())
     iou = out.metadata["refinement"]["mask_iou"]
     assert iou["before"][0] < 0.6
@@ -131,20 +129,20 @@ def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
 
 
 def test_a_zero_shape_step_keeps_the_encoders_shape_and_still_fits_the_camera(weights, monkeypatch):
-    fit, refine = ModelReconstructPipeline._fit_framing, ModelReconstructPipeline._refine
+    fit, refine = fitting.fit_framing, ModelReconstructPipeline._refine
     seen = {}
 
-    def short_focal(self, *args):
-        log_focal, offset = fit(self, *args)
+    def short_focal(*args):
+        log_focal, offset = fit(*args)
         return log_focal + np.log(0.65), offset
 
     def recording_refine(self, views, codes, preset, ctx):
         seen["codes"], seen["result"] = codes, refine(self, views, codes, preset, ctx)
         return seen["result"]
 
-    monkeypatch.setattr(ModelReconstructPipeline, "_fit_framing", short_focal)
+    monkeypatch.setattr(fitting, "fit_framing", short_focal)
     monkeypatch.setattr(ModelReconstructPipeline, "_refine", recording_refine)
-    monkeypatch.setitem(reconstruct_model.PRESETS, "default",
+    monkeypatch.setitem(presets.PRESETS, "default",
                         dataclasses.replace(FAST, refine_steps=25, lr_shape=0.0))
     out = ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="default", texture="none"), recording_context())
     assert torch.equal(seen["result"]["shape"], seen["codes"].shape.mean(0))
@@ -166,7 +164,7 @@ def test_carving_cuts_the_surface_to_the_input_silhouette(weights, monkeypatch):
 
     ratios = {}
     for margin in (None, 0.02):
-        monkeypatch.setitem(reconstruct_model.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=margin))
+        monkeypatch.setitem(presets.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=margin))
         out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="none"), recording_context())
         assert np.isfinite(out.mesh.vertices).all()
         ratios[margin] = narrowest_width_over_height(out.mesh.vertices)
@@ -178,7 +176,7 @@ def test_carving_that_leaves_nothing_falls_back_to_the_uncut_shape_with_a_warnin
     from backend.render import hull
 
     monkeypatch.setattr(hull, "hull_field", lambda *args: lambda points: torch.ones(len(points)))
-    monkeypatch.setitem(reconstruct_model.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=0.02))
+    monkeypatch.setitem(presets.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=0.02))
     ctx = recording_context()
     out = ModelReconstructPipeline("cpu", weights).run(request(disc(), texture="none"), ctx)
     assert len(out.mesh.faces) > 50 and out.metadata["carved"] is False
@@ -210,7 +208,7 @@ def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monke
     for weight in (0.0, 5.0):
         # the mask and colours pull the code anywhere; only the symmetry term cares about mirror images
         preset = dataclasses.replace(FAST, refine_steps=20, symmetry=weight, carve_margin=None)
-        monkeypatch.setitem(reconstruct_model.PRESETS, "preview", preset)
+        monkeypatch.setitem(presets.PRESETS, "preview", preset)
         with pytest.raises(Refined):
             pipe.run(request(disc(), texture="none"), recording_context())
         with torch.no_grad():

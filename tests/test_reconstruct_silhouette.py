@@ -8,7 +8,7 @@ from PIL import Image
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled
 from backend.images import decode_image
-from backend.pipelines.reconstruct_silhouette import SilhouetteReconstructPipeline, inflate_field
+from backend.pipelines.reconstruct.silhouette import SilhouetteReconstructPipeline, inflate_field
 from backend.requests import CommonParams, ReconstructRequest
 from doubles import recording_context
 

@@ -150,7 +150,7 @@ def test_azimuth_classifier_round_trips(tmp_path):
 def test_shipped_weights_manifest_names_its_own_file():
     # hand-copying an exported checkpoint into place twice left the manifest naming the export's
     # file; installing with save_shape_model writes the right name
-    from backend.pipelines.reconstruct_model import DEFAULT_WEIGHTS
+    from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS
 
     manifest = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     assert manifest["weights_file"] == DEFAULT_WEIGHTS.with_suffix(".safetensors").name

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from backend.data.cameras import blender_to_world_to_cam, intrinsics, look_at_blender, spherical
+from backend.render.losses import soft_iou_loss
 from backend.train.checkpoints import latest_checkpoint, load_training_state
 from backend.train.config import TrainConfig
 from backend.train.data import (
@@ -28,7 +29,7 @@ from backend.train.data import (
     viewpoint_from_extrinsics,
 )
 from backend.train.evaluate import evaluate, procedural_eval_items
-from backend.train.losses import normal_loss, soft_iou_loss, training_losses
+from backend.train.losses import normal_loss, training_losses
 from backend.train.trainer import learning_rate, train
 
 SHAPES = {

@@ -13,14 +13,15 @@ ColorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas charts → (vertices [N',3], faces [M,3], uvs [N',2]); seams duplicate vertices.
+    """xatlas charts → ``(mapping [N'], faces [M, 3], uvs [N', 2])``: new vertex ``i`` is old
+    vertex ``mapping[i]`` (seams duplicate vertices), face order is kept.
 
     UV origin is bottom-left (Blender's and glTF-after-flip convention used on the wire).
     """
     import xatlas
 
     mapping, new_faces, uvs = xatlas.parametrize(vertices.astype(np.float32), faces.astype(np.uint32))
-    return vertices[mapping].astype(np.float32), new_faces.astype(np.int32), uvs.astype(np.float32)
+    return mapping.astype(np.int64), new_faces.astype(np.int32), uvs.astype(np.float32)
 
 
 def bake(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray,

@@ -103,11 +103,11 @@ def generate_mesh(
     """Run stages 2–4 with loaded ``assets``; see the module docstring."""
     import torch
 
+    from backend.geometry.finish import finish_mesh
     from backend.geometry.mesh_ops import clean_mesh, decimate, normalise_unit
-    from backend.pipelines.generate_mesh import finish_mesh
     from backend.pipelines.stylize import encode_prompt
     from backend.pipelines.stylize_core import MeshStylizer
-    from backend.pipelines.stylize_fields import ShapeModelColorField
+    from backend.pipelines.stylize_fields import ShapeModelColorField, numpy_color_fn
     from backend.render.extract import NoSurfaceError
 
     started = time.monotonic()
@@ -172,7 +172,8 @@ def generate_mesh(
 
     ctx.progress("texture", 0.92, "UVs and texture" if request.texture == "uv" else "colours")
     unit, _, _ = normalise_unit(vertices)
-    mesh = finish_mesh(unit, faces, vertices, color_field, texture=request.texture, texture_size=preset.texture_size)
+    mesh = finish_mesh(vertices, faces, numpy_color_fn(color_field), out_vertices=unit, texture=request.texture,
+                       texture_size=preset.texture_size)
     metadata = {
         "method": "ISS text → shape (CLIP2Shape mapper + test-time alignment)",
         "clip": clip.model_id,

@@ -8,7 +8,7 @@ from backend.pipelines.base import Pipeline, PipelineRegistry
 
 def _reconstruct(device: str) -> Pipeline:
     # the learned shape model or the silhouette baseline, per request (see ReconstructPipeline)
-    from backend.pipelines.reconstruct_model import ReconstructPipeline
+    from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
 
     return ReconstructPipeline(device)
 

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from backend.errors import InputError, PipelineError
+from backend.geometry.finish import finish_mesh
 from backend.models.clip import ClipConfig
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, preset_for
-from backend.pipelines.generate_mesh import finish_mesh
 from backend.pipelines.stylize_core import MeshStylizer, StylizeConfig, StylizeStep
-from backend.pipelines.stylize_fields import ColorField
+from backend.pipelines.stylize_fields import ColorField, numpy_color_fn
 from backend.protocol import ErrorCode, MeshPayload
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def stylize_mesh(
     )
     normals = mesh.normals if mode == "texture" else None
     finished = finish_mesh(
-        out_vertices, faces, work, stylizer.color_field,
+        work, faces, numpy_color_fn(stylizer.color_field), out_vertices=out_vertices,
         texture=texture, texture_size=preset.texture_size, uvs=mesh.uvs, normals=normals,
     )
     max_offset = float(np.linalg.norm(moved - work, axis=1).max()) * size if mode == "texture_shape" else 0.0

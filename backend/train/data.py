@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from backend.data.records import DatasetError, ShapeRecord
-from backend.train.inputs import object_crop
+from backend.pipelines.reconstruct.inputs import object_crop
 
 
 @dataclass

@@ -37,8 +37,8 @@ def procedural_eval_items(root: str | Path, split: str, image_size: int, limit: 
     import trimesh
 
     from backend.data.dataset import ProceduralDataset
+    from backend.pipelines.reconstruct.inputs import object_crop
     from backend.train.data import viewpoint_from_extrinsics
-    from backend.train.inputs import object_crop
 
     dataset = ProceduralDataset(root, split, load=("views",))
     by_category: dict[str, list[str]] = {}

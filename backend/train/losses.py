@@ -1,6 +1,8 @@
 """Training losses of the shape model (ShapeClipper's image losses + 3D supervision).
 
-Every function returns a scalar tensor; `training_losses` combines them for one `Batch`.
+Every function returns a scalar tensor; `training_losses` combines them for one `Batch`. The two
+that test-time refinement uses too (`soft_iou_loss`, `mirror_asymmetry`) live on the serving side,
+in `backend.render.losses`.
 """
 
 from __future__ import annotations
@@ -9,15 +11,9 @@ import math
 
 import torch
 
+from backend.render.losses import mirror_asymmetry, soft_iou_loss
 from backend.train.config import LossWeights
 from backend.train.data import Batch
-
-
-def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft IoU per batch entry, averaged: pred/target [B, N] in [0, 1]."""
-    inter = (pred * target).sum(-1)
-    union = (pred + target - pred * target).sum(-1)
-    return (1.0 - inter / union.clamp_min(1e-6)).mean()
 
 
 def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, drop: float) -> torch.Tensor:
@@ -37,13 +33,6 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, d
 def clamped_l1(pred: torch.Tensor, target: torch.Tensor, clamp: float) -> torch.Tensor:
     """Mean |clamp(pred) - clamp(target)| (DeepSDF): the surface neighbourhood matters most."""
     return (pred.clamp(-clamp, clamp) - target.clamp(-clamp, clamp)).abs().mean()
-
-
-def mirror_asymmetry(sdf_fn, points: torch.Tensor) -> torch.Tensor:
-    """Mean |SDF(x, y, z) - SDF(-x, y, z)| at ``points`` [..., 3]: a soft prior of mirror symmetry
-    about the YZ plane, for SDF nets that are not symmetric by construction."""
-    mirrored = points * points.new_tensor([-1.0, 1.0, 1.0])
-    return (sdf_fn(points) - sdf_fn(mirrored)).abs().mean()
 
 
 def viewpoint_loss(sincos: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit, vertex_normals
-from backend.geometry.texture import bake, unwrap
-from backend.images import encode_png
+from backend.geometry.finish import finish_mesh
+from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
+from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
+from backend.pipelines.reconstruct.colour import sample_bilinear
+from backend.pipelines.reconstruct.inputs import find_object
 from backend.protocol import MeshPayload
 from backend.requests import ReconstructRequest
-from backend.segmentation import LOW_CONFIDENCE, crop_to_object, segment
+from backend.segmentation import crop_to_object
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ PRESETS = {
     "default": SilhouettePreset(image_size=192, grid=96, max_faces=20_000, texture_size=512),
     "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1024),
 }
+
+TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the texture")}
+"""Progress reported at each step of `finish_mesh`."""
 
 
 def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0) -> tuple[np.ndarray, float]:
@@ -75,11 +80,7 @@ class SilhouetteReconstructPipeline(Pipeline):
             ctx.warn(f"the silhouette baseline uses the first of {len(request.images)} views only")
         image = request.images[0]
         ctx.progress("segment", 0.05, "finding the object")
-        seg = segment(image.rgba, image.has_alpha)
-        if seg.confidence < LOW_CONFIDENCE:
-            ctx.warn(f"low confidence ({seg.confidence:.2f}) in separating the object from the background"
-                     + (f": {'; '.join(seg.notes)}" if seg.notes else "")
-                     + ". An image with a transparent background gives the best result.")
+        seg = find_object(image, ctx)
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
         ctx.progress("inflate", 0.2, "inflating the silhouette")
 
@@ -94,25 +95,11 @@ class SilhouetteReconstructPipeline(Pipeline):
         ctx.check()
         vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
-        colour = _image_colour(rgb, mask)
 
-        uvs = colors = texture = None
-        if request.texture == "uv":
-            ctx.progress("texture", 0.7, "unwrapping UVs")
-            vertices, faces, uvs = unwrap(vertices, faces)
-            ctx.check()
-            ctx.progress("texture", 0.85, "baking the texture")
-            normals = vertex_normals(vertices, faces)
-            texture = encode_png(bake(vertices, faces, uvs, normals, colour, preset.texture_size))
-        elif request.texture == "vertex":
-            normals = vertex_normals(vertices, faces)
-            colors = np.concatenate([
-                (colour(vertices, normals) * 255 + 0.5).astype(np.uint8),
-                np.full((len(vertices), 1), 255, np.uint8)], axis=1)
-        else:
-            normals = vertex_normals(vertices, faces)
-        vertices, _, _ = normalise_unit(vertices)
-        mesh = MeshPayload(vertices, faces, normals, uvs, colors, texture, "smooth")
+        mesh = finish_mesh(vertices, faces, front_view_colour(rgb, mask), texture=request.texture,
+                           texture_size=preset.texture_size,
+                           on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
+        mesh.vertices, _, _ = normalise_unit(mesh.vertices)
         metadata = {
             "method": self.method,
             "segmentation": {"method": seg.method, "confidence": seg.confidence, "notes": seg.notes},
@@ -124,7 +111,7 @@ class SilhouetteReconstructPipeline(Pipeline):
         return PipelineOutput(mesh, metadata)
 
 
-def _image_colour(rgb: np.ndarray, mask: np.ndarray):
+def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
     """Colour function that projects surface points onto the (front) input view.
 
     Pixels just outside the silhouette take the colour of the nearest object pixel, so the
@@ -137,13 +124,8 @@ def _image_colour(rgb: np.ndarray, mask: np.ndarray):
     filled = rgb[iy, ix]
 
     def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
-        col = np.clip((points[:, 0] + 0.5) * size - 0.5, 0, size - 1)
-        row = np.clip((0.5 - points[:, 2]) * size - 0.5, 0, size - 1)
-        c0, r0 = np.floor(col).astype(int), np.floor(row).astype(int)
-        c1, r1 = np.minimum(c0 + 1, size - 1), np.minimum(r0 + 1, size - 1)
-        fc, fr = (col - c0)[:, None], (row - r0)[:, None]
-        top = filled[r0, c0] * (1 - fc) + filled[r0, c1] * fc
-        bottom = filled[r1, c0] * (1 - fc) + filled[r1, c1] * fc
-        return top * (1 - fr) + bottom * fr
+        # x runs along the image's columns, z up its rows (top row = z 0.5)
+        uv = np.stack([(points[:, 0] + 0.5) * size, (0.5 - points[:, 2]) * size], axis=1)
+        return sample_bilinear(filled, uv)
 
     return colour

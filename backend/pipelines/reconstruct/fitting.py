@@ -1,0 +1,240 @@
+"""Fitting the shape model to the input views at test time (network weights stay fixed).
+
+The encoder's codes and viewpoint are the start; each view's azimuth is then chosen among a few
+hypotheses by how well the predicted shape's silhouette matches the mask; the camera is framed
+so the shape fills the crop like the object fills the input; finally one shared shape/colour code
+and one camera per view are refined against the views' masks and colours by VolSDF rendering at
+low resolution, streaming a preview mesh every few steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from backend.pipelines.base import JobContext
+from backend.pipelines.reconstruct.inputs import CROP_MARGIN, PreparedView
+from backend.pipelines.reconstruct.presets import ModelPreset
+from backend.protocol import MeshPayload
+
+SYMMETRY_POINTS = 1024
+"""Random points in the field's box at which refinement compares the SDF with its mirror image."""
+
+CAMERA_DISTANCE = 2.0
+"""Assumed camera distance (object units); focal length and image offset are fitted instead.
+The training renders sit at 1.8-3.4, so 2 keeps a similar perspective."""
+
+
+class FieldCodes:
+    """The two code tensors `ShapeModel.fields` reads."""
+
+    def __init__(self, shape, color):
+        self.shape, self.color = shape, color
+
+
+def fitted_cameras(angles, log_focal, offset, size: int):
+    """Orbit cameras at `CAMERA_DISTANCE` from angles [n, 3] (azimuth, elevation, roll), log
+    focal length [n] and principal-point offset [n, 2] (pixels), for a square crop of ``size``."""
+    from backend.render.cameras import Cameras, orbit_cameras
+
+    base = orbit_cameras(angles[:, 0], angles[:, 1], CAMERA_DISTANCE, focal=log_focal.exp(), height=size,
+                         width=size, roll=angles[:, 2])
+    return Cameras(base.focal, base.principal + offset, base.rotation, base.translation, size, size)
+
+
+def refine(model, views: list[PreparedView], codes, preset: ModelPreset, beta: float, ctx: JobContext) -> dict:
+    """Fit one shape/colour code and per-view cameras to the views; returns the result dict:
+    ``shape``/``color`` codes, the cameras (``angles``, ``log_focal``, ``offset`` at crop
+    ``size``), and what the run's metadata reports (``steps``, ``losses``, ``mask_iou``,
+    ``azimuth_hypotheses``, ``viewpoint_deg``)."""
+    import torch
+
+    from backend.models.encoders import spread_azimuths
+    from backend.render.losses import mirror_asymmetry, soft_iou_loss
+    from backend.render.volsdf import VolSDFConfig, volsdf_render
+
+    dev = codes.shape.device
+    n = len(views)
+    shape0 = codes.shape.mean(0, keepdim=True).detach()
+    color0 = codes.color.mean(0, keepdim=True).detach()
+    shape = shape0.clone().requires_grad_(True)
+    color = color0.clone().requires_grad_(True)
+    count = max(1, preset.azimuth_hypotheses)
+    if codes.viewpoint is not None:
+        angles = torch.stack([codes.viewpoint.azimuth, codes.viewpoint.elevation, codes.viewpoint.roll], -1)
+        azimuths = codes.viewpoint.azimuth_candidates(count)
+    else:
+        angles = torch.tensor([[0.0, math.radians(15.0), 0.0]], device=dev).expand(n, 3)
+        azimuths = spread_azimuths(angles[:, 0], count)
+    angles = angles.detach().clone()
+    size = preset.target_size
+    target_mask = torch.from_numpy(np.stack([v.mask for v in views])).to(dev).reshape(n, -1)
+    points = framing_points(model, shape0)
+    config = VolSDFConfig(n_samples=preset.refine_samples, compute_normals=False, chunk_rays=8192)
+    beta = torch.tensor(beta, device=dev)
+    angles, log_focal, offset, hypotheses = choose_azimuth(
+        model, shape0, points, angles, azimuths.detach(), target_mask, size, beta, config, ctx)
+    angles.requires_grad_(True)
+    log_focal.requires_grad_(True)
+    offset.requires_grad_(True)
+    optimizer = torch.optim.Adam([
+        {"params": [shape], "lr": preset.lr_shape},
+        {"params": [color], "lr": preset.lr_color},
+        {"params": [angles, log_focal], "lr": preset.lr_camera},
+        {"params": [offset], "lr": 0.5},
+    ])
+    target_rgb = torch.from_numpy(np.stack([v.rgb for v in views])).to(dev).reshape(n, -1, 3)
+    fg = [torch.nonzero(m > 0.5).squeeze(-1) for m in target_mask]
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    symmetry_points = None
+    if preset.symmetry > 0 and not model.config.sdf.symmetric:
+        symmetry_points = ((torch.rand(SYMMETRY_POINTS, 3, generator=generator) - 0.5) * 1.2).to(dev)
+    losses: list[dict] = []
+    stream_preview(model, shape, preset.preview_resolution, ctx)
+    iou_before = [h["iou"] for h in hypotheses]
+    for step in range(preset.refine_steps):
+        ctx.check()
+        pix = sample_pixels(fg, size, preset.refine_rays, generator).to(dev)  # [n, R]
+        cams = fitted_cameras(angles, log_focal, offset, size)
+        uv = torch.stack([pix % size, torch.div(pix, size, rounding_mode="floor")], -1).to(angles.dtype) + 0.5
+        origins, dirs = cams.generate_rays(uv)
+        # one shared code for every view: the views are rendered as a batch of n entries
+        codes_view = FieldCodes(shape.expand(n, -1), color.expand(n, -1))
+        sdf_fn, color_fn = model.fields(codes_view)
+        out = volsdf_render(origins, dirs, sdf_fn, color_fn, beta, config, background="white")
+        gt_mask = torch.gather(target_mask, 1, pix)
+        gt_rgb = torch.gather(target_rgb, 1, pix.unsqueeze(-1).expand(-1, -1, 3))
+        mask_loss = soft_iou_loss(out.mask, gt_mask)
+        rgb_loss = ((out.rgb - gt_rgb) ** 2).mean()
+        prior = ((shape - shape0) ** 2).mean() + ((color - color0) ** 2).mean()
+        loss = mask_loss + rgb_loss + preset.code_prior * prior
+        if symmetry_points is not None:
+            loss = loss + preset.symmetry * mirror_asymmetry(model.sdf_field(shape[0]), symmetry_points)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            angles[:, 1].clamp_(-math.radians(80), math.radians(80))
+        losses.append({"step": step + 1, "mask": round(float(mask_loss.detach()), 5),
+                       "rgb": round(float(rgb_loss.detach()), 5)})
+        ctx.progress("refine", 0.15 + 0.5 * (step + 1) / preset.refine_steps,
+                     f"step {step + 1}/{preset.refine_steps}: mask {losses[-1]['mask']:.3f}")
+        if (step + 1) % preset.preview_every == 0 and step + 1 < preset.refine_steps:
+            stream_preview(model, shape, preset.preview_resolution, ctx)
+    iou_after = (mask_iou(model, shape, angles, log_focal, offset, target_mask, size, beta, config)
+                 if preset.refine_steps else iou_before)
+    kept = losses if len(losses) <= 6 else [losses[0], *losses[len(losses) // 4:: max(1, len(losses) // 4)], losses[-1]]
+    return {
+        "shape": shape.detach()[0], "color": color.detach()[0], "angles": angles.detach(),
+        "log_focal": log_focal.detach(), "offset": offset.detach(), "size": size, "steps": preset.refine_steps,
+        "losses": kept, "mask_iou": {"before": iou_before, "after": iou_after},
+        "azimuth_hypotheses": hypotheses,
+        "viewpoint_deg": [[round(math.degrees(math.atan2(math.sin(float(a)), math.cos(float(a)))), 1) for a in row]
+                          for row in angles.detach()],
+    }
+
+
+def mask_iou(model, shape, angles, log_focal, offset, target_mask, size, beta, config, stride: int = 1
+             ) -> list[float]:
+    """IoU per view of the rendered opacity (> 0.5) and the target mask (> 0.5), on every
+    ``stride``-th pixel of each row and column."""
+    import torch
+
+    from backend.render.volsdf import volsdf_render
+
+    n = angles.shape[0]
+    with torch.no_grad():
+        cams = fitted_cameras(angles, log_focal, offset, size)
+        centres = torch.arange(0, size, stride, dtype=angles.dtype, device=angles.device) + 0.5
+        v, u = torch.meshgrid(centres, centres, indexing="ij")
+        origins, dirs = cams.generate_rays(torch.stack([u, v], -1).reshape(-1, 2))
+        sdf_fn, color_fn = model.fields(FieldCodes(shape.expand(n, -1), shape.new_zeros(n, model.config.color_dim)))
+        out = volsdf_render(origins, dirs, sdf_fn, color_fn, beta, config)
+        target_mask = target_mask.reshape(n, size, size)[:, ::stride, ::stride].reshape(n, -1)
+        pred, true = out.mask > 0.5, target_mask > 0.5
+        iou = (pred & true).sum(-1).float() / (pred | true).sum(-1).clamp_min(1).float()
+    return [round(float(v), 4) for v in iou]
+
+
+def choose_azimuth(model, shape, points, angles, azimuths, target_mask, size, beta, config, ctx: JobContext):
+    """Per view, the best of its candidate ``azimuths`` [n, K] (`Viewpoint.azimuth_candidates`)
+    by full-mask IoU, with the predicted elevation and roll.
+
+    Returns (angles, log_focal, offset, [{"azimuth_deg", "iou"} of the chosen one per view])."""
+    import dataclasses
+
+    import torch
+
+    config = dataclasses.replace(config, n_samples=min(config.n_samples, 16))  # a coarse look suffices
+    n = angles.shape[0]
+    best = [(-1.0, None)] * n
+    for k in range(azimuths.shape[1]):
+        ctx.check()
+        trial = angles.clone()
+        trial[:, 0] = azimuths[:, k]
+        log_focal, offset = fit_framing(points, trial, size)
+        iou = mask_iou(model, shape, trial, log_focal, offset, target_mask, size, beta, config,
+                       stride=2 if size >= 64 else 1)
+        best = [(iou[i], (trial[i], log_focal[i], offset[i])) if iou[i] > best[i][0] else best[i]
+                for i in range(n)]
+    chosen = [b[1] for b in best]
+    angles = torch.stack([c[0] for c in chosen])
+    angles[:, 0] = torch.atan2(torch.sin(angles[:, 0]), torch.cos(angles[:, 0]))
+    info = [{"azimuth_deg": round(math.degrees(float(angles[i, 0])), 1), "iou": b[0]} for i, b in enumerate(best)]
+    return (angles.detach().clone(), torch.stack([c[1] for c in chosen]).detach().clone(),
+            torch.stack([c[2] for c in chosen]).detach().clone(), info)
+
+
+def framing_points(model, shape_code):
+    """[P, 3] vertices of a coarse mesh of the predicted shape (a box's corners if it has none)."""
+    import torch
+
+    from backend.render.extract import NoSurfaceError
+
+    try:
+        mesh = model.extract_mesh(shape_code[0], resolution=24)
+        return torch.from_numpy(mesh.vertices).to(shape_code)
+    except NoSurfaceError:
+        return torch.tensor([[x, y, z] for x in (-0.4, 0.4) for y in (-0.4, 0.4) for z in (-0.4, 0.4)]).to(shape_code)
+
+
+def fit_framing(points, angles, size: int):
+    """Initial log focal [n] and principal offset [n, 2] so the shape's ``points`` fill the crop
+    like the object fills the input crop (the mask's box is 1 / (1 + 2 margin) of the side)."""
+    from backend.render.cameras import orbit_cameras
+
+    n = angles.shape[0]
+    cams = orbit_cameras(angles[:, 0], angles[:, 1], CAMERA_DISTANCE, focal=1.0, height=size, width=size,
+                         roll=angles[:, 2])
+    cam = cams.world_to_camera(points.unsqueeze(0).expand(n, -1, -1))
+    xy = cam[..., :2] / cam[..., 2:3]
+    lo, hi = xy.min(1).values, xy.max(1).values
+    extent = (hi - lo).max(-1).values.clamp_min(1e-3)
+    focal = size / (1.0 + 2.0 * CROP_MARGIN) / extent
+    offset = -(lo + hi) / 2.0 * focal.unsqueeze(-1)
+    return focal.log().detach(), offset.detach()
+
+
+def sample_pixels(foreground, size: int, rays: int, generator):
+    """[n, rays] flat pixel indices per view: half on the object, half anywhere."""
+    import torch
+
+    rows = []
+    for fg in foreground:
+        n_fg = rays // 2 if len(fg) else 0
+        pick = fg.cpu()[torch.randint(len(fg), (n_fg,), generator=generator)] if n_fg else torch.zeros(0, dtype=torch.long)
+        rows.append(torch.cat([pick, torch.randint(size * size, (rays - n_fg,), generator=generator)]))
+    return torch.stack(rows)
+
+
+def stream_preview(model, shape, resolution: int, ctx: JobContext) -> None:
+    """Send the current shape as a preview mesh (nothing when it has no surface yet)."""
+    from backend.render.extract import NoSurfaceError
+
+    try:
+        mesh = model.extract_mesh(shape.detach()[0], resolution=resolution)
+    except (NoSurfaceError, ValueError):
+        return  # nothing to show yet; the final extraction reports real failures
+    if len(mesh.faces):
+        ctx.preview_mesh(MeshPayload(mesh.vertices.copy(), mesh.faces.copy()))

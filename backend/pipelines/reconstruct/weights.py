@@ -1,0 +1,71 @@
+"""The shape model's checkpoint: where the shipped one lies, a torch-free check of the files,
+and loading the network onto a device."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from backend.errors import PipelineError
+from backend.protocol import ErrorCode
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "shape_model_cpu"
+"""The committed default checkpoint (``.safetensors`` + ``.json``)."""
+
+
+class WeightsUnavailable(RuntimeError):
+    """The shape model's checkpoint files are missing or inconsistent."""
+
+
+def check_weights(path: Path) -> str:
+    """Check ``NAME.json`` + ``NAME.safetensors`` without importing torch: the manifest parses, is
+    a shape-model checkpoint, and its recorded sha256 matches the weights. Returns the checkpoint
+    id (``"shape_model:<sha256 prefix>"``, as `backend.models.checkpoint.checkpoint_id`)."""
+    manifest_path, weights_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
+    for p in (manifest_path, weights_path):
+        if not p.is_file():
+            raise WeightsUnavailable(f"{p} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        kind, recorded = manifest["kind"], manifest["weights_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsUnavailable(f"{manifest_path} is not a checkpoint manifest: {exc}") from exc
+    if kind != "shape_model":
+        raise WeightsUnavailable(f"{manifest_path} holds a {kind!r}, not a shape model")
+    digest = hashlib.sha256()
+    with weights_path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != recorded:
+        raise WeightsUnavailable(f"{weights_path} does not match the sha256 recorded in {manifest_path}")
+    return f"{kind}:{recorded[:16]}"
+
+
+def torch_device(device: str):
+    """The torch device for a backend device name; ``PIPELINE_UNAVAILABLE`` for CUDA without CUDA."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, f"device {device!r} was asked for but CUDA is not available")
+        return torch.device(device)
+    return torch.device("cpu")
+
+
+def load_model(weights: Path, device: str):
+    """``(model, metadata, torch device)``: the network in eval mode without gradients; a
+    checkpoint that passed `check_weights` but does not fit the code gives
+    ``PIPELINE_UNAVAILABLE`` with what to do."""
+    from backend.models.checkpoint import CheckpointError, load_shape_model
+
+    dev = torch_device(device)
+    try:
+        model, metadata = load_shape_model(weights, device=dev)
+    except CheckpointError as exc:
+        raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
+                            f"the shape model weights {weights} cannot be used: {exc}. Re-export them "
+                            "with scripts/train_shape.py --export (docs/training.md).") from exc
+    model.eval().requires_grad_(False)
+    return model, metadata, dev
