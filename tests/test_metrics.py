@@ -37,3 +37,54 @@ def test_sampling_is_uniform_by_area():
     points = sample_surface(box.vertices, box.faces, 50_000)
     on_big_faces = np.isclose(np.abs(points[:, 1]), 0.5) | np.isclose(np.abs(points[:, 2]), 0.5)
     assert on_big_faces.mean() == pytest.approx(8 / 10, abs=0.01)  # areas 4×2 of total 10
+
+
+def _l_shape():
+    """An asymmetric solid (an L of two boxes): no axis flip maps it onto itself."""
+    import trimesh
+
+    a = trimesh.creation.box((0.8, 0.3, 0.2))
+    b = trimesh.creation.box((0.2, 0.3, 0.6))
+    b.apply_translation([0.3, 0.0, 0.4])
+    mesh = trimesh.util.concatenate([a, b]).subdivide().subdivide()
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def test_signed_axis_transforms_are_the_48_distinct_orthogonal_ones():
+    from backend.geometry.metrics import signed_axis_transforms
+
+    mats = signed_axis_transforms()
+    assert mats.shape == (48, 3, 3)
+    assert len({m.tobytes() for m in mats}) == 48
+    assert np.allclose(np.einsum("kij,kil->kjl", mats, mats), np.eye(3))
+
+
+def test_pose_free_scores_ignore_rotation_mirroring_scale_and_offset():
+    from scipy.spatial.transform import Rotation
+
+    from backend.geometry.metrics import compare_meshes_pose_free
+
+    v, f = _l_shape()
+    # a rotation off the axes by a few degrees (ICP's part), an axis flip and a mirror (the
+    # search's part), a scale and an offset (the unit box's part)
+    turn = Rotation.from_euler("xyz", [90, 7, 180], degrees=True).as_matrix() @ np.diag([-1.0, 1.0, 1.0])
+    moved = 2.5 * v @ turn.T + [3.0, -1.0, 0.5]
+    same = compare_meshes_pose_free(v, f, v, f, n_points=8000)
+    posed = compare_meshes_pose_free(moved, f, v, f, n_points=8000)
+    assert posed.fscore[0.05] > 0.99 and posed.fscore[0.02] > same.fscore[0.02] - 0.03
+    # without the alignment the posed copy scores far lower: the search is what does it
+    plain = compare_meshes(moved, f, v, f, n_points=8000)
+    assert plain.fscore[0.05] < 0.5
+
+
+def test_pose_free_scores_still_tell_shapes_apart():
+    import trimesh
+
+    from backend.geometry.metrics import compare_meshes_pose_free
+
+    v, f = _l_shape()
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    hull = trimesh.Trimesh(v, f).convex_hull
+    s_sphere = compare_meshes_pose_free(np.asarray(sphere.vertices), np.asarray(sphere.faces), v, f, n_points=8000)
+    s_hull = compare_meshes_pose_free(np.asarray(hull.vertices), np.asarray(hull.faces), v, f, n_points=8000)
+    assert s_sphere.fscore[0.05] < s_hull.fscore[0.05] < 0.95

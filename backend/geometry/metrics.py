@@ -57,3 +57,108 @@ def compare_meshes(pred_vertices: np.ndarray, pred_faces: np.ndarray, ref_vertic
                    thresholds: tuple[float, ...] = (0.01, 0.02, 0.05)) -> ShapeScores:
     return compare_points(sample_surface(pred_vertices, pred_faces, n_points, seed),
                           sample_surface(ref_vertices, ref_faces, n_points, seed + 1), thresholds)
+
+
+# ---------------------------------------------------------------------- pose-free comparison
+# For shapes whose frame the method cannot know (a photo of a real object says nothing of which
+# way the mesh file faced), the prediction is aligned to the reference before scoring.
+
+
+def signed_axis_transforms() -> np.ndarray:
+    """The 48 orthogonal matrices that map the coordinate axes onto signed axes: the cube's 24
+    rotations and their mirror images. [48,3,3]"""
+    import itertools
+
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[range(3), perm] = signs
+            mats.append(m)
+    return np.stack(mats)
+
+
+def normalise_unit_box(points: np.ndarray) -> np.ndarray:
+    """Centre the bounding box and scale its longest side to 1."""
+    lo, hi = points.min(0), points.max(0)
+    return (points - (lo + hi) / 2) / float((hi - lo).max())
+
+
+def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    return float((cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+
+
+def similarity_icp(source: np.ndarray, target: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Align ``source`` to ``target`` with a similarity transform (rotation, uniform scale,
+    translation) by ICP; returns the moved source points. Correspondences run both ways (each
+    source point to its nearest target point and each target point to its nearest source point),
+    so the scale cannot collapse onto a part of the target as one-way matching lets it."""
+    from scipy.spatial import cKDTree
+
+    moved = source.copy()
+    target_tree = cKDTree(target)
+    for _ in range(iterations):
+        to_target = target_tree.query(moved)[1]
+        to_source = cKDTree(moved).query(target)[1]
+        src = np.concatenate([moved, moved[to_source]])
+        dst = np.concatenate([target[to_target], target])
+        mu_s, mu_d = src.mean(0), dst.mean(0)
+        s_c, d_c = src - mu_s, dst - mu_d
+        u, sigma, vt = np.linalg.svd(d_c.T @ s_c / len(src))
+        fix = np.eye(3)
+        fix[2, 2] = np.sign(np.linalg.det(u @ vt))  # a proper rotation: mirroring is the 48-way search's job
+        rotation = u @ fix @ vt
+        scale = float((sigma * np.diag(fix)).sum() / (s_c ** 2).sum(1).mean())
+        step = scale * moved @ rotation.T + (mu_d - scale * mu_s @ rotation.T)
+        if np.abs(step - moved).max() < 1e-6:
+            return step
+        moved = step
+    return moved
+
+
+def align_pose_free(predicted: np.ndarray, reference: np.ndarray, search_points: int = 2000,
+                    candidates: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Align predicted surface points to the reference: both in a unit box, the best of the 48
+    signed-axis transforms (the ``candidates`` with the lowest Chamfer on ``search_points`` each
+    refined by similarity ICP, the best kept), applied to all predicted points.
+    Returns (aligned predicted points, the reference in its unit box)."""
+    rng = np.random.default_rng(seed)
+    pred, ref = normalise_unit_box(predicted), normalise_unit_box(reference)
+    pick_p = rng.choice(len(pred), min(search_points, len(pred)), replace=False)
+    pick_r = rng.choice(len(ref), min(search_points, len(ref)), replace=False)
+    small_p, small_r = pred[pick_p], ref[pick_r]
+    mats = signed_axis_transforms()
+    rough = np.array([_chamfer(small_p @ m.T, small_r) for m in mats])
+    best, best_cd = None, np.inf
+    for index in np.argsort(rough)[:candidates]:
+        start = small_p @ mats[index].T
+        moved = similarity_icp(start, small_r)
+        cd = _chamfer(moved, small_r)
+        if cd < best_cd:
+            best, best_cd = (index, start, moved), cd
+    index, start, moved = best
+    # the similarity that took the small set from start to moved, applied to every point
+    transform, *_ = np.linalg.lstsq(np.c_[start, np.ones(len(start))], moved, rcond=None)
+    full = pred @ mats[index].T
+    return np.c_[full, np.ones(len(full))] @ transform, ref
+
+
+def compare_meshes_pose_free(pred_vertices: np.ndarray, pred_faces: np.ndarray, ref_vertices: np.ndarray,
+                             ref_faces: np.ndarray, n_points: int = 20_000, seed: int = 0,
+                             thresholds: tuple[float, ...] = (0.01, 0.02, 0.05)) -> ShapeScores:
+    """Scores after `align_pose_free`. Thresholds are fractions of the reference's longest side
+    (1 after normalisation), not of its diagonal as in `compare_meshes`."""
+    from scipy.spatial import cKDTree
+
+    pred = sample_surface(pred_vertices, pred_faces, n_points, seed)
+    ref = sample_surface(ref_vertices, ref_faces, n_points, seed + 1)
+    pred, ref = align_pose_free(pred, ref, seed=seed)
+    d_pred, _ = cKDTree(ref).query(pred, workers=-1)
+    d_ref, _ = cKDTree(pred).query(ref, workers=-1)
+    fscore = {}
+    for tau in thresholds:
+        precision, recall = float((d_pred < tau).mean()), float((d_ref < tau).mean())
+        fscore[tau] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return ShapeScores(float((d_pred ** 2).mean() + (d_ref ** 2).mean()), fscore)
