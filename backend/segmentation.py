@@ -1,5 +1,5 @@
 """Finding the object in an input image: the alpha channel when there is one, otherwise a
-border-colour background model.
+border-colour background model checked against GrabCut.
 
 Automatic method (documented in docs/reconstruction.md): the image border is assumed to show
 background. Border colours are clustered (k-means in CIELAB, k=3); every pixel's colour distance
@@ -7,6 +7,14 @@ to the nearest background cluster (darkening counted at half weight, for shadows
 is cleaned with morphological opening/closing, hole filling and the largest connected component.
 Confidence falls when the border is not uniform, the object touches the border, or the object
 is tiny or nearly fills the frame.
+
+That colour threshold is exact on a studio backdrop and leaves pieces of a patterned one (a
+floor, a table, a room), whose colours also lie inside the frame, or loses parts of the object
+that share them. So its mask then seeds GrabCut (OpenCV: colour mixtures for object and background
+and a graph cut between them): the frame's border ring is background for certain, the border
+model's object (widened by a few pixels) is probably object, the rest probably background. On
+the real-object benchmark's photos on a textured floor this lifted the mean IoU with the true
+mask from 0.65 to 0.76 and left plain backdrops as they were (docs/reconstruction.md).
 """
 
 from __future__ import annotations
@@ -39,10 +47,59 @@ def segment(rgba: np.ndarray, has_alpha: bool) -> Segmentation:
         if mask.mean() < 0.995:
             return Segmentation(_largest_component(mask), "alpha channel", 1.0, [])
         # Alpha that covers the whole frame says nothing about the object's outline.
-        seg = _border_model(rgba[..., :3])
+        seg = _estimate_background(rgba[..., :3])
         seg.notes.insert(0, "the alpha channel is opaque everywhere; the background was estimated instead")
         return seg
-    return _border_model(rgba[..., :3])
+    return _estimate_background(rgba[..., :3])
+
+
+def _estimate_background(rgb: np.ndarray) -> Segmentation:
+    border = _border_model(rgb)
+    cut = grabcut_mask(rgb, border.mask)
+    if not cut.any():
+        return border
+    agreement = float((cut & border.mask).sum() / max(1, (cut | border.mask).sum()))
+    area = float(cut.mean())
+    if area < 0.005:
+        raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
+    # where the cut moved the outline a lot, neither estimate is sure of it
+    confidence = border.confidence * min(1.0, 0.5 + agreement / 2)
+    return Segmentation(cut, border.method + ", refined by GrabCut (OpenCV)", round(confidence, 3), border.notes)
+
+
+def grabcut_mask(rgb: np.ndarray, seed: np.ndarray, max_side: int = 320, iterations: int = 5,
+                 runs: int = 3) -> np.ndarray:
+    """GrabCut of ``rgb`` [H,W,3] uint8 from a first guess ``seed`` (bool [H,W], widened by 3
+    pixels, is probable object; the border ring is certain background; the rest probable
+    background) -> bool [H,W] (holes filled, largest component).
+
+    GrabCut's colour mixtures start from k-means with random centres, and on a busy background
+    one start can take a patch of floor for the object where another does not: the mask is the
+    pixel-wise majority of ``runs`` seeded runs, which is also reproducible."""
+    import cv2
+    from scipy import ndimage
+
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    guess = seed if scale == 1.0 else cv2.resize(seed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    guess = ndimage.binary_dilation(guess, iterations=3)
+    bgr = np.ascontiguousarray(small[..., ::-1])
+    h, w = small.shape[:2]
+    votes = np.zeros((h, w), np.int32)
+    ring = max(2, min(h, w) // 50)
+    for run in range(runs):
+        labels = np.where(guess, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        labels[:ring], labels[-ring:], labels[:, :ring], labels[:, -ring:] = (cv2.GC_BGD,) * 4
+        cv2.setRNGSeed(run)
+        cv2.grabCut(bgr, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
+        votes += (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    mask = (2 * votes > runs).astype(np.uint8)
+    if scale != 1.0:
+        mask = cv2.resize(mask * 255, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
+    mask = ndimage.binary_fill_holes(mask.astype(bool))
+    return _largest_component(mask) if mask.any() else mask
 
 
 def _border_model(rgb: np.ndarray) -> Segmentation:

@@ -62,3 +62,26 @@ def test_crop_centres_the_object_with_a_margin():
     ys, xs = np.nonzero(mask > 0.5)
     assert abs(ys.mean() - 49.5) < 1.5 and abs(xs.mean() - 49.5) < 1.5
     assert 78 < ys.max() - ys.min() + 1 < 86  # 90 px disc in a 1.2 × 90 px crop → ~83 of 100
+
+
+def test_object_on_a_patterned_floor_is_cut_out():
+    """A photo of a real object on a textured floor (tests/data/README.md): the border-colour model
+    alone takes pieces of floor for the object; refined by GrabCut the mask matches the truth."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from backend.segmentation import _border_model
+
+    data = Path(__file__).parent / "data"
+    rgb = np.asarray(Image.open(data / "soda_can_on_floor.png").convert("RGB"))
+    truth = np.asarray(Image.open(data / "soda_can_on_floor_mask.png").convert("L")) > 127
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+
+    def iou(mask):
+        return (mask & truth).sum() / (mask | truth).sum()
+
+    assert iou(_border_model(rgb).mask) < 0.8
+    seg = segment(rgba, has_alpha=False)
+    assert iou(seg.mask) > 0.95 and "GrabCut" in seg.method
+    assert np.array_equal(segment(rgba, has_alpha=False).mask, seg.mask)  # reproducible
