@@ -126,8 +126,11 @@ def _write_result(final: Message, output: Path) -> int:
     meta = final.get("metadata")
     for warning in meta.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    # the metadata beside the mesh: the method, the fitted camera, timings, warnings
+    meta_path = path.with_suffix(".json")
+    meta_path.write_text(json.dumps(meta, indent=1))
     timings = meta.get("timings", {})
-    print(f"wrote {path} ({mesh.n_triangles} triangles, {len(mesh.vertices)} vertices, "
+    print(f"wrote {path} and {meta_path.name} ({mesh.n_triangles} triangles, {len(mesh.vertices)} vertices, "
           f"method: {meta.get('method', '?')}, {timings.get('run_s', 0):.1f} s)")
     return EXIT_OK
 
@@ -338,7 +341,9 @@ def _add_task_parsers(sub) -> None:
     p = sub.add_parser("reconstruct", help="image(s) of one object → mesh")
     p.add_argument("images", nargs="+")
     p.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
-                   help="auto: the learned shape model when installed, else the silhouette baseline")
+                   help="auto: the learned shape model when its result is clean, else the outline solid; "
+                        "outline: a surface of revolution or inflation of the photo's outline; "
+                        "silhouette: the inflation baseline")
     _add_job_options(p)
     p = sub.add_parser("generate", help="text prompt → mesh")
     p.add_argument("prompt")

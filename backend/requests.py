@@ -46,8 +46,8 @@ class ReconstructRequest:
     face_budget: int | None = None
     """Decimate the result to at most this many triangles."""
     method: str = "auto"
-    """``auto`` (the learned shape model when installed, else the silhouette baseline), ``model``
-    or ``silhouette``."""
+    """``auto`` (the learned shape model when installed and its surface is clean, else the outline
+    solid), ``outline``, ``model`` or ``silhouette`` (the inflation baseline)."""
     task: str = "reconstruct"
 
 

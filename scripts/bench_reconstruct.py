@@ -1,23 +1,41 @@
 #!/usr/bin/env python
-"""Reconstruction benchmark on a procedural dataset's test splits (one view per shape, or several).
+"""Reconstruction benchmark: real objects (pose-free) and a procedural dataset's test splits.
 
+    .venv/bin/python scripts/bench_reconstruct.py --splits real          # the real-object split
     .venv/bin/python scripts/bench_reconstruct.py --data /work/data_cache/procedural_train
 
-For every shape of the held-in test split (shapes of training categories that training never
+**Real split** (``real``, made by scripts/fetch_real_meshes.py and scripts/render_real_split.py
+into ``--real-data``): third-party meshes from packages, rendered as photos (3 views each; half
+of the objects without alpha, on a plain or textured backdrop). Every view is one case: the
+method gets the photo alone. Its frame cannot be known from a photo, so scoring is **pose-free**
+(`backend.geometry.metrics.compare_meshes_pose_free`): prediction and reference in a unit box
+(centred, longest side 1), the best of the 48 axis rotations and mirrorings, then similarity ICP
+(rotation, uniform scale, translation); F-scores at 1, 2 and 5 % of the unit size, Chamfer-L2 in
+the same units. Rows are averaged per object first, then over objects. Methods also include
+``hull``, the true convex hull of the reference (an oracle of the visible-outline kind).
+
+**Procedural splits:**
+for every shape of the held-in test split (shapes of training categories that training never
 saw) and, separately, of the held-out categories (``test_unseen``), one view (chosen from the
 shape name, as in training evaluation) is reconstructed by each method from its RGBA render
 (the alpha channel gives the object, as in the product). Methods:
 
-* ``model:<preset>`` -- the learned pipeline (`backend.pipelines.reconstruct_model`) with the
+* ``model:<preset>`` -- the learned pipeline (`backend.pipelines.reconstruct.model`) with the
   given weights; its output is object-centred (Z up, front -Y), compared as it is.
 * ``silhouette`` -- silhouette inflation (the visual hull of the input view), default preset. It
   reconstructs in the *view* frame, so it is rotated into the object frame with the known camera
   (its x axis -> camera right, z -> camera up, depth -> the viewing direction) and re-normalised.
+* ``auto`` -- what the server runs by default (`backend.pipelines.reconstruct.dispatch`): the
+  model's result when its surface is clean, else the outline solid; each case's choice is
+  recorded. Compared as the method it chose is.
+* ``outline`` -- the outline solid (a surface of revolution when the outline is one, else the
+  inflation), default preset; aligned as ``silhouette``.
+* ``hull`` -- the reference's own convex hull (real split; an oracle no single photo gives).
 * ``sphere`` -- a sphere of diameter 1 at the origin.
 
 ``--views N`` gives the model N views of every shape at once (the chosen view and the ones spread
 evenly round the shape's cameras from it), as a user with several pictures would; the
-silhouette baseline takes one view only.
+outline methods take one view only.
 
 Every prediction and the reference mesh are normalised the same way (bounding box centred, longest
 side 1). Metrics (`backend.geometry.metrics`): Chamfer-L2 x 10^3 (mean squared nearest-neighbour
@@ -49,11 +67,13 @@ METRIC_KEYS = ("chamfer_x1e3", "f@0.01", "f@0.02", "f@0.05")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="procedural dataset root (scripts/gen_data.py)")
+    parser.add_argument("--data", help="procedural dataset root (scripts/gen_data.py), for the procedural splits")
+    parser.add_argument("--real-data", default=str(ROOT / "data_cache" / "real_split"),
+                        help="real-object split (scripts/render_real_split.py)")
     parser.add_argument("--weights", default=str(ROOT / "backend" / "weights" / "shape_model_cpu"))
     parser.add_argument("--presets", nargs="+", default=["preview", "default"], help="model presets to run")
     parser.add_argument("--methods", nargs="+", default=["model", "silhouette", "sphere"])
-    parser.add_argument("--splits", nargs="+", default=["test", "test_unseen"])
+    parser.add_argument("--splits", nargs="+", default=["real", "test", "test_unseen"])
     parser.add_argument("--per-category", type=int, default=0, help="shapes per category and split (0 = all)")
     parser.add_argument("--points", type=int, default=20_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--views", type=int, default=1,
@@ -70,19 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     if args.views < 1:
         parser.error("--views must be at least 1")
-    if args.views > 1 and "silhouette" in args.methods:
-        parser.error("the silhouette baseline reconstructs from one view; leave it out with --views > 1")
+    if args.views > 1 and {"silhouette", "outline"} & set(args.methods):
+        parser.error("the silhouette and outline methods reconstruct from one view; leave them out with --views > 1")
 
     tasks = []
     for split in args.splits:
-        if not select_shapes(args.data, split, args.per_category):
+        if split != "real" and not args.data:
+            print(f"split {split}: no --data given, skipped")
+            continue
+        if not select_cases(args, split):
             print(f"split {split}: no shapes, skipped")
             continue
         tasks += [(split, method) for method in expand_methods(args.methods, args.presets)]
     with tempfile.TemporaryDirectory() as tmp:
         runs = run_workers(args, tasks, Path(tmp))
     report = {
-        "dataset": str(args.data), "weights": args.weights, "threads": args.threads, "jobs": args.jobs,
+        "dataset": str(args.data), "real_data": str(args.real_data), "weights": args.weights, "threads": args.threads, "jobs": args.jobs,
         "views_per_shape": args.views,
         "cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
         "definitions": {
@@ -97,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             "model": "object-centred prediction (Z up, front -Y) compared as predicted; no pose search",
             "silhouette": "view-frame prediction rotated into the object frame with the known camera "
                           "azimuth/elevation, then re-normalised",
+            "outline": "as silhouette",
             "sphere": "sphere of diameter 1 at the origin",
+            "real split": "pose-free for every method: unit boxes, best of 48 signed axis permutations, "
+                          "similarity ICP; thresholds are fractions of the unit size",
         },
         "runs": runs,
     }
@@ -119,7 +145,8 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
         while pending and len(running) < max(1, args.jobs):
             index, (split, method) = pending.pop(0)
             rows_file = tmp / f"rows_{index}.json"
-            cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--weights", args.weights,
+            cmd = [sys.executable, __file__, "--worker", method, "--data", str(args.data),
+                   "--real-data", args.real_data, "--weights", args.weights,
                    "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
                    "--views", str(args.views),
                    "--threads", str(args.threads), "--rows", str(rows_file)]
@@ -154,6 +181,36 @@ def expand_methods(methods: list[str], presets: list[str]) -> list[str]:
     return out
 
 
+def select_cases(args, split: str) -> list[dict]:
+    """The benchmark's cases of one split: a name, its category, the input image files, the
+    reference mesh and, for procedural shapes, the input cameras."""
+    if split == "real":
+        return real_cases(Path(args.real_data))
+    cases = []
+    for name in select_shapes(args.data, split, args.per_category):
+        shape_dir = Path(args.data) / name
+        cameras = json.loads((shape_dir / "cameras.json").read_text())["views"]
+        picked = input_views(cameras, zlib.crc32(name.encode()) % len(cameras), args.views)
+        cases.append({"name": name, "object": name, "category": dataset_category(name),
+                      "images": [str(shape_dir / v["rgba"]) for v in picked], "reference": str(shape_dir / "mesh.ply"),
+                      "view": picked[0]["index"], "views": [v["index"] for v in picked],
+                      "world_to_cam": picked[0]["world_to_cam"]})
+    return cases
+
+
+def real_cases(root: Path) -> list[dict]:
+    """Every view of every rendered real object is a case (one photo in, the object's mesh to match)."""
+    cases = []
+    for record_path in sorted(root.glob("*/views.json")):
+        record = json.loads(record_path.read_text())
+        for view in record["views"]:
+            cases.append({"name": f"{record['name']}/{view['index']}", "object": record["name"],
+                          "category": record["kind"], "images": [str(record_path.parent / view["image"])],
+                          "reference": str(record_path.parent / "reference.npz"), "view": view["index"],
+                          "views": [view["index"]], "background": view["background"]})
+    return cases
+
+
 def select_shapes(root: str, split: str, per_category: int) -> list[str]:
     from backend.data.dataset import ProceduralDataset
     from backend.data.records import DatasetError
@@ -180,56 +237,81 @@ def worker(args) -> int:
     import resource
 
     import torch
-    import trimesh
 
     from backend.config import ServiceLimits
-    from backend.geometry.metrics import compare_meshes
+    from backend.geometry.metrics import compare_meshes, compare_meshes_pose_free
     from backend.images import decode_image
     from backend.requests import CommonParams, ReconstructRequest
 
     torch.set_num_threads(args.threads)
     split = args.splits[0]
-    names = select_shapes(args.data, split, args.per_category)
+    cases = select_cases(args, split)
     method, _, preset = args.worker.partition(":")
     pipeline = build_method(method, args.weights)
     rows = []
-    warm = pipeline is not None and bool(names)
-    for name in ([names[0]] if warm else []) + names:
-        shape_dir = Path(args.data) / name
-        cameras = json.loads((shape_dir / "cameras.json").read_text())["views"]
-        picked = input_views(cameras, zlib.crc32(name.encode()) % len(cameras), args.views)
-        view = picked[0]
-        reference = trimesh.load(shape_dir / "mesh.ply", process=False, force="mesh")
-        ref_v, ref_f = normalise(np.asarray(reference.vertices)), np.asarray(reference.faces)
+    warm = pipeline is not None and bool(cases)
+    for case in ([cases[0]] if warm else []) + cases:
+        ref_v, ref_f = load_reference(case["reference"])
+        chose = method
         t0 = time.perf_counter()
         if method == "sphere":
-            sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
-            vertices, faces = np.asarray(sphere.vertices), np.asarray(sphere.faces)
+            vertices, faces = sphere_mesh()
+        elif method == "hull":
+            vertices, faces = convex_hull(ref_v, ref_f)
         else:
-            images = [decode_image((shape_dir / v["rgba"]).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
-                      for v in picked]
+            images = [decode_image(Path(p).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
+                      for p in case["images"]]
             request = ReconstructRequest(images, CommonParams(quality=preset or "default"), texture="uv")
             output = pipeline.run(request, _context())
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
-            if method == "silhouette":
-                vertices = view_to_object(vertices, np.array(view["world_to_cam"]))
+            chose = output.metadata.get("method", method)
+            in_view_frame = method in ("silhouette", "outline") or not chose.startswith("shape model")
+            if in_view_frame and split != "real":
+                vertices = view_to_object(vertices, np.array(case["world_to_cam"]))
         seconds = time.perf_counter() - t0
         if warm:  # the first run pays one-off imports and allocations; it is not timed or scored
             warm = False
             continue
-        scores = compare_meshes(normalise(vertices), faces, ref_v, ref_f, n_points=args.points)
-        rows.append({"name": name, "category": dataset_category(name), "view": view["index"],
-                     "views": [v["index"] for v in picked],
+        if split == "real":
+            scores = compare_meshes_pose_free(vertices, faces, ref_v, ref_f, n_points=args.points)
+        else:
+            scores = compare_meshes(normalise(vertices), faces, normalise(ref_v), ref_f, n_points=args.points)
+        rows.append({"name": case["name"], "object": case["object"], "category": case["category"],
+                     "view": case["view"], "views": case["views"], "chose": chose,
                      "seconds": round(seconds, 3), "chamfer_x1e3": scores.chamfer_l2 * 1e3,
                      **{f"f@{t:g}": v for t, v in scores.fscore.items()}})
-        print(f"{name}: F@5% {rows[-1]['f@0.05']:.3f} ({seconds:.1f} s)", flush=True)
+        print(f"{case['name']}: F@5% {rows[-1]['f@0.05']:.3f} ({seconds:.1f} s)", flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    result = {"summary": summarise(rows), "per_category": per_category(rows), "shapes": rows,
-              "peak_rss_mb": round(peak_mb, 1)}
+    result = {"summary": summarise(rows, by_object=split == "real"), "per_category": per_category(rows),
+              "per_object": per_object(rows), "shapes": rows, "peak_rss_mb": round(peak_mb, 1)}
     if hasattr(pipeline, "weights_id"):
         result["weights_id"] = pipeline.weights_id
     Path(args.rows).write_text(json.dumps(result))
     return 0
+
+
+def load_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if path.endswith(".npz"):
+        with np.load(path) as data:
+            return data["vertices"].astype(np.float64), data["faces"].astype(np.int64)
+    import trimesh
+
+    mesh = trimesh.load(path, process=False, force="mesh")
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces)
+
+
+def sphere_mesh() -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    return np.asarray(sphere.vertices), np.asarray(sphere.faces)
+
+
+def convex_hull(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    hull = trimesh.Trimesh(vertices, faces, process=False).convex_hull
+    return np.asarray(hull.vertices), np.asarray(hull.faces)
 
 
 def input_views(cameras: list[dict], first: int, count: int) -> list[dict]:
@@ -246,16 +328,24 @@ def dataset_category(name: str) -> str:
 
 def build_method(method: str, weights: str):
     if method == "model":
-        from backend.pipelines.reconstruct_model import ModelReconstructPipeline
+        from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 
         return ModelReconstructPipeline("cpu", weights)
     if method == "silhouette":
-        from backend.pipelines.reconstruct_silhouette import SilhouetteReconstructPipeline
+        from backend.pipelines.reconstruct.silhouette import SilhouetteReconstructPipeline
 
         return SilhouetteReconstructPipeline("cpu")
-    if method == "sphere":
+    if method == "outline":
+        from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
+
+        return OutlineReconstructPipeline("cpu")
+    if method == "auto":
+        from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
+
+        return ReconstructPipeline("cpu", weights)
+    if method in ("sphere", "hull"):
         return None
-    raise SystemExit(f"unknown method {method!r}; use model:<preset>, silhouette or sphere")
+    raise SystemExit(f"unknown method {method!r}; use auto, model:<preset>, silhouette, outline, sphere or hull")
 
 
 def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:
@@ -270,16 +360,30 @@ def normalise(vertices: np.ndarray) -> np.ndarray:
     return (vertices - (lo + hi) / 2) / float((hi - lo).max())
 
 
-def summarise(rows: list[dict]) -> dict:
-    out = {k: float(np.mean([r[k] for r in rows])) for k in METRIC_KEYS}
+def summarise(rows: list[dict], by_object: bool = False) -> dict:
+    """Means over the rows, or (``by_object``) over the objects' own means, so an object counts
+    once however many views of it were scored."""
+    groups = list(per_object(rows).values()) if by_object else rows
+    out = {k: float(np.mean([g[k] for g in groups])) for k in METRIC_KEYS}
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in rows]))
-    out["shapes"] = len(rows)
+    out["shapes"] = len(groups)
     return out
 
 
 def per_category(rows: list[dict]) -> dict:
     cats = sorted({r["category"] for r in rows})
     return {c: summarise([r for r in rows if r["category"] == c]) for c in cats}
+
+
+def per_object(rows: list[dict]) -> dict:
+    names = sorted({r["object"] for r in rows})
+    out = {}
+    for name in names:
+        mine = [r for r in rows if r["object"] == name]
+        out[name] = {k: float(np.mean([r[k] for r in mine])) for k in METRIC_KEYS}
+        out[name]["seconds"] = float(np.mean([r["seconds"] for r in mine]))
+        out[name]["cases"] = len(mine)
+    return out
 
 
 def _context():
@@ -302,18 +406,19 @@ def summary_markdown(report: dict) -> str:
         lines.append(f"| {run['split']} | {run['method']} | {s['shapes']} | {s['chamfer_x1e3']:.2f} | "
                      f"{s['f@0.01']:.3f} | {s['f@0.02']:.3f} | {s['f@0.05']:.3f} | {s['seconds_per_image']:.2f} | "
                      f"{run['peak_rss_mb']:.0f} |")
-    lines += ["", "F@5% by category:", ""]
-    methods = [r["method"] for r in report["runs"]]
-    methods = list(dict.fromkeys(methods))
-    lines.append("| split | category | " + " | ".join(methods) + " |")
-    lines.append("|---|---|" + "---|" * len(methods))
+    methods = list(dict.fromkeys(r["method"] for r in report["runs"]))
     for split in dict.fromkeys(r["split"] for r in report["runs"]):
         runs = {r["method"]: r for r in report["runs"] if r["split"] == split}
-        cats = sorted({c for r in runs.values() for c in r["per_category"]})
-        for c in cats:
-            cells = [f"{runs[m]['per_category'][c]['f@0.05']:.3f}" if m in runs and c in runs[m]["per_category"]
-                     else "" for m in methods]
-            lines.append(f"| {split} | {c} | " + " | ".join(cells) + " |")
+        group = "per_object" if split == "real" else "per_category"
+        keys = ("f@0.02", "f@0.05") if split == "real" else ("f@0.05",)
+        lines += ["", f"{split}: {' and '.join(k.replace('f@0.0', 'F@') + '%' for k in keys)} "
+                      f"by {'object' if split == 'real' else 'category'}:", ""]
+        lines.append("| name | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        for name in sorted({c for r in runs.values() for c in r[group]}):
+            cells = [" / ".join(f"{runs[m][group][name][k]:.3f}" for k in keys)
+                     if m in runs and name in runs[m][group] else "" for m in methods]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Alignment: " + "; ".join(f"{k}: {v}" for k, v in report["alignment"].items()) + "."]
     return "\n".join(lines) + "\n"
 

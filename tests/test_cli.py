@@ -44,6 +44,10 @@ def test_reconstruct_example_to_glb(tmp_path):
     assert f"wrote {out}" in result.stdout
     mesh = trimesh.load(out, force="mesh")
     assert len(mesh.faces) > 500
+    # the metadata lies beside the mesh, with the camera the result is seen from
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert {"azimuth", "elevation", "fov", "distance"} <= set(meta["camera"])
+    assert meta["method"].startswith("outline")
 
 
 def test_missing_image_is_a_usage_error():

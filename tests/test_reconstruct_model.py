@@ -18,7 +18,8 @@ from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel,
 from backend.pipelines.reconstruct import fitting, presets
 from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
-from backend.protocol import ErrorCode
+from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
+from backend.protocol import ErrorCode, MeshPayload
 from backend.render.losses import mirror_asymmetry
 from backend.requests import CommonParams, ReconstructRequest
 from doubles import recording_context
@@ -266,13 +267,12 @@ def test_uniform_image_without_object_is_a_named_error(weights):
     assert info.value.code == ErrorCode.NO_OBJECT
 
 
-def test_missing_weights_fall_back_to_the_silhouette_baseline_with_a_warning(tmp_path):
+def test_missing_weights_give_the_outline_solid_and_say_why(tmp_path):
     pipe = ReconstructPipeline("cpu", tmp_path / "nothing_here")
     assert pipe.model is None
-    ctx = recording_context()
-    out = pipe.run(request(disc()), ctx)
-    assert "nothing_here" in out.metadata["fallback"]["reason"]
-    assert any("not available" in w and "nothing_here" in w for w in ctx.warnings)
+    out = pipe.run(request(disc()), recording_context())
+    assert out.metadata["method"] == OutlineReconstructPipeline.method
+    assert out.metadata["auto"]["chose"] == "outline" and "nothing_here" in out.metadata["auto"]["reason"]
     assert np.isfinite(out.mesh.vertices).all()
 
 
@@ -312,7 +312,35 @@ def test_method_picks_the_model_or_the_baseline(tmp_path, weights):
     assert with_model.run(asked, recording_context()).metadata["method"] == ModelReconstructPipeline.method
     with pytest.raises(PipelineError) as info:       # insisting on a model that is not installed
         ReconstructPipeline("cpu", tmp_path / "nothing_here").run(asked, recording_context())
-    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "silhouette" in info.value.message
+    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "outline" in info.value.message
+    asked.method = "outline"
+    assert with_model.run(asked, recording_context()).metadata["method"] == OutlineReconstructPipeline.method
+
+
+def _scraps() -> MeshPayload:
+    """What a field decoded far from its training data looks like: dozens of separate pieces."""
+    parts = [trimesh.creation.box((0.05, 0.3, 0.05)) for _ in range(30)]
+    for k, part in enumerate(parts):
+        part.apply_translation([0.06 * k - 0.9, 0.0, 0.0])
+    mesh = trimesh.util.concatenate(parts)
+    return MeshPayload(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32))
+
+
+def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one(weights, monkeypatch):
+    from backend.pipelines.base import PipelineOutput
+
+    pipe = ReconstructPipeline("cpu", weights)
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    clean = MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))
+    monkeypatch.setattr(pipe.model, "run", lambda req, ctx: PipelineOutput(clean, {"method": "model"}))
+    kept = pipe.run(request(disc()), recording_context())
+    assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
+
+    monkeypatch.setattr(pipe.model, "run", lambda req, ctx: PipelineOutput(_scraps(), {"method": "model"}))
+    replaced = pipe.run(request(disc()), recording_context())
+    assert replaced.metadata["method"] == OutlineReconstructPipeline.method
+    assert "30 pieces" in replaced.metadata["auto"]["reason"]
+    assert replaced.metadata["auto"]["model_surface"]["pieces"] == 30
 
 
 def test_registry_uses_the_dispatching_pipeline_for_reconstruct():

@@ -8,7 +8,11 @@ from PIL import Image
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled
 from backend.images import decode_image
-from backend.pipelines.reconstruct.silhouette import SilhouetteReconstructPipeline, inflate_field
+from backend.pipelines.reconstruct.silhouette import (
+    OutlineReconstructPipeline,
+    SilhouetteReconstructPipeline,
+    inflate_field,
+)
 from backend.requests import CommonParams, ReconstructRequest
 from doubles import recording_context
 
@@ -97,3 +101,78 @@ def test_example_mug_default_quality():
     assert texture.shape == (512, 512, 3)
     # the mug is blue: its texture is mostly blue
     assert texture[..., 2].mean() > texture[..., 0].mean()
+
+
+# ---------------------------------------------------------------------- the outline solid
+
+
+def striped_bottle_png(size=160):
+    """A bottle-like outline (a surface of revolution) in red and blue bands, on transparency."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    t = (yy - 20) / (size - 40)
+    radius = np.where(t < 0.35, 14, 14 + 34 * np.clip((t - 0.35) / 0.2, 0, 1))
+    body = (np.abs(xx - size / 2 + 0.5) < radius) & (t >= 0) & (t <= 1)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[body] = (40, 60, 210, 255)
+    rgba[body & ((yy // 12) % 2 == 0)] = (210, 40, 40, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue(), rgba
+
+
+def test_outline_of_a_bottle_is_a_surface_of_revolution():
+    data, _ = striped_bottle_png()
+    output = OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
+                                                   recording_context())
+    assert output.metadata["solid"] == "surface of revolution"
+    v = output.mesh.vertices
+    # round in plan: as deep as it is wide at every height of the body
+    for z in (-0.3, 0.0, 0.3):
+        ring = v[np.abs(v[:, 2] - z) < 0.02]
+        assert np.ptp(ring[:, 1]) == pytest.approx(np.ptp(ring[:, 0]), rel=0.06)
+
+
+def test_result_seen_from_its_camera_is_the_photo():
+    from backend.geometry.fidelity import mask_iou, project, silhouette
+    from backend.segmentation import crop_to_object
+
+    data, rgba = striped_bottle_png()
+    output = OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="vertex"),
+                                                   recording_context())
+    camera, mesh = output.metadata["camera"], output.mesh
+    assert camera["azimuth"] == 0.0 and camera["elevation"] == 0.0  # Blender's front view
+    size = 128
+    crop_rgb, crop_mask = crop_to_object(rgba, rgba[..., 3] >= 128, size)
+    seen = silhouette(mesh.vertices, mesh.faces, camera, size)
+    assert mask_iou(seen, crop_mask >= 0.5) >= 0.95
+    assert output.metadata["fidelity"]["silhouette_iou"] >= 0.95
+    # the side facing the camera wears the photo's own pixels
+    pixels, _ = project(mesh.vertices, camera, size)
+    facing = (mesh.normals[:, 1] < -0.7) & (crop_mask[np.clip(pixels[:, 1].round().astype(int), 0, size - 1),
+                                                       np.clip(pixels[:, 0].round().astype(int), 0, size - 1)] > 0.99)
+    cols, rows = np.clip(pixels[facing].round().astype(int), 0, size - 1).T
+    photo = crop_rgb[rows, cols] * 255
+    assert np.abs(mesh.colors[facing, :3].astype(float) - photo).mean() < 25
+
+
+def test_hidden_side_continues_the_visible_colours():
+    data = open("examples/mug.png", "rb").read()
+    output = OutlineReconstructPipeline("cpu").run(request_for(data, quality="preview", texture="vertex"),
+                                                   recording_context())
+    mesh = output.mesh
+    back = mesh.normals[:, 1] > 0.5  # facing away from the camera
+    colours = mesh.colors[back, :3].astype(float)
+    # a blue mug is blue all round: no grey or pink default on the side the photo never showed
+    assert (colours[:, 2] > colours[:, 0] + 20).mean() > 0.9
+
+
+def test_outline_surface_is_clean():
+    from backend.geometry.surface_quality import surface_quality
+
+    data = open("examples/mug.png", "rb").read()
+    output = OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
+                                                   recording_context())
+    quality = surface_quality(output.mesh.vertices, output.mesh.faces)
+    assert output.metadata["solid"] == "surface of revolution" and output.metadata["attached_parts"]
+    assert quality.smallest_piece_share >= 0.002  # no scraps
+    assert quality.sharp_edge_share < 0.02  # no fins or terraces

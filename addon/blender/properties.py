@@ -30,11 +30,13 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
         description="Several selected images are views of one object (one job); otherwise one job per image")
     reconstruct_method: bpy.props.EnumProperty(
         name="Method", default="auto",
-        items=[("auto", "Auto", "The learned shape model; the silhouette method when its weights are missing"),
+        items=[("auto", "Auto", "The learned shape model when its result is clean; otherwise the outline solid"),
+               ("outline", "Outline",
+                "A surface of revolution (vessels, bottles) or an inflation of the outline seen in the image, "
+                "with the photo's own colours"),
                ("model", "Shape Model", "The learned shape model (fails when its weights are missing)"),
                ("silhouette", "Silhouette",
-                "Extrude the outline seen in the image: exact outline, no hidden parts; "
-                "often the better pick for a shape the model does not know")])
+                "The inflation baseline: extrude the outline seen in the image, exact outline, no hidden parts")])
     placement: bpy.props.EnumProperty(
         name="Place", default="CURSOR",
         items=[("CURSOR", "At 3D Cursor", "Stand the result on the 3D cursor at the target size"),

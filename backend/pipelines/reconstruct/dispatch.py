@@ -1,27 +1,36 @@
-"""The "reconstruct" task as the server runs it: the learned model or the silhouette baseline,
-per request and by what is installed."""
+"""The "reconstruct" task as the server runs it: the outline solid, the learned model or the
+silhouette baseline, per request and by what is installed and what comes out."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from backend.errors import PipelineError
+from backend.geometry.surface_quality import surface_quality
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
-from backend.pipelines.reconstruct.silhouette import SilhouetteReconstructPipeline
+from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline, SilhouetteReconstructPipeline
 from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, WeightsUnavailable
 from backend.protocol import ErrorCode
 from backend.requests import ReconstructRequest
 
+MAX_PIECES = 2
+"""A model result in more pieces than this is shredded (a handle may come apart from its body
+once; fins and scraps make dozens)."""
+
+MAX_SHARP_EDGES = 0.05
+"""A model result sharp along more than this share of its edges is shredded (clean results: under
+0.01; the committed weights on photos unlike their training data: 0.2-0.3)."""
+
 
 class ReconstructPipeline(Pipeline):
-    """The "reconstruct" task: per request, the learned shape model or the silhouette baseline.
+    """The "reconstruct" task.
 
-    ``method="auto"`` (the default) uses the model when its weights load and otherwise the
-    baseline, with a warning and ``fallback`` in the metadata naming what is missing;
-    ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it); ``"silhouette"`` always
-    runs the baseline, which can look better than an undertrained model on photos far from the
-    training data.
+    ``method="auto"`` (the default) runs the learned model when its weights load and keeps its
+    result when the surface is clean (`backend.geometry.surface_quality`); a shredded result, or no
+    model, gives the outline solid instead, and ``metadata["auto"]`` says which ran and why.
+    ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it, its result whatever it
+    looks like); ``"outline"`` and ``"silhouette"`` (the baseline) always run those.
     """
 
     task = "reconstruct"
@@ -29,6 +38,7 @@ class ReconstructPipeline(Pipeline):
     def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
         self.silhouette = SilhouetteReconstructPipeline(device)
+        self.outline = OutlineReconstructPipeline(device)
         weights = Path(weights)
         try:
             self.model: ModelReconstructPipeline | None = ModelReconstructPipeline(device, weights)
@@ -40,14 +50,38 @@ class ReconstructPipeline(Pipeline):
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         if request.method == "silhouette":
             return self.silhouette.run(request, ctx)
-        if self.model is not None:
-            return self.model.run(request, ctx)
+        if request.method == "outline":
+            return self.outline.run(request, ctx)
         if request.method == "model":
-            raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
-                                f"{self.model_problem}. Train or restore the weights (docs/training.md), "
-                                "or ask for method 'silhouette'.")
-        ctx.warn(f"the learned shape model is not available ({self.model_problem}); used the silhouette-inflation "
-                 "baseline instead. Train or restore the weights (docs/training.md).")
-        output = self.silhouette.run(request, ctx)
-        output.metadata["fallback"] = {"from": ModelReconstructPipeline.method, "reason": self.model_problem}
+            if self.model is None:
+                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
+                                    f"{self.model_problem}. Train or restore the weights (docs/training.md), "
+                                    "or ask for method 'outline'.")
+            return self.model.run(request, ctx)
+        return self._auto(request, ctx)
+
+    def _auto(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
+        if self.model is None:
+            output = self.outline.run(request, ctx)
+            output.metadata["auto"] = {"chose": "outline", "reason": self.model_problem}
+            return output
+        modelled = self.model.run(request, ctx)
+        quality = surface_quality(modelled.mesh.vertices, modelled.mesh.faces)
+        problem = shredded(quality)
+        if problem is None:
+            modelled.metadata["auto"] = {"chose": "model", "surface": quality.as_dict()}
+            return modelled
+        ctx.progress("outline", 0.5, f"the shape model's surface is {problem}: building the outline solid")
+        output = self.outline.run(request, ctx)
+        output.metadata["auto"] = {"chose": "outline", "reason": f"the shape model's surface is {problem}",
+                                   "model_surface": quality.as_dict()}
         return output
+
+
+def shredded(quality) -> str | None:
+    """What is wrong with a surface, or None when it is clean."""
+    if quality.pieces > MAX_PIECES:
+        return f"in {quality.pieces} pieces"
+    if quality.sharp_edge_share > MAX_SHARP_EDGES:
+        return f"sharp along {quality.sharp_edge_share:.0%} of its edges"
+    return None

@@ -1,11 +1,20 @@
-"""Single-view reconstruction by silhouette inflation — the classical baseline.
+"""Single-view reconstruction from the object's outline: the silhouette baseline and the
+outline solid.
 
-The object's silhouette is inflated into a solid whose half-thickness at a pixel follows a
-circular profile of that pixel's distance to the outline (as in sketch-based modelling: a disc
-becomes a sphere, a bar a cylinder). It knows nothing about object categories, so it cannot
-recover concavities (the inside of a mug) or parts hidden from view; it is the "visual hull of
-the input view" baseline in the reconstruction benchmark, and what the backend runs when no
-trained shape model is installed (the result's metadata says so).
+**Silhouette inflation** (the classical baseline): the silhouette is inflated into a solid whose
+half-thickness at a pixel follows a circular profile of that pixel's distance to the outline (as
+in sketch-based modelling: a disc becomes a sphere, a bar a cylinder). It knows nothing about
+object categories, so it cannot recover concavities (the inside of a mug) or parts hidden from
+view; it is the "visual hull of the input view" baseline in the reconstruction benchmark.
+
+**Outline solid** (the default): the same, except that an outline which is that of a surface of
+revolution (a vessel, a bottle, a can, a lamp: `backend.geometry.outline`) becomes that surface,
+with parts outside its body (a handle, a spout) inflated on their own.
+
+Both build the object in the photo's camera frame (x right, y away from the camera, z up), so
+the result seen from the front (Blender's numpad 1) is the photo's view, and both report that
+camera in ``metadata["camera"]`` (`backend.geometry.fidelity`) with how well the result explains
+the photo's outline from it (``metadata["fidelity"]``).
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.geometry.fidelity import mask_iou, silhouette
 from backend.geometry.finish import finish_mesh
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
+from backend.geometry.outline import fit_revolution, revolution_field
 from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
@@ -43,6 +54,16 @@ PRESETS = {
     "default": SilhouettePreset(image_size=192, grid=96, max_faces=20_000, texture_size=512),
     "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1024),
 }
+
+CAMERA_FOV = 5.0
+"""Field of view (degrees) reported for the camera: both methods extrude the outline straight
+back, as a distant camera sees it, so the reported camera is a long lens framing the crop."""
+
+FIDELITY_SIZE = 128
+"""Side of the crop on which the result's silhouette is compared with the photo's."""
+
+POOR_FIDELITY = 0.9
+"""Below this silhouette IoU the result carries a warning that it explains the photo badly."""
 
 TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the texture")}
 """Progress reported at each step of `finish_mesh`."""
@@ -74,21 +95,26 @@ class SilhouetteReconstructPipeline(Pipeline):
     task = "reconstruct"
     method = "silhouette inflation (baseline)"
 
+    def solid(self, mask: np.ndarray, grid: int, thickness: float) -> tuple[np.ndarray, dict]:
+        """The object's field over [-0.5,0.5]^3 from the crop's mask -> (field, metadata)."""
+        field, half_depth = inflate_field(mask, grid, thickness)
+        return field, {"half_depth": round(half_depth, 4)}
+
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         preset = PRESETS[request.common.quality]
         if len(request.images) > 1:
-            ctx.warn(f"the silhouette baseline uses the first of {len(request.images)} views only")
+            ctx.warn(f"{self.method} uses the first of {len(request.images)} views only")
         image = request.images[0]
         ctx.progress("segment", 0.05, "finding the object")
         seg = find_object(image, ctx)
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
-        ctx.progress("inflate", 0.2, "inflating the silhouette")
+        ctx.progress("inflate", 0.2, "building the solid from the outline")
 
-        coarse, _ = inflate_field(mask, grid=max(24, preset.grid // 3), thickness=preset.thickness)
+        coarse, _ = self.solid(mask, max(24, preset.grid // 3), preset.thickness)
         vertices, faces = extract_surface(coarse, np.full(3, -0.5), np.full(3, 0.5))
         ctx.preview_mesh(MeshPayload(vertices, faces))
 
-        field, half_depth = inflate_field(mask, preset.grid, preset.thickness)
+        field, solid_metadata = self.solid(mask, preset.grid, preset.thickness)
         ctx.progress("mesh", 0.4, "extracting the surface")
         vertices, faces = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
         vertices, faces = clean_mesh(vertices, faces)
@@ -99,16 +125,62 @@ class SilhouetteReconstructPipeline(Pipeline):
         mesh = finish_mesh(vertices, faces, front_view_colour(rgb, mask), texture=request.texture,
                            texture_size=preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
-        mesh.vertices, _, _ = normalise_unit(mesh.vertices)
+        mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
+        camera = crop_camera(scale, centre)
+        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, mask)
+        if fidelity["silhouette_iou"] < POOR_FIDELITY:
+            ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
+                     "from the reported camera)")
         metadata = {
             "method": self.method,
             "segmentation": {"method": seg.method, "confidence": seg.confidence, "notes": seg.notes},
             "input": {"width": image.size[0], "height": image.size[1], "format": image.source_format,
                       "notes": image.warnings},
             "grid": preset.grid,
-            "half_depth": round(half_depth, 4),
+            "camera": camera,
+            "fidelity": fidelity,
+            **solid_metadata,
         }
         return PipelineOutput(mesh, metadata)
+
+
+class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
+    """The outline solid: a surface of revolution when the outline is one, else the inflation."""
+
+    method = "outline solid (surface of revolution or inflation)"
+
+    def solid(self, mask: np.ndarray, grid: int, thickness: float) -> tuple[np.ndarray, dict]:
+        fit = fit_revolution(mask)
+        if fit is None:
+            field, metadata = super().solid(mask, grid, thickness)
+            return field, {**metadata, "solid": "inflation"}
+        field = revolution_field(fit, mask.shape[0], grid)
+        if fit.attached.any():
+            parts, _ = inflate_field(fit.attached.astype(np.float64), grid, thickness)
+            field = np.maximum(field, parts)
+        return field, {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
+                       "attached_parts": bool(fit.attached.any())}
+
+
+def crop_camera(scale: float, centre: np.ndarray) -> dict:
+    """The camera that sees the crop (the square [-0.5,0.5] in x and z of the solid's frame) as
+    the photo's crop, in the output frame (the solid moved by -``centre`` and scaled by ``scale``)."""
+    side = scale  # the crop's side, 1 in the solid's frame
+    target = (-np.asarray(centre, dtype=np.float64) * scale).tolist()
+    distance = side / 2 / np.tan(np.radians(CAMERA_FOV) / 2)
+    return {"azimuth": 0.0, "elevation": 0.0, "fov": CAMERA_FOV, "distance": round(float(distance), 4),
+            "target": [round(float(t), 5) for t in target],
+            "note": "a distant camera: the solid extrudes the outline straight back; elevation not estimated"}
+
+
+def silhouette_fidelity(vertices: np.ndarray, faces: np.ndarray, camera: dict, mask: np.ndarray) -> dict:
+    """How well the result explains the photo's outline: IoU of its silhouette from ``camera``
+    with the crop's mask."""
+    from skimage.transform import resize
+
+    target = resize(mask.astype(np.float32), (FIDELITY_SIZE, FIDELITY_SIZE), order=1) >= 0.5
+    seen = silhouette(vertices, faces, camera, FIDELITY_SIZE)
+    return {"silhouette_iou": round(mask_iou(seen, target), 4), "size": FIDELITY_SIZE}
 
 
 def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:

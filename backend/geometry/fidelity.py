@@ -1,0 +1,57 @@
+"""How well a result explains its photo: the result seen from the camera its metadata reports.
+
+The camera convention is the one every result's ``metadata["camera"]`` uses, in the output's own
+frame (Z up, front -Y): the camera sits at ``target + distance * (cos e sin a, -cos e cos a,
+sin e)`` for azimuth a and elevation e, looks at ``target`` with +Z up, and has a square image
+with the field of view ``fov`` (degrees) across it. Azimuth 0 and elevation 0 is Blender's front
+view (numpad 1). The image is the square crop around the object that the pipeline worked on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from backend.geometry.raster import covered_pixels
+
+
+def camera_position(camera: dict) -> np.ndarray:
+    a, e = math.radians(camera["azimuth"]), math.radians(camera["elevation"])
+    offset = np.array([math.cos(e) * math.sin(a), -math.cos(e) * math.cos(a), math.sin(e)])
+    return np.asarray(camera.get("target", (0.0, 0.0, 0.0)), dtype=np.float64) + camera["distance"] * offset
+
+
+def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points [N,3] -> (pixel coordinates [N,2] as (column, row), pixel centres at integers;
+    depth along the viewing direction [N])."""
+    eye = camera_position(camera)
+    target = np.asarray(camera.get("target", (0.0, 0.0, 0.0)), dtype=np.float64)
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    if np.linalg.norm(right) < 1e-9:  # looking straight down or up
+        right = np.array([1.0, 0.0, 0.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    rel = np.asarray(points, dtype=np.float64) - eye
+    depth = rel @ forward
+    focal = (size / 2) / math.tan(math.radians(camera["fov"]) / 2)
+    safe = np.where(depth > 1e-9, depth, 1e-9)
+    columns = size / 2 - 0.5 + focal * (rel @ right) / safe
+    rows = size / 2 - 0.5 - focal * (rel @ up) / safe
+    return np.stack([columns, rows], axis=1), depth
+
+
+def silhouette(vertices: np.ndarray, faces: np.ndarray, camera: dict, size: int) -> np.ndarray:
+    """bool [size,size]: the pixels whose centre the mesh covers, seen from ``camera``."""
+    pixels, depth = project(vertices, camera, size)
+    tris = faces[(depth[faces] > 0).all(axis=1)]
+    out = np.zeros((size, size), dtype=bool)
+    _, x, y, _ = covered_pixels(pixels[tris], size, size)
+    out[y, x] = True
+    return out
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
