@@ -7,7 +7,7 @@
 
 One PNG per case: the input photo | the result from the fitted camera (the camera the result's
 metadata reports; the front view lifted 15 degrees when it reports none) | the result from three
-other sides (left, back, and right from above). Results are rendered by Blender (Cycles) from the
+other sides (its right, its back, and its left from above). Results are rendered by Blender (Cycles) from the
 .glb the backend wrote, so the sheet shows what an artist would import. Look at every sheet.
 """
 
@@ -95,7 +95,7 @@ def reconstruct(pipeline, image_path: Path, args, glb_path: Path) -> tuple[Path,
 
 
 def review_cameras(metadata: dict):
-    """The fitted camera, then left, back and right-from-above at the same distance."""
+    """The fitted camera, then the object's right side, back and left side from above."""
     from backend.data.render_photos import ResultCamera
 
     fitted = metadata.get("camera")
@@ -118,7 +118,7 @@ def compose_sheet(image_path: Path, glb: Path, metadata: dict, title: str):
         else photo.convert("RGB")
     photo.thumbnail((PANEL, PANEL))
     labels = ["input", "fitted camera" if metadata.get("camera") else "front (no fitted camera)",
-              "left", "back", "right, from above"]
+              "right side", "back", "left side, from above"]
     panels = [photo] + [_on_grey(r) for r in renders]
     sheet = Image.new("RGB", (PANEL * len(panels), PANEL + 40), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)

@@ -176,3 +176,14 @@ def test_outline_surface_is_clean():
     assert output.metadata["solid"] == "surface of revolution" and output.metadata["attached_parts"]
     assert quality.smallest_piece_share >= 0.002  # no scraps
     assert quality.sharp_edge_share < 0.02  # no fins or terraces
+
+
+def test_a_vessels_cast_shadow_is_dropped_and_its_handle_kept():
+    def solid_of(path):
+        data = open(path, "rb").read()
+        return OutlineReconstructPipeline("cpu").run(request_for(data, texture="none"), recording_context()).metadata
+
+    vase, mug = solid_of("examples/vase_on_grey.jpg"), solid_of("examples/mug.png")
+    assert vase["solid"] == "surface of revolution" and vase["cast_shadows_dropped"] == 1
+    assert not vase["attached_parts"] and vase["fidelity"]["silhouette_iou"] >= 0.95
+    assert mug["attached_parts"] and mug["cast_shadows_dropped"] == 0

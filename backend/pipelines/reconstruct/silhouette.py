@@ -95,10 +95,12 @@ class SilhouetteReconstructPipeline(Pipeline):
     task = "reconstruct"
     method = "silhouette inflation (baseline)"
 
-    def solid(self, mask: np.ndarray, grid: int, thickness: float) -> tuple[np.ndarray, dict]:
-        """The object's field over [-0.5,0.5]^3 from the crop's mask -> (field, metadata)."""
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float
+              ) -> tuple[np.ndarray, dict, np.ndarray]:
+        """The object's field over [-0.5,0.5]^3 from the crop (colours and mask) -> (field,
+        metadata, the mask of what it took for the object)."""
         field, half_depth = inflate_field(mask, grid, thickness)
-        return field, {"half_depth": round(half_depth, 4)}
+        return field, {"half_depth": round(half_depth, 4)}, mask
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         preset = PRESETS[request.common.quality]
@@ -110,11 +112,11 @@ class SilhouetteReconstructPipeline(Pipeline):
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
         ctx.progress("inflate", 0.2, "building the solid from the outline")
 
-        coarse, _ = self.solid(mask, max(24, preset.grid // 3), preset.thickness)
+        coarse, _, _ = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
         vertices, faces = extract_surface(coarse, np.full(3, -0.5), np.full(3, 0.5))
         ctx.preview_mesh(MeshPayload(vertices, faces))
 
-        field, solid_metadata = self.solid(mask, preset.grid, preset.thickness)
+        field, solid_metadata, object_mask = self.solid(rgb, mask, preset.grid, preset.thickness)
         ctx.progress("mesh", 0.4, "extracting the surface")
         vertices, faces = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
         vertices, faces = clean_mesh(vertices, faces)
@@ -127,7 +129,7 @@ class SilhouetteReconstructPipeline(Pipeline):
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         camera = crop_camera(scale, centre)
-        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, mask)
+        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, object_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
                      "from the reported camera)")
@@ -149,17 +151,58 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
 
     method = "outline solid (surface of revolution or inflation)"
 
-    def solid(self, mask: np.ndarray, grid: int, thickness: float) -> tuple[np.ndarray, dict]:
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float
+              ) -> tuple[np.ndarray, dict, np.ndarray]:
         fit = fit_revolution(mask)
         if fit is None:
-            field, metadata = super().solid(mask, grid, thickness)
-            return field, {**metadata, "solid": "inflation"}
+            field, metadata, _ = super().solid(rgb, mask, grid, thickness)
+            return field, {**metadata, "solid": "inflation"}, mask
         field = revolution_field(fit, mask.shape[0], grid)
-        if fit.attached.any():
-            parts, _ = inflate_field(fit.attached.astype(np.float64), grid, thickness)
-            field = np.maximum(field, parts)
-        return field, {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
-                       "attached_parts": bool(fit.attached.any())}
+        parts, shadows = attached_parts(rgb, fit)
+        if parts.any():
+            inflated, _ = inflate_field(parts.astype(np.float64), grid, thickness)
+            field = np.maximum(field, inflated)
+        metadata = {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
+                    "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows}
+        return field, metadata, np.where(fit.attached & ~parts, 0.0, mask)
+
+
+SHADOW_DARKNESS = 0.7
+"""A part lying on the ground line beside the body is taken for its cast shadow when it is darker
+than this share of the body's median brightness."""
+
+
+def attached_parts(rgb: np.ndarray, fit) -> tuple[np.ndarray, int]:
+    """The parts outside a surface of revolution's body that belong to the object -> (bool mask,
+    number of pieces dropped as cast shadows). Segmentation without alpha keeps the shadow a
+    vessel casts on the floor; it is a low, dark piece at the foot of the body, where a handle or a
+    spout is neither."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(fit.attached)
+    if count == 0:
+        return fit.attached, 0
+    body_rows = np.nonzero(fit.radius > 0)[0]
+    top, bottom = body_rows.min(), body_rows.max()
+    brightness = rgb.mean(axis=-1)
+    body = np.zeros_like(fit.attached)
+    body[top:bottom + 1] = True
+    body &= ~fit.attached
+    body_level = float(np.median(brightness[body & (rgb.sum(-1) > 0)])) if body.any() else 1.0
+    keep = np.zeros_like(fit.attached)
+    dropped = 0
+    for index in range(1, count + 1):
+        part = labels == index
+        rows = np.nonzero(part.any(1))[0]
+        height = bottom - top
+        if part.sum() < 1e-3 * fit.attached.size:  # specks of segmentation noise
+            continue
+        low = rows.min() > bottom - 0.3 * height and rows.max() >= bottom - 0.05 * height
+        if low and float(np.median(brightness[part])) < SHADOW_DARKNESS * body_level:
+            dropped += 1
+            continue
+        keep |= part
+    return keep, dropped
 
 
 def crop_camera(scale: float, centre: np.ndarray) -> dict:
