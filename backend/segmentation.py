@@ -98,7 +98,7 @@ def grabcut_mask(rgb: np.ndarray, seed: np.ndarray, max_side: int = 320, iterati
     mask = (2 * votes > runs).astype(np.uint8)
     if scale != 1.0:
         mask = cv2.resize(mask * 255, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
-    mask = ndimage.binary_fill_holes(mask.astype(bool))
+    mask = fill_small_holes(mask.astype(bool))
     return _largest_component(mask) if mask.any() else mask
 
 
@@ -133,7 +133,7 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     pad = 3
     mask = np.pad(mask, pad, mode="edge")
     mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)[pad:-pad, pad:-pad]
-    mask = ndimage.binary_fill_holes(mask)
+    mask = fill_small_holes(mask)
     if not mask.any():
         raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
     mask = _largest_component(mask)
@@ -160,6 +160,23 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
         mask = resize(mask.astype(np.float32), (height, width), order=1) >= 0.5
     method = "border-colour background model (CIELAB k-means + Otsu threshold)"
     return Segmentation(mask, method, round(float(confidence), 3), notes)
+
+
+SMALL_HOLE = 0.01
+"""Holes in the object's mask up to this share of its area are closed (specks of object colour
+that matched the background); larger ones are real (the loop of a handle, the gap under an arm)."""
+
+
+def fill_small_holes(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    labels, count = ndimage.label(holes)
+    if count == 0:
+        return mask
+    sizes = ndimage.sum(holes, labels, index=np.arange(1, count + 1))
+    small = np.nonzero(sizes <= SMALL_HOLE * max(1, int(mask.sum())))[0] + 1
+    return mask | np.isin(labels, small)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

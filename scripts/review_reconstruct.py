@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def review_cases(args) -> list[tuple[str, Path]]:
     if args.images is not None and args.images:
-        return [(Path(p).stem, Path(p)) for p in args.images]
+        paths = [Path(p) for p in args.images]
+        stems = [p.stem for p in paths]
+        # photos of one name from several folders (view_0.png, ...) each get their own sheet
+        return [(f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem, p) for p in paths]
     cases = [(Path(e).stem, ROOT / "examples" / e) for e in EXAMPLES]
     records = sorted(Path(args.real_data).glob("*/views.json"))
     if records and args.real > 0:

@@ -229,13 +229,17 @@ def silhouette_fidelity(vertices: np.ndarray, faces: np.ndarray, camera: dict, m
 def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
     """Colour function that projects surface points onto the (front) input view.
 
-    Pixels just outside the silhouette take the colour of the nearest object pixel, so the
-    background never bleeds onto the rim of the shape.
+    Pixels outside the silhouette, and the outline's own pixels (blends of object and background
+    in an anti-aliased photo), take the colour of the nearest pixel well inside it, so the
+    background never bleeds onto the rim of the shape, which the sides see edge-on.
     """
     from scipy import ndimage
 
     size = rgb.shape[0]
-    _, (iy, ix) = ndimage.distance_transform_edt(mask < 0.5, return_indices=True)
+    inside = ndimage.binary_erosion(mask >= 0.5, iterations=2)
+    if not inside.any():  # a sliver thinner than the margin: keep what there is
+        inside = mask >= 0.5
+    _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
     filled = rgb[iy, ix]
 
     def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
