@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.protocol import RECONSTRUCT_METHODS  # noqa: E402
+
 EXAMPLES = ("mug.png", "vase_on_grey.jpg")
 PANEL = 256
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="*", default=None, help="review these photos instead of the examples")
     parser.add_argument("--real", type=int, default=4, help="objects sampled from the real split (view 0 each)")
     parser.add_argument("--real-data", default=str(ROOT / "data_cache" / "real_split"))
-    parser.add_argument("--method", default="auto", choices=("auto", "model", "silhouette"))
+    parser.add_argument("--method", default="auto", choices=RECONSTRUCT_METHODS)
     parser.add_argument("--quality", default="default", choices=("preview", "default", "high"))
     parser.add_argument("--out", default=str(ROOT / "out" / "review"))
     args = parser.parse_args(argv)

@@ -46,6 +46,27 @@ def linear_to_srgb(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
 
 
+def straight_srgb(rgba: np.ndarray) -> np.ndarray:
+    """Blender's Combined pass (premultiplied, scene-linear) [H,W,4] -> straight-alpha sRGB
+    [H,W,4] in 0..1 (the 'Standard' view transform), as an ordinary PNG holds it."""
+    alpha = np.clip(rgba[..., 3], 0.0, 1.0)
+    straight = np.where(alpha[..., None] > 1e-6, rgba[..., :3] / np.maximum(alpha[..., None], 1e-6), 0.0)
+    return np.concatenate([linear_to_srgb(straight), alpha[..., None]], axis=-1)
+
+
+def add_camera_and_sun(scene):
+    """A camera (the scene's) and a sun lamp, linked into ``scene`` -> (camera, sun, sun data)."""
+    import bpy
+
+    cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    sun_data = bpy.data.lights.new("sun", "SUN")
+    sun = bpy.data.objects.new("sun", sun_data)
+    scene.collection.objects.link(sun)
+    return cam, sun, sun_data
+
+
 def _setup_scene(resolution: int, cfg: RenderConfig):
     import bpy
 
@@ -144,12 +165,7 @@ def render_views(
     rng = np.random.default_rng(seed)
     scene, world = _setup_scene(resolution, cfg)
     used = _build_mesh(vertices, faces, face_material, materials, rng, cfg.material_jitter)
-    cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-    sun_data = bpy.data.lights.new("sun", "SUN")
-    sun = bpy.data.objects.new("sun", sun_data)
-    scene.collection.objects.link(sun)
+    cam, sun, sun_data = add_camera_and_sun(scene)
     bg = world.node_tree.nodes["Background"]
     n = len(views)
     depth = np.zeros((n, resolution, resolution), dtype=np.float32)
@@ -178,11 +194,7 @@ def render_views(
             nrm = np.stack([passes[f"ViewLayer.Normal.{c}"] for c in "XYZ"], axis=-1)
         except KeyError as e:
             raise RenderError(f"render pass {e} missing; got {sorted(passes)}") from None
-        alpha = np.clip(rgba[..., 3], 0.0, 1.0)
-        # Combined is premultiplied scene-linear: un-premultiply, then sRGB-encode (the
-        # 'Standard' view transform) for an ordinary straight-alpha PNG
-        straight = np.where(alpha[..., None] > 1e-6, rgba[..., :3] / np.maximum(alpha[..., None], 1e-6), 0.0)
-        png = np.concatenate([linear_to_srgb(straight), alpha[..., None]], axis=-1)
+        png = straight_srgb(rgba)
         Image.fromarray(np.round(png * 255).astype(np.uint8), "RGBA").save(out / f"rgba_{k:04d}.png")
         hit = z < 1e9
         depth[k] = np.where(hit, z, 0.0)

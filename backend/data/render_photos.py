@@ -20,7 +20,7 @@ import numpy as np
 
 from .cameras import blender_to_world_to_cam, look_at_blender, spherical
 from .exr import read_exr
-from .render_blender import linear_to_srgb
+from .render_blender import add_camera_and_sun, linear_to_srgb, straight_srgb
 
 BACKGROUNDS = ("alpha", "plain", "textured")
 """``alpha``: transparent film (the PNG's alpha is the object); ``plain``: a uniform studio colour
@@ -108,12 +108,7 @@ def render_object(mesh_glb: str | Path, views: list[PhotoView], out_dir: str | P
     np.savez_compressed(out / "reference.npz", vertices=vertices.astype(np.float32), faces=faces.astype(np.int32))
     floor_z = float(vertices[:, 2].min())
 
-    cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-    sun_data = bpy.data.lights.new("sun", "SUN")
-    sun = bpy.data.objects.new("sun", sun_data)
-    scene.collection.objects.link(sun)
+    cam, sun, sun_data = add_camera_and_sun(scene)
     records = []
     exr_path = out / ".pass.exr"
     for k, view in enumerate(views):
@@ -134,9 +129,7 @@ def render_object(mesh_glb: str | Path, views: list[PhotoView], out_dir: str | P
         rgba = np.stack([passes[f"ViewLayer.Combined.{c}"] for c in "RGBA"], axis=-1)
         mask = np.abs(passes["ViewLayer.Object Index.X"] - 1.0) < 0.5
         if view.background == "alpha":
-            alpha = np.clip(rgba[..., 3], 0.0, 1.0)
-            straight = np.where(alpha[..., None] > 1e-6, rgba[..., :3] / np.maximum(alpha[..., None], 1e-6), 0.0)
-            pixels = np.concatenate([linear_to_srgb(straight), alpha[..., None]], axis=-1)
+            pixels = straight_srgb(rgba)
             Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGBA").save(out / f"view_{k}.png")
         else:
             pixels = linear_to_srgb(rgba[..., :3])
@@ -305,13 +298,8 @@ def render_result(mesh_glb: str | Path, cameras: list[ResultCamera], resolution:
     background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
     background.inputs["Strength"].default_value = 0.6
     _import_object(mesh_glb)
-    cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-    sun_data = bpy.data.lights.new("sun", "SUN")
+    cam, sun, sun_data = add_camera_and_sun(scene)
     sun_data.energy = 3.0
-    sun = bpy.data.objects.new("sun", sun_data)
-    scene.collection.objects.link(sun)
     images = []
     exr_path = Path(bpy.app.tempdir or "/tmp") / f"stepstone_review_{id(images)}.exr"
     for camera in cameras:
@@ -327,8 +315,6 @@ def render_result(mesh_glb: str | Path, cameras: list[ResultCamera], resolution:
         bpy.data.images["Render Result"].save_render(str(exr_path), scene=scene)
         passes = read_exr(exr_path)
         rgba = np.stack([passes[f"ViewLayer.Combined.{c}"] for c in "RGBA"], axis=-1)
-        alpha = np.clip(rgba[..., 3], 0.0, 1.0)
-        straight = np.where(alpha[..., None] > 1e-6, rgba[..., :3] / np.maximum(alpha[..., None], 1e-6), 0.0)
-        images.append(np.concatenate([linear_to_srgb(straight), alpha[..., None]], axis=-1))
+        images.append(straight_srgb(rgba))
     exr_path.unlink(missing_ok=True)
     return images
