@@ -4,7 +4,10 @@ The camera convention is the one every result's ``metadata["camera"]`` uses, in 
 frame (Z up, front -Y): the camera sits at ``target + distance * (cos e sin a, -cos e cos a,
 sin e)`` for azimuth a and elevation e, looks at ``target`` with +Z up, and has a square image
 with the field of view ``fov`` (degrees) across it. Azimuth 0 and elevation 0 is Blender's front
-view (numpad 1). The image is the square crop around the object that the pipeline worked on.
+view (numpad 1). Optional: ``roll`` (degrees; positive turns the image's x axis towards its y
+axis, which points down, so the content turns counter-clockwise) and ``principal_offset`` (the
+image centre's shift in fractions of the side, x right and y down). The image is the square crop
+around the object that the pipeline worked on.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ import math
 import numpy as np
 
 from backend.geometry.raster import covered_pixels
+
+FIDELITY_SIZE = 128
+"""Side of the crop on which a result's silhouette is compared with the photo's."""
+
+POOR_FIDELITY = 0.9
+"""Below this silhouette IoU a result carries a warning that it explains the photo badly."""
 
 
 def camera_position(camera: dict) -> np.ndarray:
@@ -32,13 +41,16 @@ def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np
     if np.linalg.norm(right) < 1e-9:  # looking straight down or up
         right = np.array([1.0, 0.0, 0.0])
     right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
+    down = -np.cross(right, forward)
+    roll = math.radians(camera.get("roll", 0.0))
+    right, down = math.cos(roll) * right + math.sin(roll) * down, -math.sin(roll) * right + math.cos(roll) * down
     rel = np.asarray(points, dtype=np.float64) - eye
     depth = rel @ forward
     focal = (size / 2) / math.tan(math.radians(camera["fov"]) / 2)
     safe = np.where(depth > 1e-9, depth, 1e-9)
-    columns = size / 2 - 0.5 + focal * (rel @ right) / safe
-    rows = size / 2 - 0.5 - focal * (rel @ up) / safe
+    dx, dy = camera.get("principal_offset", (0.0, 0.0))
+    columns = size * (0.5 + dx) - 0.5 + focal * (rel @ right) / safe
+    rows = size * (0.5 + dy) - 0.5 + focal * (rel @ down) / safe
     return np.stack([columns, rows], axis=1), depth
 
 
@@ -55,3 +67,13 @@ def silhouette(vertices: np.ndarray, faces: np.ndarray, camera: dict, size: int)
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def silhouette_fidelity(vertices: np.ndarray, faces: np.ndarray, camera: dict, mask: np.ndarray) -> dict:
+    """How well a result explains the photo's outline: IoU of its silhouette from ``camera`` with
+    the object's mask on the crop (any size; compared at `FIDELITY_SIZE`)."""
+    from skimage.transform import resize
+
+    target = resize(np.asarray(mask, dtype=np.float32), (FIDELITY_SIZE, FIDELITY_SIZE), order=1) >= 0.5
+    seen = silhouette(vertices, faces, camera, FIDELITY_SIZE)
+    return {"silhouette_iou": round(mask_iou(seen, target), 4), "size": FIDELITY_SIZE}

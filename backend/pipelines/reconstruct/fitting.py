@@ -43,6 +43,20 @@ def fitted_cameras(angles, log_focal, offset, size: int):
     return Cameras(base.focal, base.principal + offset, base.rotation, base.translation, size, size)
 
 
+def output_camera(refined: dict, scale: float, centre, view: int = 0) -> dict:
+    """The fitted camera of input ``view`` in the output frame (the object moved by -``centre``
+    and scaled by ``scale``), in the metadata convention of `backend.geometry.fidelity`."""
+    azimuth, elevation, roll = (math.degrees(float(v)) for v in refined["angles"][view])
+    size = refined["size"]
+    focal = float(refined["log_focal"][view].exp().reshape(-1)[0])
+    offset = refined["offset"][view].reshape(-1)
+    return {"azimuth": round((azimuth + 180) % 360 - 180, 3), "elevation": round(elevation, 3), "roll": round(roll, 3),
+            "fov": round(math.degrees(2 * math.atan(size / 2 / focal)), 4),
+            "distance": round(CAMERA_DISTANCE * scale, 5),
+            "target": [round(float(-c * scale), 5) for c in centre],
+            "principal_offset": [round(float(o) / size, 5) for o in offset[:2]]}
+
+
 def refine(model, views: list[PreparedView], codes, preset: ModelPreset, beta: float, ctx: JobContext) -> dict:
     """Fit one shape/colour code and per-view cameras to the views; returns the result dict:
     ``shape``/``color`` codes, the cameras (``angles``, ``log_focal``, ``offset`` at crop

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import PipelineError
+from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct import fitting
 from backend.pipelines.reconstruct.inputs import CARVE_MASK_SIZE, PreparedView, prepare_view
@@ -121,7 +122,12 @@ class ModelReconstructPipeline(Pipeline):
         ctx.progress("mesh", 0.8, f"{len(faces)} triangles")
 
         t4 = time.perf_counter()
-        mesh = self._finish(vertices, faces, refined, views, request.texture, preset, ctx)
+        mesh, scale, centre = self._finish(vertices, faces, refined, views, request.texture, preset, ctx)
+        camera = fitting.output_camera(refined, scale, centre)
+        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, views[0].carve_mask)
+        if fidelity["silhouette_iou"] < POOR_FIDELITY:
+            ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
+                     "from its fitted camera)")
         timings["texture_s"] = time.perf_counter() - t4
         timings["total_s"] = time.perf_counter() - t0
 
@@ -132,6 +138,8 @@ class ModelReconstructPipeline(Pipeline):
             "views": len(views),
             "segmentation": [{"method": v.method, "confidence": v.confidence, "notes": v.notes} for v in views],
             "viewpoint_deg": refined["viewpoint_deg"],
+            "camera": camera,
+            "fidelity": fidelity,
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
                            "mask_iou": refined["mask_iou"], "azimuth_hypotheses": refined["azimuth_hypotheses"]},
             "carved": carved,
@@ -188,8 +196,9 @@ class ModelReconstructPipeline(Pipeline):
         return vertices, faces, carved
 
     def _finish(self, vertices, faces, refined: dict, views: list[PreparedView], texture: str, preset: ModelPreset,
-                ctx: JobContext) -> MeshPayload:
-        """The client's mesh (`finish_mesh`), coloured by `colour.view_colour_function`, scaled to unit size."""
+                ctx: JobContext) -> tuple[MeshPayload, float, np.ndarray]:
+        """The client's mesh (`finish_mesh`), coloured by `colour.view_colour_function`, scaled to
+        unit size -> (mesh, the scale and the centre it was normalised by)."""
         from backend.geometry.finish import finish_mesh
         from backend.geometry.mesh_ops import normalise_unit
         from backend.pipelines.reconstruct.colour import view_colour_function
@@ -197,7 +206,7 @@ class ModelReconstructPipeline(Pipeline):
         colour = view_colour_function(self.model, vertices, faces, refined, views)
         mesh = finish_mesh(vertices, faces, colour, texture=texture, texture_size=preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
-        mesh.vertices, _, _ = normalise_unit(mesh.vertices)
+        mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         if not np.isfinite(mesh.vertices).all():
             raise PipelineError(ErrorCode.INVALID_RESULT, "the mesh has non-finite vertices")
-        return mesh
+        return mesh, scale, centre

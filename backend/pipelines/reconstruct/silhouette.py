@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.geometry.fidelity import mask_iou, silhouette
+from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import finish_mesh
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
 from backend.geometry.outline import fit_revolution, revolution_field
@@ -58,12 +58,6 @@ PRESETS = {
 CAMERA_FOV = 5.0
 """Field of view (degrees) reported for the camera: both methods extrude the outline straight
 back, as a distant camera sees it, so the reported camera is a long lens framing the crop."""
-
-FIDELITY_SIZE = 128
-"""Side of the crop on which the result's silhouette is compared with the photo's."""
-
-POOR_FIDELITY = 0.9
-"""Below this silhouette IoU the result carries a warning that it explains the photo badly."""
 
 TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the texture")}
 """Progress reported at each step of `finish_mesh`."""
@@ -214,16 +208,6 @@ def crop_camera(scale: float, centre: np.ndarray) -> dict:
     return {"azimuth": 0.0, "elevation": 0.0, "fov": CAMERA_FOV, "distance": round(float(distance), 4),
             "target": [round(float(t), 5) for t in target],
             "note": "a distant camera: the solid extrudes the outline straight back; elevation not estimated"}
-
-
-def silhouette_fidelity(vertices: np.ndarray, faces: np.ndarray, camera: dict, mask: np.ndarray) -> dict:
-    """How well the result explains the photo's outline: IoU of its silhouette from ``camera``
-    with the crop's mask."""
-    from skimage.transform import resize
-
-    target = resize(mask.astype(np.float32), (FIDELITY_SIZE, FIDELITY_SIZE), order=1) >= 0.5
-    seen = silhouette(vertices, faces, camera, FIDELITY_SIZE)
-    return {"silhouette_iou": round(mask_iou(seen, target), 4), "size": FIDELITY_SIZE}
 
 
 def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
