@@ -85,16 +85,14 @@ def reconstruct(pipeline, image_path: Path, args, glb_path: Path) -> tuple[Path,
     from backend.pipelines.base import JobContext
     from backend.requests import CommonParams, ReconstructRequest
 
-    warnings: list[str] = []
     ctx = JobContext("review", "cpu", emit_progress=lambda *a: None, emit_preview_mesh=lambda *a: None,
                      emit_preview_points=lambda *a: None, is_cancelled=lambda: False,
                      deadline=time.monotonic() + 3600)
-    ctx.warn = warnings.append
     image = decode_image(image_path.read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
     request = ReconstructRequest([image], CommonParams(quality=args.quality), texture="uv", method=args.method)
     output = pipeline.run(request, ctx)
     export_mesh(output.mesh, glb_path)
-    metadata = dict(output.metadata, warnings=warnings)
+    metadata = dict(output.metadata, warnings=ctx.warnings)
     glb_path.with_suffix(".json").write_text(json.dumps(metadata, indent=1, default=str))
     return glb_path, metadata
 

@@ -340,9 +340,16 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one(weights, mo
     kept = pipe.run(request(disc()), recording_context())
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
 
-    monkeypatch.setattr(pipe.model, "run", lambda req, ctx: PipelineOutput(_scraps(), {"method": "model"}))
-    replaced = pipe.run(request(disc()), recording_context())
+    def shredded_model(req, ctx):
+        ctx.warn("about the model's mesh")
+        return PipelineOutput(_scraps(), {"method": "model"})
+
+    monkeypatch.setattr(pipe.model, "run", shredded_model)
+    ctx = recording_context()
+    replaced = pipe.run(request(disc()), ctx)
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
+    # warnings about the discarded mesh are not the result's
+    assert ctx.warnings == [] and replaced.metadata["auto"]["model_warnings"] == ["about the model's mesh"]
     assert "30 pieces" in replaced.metadata["auto"]["reason"]
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 30
 

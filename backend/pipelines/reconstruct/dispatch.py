@@ -65,16 +65,20 @@ class ReconstructPipeline(Pipeline):
             output = self.outline.run(request, ctx)
             output.metadata["auto"] = {"chose": "outline", "reason": self.model_problem}
             return output
+        before = len(ctx.warnings)
         modelled = self.model.run(request, ctx)
         quality = surface_quality(modelled.mesh.vertices, modelled.mesh.faces)
         problem = shredded(quality)
         if problem is None:
             modelled.metadata["auto"] = {"chose": "model", "surface": quality.as_dict()}
             return modelled
+        # the discarded result's warnings are about a mesh the user never gets
+        model_warnings = ctx.warnings[before:]
+        del ctx.warnings[before:]
         ctx.progress("outline", 0.5, f"the shape model's surface is {problem}: building the outline solid")
         output = self.outline.run(request, ctx)
         output.metadata["auto"] = {"chose": "outline", "reason": f"the shape model's surface is {problem}",
-                                   "model_surface": quality.as_dict()}
+                                   "model_surface": quality.as_dict(), "model_warnings": model_warnings}
         return output
 
 
