@@ -1,5 +1,5 @@
 """Finding the object in an input image: the alpha channel when there is one, otherwise a
-border-colour background model checked against GrabCut.
+border-colour background model refined by GrabCut.
 
 Automatic method (documented in docs/reconstruction.md): the image border is assumed to show
 background. Border colours are clustered (k-means in CIELAB, k=3); every pixel's colour distance

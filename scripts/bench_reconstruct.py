@@ -239,7 +239,7 @@ def worker(args) -> int:
     import torch
 
     from backend.config import ServiceLimits
-    from backend.geometry.metrics import compare_meshes, compare_meshes_pose_free
+    from backend.geometry.metrics import compare_meshes, compare_meshes_pose_free, normalise_unit_box
     from backend.images import decode_image
     from backend.requests import CommonParams, ReconstructRequest
 
@@ -265,8 +265,8 @@ def worker(args) -> int:
             output = pipeline.run(request, _context())
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
             chose = output.metadata.get("method", method)
-            in_view_frame = method in ("silhouette", "outline") or not chose.startswith("shape model")
-            if in_view_frame and split != "real":
+            # everything but the model (alone, or as auto's choice) reconstructs in the view frame
+            if split != "real" and not chose.startswith("shape model"):
                 vertices = view_to_object(vertices, np.array(case["world_to_cam"]))
         seconds = time.perf_counter() - t0
         if warm:  # the first run pays one-off imports and allocations; it is not timed or scored
@@ -275,7 +275,8 @@ def worker(args) -> int:
         if split == "real":
             scores = compare_meshes_pose_free(vertices, faces, ref_v, ref_f, n_points=args.points)
         else:
-            scores = compare_meshes(normalise(vertices), faces, normalise(ref_v), ref_f, n_points=args.points)
+            scores = compare_meshes(normalise_unit_box(vertices), faces, normalise_unit_box(ref_v), ref_f,
+                                    n_points=args.points)
         rows.append({"name": case["name"], "object": case["object"], "category": case["category"],
                      "view": case["view"], "views": case["views"], "chose": chose,
                      "seconds": round(seconds, 3), "chamfer_x1e3": scores.chamfer_l2 * 1e3,
@@ -353,11 +354,6 @@ def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray
     rotation = world_to_cam[:3, :3]
     right, down, forward = rotation[0], rotation[1], rotation[2]
     return vertices[:, :1] * right + vertices[:, 1:2] * forward + vertices[:, 2:3] * (-down)
-
-
-def normalise(vertices: np.ndarray) -> np.ndarray:
-    lo, hi = vertices.min(0), vertices.max(0)
-    return (vertices - (lo + hi) / 2) / float((hi - lo).max())
 
 
 def summarise(rows: list[dict], by_object: bool = False) -> dict:

@@ -47,13 +47,6 @@ def test_view_frame_axes_map_to_the_camera_axes():
     assert np.allclose(mapped[2], [0, 0, 1], atol=1e-6)
 
 
-def test_normalise_centres_and_scales():
-    bench = load_bench()
-    v = bench.normalise(np.array([[0.0, 0, 0], [2, 1, 1], [1, 3, 0]]))
-    assert (v.max(0) - v.min(0)).max() == pytest.approx(1.0)
-    assert np.allclose((v.max(0) + v.min(0)) / 2, 0)
-
-
 @pytest.mark.slow
 def test_benchmark_writes_json_and_markdown(tmp_path):
     bench = load_bench()

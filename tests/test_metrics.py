@@ -88,3 +88,11 @@ def test_pose_free_scores_still_tell_shapes_apart():
     s_sphere = compare_meshes_pose_free(np.asarray(sphere.vertices), np.asarray(sphere.faces), v, f, n_points=8000)
     s_hull = compare_meshes_pose_free(np.asarray(hull.vertices), np.asarray(hull.faces), v, f, n_points=8000)
     assert s_sphere.fscore[0.05] < s_hull.fscore[0.05] < 0.95
+
+
+def test_normalise_unit_box_centres_and_scales():
+    from backend.geometry.metrics import normalise_unit_box
+
+    v = normalise_unit_box(np.array([[0.0, 0, 0], [2, 1, 1], [1, 3, 0]]))
+    assert (v.max(0) - v.min(0)).max() == pytest.approx(1.0)
+    assert np.allclose((v.max(0) + v.min(0)) / 2, 0)

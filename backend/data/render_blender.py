@@ -67,27 +67,21 @@ def add_camera_and_sun(scene):
     return cam, sun, sun_data
 
 
-def _setup_scene(resolution: int, cfg: RenderConfig):
+def cycles_scene(resolution: int, samples: int, threads: int):
+    """A fresh, empty Blender scene rendered by Cycles on the CPU into a 32-bit multilayer EXR
+    (the passes are read back with `read_exr`), with a world of its own -> (scene, world)."""
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
-    scene.cycles.samples = cfg.samples
-    scene.cycles.use_denoising = False
-    scene.cycles.use_adaptive_sampling = False
-    scene.cycles.max_bounces = cfg.max_bounces
-    scene.cycles.filter_width = cfg.filter_width
-    scene.render.film_transparent = True
+    scene.cycles.samples = samples
     scene.render.resolution_x = scene.render.resolution_y = resolution
     scene.render.resolution_percentage = 100
-    if cfg.threads > 0:
+    if threads > 0:
         scene.render.threads_mode = "FIXED"
-        scene.render.threads = cfg.threads
-    layer = scene.view_layers[0]
-    layer.use_pass_normal = True
-    layer.use_pass_z = True
+        scene.render.threads = threads
     st = scene.render.image_settings
     st.media_type = "MULTI_LAYER_IMAGE"
     st.file_format = "OPEN_EXR_MULTILAYER"
@@ -95,6 +89,19 @@ def _setup_scene(resolution: int, cfg: RenderConfig):
     st.exr_codec = "ZIP"
     world = bpy.data.worlds.new("world")
     scene.world = world
+    return scene, world
+
+
+def _setup_scene(resolution: int, cfg: RenderConfig):
+    scene, world = cycles_scene(resolution, cfg.samples, cfg.threads)
+    scene.cycles.use_denoising = False
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.max_bounces = cfg.max_bounces
+    scene.cycles.filter_width = cfg.filter_width
+    scene.render.film_transparent = True
+    layer = scene.view_layers[0]
+    layer.use_pass_normal = True
+    layer.use_pass_z = True
     return scene, world
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .cameras import blender_to_world_to_cam, look_at_blender, spherical
 from .exr import read_exr
-from .render_blender import add_camera_and_sun, linear_to_srgb, straight_srgb
+from .render_blender import add_camera_and_sun, cycles_scene, linear_to_srgb, straight_srgb
 
 BACKGROUNDS = ("alpha", "plain", "textured")
 """``alpha``: transparent film (the PNG's alpha is the object); ``plain``: a uniform studio colour
@@ -144,29 +144,11 @@ def render_object(mesh_glb: str | Path, views: list[PhotoView], out_dir: str | P
 
 
 def _setup_scene(cfg: PhotoConfig):
-    import bpy
-
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = cfg.samples
+    scene, _ = cycles_scene(cfg.resolution, cfg.samples, cfg.threads)
     scene.cycles.use_denoising = cfg.denoise
     scene.cycles.max_bounces = 6
-    scene.render.resolution_x = scene.render.resolution_y = cfg.resolution
-    scene.render.resolution_percentage = 100
     scene.view_settings.view_transform = "Standard"
-    if cfg.threads > 0:
-        scene.render.threads_mode = "FIXED"
-        scene.render.threads = cfg.threads
-    layer = scene.view_layers[0]
-    layer.use_pass_object_index = True
-    settings = scene.render.image_settings
-    settings.media_type = "MULTI_LAYER_IMAGE"
-    settings.file_format = "OPEN_EXR_MULTILAYER"
-    settings.color_depth = "32"
-    settings.exr_codec = "ZIP"
-    scene.world = bpy.data.worlds.new("world")
+    scene.view_layers[0].use_pass_object_index = True
     return scene
 
 

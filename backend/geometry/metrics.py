@@ -39,14 +39,19 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n_points: int, seed:
 
 def compare_points(predicted: np.ndarray, reference: np.ndarray,
                    thresholds: tuple[float, ...] = (0.01, 0.02, 0.05)) -> ShapeScores:
+    diagonal = float(np.linalg.norm(reference.max(0) - reference.min(0)))
+    return _scores(predicted, reference, thresholds, unit=diagonal)
+
+
+def _scores(predicted: np.ndarray, reference: np.ndarray, thresholds: tuple[float, ...], unit: float) -> ShapeScores:
+    """Chamfer-L2 and F-score at each threshold x ``unit`` between two point sets."""
     from scipy.spatial import cKDTree
 
     d_pred, _ = cKDTree(reference).query(predicted, workers=-1)
     d_ref, _ = cKDTree(predicted).query(reference, workers=-1)
-    diagonal = float(np.linalg.norm(reference.max(0) - reference.min(0)))
     fscore = {}
     for t in thresholds:
-        tau = t * diagonal
+        tau = t * unit
         precision, recall = float((d_pred < tau).mean()), float((d_ref < tau).mean())
         fscore[t] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return ShapeScores(float((d_pred ** 2).mean() + (d_ref ** 2).mean()), fscore)
@@ -150,15 +155,7 @@ def compare_meshes_pose_free(pred_vertices: np.ndarray, pred_faces: np.ndarray, 
                              thresholds: tuple[float, ...] = (0.01, 0.02, 0.05)) -> ShapeScores:
     """Scores after `align_pose_free`. Thresholds are fractions of the reference's longest side
     (1 after normalisation), not of its diagonal as in `compare_meshes`."""
-    from scipy.spatial import cKDTree
-
     pred = sample_surface(pred_vertices, pred_faces, n_points, seed)
     ref = sample_surface(ref_vertices, ref_faces, n_points, seed + 1)
     pred, ref = align_pose_free(pred, ref, seed=seed)
-    d_pred, _ = cKDTree(ref).query(pred, workers=-1)
-    d_ref, _ = cKDTree(pred).query(ref, workers=-1)
-    fscore = {}
-    for tau in thresholds:
-        precision, recall = float((d_pred < tau).mean()), float((d_ref < tau).mean())
-        fscore[tau] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return ShapeScores(float((d_pred ** 2).mean() + (d_ref ** 2).mean()), fscore)
+    return _scores(pred, ref, thresholds, unit=1.0)
