@@ -178,19 +178,19 @@ def attached_parts(rgb: np.ndarray, fit) -> tuple[np.ndarray, int]:
         return fit.attached, 0
     body_rows = np.nonzero(fit.radius > 0)[0]
     top, bottom = body_rows.min(), body_rows.max()
+    height = bottom - top
     brightness = rgb.mean(axis=-1)
-    body = np.zeros_like(fit.attached)
-    body[top:bottom + 1] = True
-    body &= ~fit.attached
-    body_level = float(np.median(brightness[body & (rgb.sum(-1) > 0)])) if body.any() else 1.0
+    # the body itself: within its radius of the axis, row by row (not the background beside it)
+    columns = np.arange(fit.attached.shape[1])[None, :]
+    body = np.abs(columns - fit.axis) < fit.radius[:, None]
+    body_level = float(np.median(brightness[body]))
     keep = np.zeros_like(fit.attached)
     dropped = 0
     for index in range(1, count + 1):
         part = labels == index
-        rows = np.nonzero(part.any(1))[0]
-        height = bottom - top
         if part.sum() < 1e-3 * fit.attached.size:  # specks of segmentation noise
             continue
+        rows = np.nonzero(part.any(1))[0]
         low = rows.min() > bottom - 0.3 * height and rows.max() >= bottom - 0.05 * height
         if low and float(np.median(brightness[part])) < SHADOW_DARKNESS * body_level:
             dropped += 1
