@@ -59,17 +59,31 @@ def category_rng(category: str, seed: int) -> np.random.Generator:
     return np.random.default_rng([zlib.crc32(category.encode()), int(seed)])
 
 
-def make_shape(category: str, seed: int) -> ProceduralShape:
-    """Build the normalised shape for ``category`` and ``seed`` (deterministic)."""
+COMPOSITION = "composition"
+"""The category-free family (`compositions`): random primitive compositions for training
+diversity. Not one of CATEGORIES, which name what an artist can ask for."""
+
+
+def builder(category: str) -> Callable[[np.random.Generator], ShapeSpec]:
+    """The spec builder of a category or of the `COMPOSITION` family."""
+    if category == COMPOSITION:
+        from .compositions import composition
+
+        return composition
     try:
-        builder = _BUILDERS[category]
+        return _BUILDERS[category]
     except KeyError:
         raise UnknownCategoryError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}") from None
-    return ProceduralShape(category, int(seed), builder(category_rng(category, seed)))
+
+
+def make_shape(category: str, seed: int) -> ProceduralShape:
+    """Build the normalised shape for ``category`` (or `COMPOSITION`) and ``seed`` (deterministic)."""
+    return ProceduralShape(category, int(seed), builder(category)(category_rng(category, seed)))
 
 
 __all__ = [
     "CATEGORIES",
+    "COMPOSITION",
     "GENERATOR_VERSION",
     "GRID_PADDING",
     "Material",
@@ -78,6 +92,7 @@ __all__ = [
     "ShapeError",
     "ShapeSpec",
     "UnknownCategoryError",
+    "builder",
     "category_rng",
     "make_shape",
 ]
