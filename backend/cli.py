@@ -22,6 +22,9 @@ from backend.protocol import Message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+WEIGHTS_HELP = ("shape model checkpoint for reconstruction instead of the shipped one: NAME (NAME.json + "
+                "NAME.safetensors) or a folder holding one, e.g. what scripts/train.py exports")
+
 
 # ------------------------------------------------------------------------------------ progress
 class ProgressPrinter:
@@ -72,8 +75,9 @@ class ProgressPrinter:
 
 # ------------------------------------------------------------------------------------ local runs
 def run_local(message: Message, device: str, on_message: Callable[[Message], None] | None = None,
-              config: ServerConfig | None = None) -> Message:
-    """Run one submit message in-process through the engine; returns the final message."""
+              config: ServerConfig | None = None, shape_weights: str | Path | None = None) -> Message:
+    """Run one submit message in-process through the engine; returns the final message.
+    ``shape_weights``: the reconstruct model's checkpoint instead of the shipped one."""
     from backend.devices import resolve_device
     from backend.errors import InputError
     from backend.jobs import EngineError, JobEngine
@@ -98,7 +102,7 @@ def run_local(message: Message, device: str, on_message: Callable[[Message], Non
             final.append(out)
             done.set()
 
-    engine = JobEngine(default_registry(), config, [resolve_device(device)], sink)
+    engine = JobEngine(default_registry(shape_weights), config, [resolve_device(device)], sink)
     engine.start()
     try:
         engine.submit(message.job, request, owner="cli")
@@ -189,13 +193,33 @@ def _submit_message_or_report(args: argparse.Namespace) -> Message | None:
         return None
 
 
+def _checked_weights(args: argparse.Namespace) -> tuple[bool, Path | None]:
+    """``--weights`` resolved and checked: an explicit checkpoint that cannot load is an error
+    here, not a silent fall-back to another method."""
+    given = getattr(args, "weights", None)
+    if not given:
+        return True, None
+    from backend.pipelines.reconstruct.weights import WeightsUnavailable, check_weights, resolve_weights
+
+    try:
+        weights = resolve_weights(given)
+        check_weights(weights)
+    except WeightsUnavailable as exc:
+        print(f"error: --weights {given}: {exc}", file=sys.stderr)
+        return False, None
+    return True, weights
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     message = _submit_message_or_report(args)
     if message is None:
         return EXIT_USAGE
+    ok, weights = _checked_weights(args)
+    if not ok:
+        return EXIT_USAGE
     printer = ProgressPrinter()
     try:
-        final = run_local(message, args.device, printer)
+        final = run_local(message, args.device, printer, shape_weights=weights)
     finally:
         printer.close()
     return _write_result(final, _default_output(args))
@@ -245,7 +269,10 @@ def cmd_client(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.pipelines.registry import default_registry
 
-    return run_server(args, default_registry())
+    ok, weights = _checked_weights(args)
+    if not ok:
+        return EXIT_USAGE
+    return run_server(args, default_registry(weights))
 
 
 def run_server(args: argparse.Namespace, registry) -> int:
@@ -371,10 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--job-timeout", type=float, default=ServerConfig.job_timeout_s)
     serve.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop when standard input closes (for supervisors such as the Blender add-on)")
+    serve.add_argument("--weights", help=WEIGHTS_HELP)
 
     _add_task_parsers(sub)
     for name in ("reconstruct", "generate", "stylize"):
         sub.choices[name].add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    sub.choices["reconstruct"].add_argument("--weights", help=WEIGHTS_HELP)
 
     client = sub.add_parser("client", help="send a job to a running server")
     client.add_argument("--address", default=f"tcp://127.0.0.1:{DEFAULT_PORT}")

@@ -8,6 +8,11 @@ A checkpoint named ``NAME`` is two files side by side:
   "metadata", "weights_file", "weights_sha256", "tensors": {name: shape}}``; ``config`` is the
   model's config dataclass as nested JSON, ``metadata`` free JSON (training steps, data, losses).
 
+Weights may be stored in float16 (``save_checkpoint(dtype=...)``; loading casts them to the
+model's dtype) and split over several files of at most ``max_file_bytes`` each: ``NAME.safetensors``
+then ``NAME.part2.safetensors`` ..., listed with their hashes under ``"shards"`` — so a checkpoint
+can travel where single files are size-limited (the GPU machine returns files under 16 MiB).
+
 Loading checks, in order: files and format, kind and version, weights hash, config fields
 (unknown, missing or mistyped fields are errors, except a missing field of `LATER_FIELDS`; so
 is a difference from an expected config),
@@ -176,8 +181,11 @@ def save_checkpoint(
     *,
     kind: str,
     metadata: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    max_file_bytes: int | None = None,
 ) -> CheckpointFiles:
-    """Write ``model.state_dict()`` and ``config`` (+ JSON ``metadata``) as checkpoint ``path``."""
+    """Write ``model.state_dict()`` and ``config`` (+ JSON ``metadata``) as checkpoint ``path``;
+    floating tensors cast to ``dtype`` when given, files split at ``max_file_bytes``."""
     from safetensors.torch import save_file
 
     files = CheckpointFiles.at(path)
@@ -187,8 +195,17 @@ def save_checkpoint(
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint metadata must be JSON-serialisable: {exc}") from exc
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    groups = _split(tensors, max_file_bytes)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(files.weights), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
+    header = {"kind": kind, "format_version": str(FORMAT_VERSION)}
+    save_file(groups[0], str(files.weights), metadata=header)
+    shards = []
+    for i, group in enumerate(groups[1:], start=2):
+        shard = files.weights.with_name(files.weights.name.replace(".safetensors", f".part{i}.safetensors"))
+        save_file(group, str(shard), metadata=header)
+        shards.append({"file": shard.name, "sha256": _sha256(shard)})
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -198,6 +215,7 @@ def save_checkpoint(
         "weights_file": files.weights.name,
         "weights_sha256": _sha256(files.weights),
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
+        **({"shards": shards} if shards else {}),
     }
     files.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return files
@@ -243,12 +261,36 @@ def read_checkpoint(
             raise CheckpointConfigError(
                 f"checkpoint {files.manifest} was saved with a different config:\n  " + "\n  ".join(diffs)
             )
-    try:
-        state = load_file(str(files.weights), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointFormatError(f"cannot read weights {files.weights}: {exc}") from exc
+    paths = [files.weights]
+    for shard in manifest.get("shards") or []:
+        shard_path = files.weights.with_name(str(shard.get("file")))
+        if not shard_path.is_file() or _sha256(shard_path) != shard.get("sha256"):
+            raise CheckpointFormatError(f"weights shard {shard_path} is missing or does not match {files.manifest}")
+        paths.append(shard_path)
+    state = {}
+    for weights_path in paths:
+        try:
+            state.update(load_file(str(weights_path), device=str(device)))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointFormatError(f"cannot read weights {weights_path}: {exc}") from exc
     metadata = manifest.get("metadata")
     return Checkpoint(config, state, metadata if isinstance(metadata, dict) else {})
+
+
+def _split(tensors: dict[str, torch.Tensor], max_bytes: int | None) -> list[dict[str, torch.Tensor]]:
+    """Tensors in order, grouped so no group exceeds ``max_bytes`` (a larger single tensor is an error)."""
+    groups: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if max_bytes is not None and nbytes > max_bytes - 4096:
+            raise CheckpointError(f"tensor {name} ({nbytes} bytes) does not fit in a file of {max_bytes} bytes")
+        if max_bytes is not None and groups[-1] and size + nbytes > max_bytes - 65536:
+            groups.append({})
+            size = 0
+        groups[-1][name] = tensor
+        size += nbytes
+    return groups
 
 
 def checkpoint_id(path: str | Path) -> str:
@@ -303,9 +345,11 @@ def _sha256(path: Path) -> str:
 # ---------------------------------------------------------------- shape model
 
 
-def save_shape_model(path: str | Path, model, metadata: dict[str, Any] | None = None) -> CheckpointFiles:
-    """Save a `ShapeModel` with its config and training ``metadata``."""
-    return save_checkpoint(path, model, model.config, kind=SHAPE_MODEL_KIND, metadata=metadata)
+def save_shape_model(path: str | Path, model, metadata: dict[str, Any] | None = None, *,
+                     dtype: torch.dtype | None = None, max_file_bytes: int | None = None) -> CheckpointFiles:
+    """Save a `ShapeModel` with its config and training ``metadata`` (options: `save_checkpoint`)."""
+    return save_checkpoint(path, model, model.config, kind=SHAPE_MODEL_KIND, metadata=metadata, dtype=dtype,
+                           max_file_bytes=max_file_bytes)
 
 
 def load_shape_model(

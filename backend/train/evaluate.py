@@ -29,6 +29,10 @@ class EvalItem:
     """[V, 3] reference mesh vertices (object frame)."""
     faces: np.ndarray
     """[F, 3] reference mesh faces."""
+    pose_free: bool = False
+    """Score after the pose-free alignment (`compare_meshes_pose_free`: real objects, whose frame
+    the model cannot know) instead of in the object frame; thresholds are then shares of the
+    reference's longest side, not of its diagonal."""
 
 
 def procedural_eval_items(root: str | Path, split: str, image_size: int, limit: int) -> list[EvalItem]:
@@ -62,6 +66,80 @@ def procedural_eval_items(root: str | Path, split: str, image_size: int, limit: 
     return items
 
 
+def real_split_items(root: str | Path, image_size: int, limit: int | None = None) -> list[EvalItem]:
+    """The real-object split of the reconstruct benchmark (scripts/render_real_split.py): each
+    photo cropped with its true mask (so the score is the shape prior's, not the segmentation's),
+    scored pose-free against the object's mesh. ``limit`` keeps the first views of each object
+    first (one photo per object, then the second ...)."""
+    import json
+
+    from PIL import Image
+
+    from backend.pipelines.reconstruct.inputs import object_crop
+
+    per_object = []
+    for record_path in sorted(Path(root).glob("*/views.json")):
+        record = json.loads(record_path.read_text())
+        with np.load(record_path.parent / "reference.npz") as ref:
+            vertices, faces = ref["vertices"].astype(np.float32), ref["faces"].astype(np.int32)
+        rows = []
+        for view in record["views"]:
+            rgba = np.asarray(Image.open(record_path.parent / view["image"]).convert("RGBA"))
+            mask = np.asarray(Image.open(record_path.parent / view["mask"]).convert("L")) >= 128
+            crop, _ = object_crop(rgba, mask, image_size)
+            rows.append(EvalItem(f"{record['name']}/{view['index']}", record["kind"], crop.transpose(2, 0, 1),
+                                 np.full(3, np.nan, np.float32), vertices, faces, pose_free=True))
+        per_object.append(rows)
+    items = [rows[i] for i in range(max((len(r) for r in per_object), default=0)) for rows in per_object if i < len(rows)]
+    return items[:limit] if limit else items
+
+
+HELDIN_SEEDS = (64, 65)
+"""Seeds of the generated held-in set: those of data_cache/procedural_heldin (docs/reconstruction.md),
+far below `backend.train.shape_bank.TRAIN_SEED_OFFSET`, so on-the-fly training never sees them."""
+
+
+def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS, device="cpu") -> list[EvalItem]:
+    """A held-in set that needs no files: each (category, seed) built by the torch generator,
+    photographed once by the training renderer over white from a fixed camera (azimuth from the
+    name, elevation 20 deg, 35 deg field of view), its reference mesh from the 128^3 bake. For
+    machines without the Blender-rendered held-in dataset (the GPU machine)."""
+    import zlib
+
+    from skimage.measure import marching_cubes
+
+    from backend.data.procedural import CATEGORIES, GRID_PADDING
+    from backend.data.procedural.torch_sdf import make_torch_shape
+    from backend.render.cameras import orbit_cameras
+    from backend.train.shape_bank import bake_shape
+    from backend.train.views import FRAMED_RADIUS, ViewConfig, crop_over_white, render_views
+
+    items = []
+    size = 2 * image_size
+    config = ViewConfig(render_size=size, texture_amplitude=0.0)
+    fov = math.radians(35.0)
+    for category in categories or CATEGORIES:
+        for seed in seeds:
+            name = f"{category}/{category}_{seed:06d}"
+            shape = make_torch_shape(category, seed, device=device, measure_res=128)
+            baked = bake_shape(shape, 128, 1024, seed)
+            bank = {"sdf": baked.sdf[None, None], "materials": baked.materials[None, None],
+                    "palette": baked.palette[None]}
+            azimuth = math.radians(zlib.crc32(name.encode()) % 360)
+            angles = torch.tensor([azimuth, math.radians(20.0), 0.0], device=device)
+            cams = orbit_cameras(angles[:1], angles[1:2], FRAMED_RADIUS / math.sin(0.4 * fov),
+                                 focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
+            gen = torch.Generator(device=device).manual_seed(zlib.crc32(name.encode()))
+            views = render_views(bank, torch.zeros(1, dtype=torch.long, device=device), config, gen,
+                                 cameras=(cams, angles[None]))
+            crop = crop_over_white(views.clean, views.alpha, image_size)[0]
+            lim = 0.5 + GRID_PADDING
+            verts, faces, _, _ = marching_cubes(baked.sdf.float().cpu().numpy(), 0.0, spacing=(2 * lim / 127,) * 3)
+            items.append(EvalItem(name, category, crop.cpu().numpy().astype(np.float32), angles.cpu().numpy(),
+                                  (verts - lim).astype(np.float32), faces.astype(np.int32)))
+    return items
+
+
 class GrowingEvalSet:
     """`procedural_eval_items` re-read whenever the split has gained shapes (data being generated)."""
 
@@ -89,7 +167,7 @@ def angle_error_deg(a: float, b: float) -> float:
 def evaluate(model, items: list[EvalItem], resolution: int = 64, n_points: int = 10_000) -> dict:
     """Metrics per shape and their means; a shape whose field has no surface scores F = 0 and
     is counted in ``empty``."""
-    from backend.geometry.metrics import compare_meshes
+    from backend.geometry.metrics import compare_meshes, compare_meshes_pose_free
     from backend.render.extract import NoSurfaceError
 
     was_training = model.training
@@ -101,11 +179,12 @@ def evaluate(model, items: list[EvalItem], resolution: int = 64, n_points: int =
         row = {"name": item.name, "category": item.category}
         try:
             mesh = model.extract_mesh(codes.shape[0], resolution=resolution, coarse_to_fine=True)
-            scores = compare_meshes(mesh.vertices, mesh.faces, item.vertices, item.faces, n_points=n_points)
+            compare = compare_meshes_pose_free if item.pose_free else compare_meshes
+            scores = compare(mesh.vertices, mesh.faces, item.vertices, item.faces, n_points=n_points)
             row.update(chamfer_x1e3=scores.chamfer_l2 * 1e3, **{f"f@{t:g}": v for t, v in scores.fscore.items()})
         except NoSurfaceError:
             row.update(chamfer_x1e3=float("nan"), **{"f@0.01": 0.0, "f@0.02": 0.0, "f@0.05": 0.0}, empty=True)
-        if codes.viewpoint is not None:
+        if codes.viewpoint is not None and not np.isnan(item.viewpoint).any():
             row["azimuth_err_deg"] = angle_error_deg(float(codes.viewpoint.azimuth[0]), float(item.viewpoint[0]))
             row["elevation_err_deg"] = angle_error_deg(float(codes.viewpoint.elevation[0]), float(item.viewpoint[1]))
         rows.append(row)

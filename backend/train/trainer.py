@@ -11,6 +11,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,13 +19,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from backend.train.checkpoints import latest_checkpoint, load_training_state, save_training_checkpoint
 from backend.train.config import TrainConfig, model_config
-from backend.train.data import ShapeSource, ShapeViewDataset
+from backend.train.data import Batch, ShapeSource, ShapeViewDataset
 from backend.train.evaluate import EvalItem, evaluate
 from backend.train.losses import training_losses
 
@@ -57,15 +59,71 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr
 
 
-def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Path, *,
-          eval_items: list[EvalItem] | Callable[[], list[EvalItem]] | None = None, device: str = "cpu", resume: bool = True,
-          init_from: str | Path | None = None, command: str = "", log: Callable[[str], None] = print) -> dict:
+CALIBRATION_STEPS = 5
+"""Fewest steps timed (after the first, which pays for warm-up) to plan a run's length from its
+budget; at least one rendering period (`TrainConfig.render_every`) is timed, since those steps cost more."""
+
+EvalSet = list[EvalItem] | Callable[[], list[EvalItem]]
+
+
+class BatchSource(Protocol):
+    """Where a run's batches come from: disk datasets (`DatasetBatches`) or the generator
+    (`backend.train.generated.GeneratedBatches`). ``step_batch`` must depend on ``(seed, step)`` only."""
+
+    tags: list[str]
+
+    def __len__(self) -> int: ...
+
+    def step_batch(self, config: TrainConfig, step: int) -> Batch: ...
+
+    def refresh(self, step: int) -> int: ...
+
+
+class DatasetBatches:
+    """Batches of shapes read from disk datasets and held in memory (`ShapeViewDataset`)."""
+
+    def __init__(self, sources: Sequence[ShapeSource], image_size: int, config: TrainConfig,
+                 log: Callable[[str], None]) -> None:
+        self.dataset = ShapeViewDataset(sources, image_size, config.cached_sdf_points, config.cached_surface_points,
+                                        config.seed, log=log)
+        self.tags = [s.tag for s in sources]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def step_batch(self, config: TrainConfig, step: int) -> Batch:
+        rng = np.random.default_rng([config.seed, step])
+        indices = rng.integers(len(self.dataset), size=config.batch_size)
+        return self.dataset.batch(indices, rng, rays_per_view=config.rays_per_view,
+                                  supervise_views=config.supervise_views, sdf_points=config.sdf_points,
+                                  augment=config.augment)
+
+    def refresh(self, step: int) -> int:
+        return self.dataset.refresh()
+
+
+def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], BatchSource], run_dir: str | Path, *,
+          eval_items: EvalSet | dict[str, EvalSet] | None = None, device: str = "cpu", resume: bool = True,
+          init_from: str | Path | None = None, command: str = "", log: Callable[[str], None] = print,
+          budget_s: float | None = None, reserve_s: float = 0.0, autocast: bool = False,
+          progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Train (or continue training) a shape model; returns the final summary dict.
 
-    With ``resume`` and a checkpoint in ``run_dir`` the model, optimiser, renderer and step are
-    restored and training continues to ``config.steps``; per-step sampling depends only on
-    ``(config.seed, step)``, so a resumed run draws the same batches as an uninterrupted one.
-    ``eval_items`` may be a callable, asked again at every evaluation (data still being generated).
+    ``data`` is a list of disk dataset sources, or a factory that makes a `BatchSource` for the
+    model's encoder input size (the generator). With ``resume`` and a checkpoint in ``run_dir`` the
+    model, optimiser, renderer and step are restored and training continues to ``config.steps``;
+    per-step sampling depends only on ``(config.seed, step)``, so a resumed run draws the same
+    batches as an uninterrupted one. ``eval_items`` may be a callable, asked again at every
+    evaluation (data still being generated), or several named sets (``{"heldin": ..., "real": ...}``),
+    whose summaries are reported as ``name/metric``.
+
+    ``budget_s`` stops training (with a checkpoint and the final evaluation) once that many seconds
+    of this call have passed, wherever ``config.steps`` is. With a budget and ``config.steps`` 0 the
+    run plans its own length: it times `CALIBRATION_STEPS` steps, then fixes ``steps`` so the rest
+    of the budget, less ``reserve_s`` (the final evaluation and export), is used; the learning-rate
+    schedule then follows that plan, which the checkpoints record, so a resumed run keeps it.
+    ``autocast`` runs the forward pass in bfloat16 on CUDA (weights and optimiser stay float32).
+    ``progress(step, planned_steps, log_line)`` is called at every log step.
 
     ``init_from`` (a model checkpoint, e.g. the committed default weights) fine-tunes: the run
     trains that checkpoint's architecture — whatever ``config.model_preset`` says — starting from
@@ -86,8 +144,12 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         architecture = initial.config
         beta_init = float(init_metadata.get("beta", beta_init))
     torch.manual_seed(config.seed)
-    dataset = ShapeViewDataset(sources, architecture.encoder.image_size, config.cached_sdf_points,
-                               config.cached_surface_points, config.seed, log=log)
+    t_call = time.perf_counter()
+    if callable(data):
+        dataset = data(architecture.encoder.image_size)
+    else:
+        dataset = DatasetBatches(data, architecture.encoder.image_size, config, log)
+    torch.manual_seed(config.seed)
     if len(dataset) == 0:
         raise TrainingError("no training shapes found: check the dataset path and split")
     log(f"{len(dataset)} training shapes in memory, {threads} thread(s), device {device}")
@@ -113,7 +175,7 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
                     **({"init_from": str(init_from)} if init_from is not None and latest is None else {})})
     (run_dir / "train_config.json").write_text(json.dumps(
         {"config": asdict(config), "command": command, "device": device,
-         "sources": [s.tag for s in sources]}, indent=1))
+         "sources": list(dataset.tags)}, indent=1))
 
     model.train()
     renderer.train()
@@ -127,31 +189,44 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
         return {"step": step, "wall_s": round(wall_before + time.perf_counter() - t_start, 1),
                 "train_shapes": len(dataset), "train_config": asdict(config), "command": command,
                 "beta": float(renderer.beta.detach()), "eval": last_eval.get("summary", {}),
-                "data": [s.tag for s in sources], "runs": history}
+                "data": list(dataset.tags), "runs": history}
+
+    eval_sets = eval_items if isinstance(eval_items, dict) else ({"": eval_items} if eval_items else {})
 
     def run_eval() -> None:
         nonlocal last_eval
-        items = eval_items() if callable(eval_items) else eval_items
-        if not items:
-            return
         t0 = time.perf_counter()
-        last_eval = {"step": step, **evaluate(model, items, config.eval_resolution, config.eval_points)}
+        result: dict = {"step": step, "summary": {}, "shapes": []}
+        for name, items in eval_sets.items():
+            items = items() if callable(items) else items
+            if not items:
+                continue
+            scored = evaluate(model, items, config.eval_resolution, config.eval_points)
+            prefix = f"{name}/" if name else ""
+            result["summary"].update({prefix + k: v for k, v in scored["summary"].items()})
+            result["shapes"] += [{**row, "set": name} if name else row for row in scored["shapes"]]
+        if not result["summary"]:
+            return
+        last_eval = result
         evalfile.write(json.dumps({"seconds": round(time.perf_counter() - t0, 1), **last_eval}) + "\n")
         evalfile.flush()
         log(f"eval @ {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_eval["summary"].items()))
 
+    out_of_time = (lambda: False) if budget_s is None else (lambda: time.perf_counter() - t_call > budget_s)
+    use_autocast = autocast and torch.device(device).type == "cuda"
+    planning = budget_s is not None and config.steps <= 0
+    first_step, t_first = step, None
+    calibration = max(CALIBRATION_STEPS, config.render_every)
     try:
-        while step < config.steps:
-            rng = np.random.default_rng([config.seed, step])
+        while (planning or step < config.steps) and not out_of_time():
+            batch = dataset.step_batch(config, step).to(device)
             torch.manual_seed(config.seed * 1_000_003 + step)
-            indices = rng.integers(len(dataset), size=config.batch_size)
-            batch = dataset.batch(indices, rng, rays_per_view=config.rays_per_view,
-                                  supervise_views=config.supervise_views, sdf_points=config.sdf_points,
-                                  augment=config.augment).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             render = config.render_every <= 1 or step % config.render_every == 0
-            losses = training_losses(model, renderer, batch, config.losses, render=render)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+                losses = training_losses(model, renderer, batch, config.losses, render=render)
+            losses = {k: v.float() for k, v in losses.items()}
             total = losses["total"]
             if not torch.isfinite(total):
                 raise TrainingError(f"loss became {float(total)} at step {step}: " +
@@ -162,6 +237,16 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
             optimizer.step()
             step += 1
             steps_since_log += 1
+            if planning and step == first_step + 1:
+                t_first = time.perf_counter()
+            elif planning and step == first_step + 1 + calibration:
+                per_step = (time.perf_counter() - t_first) / calibration
+                left = budget_s - reserve_s - (time.perf_counter() - t_call)
+                planned = step + max(0, int(left / per_step))
+                config = dataclasses.replace(config, steps=planned,
+                                             warmup_steps=min(config.warmup_steps, max(1, planned // 10)))
+                planning = False
+                log(f"planned {planned} steps ({per_step:.3f} s/step, {left:.0f} s left for training)")
             if step % config.log_every == 0 or step == config.steps:
                 now = time.perf_counter()
                 line = {"step": step, "lr": learning_rate(config, step - 1), "beta": round(float(renderer.beta.detach()), 5),
@@ -169,6 +254,8 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
                         **{f"loss/{k}": round(float(v.detach()), 6) for k, v in losses.items()}}
                 logfile.write(json.dumps(line) + "\n")
                 logfile.flush()
+                if progress is not None:
+                    progress(step, config.steps, line)
                 t_log, steps_since_log = now, 0
             if config.eval_every and step % config.eval_every == 0:
                 run_eval()
@@ -176,10 +263,13 @@ def train(config: TrainConfig, sources: Sequence[ShapeSource], run_dir: str | Pa
                 save_training_checkpoint(run_dir, model, optimizer, renderer, step, metadata(),
                                          config.keep_checkpoints)
             if config.refresh_every and step % config.refresh_every == 0:
-                added = dataset.refresh()
+                added = dataset.refresh(step)
                 if added:
                     log(f"step {step}: {added} new training shapes (now {len(dataset)})")
-        if eval_items and last_eval.get("step") != step:
+        if step < config.steps or planning:
+            log(f"time budget of {budget_s:.0f} s reached at step {step}")
+            save_training_checkpoint(run_dir, model, optimizer, renderer, step, metadata(), config.keep_checkpoints)
+        if eval_sets and last_eval.get("step") != step:
             run_eval()
             save_training_checkpoint(run_dir, model, optimizer, renderer, step, metadata(), config.keep_checkpoints)
     finally:

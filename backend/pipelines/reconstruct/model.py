@@ -26,7 +26,7 @@ from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct import fitting
 from backend.pipelines.reconstruct.inputs import CARVE_MASK_SIZE, PreparedView, prepare_view
 from backend.pipelines.reconstruct.presets import PRESETS, ModelPreset
-from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, check_weights, load_model
+from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, check_weights, load_model, resolve_weights
 from backend.protocol import ErrorCode, MeshPayload
 from backend.requests import ReconstructRequest
 
@@ -42,7 +42,7 @@ class ModelReconstructPipeline(Pipeline):
 
     def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
-        self.weights = Path(weights)
+        self.weights = resolve_weights(weights)
         # Only the files are checked here (no torch): the engine builds pipelines on a daemon
         # thread at start-up, and a process that exits while that thread is inside torch's import
         # aborts. The network is loaded on first use (`load`).

@@ -19,10 +19,33 @@ class WeightsUnavailable(RuntimeError):
     """The shape model's checkpoint files are missing or inconsistent."""
 
 
+def resolve_weights(path: str | Path) -> Path:
+    """The checkpoint ``NAME`` that ``path`` means: ``NAME`` itself, ``NAME.json`` /
+    ``NAME.safetensors``, or a folder holding exactly one shape-model checkpoint (what
+    ``scripts/train.py`` exports)."""
+    path = Path(path)
+    if path.is_dir():
+        found = []
+        for manifest in sorted(path.glob("*.json")):
+            try:
+                if json.loads(manifest.read_text()).get("kind") == "shape_model":
+                    found.append(manifest.with_suffix(""))
+            except (ValueError, OSError, AttributeError):
+                continue
+        if len(found) != 1:
+            raise WeightsUnavailable(f"{path} holds {len(found)} shape-model checkpoints; name one "
+                                     f"({', '.join(p.name for p in found) or 'none found'})")
+        return found[0]
+    if path.suffix in (".json", ".safetensors"):
+        return path.with_suffix("")
+    return path
+
+
 def check_weights(path: Path) -> str:
-    """Check ``NAME.json`` + ``NAME.safetensors`` without importing torch: the manifest parses, is
-    a shape-model checkpoint, and its recorded sha256 matches the weights. Returns the checkpoint
-    id (``"shape_model:<sha256 prefix>"``, as `backend.models.checkpoint.checkpoint_id`)."""
+    """Check ``NAME.json`` + ``NAME.safetensors`` (and any shards) without importing torch: the
+    manifest parses, is a shape-model checkpoint, and its recorded hashes match the weights.
+    Returns the checkpoint id (``"shape_model:<sha256 prefix>"``, as
+    `backend.models.checkpoint.checkpoint_id`)."""
     manifest_path, weights_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
     for p in (manifest_path, weights_path):
         if not p.is_file():
@@ -34,12 +57,18 @@ def check_weights(path: Path) -> str:
         raise WeightsUnavailable(f"{manifest_path} is not a checkpoint manifest: {exc}") from exc
     if kind != "shape_model":
         raise WeightsUnavailable(f"{manifest_path} holds a {kind!r}, not a shape model")
-    digest = hashlib.sha256()
-    with weights_path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != recorded:
-        raise WeightsUnavailable(f"{weights_path} does not match the sha256 recorded in {manifest_path}")
+    files = [(weights_path, recorded)]
+    for shard in manifest.get("shards") or []:
+        files.append((weights_path.with_name(str(shard.get("file"))), shard.get("sha256")))
+    for file, expected in files:
+        if not file.is_file():
+            raise WeightsUnavailable(f"{file} is missing")
+        digest = hashlib.sha256()
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise WeightsUnavailable(f"{file} does not match the sha256 recorded in {manifest_path}")
     return f"{kind}:{recorded[:16]}"
 
 
@@ -66,6 +95,6 @@ def load_model(weights: Path, device: str):
     except CheckpointError as exc:
         raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
                             f"the shape model weights {weights} cannot be used: {exc}. Re-export them "
-                            "with scripts/train_shape.py --export (docs/training.md).") from exc
+                            "with scripts/train.py --export (docs/training.md).") from exc
     model.eval().requires_grad_(False)
     return model, metadata, dev

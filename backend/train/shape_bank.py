@@ -1,0 +1,227 @@
+"""A pool of procedural shapes baked on the training device, refreshed as training goes.
+
+Rendering and 3D targets need the shapes' fields thousands of times a step; evaluating the SDF
+trees that often would be launch-bound on a GPU and slow on a CPU. So each shape is evaluated once,
+densely (`TorchShape.bake`): an SDF grid (float16), a material-index grid, its material palette,
+and surface points with their materials. Every renderer and sampler then reads all shapes of a
+batch with one `grid_sample`.
+
+Which shapes the pool holds is a function of the step alone: shape number ``n`` is drawn from
+``(seed, n)``; slots start with shapes ``0..size-1`` and every ``refresh_every`` steps the next
+``refresh_count`` shape numbers replace slots round-robin. A run resumed at step ``s`` rebuilds
+exactly the pool an uninterrupted run had at ``s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from backend.data.procedural import CATEGORIES, COMPOSITION, GRID_PADDING, ShapeError
+from backend.data.procedural.torch_sdf import TorchShape, make_torch_shape, zero_crossing_box
+
+TRAIN_SEED_OFFSET = 1_000_000
+"""Training shapes use seeds from here on: the disk datasets (held-in evaluation) use small seeds,
+so a category's evaluation shapes never appear in on-the-fly training."""
+
+MAX_MATERIALS = 8
+"""Palette rows kept per shape (builders use at most a handful)."""
+
+
+@dataclass
+class BankConfig:
+    """What the pool holds and how it changes."""
+
+    size: int = 128
+    """Shapes held at once."""
+    grid: int = 64
+    """Side of the baked SDF / material grids over [-0.55, 0.55]^3 (voxel = 1.1 / (grid - 1))."""
+    measure_res: int = 64
+    """Grid of the normalisation measurement (`TorchShape`; the numpy generator uses 128)."""
+    surface_points: int = 2048
+    """Surface points (with materials) kept per shape for the colour targets and near-surface SDF samples."""
+    composition_share: float = 0.3
+    """Share of shapes from the category-free composition family; the rest spread over categories."""
+    categories: Sequence[str] = field(default_factory=lambda: tuple(CATEGORIES))
+    """Categories to draw from (the composition family comes on top, by ``composition_share``)."""
+    refresh_every: int = 50
+    """Replace ``refresh_count`` shapes every this many steps (0 = never)."""
+    refresh_count: int = 8
+    """Shapes replaced at each refresh."""
+
+
+@dataclass
+class BankedShape:
+    name: str
+    category: str
+    sdf: torch.Tensor
+    materials: torch.Tensor
+    palette: torch.Tensor
+    surface: torch.Tensor
+    surface_material: torch.Tensor
+
+
+class ShapeBank:
+    """The pool of baked shapes (see the module doc); ``tensors()`` gives them stacked for sampling."""
+
+    def __init__(self, config: BankConfig, seed: int, device="cpu", log: Callable[[str], None] | None = None) -> None:
+        if config.size < 1 or config.grid < 16:
+            raise ValueError(f"shape bank needs size >= 1 and grid >= 16, got {config.size}, {config.grid}")
+        self.config, self.seed, self.device = config, int(seed), torch.device(device)
+        self.log = log or (lambda _msg: None)
+        self.slots: list[BankedShape | None] = [None] * config.size
+        self.slot_number = [-1] * config.size
+        self.built = 0
+        self.build_seconds = 0.0
+        self._stacked: dict[str, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ which shape is where
+    def numbers_at(self, step: int) -> list[int]:
+        """Shape number in each slot at ``step`` (before that step's batch is drawn)."""
+        cfg = self.config
+        numbers = list(range(cfg.size))
+        refreshes = step // cfg.refresh_every if cfg.refresh_every else 0
+        if refreshes:
+            total = refreshes * cfg.refresh_count
+            # replacement i (0-based) puts shape size + i into slot i % size; only the last
+            # assignment of each slot matters
+            first = max(0, total - cfg.size)
+            for i in range(first, total):
+                numbers[i % cfg.size] = cfg.size + i
+        return numbers
+
+    def sync(self, step: int) -> int:
+        """Build whatever shapes the pool should hold at ``step``; returns how many were built."""
+        import time
+
+        wanted = self.numbers_at(step)
+        built = 0
+        t0 = time.perf_counter()
+        for slot, number in enumerate(wanted):
+            if self.slot_number[slot] != number:
+                self.slots[slot] = self._build(number)
+                self.slot_number[slot] = number
+                built += 1
+        if built:
+            self._stacked = None
+            self.built += built
+            self.build_seconds += time.perf_counter() - t0
+        return built
+
+    def shape_identity(self, number: int, attempt: int = 0) -> tuple[str, int]:
+        """(category, seed) of shape ``number`` (a later ``attempt`` when an earlier one failed)."""
+        rng = np.random.default_rng([self.seed, number, attempt])
+        cats = list(self.config.categories)
+        if not cats or rng.random() < self.config.composition_share:
+            category = COMPOSITION
+        else:
+            category = cats[int(rng.integers(len(cats)))]
+        return category, TRAIN_SEED_OFFSET + int(rng.integers(1 << 40))
+
+    def _build(self, number: int) -> BankedShape:
+        for attempt in range(8):
+            category, seed = self.shape_identity(number, attempt)
+            try:
+                shape = make_torch_shape(category, seed, device=self.device, measure_res=self.config.measure_res)
+                return bake_shape(shape, self.config.grid, self.config.surface_points, seed)
+            except ShapeError as exc:
+                self.log(f"shape {number}: {exc}; drawing another")
+        raise ShapeError(f"shape {number}: eight draws in a row failed to build")
+
+    # ------------------------------------------------------------------ stacked tensors
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """All slots stacked: sdf [N, 1, G, G, G] float16, materials [N, 1, G, G, G] uint8,
+        palette [N, MAX_MATERIALS, 5], surface [N, K, 3], surface_material [N, K] long."""
+        if any(s is None for s in self.slots):
+            raise RuntimeError("ShapeBank.sync must run before tensors()")
+        if self._stacked is None:
+            self._stacked = {
+                "sdf": torch.stack([s.sdf for s in self.slots]).unsqueeze(1),
+                "materials": torch.stack([s.materials for s in self.slots]).unsqueeze(1),
+                "palette": torch.stack([s.palette for s in self.slots]),
+                "surface": torch.stack([s.surface for s in self.slots]),
+                "surface_material": torch.stack([s.surface_material for s in self.slots]),
+            }
+        return self._stacked
+
+    def names(self, indices: Sequence[int]) -> list[str]:
+        return [self.slots[i].name for i in indices]
+
+    def __len__(self) -> int:
+        return self.config.size
+
+
+def bake_shape(shape: TorchShape, grid: int, surface_points: int, seed: int) -> BankedShape:
+    """One shape's grids, palette and surface samples (see `ShapeBank`)."""
+    sdf, materials = shape.bake(grid)
+    lim = 0.5 + GRID_PADDING
+    if zero_crossing_box(sdf, -lim, lim) is None:
+        raise ShapeError(f"{shape.category}/{shape.seed}: no surface on the {grid}^3 training grid")
+    palette = torch.zeros(MAX_MATERIALS, 5, device=sdf.device)
+    rows = shape.palette()[:MAX_MATERIALS]
+    palette[: len(rows)] = rows
+    surface = surface_samples(sdf, surface_points, seed)
+    _, surface_material = shape.sdf_and_material(surface.to(shape.dtype))
+    return BankedShape(f"{shape.category}/{shape.seed}", shape.category, sdf.to(torch.float16),
+                       materials.clamp_max(MAX_MATERIALS - 1), palette, surface.float(),
+                       surface_material.long().clamp_max(MAX_MATERIALS - 1))
+
+
+def surface_samples(sdf: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` points on the zero level set of a grid over [-0.55, 0.55]^3: centres of voxels
+    next to it, jittered, then moved onto it by two Newton steps along the grid gradient."""
+    res = sdf.shape[0]
+    lim = 0.5 + GRID_PADDING
+    h = 2 * lim / (res - 1)
+    gen = torch.Generator(device="cpu").manual_seed(seed % (1 << 63))
+    near = (sdf.abs() < 1.5 * h).nonzero()
+    if len(near) == 0:
+        raise ShapeError("no voxel touches the surface")
+    pick = near[torch.randint(len(near), (count,), generator=gen).to(near.device)]
+    jitter = (torch.rand(count, 3, generator=gen) - 0.5).to(sdf.device) * h
+    points = -lim + h * pick.to(torch.float32) + jitter
+    volume = sdf.float()[None, None]
+    for _ in range(2):
+        d, g = grid_sdf_and_gradient(volume, points[None])
+        points = points - (d[0, :, None] * torch.nn.functional.normalize(g[0], dim=-1))
+    return points.clamp(-lim, lim)
+
+
+def grid_lookup(volume: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Values of grids [B, C, G, G, G] over [-0.55, 0.55]^3 at points [B, N, 3] -> [B, C, N]
+    (trilinear; points outside read the border value)."""
+    lim = 0.5 + GRID_PADDING
+    # grid_sample's last coordinate indexes the first spatial axis (D): reverse xyz -> zyx
+    coords = (points / lim).flip(-1)[:, :, None, None, :].to(volume.dtype)
+    out = torch.nn.functional.grid_sample(volume, coords, mode=mode, padding_mode="border", align_corners=True)
+    return out[:, :, :, 0, 0]
+
+
+def grid_sdf_and_gradient(volume: torch.Tensor, points: torch.Tensor, eps: float | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDF [B, N] and its central-difference gradient [B, N, 3] from grids [B, 1, G, G, G]."""
+    res = volume.shape[-1]
+    eps = eps if eps is not None else (1.0 + 2 * GRID_PADDING) / (res - 1)
+    offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
+    probe = torch.cat([points] + [points + o for o in offsets] + [points - o for o in offsets], dim=1)
+    values = grid_lookup(volume, probe)[:, 0].float()
+    n = points.shape[1]
+    d = values[:, :n]
+    plus = values[:, n: 4 * n].reshape(-1, 3, n)
+    minus = values[:, 4 * n:].reshape(-1, 3, n)
+    return d, ((plus - minus) / (2 * eps)).transpose(1, 2)
+
+
+def outside_box_distance(points: torch.Tensor) -> torch.Tensor:
+    """Distance from points [..., 3] to the grid box [-0.55, 0.55]^3 (0 inside): grid values
+    are only valid inside, so samplers add this to what the border returns."""
+    lim = 0.5 + GRID_PADDING
+    return torch.linalg.vector_norm((points.abs() - lim).clamp_min(0.0), dim=-1)
+
+
+def voxel(grid: int) -> float:
+    return (1.0 + 2 * GRID_PADDING) / (grid - 1)
+

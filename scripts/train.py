@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Train the shape model in a wall-clock budget, on shapes and photos generated on the fly.
+
+    .venv/bin/python scripts/train.py --minutes 30 --device cpu --out runs/cpu1
+    .venv/bin/python scripts/train.py --minutes 8 --device cuda --out /tmp/run --model-preset gpu \\
+        --init-from backend/weights/shape_model_cpu --export $OUT/shape_model     # the GPU recipe
+    .venv/bin/python scripts/train.py --minutes 10 --resume runs/cpu1            # carry on
+
+No dataset is needed: shapes come from the procedural generator evaluated in torch, their photos
+from the torch renderer (backend/train/generated.py). ``--data``/``--dvr`` train on disk datasets
+instead (scripts/gen_data.py, DVR/ShapeNet). Evaluates on a held-in procedural set (the Blender-
+rendered one in data_cache/procedural_heldin when present, else one the generator makes) and on the
+real-object split of the reconstruct benchmark when present, and exports float16 weights that
+``python -m backend reconstruct --weights DIR`` loads. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXPORT_FILE_LIMIT = 15 * 2**20
+"""Largest file of an export: the GPU machine returns files under 16 MiB."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, help="wall-clock budget of the whole command (training, evaluation, export)")
+    p.add_argument("--steps", type=int, help="train exactly this many steps instead of planning them from --minutes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", help="run directory (logs, checkpoints, export); default: the --resume directory")
+    p.add_argument("--resume", help="continue the run in this directory (its newest checkpoint and plan)")
+    p.add_argument("--init-from", help="start from these weights (a checkpoint NAME or a folder holding one): "
+                                       "their architecture, a fresh optimiser and schedule")
+    p.add_argument("--model-preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="model and training recipe (tiny: tests)")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--render-every", type=int, help="override how often the rendering losses run")
+    p.add_argument("--pool", type=int, help="generated shapes held at once (preset: tiny 8, cpu 128, gpu 1024)")
+    p.add_argument("--grid", type=int, help="side of the baked shape grids (preset: 32 / 64 / 128)")
+    p.add_argument("--composition-share", type=float, help="share of category-free compositions (default 0.3)")
+    p.add_argument("--data", nargs="*", default=[], help="train on these procedural dataset roots instead")
+    p.add_argument("--dvr", nargs="*", default=[], help="train on these DVR/ShapeNet-layout roots instead")
+    p.add_argument("--heldin", help="held-in procedural dataset root for evaluation "
+                                    "(default data_cache/procedural_heldin when present, else generated)")
+    p.add_argument("--real", help="real-object split for evaluation (default data_cache/real_split when present)")
+    p.add_argument("--eval-shapes", type=int, help="held-in shapes per evaluation (preset: cpu 24)")
+    p.add_argument("--real-photos", type=int, default=27, help="real-split photos per evaluation (0 = none)")
+    p.add_argument("--eval-every", type=int, help="evaluate every this many steps (0 = at the end only)")
+    p.add_argument("--export", help="where the final float16 weights go (default OUT/export/shape_model)")
+    p.add_argument("--autocast", action="store_true", help="bfloat16 forward pass on CUDA")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores up to 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.minutes is None and args.steps is None:
+        parser.error("give --minutes (a budget) or --steps")
+    out = Path(args.out or args.resume or "")
+    if not (args.out or args.resume):
+        parser.error("give --out DIR (or --resume DIR)")
+    if args.resume and Path(args.resume).resolve() != out.resolve():
+        _copy_run(Path(args.resume), out)
+    if args.resume and not (out / "checkpoints").is_dir():
+        parser.error(f"--resume {args.resume}: no checkpoints there")
+    if not args.resume and (out / "checkpoints").is_dir():
+        parser.error(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
+
+    import torch
+
+    from backend.models.checkpoint import load_shape_model, save_shape_model
+    from backend.pipelines.reconstruct.weights import resolve_weights
+    from backend.train.checkpoints import latest_checkpoint, load_training_state
+    from backend.train.config import TrainConfig, model_config
+    from backend.train.data import dvr_source, procedural_source
+    from backend.train.evaluate import generated_heldin_items, procedural_eval_items, real_split_items
+    from backend.train.generated import GeneratedBatches, GeneratedConfig
+    from backend.train.trainer import TrainingError, set_threads, train
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available here", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    config = TrainConfig.preset(args.model_preset)
+    overrides = {"batch_size": args.batch_size, "lr": args.lr, "render_every": args.render_every,
+                 "eval_every": args.eval_every, "eval_shapes": args.eval_shapes}
+    config = dataclasses.replace(config, seed=args.seed, num_threads=args.threads, steps=args.steps or 0,
+                                 **{k: v for k, v in overrides.items() if v is not None})
+    if args.eval_every is None:
+        config = dataclasses.replace(config, eval_every=0 if args.minutes else config.eval_every)
+
+    init_from = resolve_weights(args.init_from) if args.init_from else None
+    latest = latest_checkpoint(out) if args.resume else None
+    if latest is not None:
+        # keep the plan (length, warm-up) the run was started with, so the schedule continues;
+        # a finished plan is extended at its final learning rate
+        stored = load_training_state(latest).extra.get("train_config") or {}
+        state_step = load_training_state(latest).step
+        planned = int(stored.get("steps") or 0)
+        if args.steps is None and planned > state_step:
+            config = dataclasses.replace(config, steps=planned, warmup_steps=int(stored.get("warmup_steps", 0)))
+        elif args.steps is None:
+            config = dataclasses.replace(config, steps=0, lr=config.lr * config.lr_final, lr_schedule="constant",
+                                         warmup_steps=0)
+    if init_from is not None:
+        image_size = load_shape_model(init_from)[0].config.encoder.image_size
+    elif latest is not None:
+        image_size = load_shape_model(latest)[0].config.encoder.image_size
+    else:
+        image_size = model_config(config.model_preset).encoder.image_size
+
+    if args.data or args.dvr:
+        data = [procedural_source(root, "train") for root in args.data] + [dvr_source(root, "train") for root in args.dvr]
+    else:
+        generated = GeneratedConfig.preset(args.model_preset)
+        bank = dataclasses.replace(generated.bank, **{k: v for k, v in
+                                                      {"size": args.pool, "grid": args.grid,
+                                                       "composition_share": args.composition_share}.items()
+                                                      if v is not None})
+        generated = dataclasses.replace(generated, bank=bank)
+
+        def data(size: int) -> GeneratedBatches:
+            return GeneratedBatches(generated, size, config.seed, args.device, log=print)
+
+    eval_sets = {}
+    heldin = Path(args.heldin) if args.heldin else ROOT / "data_cache" / "procedural_heldin"
+    if heldin.is_dir():
+        eval_sets["heldin"] = _lazy(lambda: procedural_eval_items(heldin, "test", image_size, config.eval_shapes))
+    else:
+        eval_sets["heldin_generated"] = _lazy(lambda: generated_heldin_items(image_size, device=args.device)
+                                              [: max(config.eval_shapes, 1)])
+    real = Path(args.real) if args.real else ROOT / "data_cache" / "real_split"
+    if args.real_photos and real.is_dir():
+        eval_sets["real"] = _lazy(lambda: real_split_items(real, image_size, args.real_photos))
+
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/train.py", *(argv or sys.argv[1:])])
+    budget = None
+    if args.minutes is not None:
+        budget = args.minutes * 60.0 - (time.perf_counter() - started)
+    bar = None if args.quiet else _ProgressBar(config.batch_size)
+    try:
+        summary = train(config, data, out, eval_items=eval_sets, device=args.device, resume=True,
+                        init_from=init_from if latest is None else None, command=command, budget_s=budget,
+                        reserve_s=_eval_reserve(args, budget), autocast=args.autocast,
+                        progress=None if bar is None else bar.update,
+                        log=print if bar is None else bar.write)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+
+    model, metadata = load_shape_model(latest_checkpoint(out))
+    target = Path(args.export) if args.export else out / "export" / "shape_model"
+    metadata = {**metadata, "exported_from": str(latest_checkpoint(out)), "eval_all": _read_evals(out)}
+    save_shape_model(target, model, metadata, dtype=torch.float16, max_file_bytes=EXPORT_FILE_LIMIT)
+    print(json.dumps({"step": summary["step"], "wall_s": summary["wall_s"], "eval": summary["eval"],
+                      "export": str(target), "seconds": round(time.perf_counter() - started, 1)}, indent=1))
+    return 0
+
+
+class _lazy:
+    """An evaluation set built on first use (building it costs seconds; a run without an
+    evaluation never pays), then kept."""
+
+    def __init__(self, make) -> None:
+        self.make, self.items = make, None
+
+    def __call__(self):
+        if self.items is None:
+            self.items = self.make()
+        return self.items
+
+
+def _eval_reserve(args, budget: float | None) -> float:
+    """Seconds kept from the budget for the final evaluation and export."""
+    if budget is None:
+        return 0.0
+    per_item = 1.5 if args.device == "cpu" else 0.6
+    return min(0.35 * budget, 10.0 + per_item * (24 + (args.real_photos or 0)))
+
+
+def _read_evals(out: Path) -> list[dict]:
+    path = out / "eval.jsonl"
+    if not path.is_file():
+        return []
+    return [{"step": row["step"], **row["summary"]} for row in map(json.loads, path.read_text().splitlines())]
+
+
+def _copy_run(source: Path, target: Path) -> None:
+    """Start ``target`` as a copy of run ``source`` (logs and checkpoints), then resume there."""
+    if target.exists() and any(target.iterdir()):
+        raise SystemExit(f"error: --out {target} is not empty; resume in place with --resume {source}")
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+class _ProgressBar:
+    def __init__(self, batch_size: int) -> None:
+        from tqdm import tqdm
+
+        self.batch_size = batch_size
+        self.bar = tqdm(total=None, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, step: int, planned: int, line: dict) -> None:
+        if planned and self.bar.total != planned:
+            self.bar.total = planned
+        self.bar.n = step
+        per_step = line.get("s_per_step") or 0.0
+        self.bar.set_postfix({"img/s": round(self.batch_size / per_step) if per_step else "-",
+                              "loss": f"{line.get('loss/total', float('nan')):.4f}",
+                              "sdf": f"{line.get('loss/sdf', float('nan')):.4f}"}, refresh=True)
+
+    def write(self, message: str) -> None:
+        self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
