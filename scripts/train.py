@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
 
     eval_sets = {}
     heldin = Path(args.heldin) if args.heldin else ROOT / "data_cache" / "procedural_heldin"
-    if heldin.is_dir():
+    if args.data and not args.heldin:
+        # disk training data: its own held-in test split (shapes of its categories never trained on)
+        eval_sets["heldin"] = _lazy(lambda: [item for root in args.data for item in
+                                             procedural_eval_items(root, "test", image_size, config.eval_shapes)])
+    elif heldin.is_dir():
         eval_sets["heldin"] = _lazy(lambda: procedural_eval_items(heldin, "test", image_size, config.eval_shapes))
     else:
         eval_sets["heldin_generated"] = _lazy(lambda: generated_heldin_items(image_size, device=args.device)
@@ -169,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     model, metadata = load_shape_model(latest_checkpoint(out))
     target = Path(args.export) if args.export else out / "export" / "shape_model"
     metadata = {**metadata, "exported_from": str(latest_checkpoint(out)), "eval_all": _read_evals(out)}
+    if args.data:
+        from backend.train.evaluate import export_report
+
+        metadata.update(export_report(model, args.data))  # every held-in shape, and the datasets used
     save_shape_model(target, model, metadata, dtype=torch.float16, max_file_bytes=EXPORT_FILE_LIMIT)
     print(json.dumps({"step": summary["step"], "wall_s": summary["wall_s"], "eval": summary["eval"],
                       "export": str(target), "seconds": round(time.perf_counter() - started, 1)}, indent=1))

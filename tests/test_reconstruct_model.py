@@ -300,7 +300,7 @@ def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
     assert pipe.model is not None  # the files are consistent...
     with pytest.raises(PipelineError) as info:  # ...but the network does not fit them
         pipe.run(request(disc()), recording_context())
-    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train_shape.py --export" in info.value.message
+    assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train.py --export" in info.value.message
 
 
 def test_loadable_weights_give_the_model_pipeline(weights):

@@ -402,29 +402,28 @@ def test_empty_dataset_is_a_named_error(tmp_path):
         train(tiny(), [procedural_source(str(root), "train")], tmp_path / "run", log=lambda _m: None)
 
 
-def test_script_trains_resumes_and_exports_with_heldin_metrics(dataset, tmp_path):
+def test_train_script_on_disk_data_resumes_and_exports_with_heldin_metrics(dataset, tmp_path):
     import importlib.util
 
     from backend.models.checkpoint import checkpoint_id, load_shape_model
 
-    spec = importlib.util.spec_from_file_location("train_shape", Path(__file__).parents[1] / "scripts" / "train_shape.py")
+    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).parents[1] / "scripts" / "train.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     run = tmp_path / "run"
-    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "3"]) == 0
-    assert script.main(["--data", str(dataset), "--run", str(run), "--preset", "tiny", "--steps", "5",
-                        "--lr", "1e-3"]) == 0
+    common = ["--data", str(dataset), "--model-preset", "tiny", "--quiet", "--real-photos", "0"]
+    assert script.main(common + ["--out", str(run), "--steps", "3"]) == 0
     target = tmp_path / "weights" / "exported"
-    assert script.main(["--run", str(run), "--export", str(target), "--data", str(dataset)]) == 0
+    assert script.main(common + ["--resume", str(run), "--steps", "5", "--lr", "1e-3", "--export", str(target)]) == 0
     _, meta = load_shape_model(target)
     assert meta["step"] == 5 and "--steps 5" in meta["command"]
     assert [(r["from_step"], r["lr"]) for r in meta["runs"]] == [(0, 3e-3), (3, 1e-3)]
     assert meta["heldin_test"][0]["shapes"] == 1 and "f@0.05" in meta["heldin_test"][0]
     assert meta["datasets"][0]["splits"]["train"] == 2
+    assert meta["eval"]["heldin/shapes"] == 1
     assert checkpoint_id(target).startswith("shape_model:")
     # fine-tuning the exported weights in a new run
-    assert script.main(["--data", str(dataset), "--run", str(tmp_path / "tuned"), "--preset", "tiny", "--steps", "2",
-                        "--init-from", str(target)]) == 0
+    assert script.main(common + ["--out", str(tmp_path / "tuned"), "--steps", "2", "--init-from", str(target)]) == 0
     _, tuned = load_shape_model(latest_checkpoint(tmp_path / "tuned"))
     assert tuned["step"] == 2 and tuned["runs"][0]["init_from"] == str(target)
 

@@ -32,18 +32,18 @@ class GeneratedConfig:
     @classmethod
     def preset(cls, name: str) -> GeneratedConfig:
         """Sized for a training preset: ``tiny`` (tests: 8 coarse shapes), ``cpu`` (128 shapes on
-        64^3 grids, 96 px photos for the 64 px encoder), ``gpu`` (1,024 shapes on 128^3 grids,
-        refreshed 64 at a time, 176 px photos for the 128 px encoder)."""
+        64^3 grids, 80 px windows for the 64 px encoder), ``gpu`` (1,024 shapes on 128^3 grids,
+        refreshed 64 at a time, 160 px windows for the 128 px encoder)."""
         if name == "tiny":
             return cls(bank=BankConfig(size=8, grid=32, measure_res=32, surface_points=512, refresh_every=4,
                                        refresh_count=2),
-                       views=ViewConfig(render_size=48, trace_steps=32, shadow_steps=4))
+                       views=ViewConfig(render_size=40, supervise_size=24, trace_steps=32, shadow_steps=4))
         if name == "cpu":
             return cls()
         if name == "gpu":
             return cls(bank=BankConfig(size=1024, grid=128, measure_res=128, surface_points=8192, refresh_every=25,
                                        refresh_count=64),
-                       views=ViewConfig(render_size=176, trace_steps=72, shadow_steps=20))
+                       views=ViewConfig(render_size=160, supervise_size=64, trace_steps=64, shadow_steps=16))
         raise ValueError(f"unknown generated-data preset {name!r}; choose 'tiny', 'cpu' or 'gpu'")
 
 
@@ -88,7 +88,8 @@ class GeneratedBatches:
         idx = torch.randint(len(self.bank), (batch_size,), generator=gen, device=gen.device).to(self.device)
         views = render_views(tensors, idx, self.config.views, gen)
         views = photograph(views, self.config.views, gen, self.image_size)
-        supervised = [views] + [render_views(tensors, idx, self.config.views, gen) for _ in range(supervise_views - 1)]
+        supervised = [views] + [render_views(tensors, idx, self.config.views, gen, size=self.config.views.supervise_size)
+                                for _ in range(supervise_views - 1)]
         rays = [_sample_rays(v, rays_per_view, gen) for v in supervised]
         origins, directions, rgb, alpha, normals = (torch.cat([r[k] for r in rays], dim=1) for k in range(5))
         points, sdf = self._sdf_samples(tensors, idx, sdf_points, gen)

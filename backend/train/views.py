@@ -34,18 +34,20 @@ from backend.train.shape_bank import grid_lookup, grid_sdf_and_gradient, voxel
 
 BACKGROUNDS = ("white", "plain", "gradient", "noise", "clutter")
 
+OUTLINE_POINTS = 384
+"""Surface samples projected to find the object's extent in a photo (the window to render)."""
+
 FRAMED_RADIUS = 0.6
-"""Radius framed by the camera distance: a unit-box object's silhouette rarely spans more (its
-bounding sphere, 0.87, would leave most shapes small in the photo and blurry in the crop); a
-corner that leaves the frame is what photos do too."""
+"""Radius the camera distance frames in the full (virtual) photo."""
 
 
 @dataclass
 class ViewConfig:
     """Camera, light, background and degradation ranges of the training views."""
 
-    render_size: int = 96
-    """Side of the rendered photo; the encoder crop is resampled from it."""
+    render_size: int = 80
+    """Side of the rendered window around the object (see `random_cameras`); the encoder crop
+    is resampled from it, so about 1.25x the encoder input is enough."""
     fov_deg: tuple[float, float] = (15.0, 60.0)
     """Vertical field of view range (phone wide-angle to short tele)."""
     elevation_deg: tuple[float, float] = (-10.0, 60.0)
@@ -53,7 +55,12 @@ class ViewConfig:
     roll_deg: float = 6.0
     """Largest camera roll either way."""
     fill: tuple[float, float] = (0.6, 0.95)
-    """Share of the frame height a sphere of radius `FRAMED_RADIUS` spans (sets the distance)."""
+    """Share of the full frame's height a sphere of radius `FRAMED_RADIUS` spans (sets the distance)."""
+    supervise_size: int = 48
+    """Side of the extra (clean) views whose pixels only feed the rendering losses' rays."""
+    window_margin: float = 0.15
+    """Margin around the projected bounding box of the object in the rendered window (each side,
+    share of its longer side): a little more than the encoder crop's 10 %."""
     target_jitter: float = 0.08
     """Largest offset of the look-at point from the object centre (off-centre perspective)."""
     trace_steps: int = 56
@@ -66,8 +73,10 @@ class ViewConfig:
     """Largest relative modulation of the base colour by the noise texture."""
     degrade: float = 0.8
     """Chance that a photo gets each of blur, noise and JPEG-like artefacts (each drawn separately)."""
-    mask_error_px: int = 2
-    """Largest growth / shrinkage of the simulated segmentation mask, in photo pixels."""
+    mask_grow: float = 0.025
+    """Largest growth of the simulated segmentation mask, as a share of the window side."""
+    mask_shrink: float = 0.0125
+    """Largest shrinkage of the simulated segmentation mask (less: thin legs would vanish)."""
 
 
 @dataclass
@@ -106,21 +115,43 @@ def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, device) -> torc
     return (torch.rand(n, generator=gen, device=gen.device) * (hi - lo) + lo).to(device)
 
 
-def random_cameras(n: int, config: ViewConfig, gen: torch.Generator, device) -> tuple[Cameras, torch.Tensor]:
-    """Orbit cameras looking at (about) the object centre; returns them and their viewpoints."""
+def random_cameras(n: int, config: ViewConfig, gen: torch.Generator, device,
+                   outline: torch.Tensor | None = None, size: int | None = None) -> tuple[Cameras, torch.Tensor]:
+    """Orbit cameras looking at (about) the object centre; returns them and their viewpoints.
+
+    Perspective comes from a full photo of random field of view and distance; with points on
+    the objects' surfaces (``outline`` [B, P, 3]) only a window of that photo around the object is
+    rendered (``size`` or ``config.render_size`` pixels square): the encoder crop keeps just that part of a
+    photo anyway, and the background pixels it skips are most of the frame.
+    """
     rad = math.pi / 180.0
     az = _uniform(gen, n, *config.azimuth_deg, device) * rad
     el = _uniform(gen, n, *config.elevation_deg, device) * rad
     roll = _uniform(gen, n, -config.roll_deg, config.roll_deg, device) * rad
     fov = _uniform(gen, n, *config.fov_deg, device) * rad
     fill = _uniform(gen, n, *config.fill, device)
-    radius = FRAMED_RADIUS
-    distance = radius / torch.sin(0.5 * fov * fill)
-    size = config.render_size
+    distance = FRAMED_RADIUS / torch.sin(0.5 * fov * fill)
+    size = size or config.render_size
     focal = 0.5 * size / torch.tan(0.5 * fov)
     target = (torch.rand(n, 3, generator=gen, device=gen.device).to(device) * 2 - 1) * config.target_jitter
     cams = orbit_cameras(az, el, distance, focal=focal, height=size, width=size, roll=roll, target=target)
+    if outline is not None:
+        cams = object_window(cams, outline, size, config.window_margin)
     return cams, torch.stack([az, el, roll], dim=-1)
+
+
+def object_window(cams: Cameras, points: torch.Tensor, size: int, margin: float) -> Cameras:
+    """The same cameras with intrinsics changed to render only a ``size``-pixel square around the
+    projection of each object's surface ``points`` [B, P, 3], with ``margin`` of its longer side
+    each side."""
+    uv, _ = cams.project(points.to(cams.dtype))
+    u0, u1 = uv[..., 0].amin(1), uv[..., 0].amax(1)
+    v0, v1 = uv[..., 1].amin(1), uv[..., 1].amax(1)
+    side = torch.maximum(u1 - u0, v1 - v0).clamp_min(1e-3) * (1 + 2 * margin)
+    scale = size / side
+    centre = torch.stack([(u0 + u1) / 2, (v0 + v1) / 2], dim=-1)
+    principal = (cams.principal - centre) * scale[:, None] + size / 2
+    return Cameras(cams.focal * scale[:, None], principal, cams.rotation, cams.translation, size, size)
 
 
 def _box_interval(o: torch.Tensor, d: torch.Tensor, lim: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +174,7 @@ def trace(sdf: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, steps: i
     lim = 0.5 + GRID_PADDING
     near, far = _box_interval(origins, dirs, lim - 1e-4)
     t = near.clone()
-    eps = 0.3 * voxel(sdf.shape[-1])
+    h = voxel(sdf.shape[-1])
     closest = torch.full_like(t, float("inf"))
     active = far > near
     for _ in range(steps):
@@ -152,10 +183,12 @@ def trace(sdf: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, steps: i
         footprint = t.clamp_min(1e-3) * pixel_angle[:, None]
         closest = torch.where(active, torch.minimum(closest, s / footprint), closest)
         t = torch.where(active, t + 0.85 * s, t)
-        active = active & (t < far) & (s > eps)
+        # rays keep converging until very close: stopping a voxel short would call grazing
+        # rays hits and grow every silhouette
+        active = active & (t < far) & (s > 0.02 * h)
     p = origins + t[..., None] * dirs
     s = grid_lookup(sdf, p)[:, 0].float()
-    hit = (far > near) & (t < far) & (s.abs() <= 2 * eps)
+    hit = (far > near) & (t < far) & (s.abs() <= 0.1 * h)
     coverage = torch.where(hit, torch.ones_like(t), (0.5 - closest).clamp(0.0, 1.0))
     return t, hit, coverage
 
@@ -178,11 +211,13 @@ def soft_shadow(sdf: torch.Tensor, points: torch.Tensor, light: torch.Tensor, st
 
 
 def render_views(bank: dict[str, torch.Tensor], indices: torch.Tensor, config: ViewConfig,
-                 gen: torch.Generator, cameras: tuple[Cameras, torch.Tensor] | None = None) -> Views:
-    """Clean renders of bank shapes ``indices`` [B] from random (or given) cameras."""
+                 gen: torch.Generator, cameras: tuple[Cameras, torch.Tensor] | None = None,
+                 size: int | None = None) -> Views:
+    """Clean renders of bank shapes ``indices`` [B] from random (``size`` pixels) or given cameras."""
     device = bank["sdf"].device
     b = len(indices)
-    cams, viewpoint = cameras if cameras is not None else random_cameras(b, config, gen, device)
+    outline = bank["surface"][indices][:, :OUTLINE_POINTS] if "surface" in bank else None
+    cams, viewpoint = cameras if cameras is not None else random_cameras(b, config, gen, device, outline, size)
     size = cams.height
     sdf = bank["sdf"][indices].float()
     origins, dirs = cams.generate_rays()
@@ -257,7 +292,7 @@ def photograph(views: Views, config: ViewConfig, gen: torch.Generator, crop_size
     object_rgb = (views.clean - (1.0 - a)) / a.clamp_min(1e-4)  # undo the white composite
     photo = object_rgb * a + background * (1.0 - a)
     photo = degrade(photo.permute(0, 3, 1, 2), config, gen).permute(0, 2, 3, 1)
-    seg = simulated_segmentation(views.alpha, config.mask_error_px, gen)
+    seg = simulated_segmentation(views.alpha, round(config.mask_grow * size), round(config.mask_shrink * size), gen)
     views.photo, views.seg_mask = photo, seg
     views.crops = crop_over_white(photo, seg, crop_size)
     return views
@@ -350,21 +385,22 @@ def degrade(images: torch.Tensor, config: ViewConfig, gen: torch.Generator) -> t
     return jpeg_like(x.clamp(0, 1), step).clamp(0.0, 1.0)
 
 
-def simulated_segmentation(alpha: torch.Tensor, max_error_px: int, gen: torch.Generator) -> torch.Tensor:
-    """[B, H, W] soft masks as a segmentation might return them: the true mask grown or shrunk by
-    up to ``max_error_px`` pixels (each image its own amount) and softened at the edge."""
+def simulated_segmentation(alpha: torch.Tensor, grow_px: int, shrink_px: int, gen: torch.Generator) -> torch.Tensor:
+    """[B, H, W] soft masks as a segmentation might return them: the true mask grown by up to
+    ``grow_px`` or shrunk by up to ``shrink_px`` pixels (each image its own amount) and softened
+    at the edge."""
     b = alpha.shape[0]
     hard = (alpha > 0.5).float()[:, None]
-    shift = torch.randint(-max_error_px, max_error_px + 1, (b,), generator=gen, device=gen.device).tolist()
-    out = []
-    for i, s in enumerate(shift):
-        m = hard[i: i + 1]
-        for _ in range(abs(s)):
-            m = F.max_pool2d(m, 3, 1, 1) if s > 0 else -F.max_pool2d(-m, 3, 1, 1)
-        if m.sum() == 0:  # never shrink a thin object away
-            m = hard[i: i + 1]
-        out.append(m)
-    mask = torch.cat(out)
+    shift = torch.randint(-shrink_px, grow_px + 1, (b,), generator=gen, device=gen.device).to(alpha.device)
+    grown, shrunk = [hard], [hard]
+    for _ in range(grow_px):
+        grown.append(F.max_pool2d(grown[-1], 3, 1, 1))
+    for _ in range(shrink_px):
+        shrunk.append(-F.max_pool2d(-shrunk[-1], 3, 1, 1))
+    options = torch.stack(shrunk[::-1] + grown[1:])  # index e + shrink_px: grown by e pixels
+    mask = options[shift + shrink_px, torch.arange(b, device=alpha.device)]
+    empty = mask.flatten(1).sum(1) == 0  # never shrink a thin object away
+    mask = torch.where(empty[:, None, None, None], hard, mask)
     return _gaussian_blur(mask, torch.full((b,), 0.6, device=alpha.device))[:, 0]
 
 
