@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     elif heldin.is_dir():
         eval_sets["heldin"] = _lazy(lambda: procedural_eval_items(heldin, "test", image_size, config.eval_shapes))
     else:
-        eval_sets["heldin_generated"] = _lazy(lambda: generated_heldin_items(image_size, device=args.device)
-                                              [: max(config.eval_shapes, 1)])
+        eval_sets["heldin_generated"] = _lazy(lambda: generated_heldin_items(image_size, device=args.device,
+                                                                             limit=max(config.eval_shapes, 1)))
     real = Path(args.real) if args.real else ROOT / "data_cache" / "real_split"
     if args.real_photos and real.is_dir():
         eval_sets["real"] = _lazy(lambda: real_split_items(real, image_size, args.real_photos))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.data.procedural import CATEGORIES, ProceduralShape, builder, category_rng, make_shape
+from backend.data.procedural import CATEGORIES, COMPOSITION, ProceduralShape, builder, category_rng, make_shape
 from backend.data.procedural.torch_sdf import TorchShape, compile_sdf, make_torch_shape, zero_crossing_box
 from backend.data.procedural import sdf as S
 
@@ -40,6 +40,19 @@ def test_field_and_materials_match_numpy(category):
     assert (err <= 1e-9).mean() >= 0.995 and err.max() <= 1e-3
     assert (np.sign(got) == np.sign(ref)).all()
     assert (mat.numpy() == shape.material_ids(pts)).mean() >= 0.99
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_compositions_match_numpy(seed):
+    shape = make_shape(COMPOSITION, seed)
+    twin = TorchShape.from_numpy(shape, builder(COMPOSITION)(category_rng(COMPOSITION, seed)), dtype=torch.float64)
+    pts = _points(seed, shape)
+    ref = shape.sdf(pts)
+    got = twin.sdf(torch.from_numpy(pts)).numpy()
+    near = np.abs(ref) < 0.05
+    err = np.abs(got[near] - ref[near])
+    assert (err <= 1e-9).mean() >= 0.995 and err.max() <= 1e-3
+    assert (np.sign(got) == np.sign(ref)).all()
 
 
 @pytest.mark.parametrize("category", ["chair", "mug", "humanoid", "cabinet"])

@@ -99,11 +99,13 @@ HELDIN_SEEDS = (64, 65)
 far below `backend.train.shape_bank.TRAIN_SEED_OFFSET`, so on-the-fly training never sees them."""
 
 
-def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS, device="cpu") -> list[EvalItem]:
+def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS, device="cpu",
+                           limit: int | None = None) -> list[EvalItem]:
     """A held-in set that needs no files: each (category, seed) built by the torch generator,
     photographed once by the training renderer over white from a fixed camera (azimuth from the
     name, elevation 20 deg, 35 deg field of view), its reference mesh from the 128^3 bake. For
-    machines without the Blender-rendered held-in dataset (the GPU machine)."""
+    machines without the Blender-rendered held-in dataset (the GPU machine). ``limit`` keeps the
+    first shapes, one per category before the second seed."""
     import zlib
 
     from skimage.measure import marching_cubes
@@ -118,25 +120,25 @@ def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS,
     size = 2 * image_size
     config = ViewConfig(render_size=size, texture_amplitude=0.0)
     fov = math.radians(35.0)
-    for category in categories or CATEGORIES:
-        for seed in seeds:
-            name = f"{category}/{category}_{seed:06d}"
-            shape = make_torch_shape(category, seed, device=device, measure_res=128)
-            baked = bake_shape(shape, 128, 1024, seed)
-            bank = {"sdf": baked.sdf[None, None], "materials": baked.materials[None, None],
-                    "palette": baked.palette[None]}
-            azimuth = math.radians(zlib.crc32(name.encode()) % 360)
-            angles = torch.tensor([azimuth, math.radians(20.0), 0.0], device=device)
-            cams = orbit_cameras(angles[:1], angles[1:2], FRAMED_RADIUS / math.sin(0.4 * fov),
-                                 focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
-            gen = torch.Generator(device=device).manual_seed(zlib.crc32(name.encode()))
-            views = render_views(bank, torch.zeros(1, dtype=torch.long, device=device), config, gen,
-                                 cameras=(cams, angles[None]))
-            crop = crop_over_white(views.clean, views.alpha, image_size)[0]
-            lim = 0.5 + GRID_PADDING
-            verts, faces, _, _ = marching_cubes(baked.sdf.float().cpu().numpy(), 0.0, spacing=(2 * lim / 127,) * 3)
-            items.append(EvalItem(name, category, crop.cpu().numpy().astype(np.float32), angles.cpu().numpy(),
-                                  (verts - lim).astype(np.float32), faces.astype(np.int32)))
+    pairs = [(category, seed) for seed in seeds for category in (categories or CATEGORIES)]
+    for category, seed in pairs[:limit]:
+        name = f"{category}/{category}_{seed:06d}"
+        shape = make_torch_shape(category, seed, device=device, measure_res=128)
+        baked = bake_shape(shape, 128, 1024, seed)
+        bank = {"sdf": baked.sdf[None, None], "materials": baked.materials[None, None],
+                "palette": baked.palette[None]}
+        azimuth = math.radians(zlib.crc32(name.encode()) % 360)
+        angles = torch.tensor([azimuth, math.radians(20.0), 0.0], device=device)
+        cams = orbit_cameras(angles[:1], angles[1:2], FRAMED_RADIUS / math.sin(0.4 * fov),
+                             focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
+        gen = torch.Generator(device=device).manual_seed(zlib.crc32(name.encode()))
+        views = render_views(bank, torch.zeros(1, dtype=torch.long, device=device), config, gen,
+                             cameras=(cams, angles[None]))
+        crop = crop_over_white(views.clean, views.alpha, image_size)[0]
+        lim = 0.5 + GRID_PADDING
+        verts, faces, _, _ = marching_cubes(baked.sdf.float().cpu().numpy(), 0.0, spacing=(2 * lim / 127,) * 3)
+        items.append(EvalItem(name, category, crop.cpu().numpy().astype(np.float32), angles.cpu().numpy(),
+                              (verts - lim).astype(np.float32), faces.astype(np.int32)))
     return items
 
 
