@@ -62,6 +62,16 @@ def test_bank_slots_depend_on_the_step_alone():
         assert torch.equal(value, bank.tensors()[key]), key
     # training seeds stay far from the small seeds of the evaluation datasets
     assert all(int(name.split("/")[1]) >= 1_000_000 for name in bank.names(range(3)))
+    # specs built ahead by a worker process give the same pool
+    ahead = tiny_bank(size=3, workers=1)
+    ahead.sync(0)
+    ahead.sync(2)
+    straight = tiny_bank(size=3)
+    straight.sync(0)
+    straight.sync(2)
+    assert ahead.names(range(3)) == straight.names(range(3))
+    for key, value in ahead.tensors().items():
+        assert torch.equal(value, straight.tensors()[key]), key
 
 
 def test_baked_grid_holds_the_exact_field_near_the_surface():

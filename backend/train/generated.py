@@ -9,6 +9,8 @@ on ``(seed, step)`` only: a resumed run sees exactly the batches an uninterrupte
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,8 +34,9 @@ class GeneratedConfig:
     @classmethod
     def preset(cls, name: str) -> GeneratedConfig:
         """Sized for a training preset: ``tiny`` (tests: 8 coarse shapes), ``cpu`` (128 shapes on
-        64^3 grids, 80 px windows for the 64 px encoder), ``gpu`` (1,024 shapes on 128^3 grids,
-        refreshed 64 at a time, 160 px windows for the 128 px encoder)."""
+        64^3 grids, 80 px windows for the 64 px encoder), ``gpu`` (512 shapes on 128^3 grids,
+        32 replaced every 20 steps, their specs built by CPU worker processes meanwhile; 160 px
+        windows for the 128 px encoder)."""
         if name == "tiny":
             return cls(bank=BankConfig(size=8, grid=32, measure_res=32, surface_points=512, refresh_every=4,
                                        refresh_count=2),
@@ -41,10 +44,19 @@ class GeneratedConfig:
         if name == "cpu":
             return cls()
         if name == "gpu":
-            return cls(bank=BankConfig(size=1024, grid=128, measure_res=128, surface_points=8192, refresh_every=25,
-                                       refresh_count=64),
+            return cls(bank=BankConfig(size=512, grid=128, measure_res=128, surface_points=8192, refresh_every=20,
+                                       refresh_count=32, workers=min(12, max(1, (os.cpu_count() or 2) - 2))),
                        views=ViewConfig(render_size=160, supervise_size=64, trace_steps=64, shadow_steps=16))
         raise ValueError(f"unknown generated-data preset {name!r}; choose 'tiny', 'cpu' or 'gpu'")
+
+    @classmethod
+    def for_training(cls, model_preset: str, device: str, image_size: int) -> GeneratedConfig:
+        """The pool of the device (``gpu`` on CUDA, else the model preset's) with windows of
+        1.25x the encoder input."""
+        name = "tiny" if model_preset == "tiny" else ("gpu" if str(device).startswith("cuda") else "cpu")
+        config = cls.preset(name)
+        size = max(config.views.render_size, round(1.25 * image_size)) if name == "tiny" else round(1.25 * image_size)
+        return dataclasses.replace(config, views=dataclasses.replace(config.views, render_size=size))
 
 
 def step_generator(seed: int, step: int, device) -> torch.Generator:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from backend.data.procedural import CATEGORIES, COMPOSITION, GRID_PADDING, ShapeError
-from backend.data.procedural.torch_sdf import TorchShape, make_torch_shape, zero_crossing_box
+from backend.data.procedural import CATEGORIES, COMPOSITION, GRID_PADDING, ShapeError, builder, category_rng
+from backend.data.procedural.torch_sdf import TorchShape, zero_crossing_box
 
 TRAIN_SEED_OFFSET = 1_000_000
 """Training shapes use seeds from here on: the disk datasets (held-in evaluation) use small seeds,
@@ -51,6 +51,9 @@ class BankConfig:
     """Replace ``refresh_count`` shapes every this many steps (0 = never)."""
     refresh_count: int = 8
     """Shapes replaced at each refresh."""
+    workers: int = 0
+    """Processes that build the next shapes' specs (numpy, CPU) while the device trains; 0 builds
+    them in line. Worth it where CPU cores are idle (a GPU machine), not on a small shared CPU."""
 
 
 @dataclass
@@ -77,6 +80,8 @@ class ShapeBank:
         self.built = 0
         self.build_seconds = 0.0
         self._stacked: dict[str, torch.Tensor] | None = None
+        self._pool = None
+        self._specs: dict = {}
 
     # ------------------------------------------------------------------ which shape is where
     def numbers_at(self, step: int) -> list[int]:
@@ -94,22 +99,27 @@ class ShapeBank:
         return numbers
 
     def sync(self, step: int) -> int:
-        """Build whatever shapes the pool should hold at ``step``; returns how many were built."""
+        """Build whatever shapes the pool should hold at ``step``; returns how many were built.
+        With ``workers``, the specs of the shapes the next refresh needs start building now."""
         import time
 
         wanted = self.numbers_at(step)
-        built = 0
-        t0 = time.perf_counter()
-        for slot, number in enumerate(wanted):
-            if self.slot_number[slot] != number:
-                self.slots[slot] = self._build(number)
-                self.slot_number[slot] = number
-                built += 1
-        if built:
-            self._stacked = None
-            self.built += built
+        changed = [slot for slot, number in enumerate(wanted) if self.slot_number[slot] != number]
+        if changed:
+            t0 = time.perf_counter()
+            self._prefetch([wanted[slot] for slot in changed])
+            for slot in changed:
+                self.slots[slot] = self._build(wanted[slot])
+                self.slot_number[slot] = wanted[slot]
+                if self._stacked is not None:
+                    for key, value in _fields(self.slots[slot]).items():
+                        self._stacked[key][slot] = value
+            self.built += len(changed)
             self.build_seconds += time.perf_counter() - t0
-        return built
+        if self.config.refresh_every:
+            ahead = (step // self.config.refresh_every + 1) * self.config.refresh_every
+            self._prefetch([n for n in self.numbers_at(ahead) if n not in wanted])
+        return len(changed)
 
     def shape_identity(self, number: int, attempt: int = 0) -> tuple[str, int]:
         """(category, seed) of shape ``number`` (a later ``attempt`` when an earlier one failed)."""
@@ -121,11 +131,26 @@ class ShapeBank:
             category = cats[int(rng.integers(len(cats)))]
         return category, TRAIN_SEED_OFFSET + int(rng.integers(1 << 40))
 
+    def _prefetch(self, numbers: list[int]) -> None:
+        if self.config.workers <= 0:
+            return
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: the workers need numpy only, and must not inherit a CUDA context
+            self._pool = ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("spawn"))
+        for number in numbers:
+            if number not in self._specs:
+                self._specs[number] = self._pool.submit(build_spec, *self.shape_identity(number))
+
     def _build(self, number: int) -> BankedShape:
+        pending = self._specs.pop(number, None)
         for attempt in range(8):
             category, seed = self.shape_identity(number, attempt)
             try:
-                shape = make_torch_shape(category, seed, device=self.device, measure_res=self.config.measure_res)
+                spec = pending.result() if attempt == 0 and pending is not None else build_spec(category, seed)
+                shape = TorchShape(category, seed, spec, device=self.device, measure_res=self.config.measure_res)
                 return bake_shape(shape, self.config.grid, self.config.surface_points, seed)
             except ShapeError as exc:
                 self.log(f"shape {number}: {exc}; drawing another")
@@ -138,13 +163,8 @@ class ShapeBank:
         if any(s is None for s in self.slots):
             raise RuntimeError("ShapeBank.sync must run before tensors()")
         if self._stacked is None:
-            self._stacked = {
-                "sdf": torch.stack([s.sdf for s in self.slots]).unsqueeze(1),
-                "materials": torch.stack([s.materials for s in self.slots]).unsqueeze(1),
-                "palette": torch.stack([s.palette for s in self.slots]),
-                "surface": torch.stack([s.surface for s in self.slots]),
-                "surface_material": torch.stack([s.surface_material for s in self.slots]),
-            }
+            rows = [_fields(s) for s in self.slots]
+            self._stacked = {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
         return self._stacked
 
     def names(self, indices: Sequence[int]) -> list[str]:
@@ -152,6 +172,17 @@ class ShapeBank:
 
     def __len__(self) -> int:
         return self.config.size
+
+
+def build_spec(category: str, seed: int):
+    """The generator's spec (numpy node tree) of one shape: the CPU part of building it."""
+    return builder(category)(category_rng(category, seed))
+
+
+def _fields(shape: BankedShape) -> dict[str, torch.Tensor]:
+    """One shape's rows of the stacked tensors (`ShapeBank.tensors`)."""
+    return {"sdf": shape.sdf[None], "materials": shape.materials[None], "palette": shape.palette,
+            "surface": shape.surface, "surface_material": shape.surface_material}
 
 
 def bake_shape(shape: TorchShape, grid: int, surface_points: int, seed: int) -> BankedShape:
