@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Throughput of on-the-fly training data: shapes baked, photos rendered, batches and steps per second.
 
-    .venv/bin/python scripts/bench_train_data.py --device cpu --preset cpu
-    python3 scripts/bench_train_data.py --device cuda --preset gpu --batch-size 256   # on the GPU machine
+    .venv/bin/python scripts/bench_train_data.py --device cpu --model-preset cpu
+    python3 scripts/bench_train_data.py --device cuda --model-preset cpu --batch-size 256   # on the GPU machine
 
-Writes bench_results/train_data_<device>_<preset>.json (or --out) and prints a summary. Numbers
-are medians over repeats after a warm-up; on CUDA every timing is synchronised.
+The shape pool and photo sizes are those `scripts/train.py` uses for that model and device
+(`GeneratedConfig.for_training`). Writes bench_results/train_data_<device>_<model>_<size>px.json
+(or --out) and prints it. Numbers are medians over repeats after a warm-up; on CUDA every timing
+is synchronised.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
-    p.add_argument("--model-preset", help="model whose training step is timed (default: --preset)")
+    p.add_argument("--model-preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="model (and training recipe) whose data and step are timed")
     p.add_argument("--batch-size", type=int, help="views per batch (default: the training preset's)")
     p.add_argument("--shapes", type=int, default=16, help="shapes baked for the timing")
+    p.add_argument("--render-size", type=int, help="photo window side (default: the preset's)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", help="JSON file (default bench_results/train_data_<device>_<preset>.json)")
+    p.add_argument("--out", help="JSON file (default bench_results/train_data_<device>_<model>_<size>px.json)")
     args = p.parse_args(argv)
 
     import torch
@@ -48,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    train_config = TrainConfig.preset(args.model_preset or args.preset)
+    train_config = TrainConfig.preset(args.model_preset)
     if args.batch_size:
         train_config = dataclasses.replace(train_config, batch_size=args.batch_size)
-    generated = GeneratedConfig.preset(args.preset)
-    generated = dataclasses.replace(generated, bank=dataclasses.replace(generated.bank, size=args.shapes))
     architecture = model_config(train_config.model_preset)
+    generated = GeneratedConfig.for_training(args.model_preset, args.device, architecture.encoder.image_size)
+    generated = dataclasses.replace(generated, bank=dataclasses.replace(generated.bank, size=args.shapes, workers=0))
+    if args.render_size:
+        generated = dataclasses.replace(generated, views=dataclasses.replace(generated.views, render_size=args.render_size))
     source = GeneratedBatches(generated, architecture.encoder.image_size, seed=0, device=device)
 
     t0 = time.perf_counter()
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d"), "device": str(device), "device_name": _device_name(torch, device),
         "threads": threads, "host": platform.node(), "torch": torch.__version__,
-        "preset": args.preset, "model_preset": train_config.model_preset, "batch_size": b,
+        "model_preset": train_config.model_preset, "batch_size": b,
         "render_size": views.render_size, "encoder_size": architecture.encoder.image_size, "grid": generated.bank.grid,
         "bake_shapes_per_s": round(args.shapes / bake_s, 2),
         "clean_views_per_s": round(b / clean_s, 1),
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "training_images_per_s": round(b / (batch_s + model_mean_s), 1),
         "data_share_of_step": round(batch_s / (batch_s + model_mean_s), 3),
     }
-    out = Path(args.out) if args.out else ROOT / "bench_results" / f"train_data_{device.type}_{args.preset}.json"
+    out = Path(args.out) if args.out else ROOT / "bench_results" / \
+        f"train_data_{device.type}_{args.model_preset}_{views.render_size}px.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -29,7 +29,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then  # wheels carried for packages the m
 fi
 case "$MODE" in
     finetune) PRESET=cpu; BATCH=256; EXTRA=(--init-from backend/weights/shape_model_cpu --lr 3e-4) ;;
-    gpu) PRESET=gpu; BATCH=128; EXTRA=() ;;
+    gpu) PRESET=gpu; BATCH=128; EXTRA=(--render-every 4) ;;
     *) echo "unknown mode $MODE (finetune or gpu)" >&2; exit 2 ;;
 esac
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu BATCH=16 runs the same script here, as a smoke test
@@ -39,8 +39,8 @@ BATCH=${BATCH_SIZE:-$BATCH}
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     "$PY" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
     # throughput first (about a minute): how fast shapes bake, photos render and steps run here
-    "$PY" scripts/bench_train_data.py --device "$DEVICE" --preset "$([ "$DEVICE" = cuda ] && echo gpu || echo cpu)" \
-        --model-preset "$PRESET" --batch-size "$BATCH" --shapes 32 --repeats 3 --out "$RUN/bench.json"
+    "$PY" scripts/bench_train_data.py --device "$DEVICE" --model-preset "$PRESET" --batch-size "$BATCH" --shapes 32 \
+        --repeats 3 --out "$RUN/bench.json"
     "$PY" scripts/train.py --minutes "$MINUTES" --device "$DEVICE" --out "$RUN/run" --autocast --quiet \
         --real data_cache/real_split --export "$OUT/shape_model" --model-preset "$PRESET" --batch-size "$BATCH" \
         --baseline backend/weights/shape_model_cpu "${EXTRA[@]}"

@@ -305,3 +305,19 @@ def test_fp16_sharded_checkpoints_round_trip(tmp_path):
         load_shape_model(tmp_path / "m" / "shape_model")
     with pytest.raises(WeightsUnavailable, match="holds 0"):
         resolve_weights(tmp_path)
+
+
+def test_throughput_benchmark_reports_every_stage(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train_data", ROOT / "scripts" / "bench_train_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "bench.json"
+    assert module.main(["--model-preset", "tiny", "--shapes", "2", "--repeats", "1", "--threads", "1",
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in ("bake_shapes_per_s", "photo_views_per_s", "batches_images_per_s", "model_step_images_per_s",
+                "training_images_per_s"):
+        assert result[key] > 0, key
+    assert 0 < result["data_share_of_step"] < 1

@@ -163,6 +163,25 @@ def _box_interval(o: torch.Tensor, d: torch.Tensor, lim: float) -> tuple[torch.T
     return near, far
 
 
+def atlas_lookup(sdf: torch.Tensor, points: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """SDF values [M] at points [M, 3], point i read from grid ``owner[i]`` of [B, 1, G, G, G]
+    (clamped to the grid box, as `grid_lookup` does): the grids are seen as one tall volume, so any
+    subset of a batch's rays can be traced together."""
+    b, _, g = sdf.shape[:3]
+    lim = 0.5 + GRID_PADDING
+    q = ((points / lim).clamp(-1.0, 1.0) + 1.0) * (0.5 * (g - 1))  # voxel coordinates (x, y, z)
+    depth = owner.to(q.dtype) * g + q[:, 0]
+    coords = torch.stack([q[:, 2] / (g - 1), q[:, 1] / (g - 1), depth / (b * g - 1)], dim=-1) * 2.0 - 1.0
+    atlas = sdf.reshape(1, 1, b * g, g, g)
+    out = F.grid_sample(atlas, coords.to(sdf.dtype)[None, None, None], mode="bilinear", padding_mode="border",
+                        align_corners=True)
+    return out.reshape(-1).float()
+
+
+TRACE_ROUND = 8
+"""Sphere-tracing steps between compactions (rays that finished are dropped then)."""
+
+
 def trace(sdf: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, steps: int, pixel_angle: torch.Tensor
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sphere tracing in SDF grids [B, 1, G, G, G] of rays [B, N, 3].
@@ -170,27 +189,38 @@ def trace(sdf: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, steps: i
     Returns (t [B, N] distance to the surface, hit [B, N] bool, coverage [B, N] in [0, 1]): the
     coverage is anti-aliased from the closest approach of each ray to the surface measured in
     pixel footprints (``pixel_angle`` [B] radians per pixel), so edges come out soft as in a photo.
+    Every `TRACE_ROUND` steps the rays that have converged or left the box are dropped: most
+    finish in the first rounds, so the later ones cost little.
     """
+    b, n = origins.shape[:2]
     lim = 0.5 + GRID_PADDING
     near, far = _box_interval(origins, dirs, lim - 1e-4)
-    t = near.clone()
     h = voxel(sdf.shape[-1])
+    o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    t, far_flat = near.reshape(-1).clone(), far.reshape(-1)
+    owner = torch.arange(b, device=o.device).repeat_interleave(n)
+    angle = pixel_angle.float()[owner]
     closest = torch.full_like(t, float("inf"))
-    active = far > near
-    for _ in range(steps):
-        p = origins + t[..., None] * dirs
-        s = grid_lookup(sdf, p)[:, 0].float()
-        footprint = t.clamp_min(1e-3) * pixel_angle[:, None]
-        closest = torch.where(active, torch.minimum(closest, s / footprint), closest)
-        t = torch.where(active, t + 0.85 * s, t)
-        # rays keep converging until very close: stopping a voxel short would call grazing
-        # rays hits and grow every silhouette
-        active = active & (t < far) & (s > 0.02 * h)
-    p = origins + t[..., None] * dirs
-    s = grid_lookup(sdf, p)[:, 0].float()
-    hit = (far > near) & (t < far) & (s.abs() <= 0.1 * h)
+    live = torch.nonzero(far_flat > t).squeeze(1)
+    for start in range(0, steps, TRACE_ROUND):
+        if live.numel() == 0:
+            break
+        ol, dl, tl, cl, wl = o[live], d[live], t[live], closest[live], owner[live]
+        fl, al = far_flat[live], angle[live]
+        active = torch.ones_like(tl, dtype=torch.bool)
+        for _ in range(min(TRACE_ROUND, steps - start)):
+            s = atlas_lookup(sdf, ol + tl[:, None] * dl, wl)
+            cl = torch.where(active, torch.minimum(cl, s / (tl.clamp_min(1e-3) * al)), cl)
+            tl = torch.where(active, tl + 0.85 * s, tl)
+            # rays keep converging until very close: stopping a voxel short would call grazing
+            # rays hits and grow every silhouette
+            active = active & (tl < fl) & (s > 0.02 * h)
+        t[live], closest[live] = tl, cl
+        live = live[active]
+    s = atlas_lookup(sdf, o + t[:, None] * d, owner)
+    hit = (far_flat > near.reshape(-1)) & (t < far_flat) & (s.abs() <= 0.1 * h)
     coverage = torch.where(hit, torch.ones_like(t), (0.5 - closest).clamp(0.0, 1.0))
-    return t, hit, coverage
+    return t.reshape(b, n), hit.reshape(b, n), coverage.reshape(b, n)
 
 
 def soft_shadow(sdf: torch.Tensor, points: torch.Tensor, light: torch.Tensor, steps: int) -> torch.Tensor:

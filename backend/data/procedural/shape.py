@@ -103,6 +103,33 @@ def marching_cubes_mesh(vol: np.ndarray, lo: float, hi: float):
     return mesh
 
 
+def measure_normalisation(bounds: tuple[np.ndarray, np.ndarray], res: int, extent, name: str
+                          ) -> tuple[np.ndarray, float]:
+    """Centre and longest side of a shape's surface, in construction units.
+
+    A coarse pass over the conservative ``bounds`` finds the object; a second pass at ``res``
+    over a cube 1.3x that size (so features the coarse grid missed still fit) measures it at about
+    the resolution of a ``res`` mesh. ``extent(center, half, grid_res)`` returns the surface's box
+    (lo, hi) on a grid_res^3 grid over [-1, 1]^3 mapped to ``center + half * [-1, 1]^3``, or None
+    when the grid shows no surface.
+    """
+    lo, hi = bounds
+    center = 0.5 * (lo + hi)
+    half = 0.5 * float((hi - lo).max()) * 1.1
+    size = 0.0
+    for grid_res in (max(32, res // 2), res):
+        box = extent(center, half, grid_res)
+        if box is None:
+            raise ShapeError(f"{name}: the field has no zero crossing inside the grid (empty or overfull shape)")
+        vlo, vhi = box
+        center = center + 0.5 * (vlo + vhi) * half
+        size = float((vhi - vlo).max()) * half
+        if size <= 1e-9:
+            raise ShapeError(f"{name}: degenerate (zero-size) shape")
+        half = 0.65 * size
+    return center, size
+
+
 class ProceduralShape:
     """A normalised procedural shape with an analytic SDF, part colours and metadata."""
 
@@ -121,28 +148,18 @@ class ProceduralShape:
 
     # ---------------------------------------------------------------- normalisation
     def _measure(self, res: int) -> tuple[np.ndarray, float]:
-        """Bounding-box centre and longest side of the zero level set, in construction units.
+        """Bounding-box centre and longest side of the zero level set, in construction units
+        (`measure_normalisation`, the box of marching-cubes vertices)."""
 
-        A coarse pass over the parts' conservative bounds finds the object; a second pass at
-        ``res`` over a cube 1.3x that size (so features the coarse grid missed still fit)
-        measures it at about the resolution of a ``res`` mesh.
-        """
-        lo, hi = self._field.bounds()
-        center = 0.5 * (lo + hi)
-        half = 0.5 * float((hi - lo).max()) * 1.1
-        for grid_res in (max(32, res // 2), res):
+        def extent(center: np.ndarray, half: float, grid_res: int):
             vol = sample_grid(lambda q: self._field(q * half + center) / half, -1.0, 1.0, grid_res)
             try:
                 verts = marching_cubes_mesh(vol, -1.0, 1.0).vertices
-            except ShapeError as e:
-                raise ShapeError(f"{self.category}/{self.seed}: {e}") from None
-            vlo, vhi = verts.min(axis=0), verts.max(axis=0)
-            center = center + 0.5 * (vlo + vhi) * half
-            size = float((vhi - vlo).max()) * half
-            if size <= 1e-9:
-                raise ShapeError(f"{self.category}/{self.seed}: degenerate (zero-size) shape")
-            half = 0.65 * size
-        return center, size
+            except ShapeError:
+                return None
+            return verts.min(axis=0), verts.max(axis=0)
+
+        return measure_normalisation(self._field.bounds(), res, extent, f"{self.category}/{self.seed}")
 
     def _to_construction(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import sdf as S
-from .shape import GRID_PADDING, ProceduralShape, ShapeError, ShapeSpec
+from .shape import GRID_PADDING, ProceduralShape, ShapeError, ShapeSpec, measure_normalisation
 
 TorchField = Callable[[torch.Tensor], torch.Tensor]
 
@@ -291,23 +291,14 @@ class TorchShape:
         return self._chunked(self._field_and_label, q, labels)
 
     def _measure(self, res: int) -> tuple[np.ndarray, float]:
-        lo, hi = self._bounds
-        center = 0.5 * (lo + hi)
-        half = 0.5 * float((hi - lo).max()) * 1.1
-        for grid_res in (max(32, res // 2), res):
+        def extent(center: np.ndarray, half: float, grid_res: int):
             c = torch.as_tensor(center, device=self.device, dtype=self.dtype)
-            vol, _ = self._sample_grid(lambda q, c=c, half=half: self._field_and_label(q * half + c), -1.0, 1.0,
-                                       grid_res, scale=1.0 / half)
+            vol, _ = self._sample_grid(lambda q: self._field_and_label(q * half + c), -1.0, 1.0, grid_res,
+                                       scale=1.0 / half)
             box = zero_crossing_box(vol, -1.0, 1.0)
-            if box is None:
-                raise ShapeError(f"{self.category}/{self.seed}: the field has no zero crossing inside the grid")
-            vlo, vhi = (b.double().cpu().numpy() for b in box)
-            center = center + 0.5 * (vlo + vhi) * half
-            size = float((vhi - vlo).max()) * half
-            if size <= 1e-9:
-                raise ShapeError(f"{self.category}/{self.seed}: degenerate (zero-size) shape")
-            half = 0.65 * size
-        return center, size
+            return None if box is None else tuple(b.double().cpu().numpy() for b in box)
+
+        return measure_normalisation(self._bounds, res, extent, f"{self.category}/{self.seed}")
 
     def _sample_grid(self, fn, lo: float, hi: float, res: int, scale: float, block: int = 4,
                      lipschitz: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
