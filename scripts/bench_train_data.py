@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":  # as scripts/train.py trains
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     train_config = TrainConfig.preset(args.model_preset)
     if args.batch_size:
         train_config = dataclasses.replace(train_config, batch_size=args.batch_size)
@@ -99,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = next_batch()
 
     def model_step(render: bool):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses = training_losses(model, renderer, batch, train_config.losses, render=render)
+        losses = training_losses(model, renderer, batch, train_config.losses, render=render)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].float().backward()
         optimizer.step()

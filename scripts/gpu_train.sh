@@ -41,7 +41,7 @@ BATCH=${BATCH_SIZE:-$BATCH}
     # throughput first (about a minute): how fast shapes bake, photos render and steps run here
     "$PY" scripts/bench_train_data.py --device "$DEVICE" --model-preset "$PRESET" --batch-size "$BATCH" --shapes 32 \
         --repeats 3 --out "$RUN/bench.json"
-    "$PY" scripts/train.py --minutes "$MINUTES" --device "$DEVICE" --out "$RUN/run" --autocast --quiet \
+    "$PY" scripts/train.py --minutes "$MINUTES" --device "$DEVICE" --out "$RUN/run" --quiet \
         --real data_cache/real_split --export "$OUT/shape_model" --model-preset "$PRESET" --batch-size "$BATCH" \
         --baseline backend/weights/shape_model_cpu "${EXTRA[@]}"
     echo "train.py exit $?"
