@@ -97,7 +97,7 @@ def test_renderer_sees_a_sphere_where_it_is():
     distance = 2.5
     cams = orbit_cameras(angles[:, 0], angles[:, 1], distance, focal=0.5 * size / math.tan(fov / 2), height=size,
                          width=size)
-    views = render_views(bank, torch.zeros(1, dtype=torch.long), ViewConfig(texture_amplitude=0.0),
+    views = render_views(bank, torch.zeros(1, dtype=torch.long), ViewConfig(texture_amplitude=0.0, plain_share=0.0),
                          torch.Generator().manual_seed(0), cameras=(cams, angles))
     # coverage of the projected disc: angular radius asin(r / d)
     disc = math.pi * (math.tan(math.asin(0.4 / distance)) * 0.5 * size / math.tan(fov / 2)) ** 2

@@ -69,10 +69,16 @@ class ViewConfig:
     """Self-shadow iterations per lit point (0 = no shadows)."""
     background_weights: tuple[float, ...] = (0.15, 0.25, 0.2, 0.2, 0.2)
     """Chance of each of `BACKGROUNDS`."""
+    plain_share: float = 0.2
+    """Chance that an object is shown in one light grey / off-white for all its parts, as
+    unpainted, ceramic, plaster or 3D-printed things are (and scanned or downloaded meshes that
+    come without materials)."""
     texture_amplitude: float = 0.35
     """Largest relative modulation of the base colour by the noise texture."""
     degrade: float = 0.8
     """Chance that a photo gets each of blur, noise and JPEG-like artefacts (each drawn separately)."""
+    mask_exact: float = 0.5
+    """Chance that the simulated segmentation is exact (an alpha channel, a clean backdrop)."""
     mask_grow: float = 0.025
     """Largest growth of the simulated segmentation mask, as a share of the window side."""
     mask_shrink: float = 0.0125
@@ -264,6 +270,10 @@ def render_views(bank: dict[str, torch.Tensor], indices: torch.Tensor, config: V
     props = torch.gather(palette, 1, material[..., None].expand(-1, -1, 5))
     base, rough, metal = props[..., :3], props[..., 3:4], props[..., 4:5]
     texture = grid_lookup((torch.rand(b, 1, 6, 6, 6, generator=gen, device=gen.device) * 2 - 1).to(device), points)[:, 0]
+    plain = (torch.rand(b, generator=gen, device=gen.device) < config.plain_share).to(device)
+    grey = _uniform(gen, b, 0.55, 0.95, device)[:, None] * (1.0 + 0.06 * (torch.rand(
+        b, 3, generator=gen, device=gen.device).to(device) - 0.5))
+    base = torch.where(plain[:, None, None], grey[:, None, :].expand_as(base), base)
     amp = _uniform(gen, b, 0.0, config.texture_amplitude, device)
     base = (base * (1.0 + amp[:, None, None] * texture[..., None])).clamp(0.0, 1.0)
 
@@ -322,7 +332,8 @@ def photograph(views: Views, config: ViewConfig, gen: torch.Generator, crop_size
     object_rgb = (views.clean - (1.0 - a)) / a.clamp_min(1e-4)  # undo the white composite
     photo = object_rgb * a + background * (1.0 - a)
     photo = degrade(photo.permute(0, 3, 1, 2), config, gen).permute(0, 2, 3, 1)
-    seg = simulated_segmentation(views.alpha, round(config.mask_grow * size), round(config.mask_shrink * size), gen)
+    seg = simulated_segmentation(views.alpha, round(config.mask_grow * size), round(config.mask_shrink * size), gen,
+                                 config.mask_exact)
     views.photo, views.seg_mask = photo, seg
     views.crops = crop_over_white(photo, seg, crop_size)
     return views
@@ -400,7 +411,7 @@ def degrade(images: torch.Tensor, config: ViewConfig, gen: torch.Generator) -> t
     b, _, h, w = images.shape
     device = images.device
     p = config.degrade
-    exposure = 2.0 ** _uniform(gen, b, -0.6, 0.4, device)
+    exposure = 2.0 ** _uniform(gen, b, -0.35, 0.5, device)
     balance = 1.0 + (torch.rand(b, 3, generator=gen, device=gen.device).to(device) - 0.5) * 0.16
     x = linear_to_srgb(srgb_to_linear(images) * (exposure[:, None] * balance)[..., None, None])
     on = lambda: (torch.rand(b, generator=gen, device=gen.device) < p).to(device)  # noqa: E731
@@ -415,13 +426,15 @@ def degrade(images: torch.Tensor, config: ViewConfig, gen: torch.Generator) -> t
     return jpeg_like(x.clamp(0, 1), step).clamp(0.0, 1.0)
 
 
-def simulated_segmentation(alpha: torch.Tensor, grow_px: int, shrink_px: int, gen: torch.Generator) -> torch.Tensor:
-    """[B, H, W] soft masks as a segmentation might return them: the true mask grown by up to
-    ``grow_px`` or shrunk by up to ``shrink_px`` pixels (each image its own amount) and softened
-    at the edge."""
+def simulated_segmentation(alpha: torch.Tensor, grow_px: int, shrink_px: int, gen: torch.Generator,
+                           exact: float = 0.0) -> torch.Tensor:
+    """[B, H, W] soft masks as a segmentation might return them: with chance ``exact`` the true
+    mask, else grown by up to ``grow_px`` or shrunk by up to ``shrink_px`` pixels (each image its
+    own amount); softened at the edge."""
     b = alpha.shape[0]
     hard = (alpha > 0.5).float()[:, None]
-    shift = torch.randint(-shrink_px, grow_px + 1, (b,), generator=gen, device=gen.device).to(alpha.device)
+    shift = torch.randint(-shrink_px, grow_px + 1, (b,), generator=gen, device=gen.device)
+    shift = torch.where(torch.rand(b, generator=gen, device=gen.device) < exact, 0, shift).to(alpha.device)
     grown, shrunk = [hard], [hard]
     for _ in range(grow_px):
         grown.append(F.max_pool2d(grown[-1], 3, 1, 1))
