@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the learning rate")
     p.add_argument("--render-every", type=int, help="override how often the rendering losses run")
-    p.add_argument("--pool", type=int, help="generated shapes held at once (default: tiny 8, CPU 128, CUDA 512)")
+    p.add_argument("--shapes-held", type=int, help="generated shapes held at once (default: tiny 8, CPU 128, CUDA 512)")
     p.add_argument("--grid", type=int, help="side of the baked shape grids (default: tiny 32, CPU 64, CUDA 128)")
     p.add_argument("--composition-share", type=float, help="share of category-free compositions (default 0.3)")
     p.add_argument("--data", nargs="*", default=[], help="train on these procedural dataset roots instead")
@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores up to 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    space = p.add_argument_group("recipe shape-space (disk data: fit a code per shape, then the encoder to them; "
+                                 "how the committed weights were made)")
+    space.add_argument("--recipe", default="direct", choices=["direct", "shape-space"],
+                       help="direct: train the whole model on batches (default); shape-space: the two-stage recipe "
+                            "(needs --data/--dvr, --init-from, --export; --out keeps stage 1 for reuse)")
+    from backend.train.shape_space import ShapeSpaceConfig
+
+    d = ShapeSpaceConfig()
+    space.add_argument("--code-steps", type=int, default=d.code_steps)
+    space.add_argument("--encoder-steps", type=int, default=d.encoder_steps)
+    space.add_argument("--encoder-lr", type=float, default=d.encoder_lr)
+    space.add_argument("--field-weight", type=float, default=d.field_weight,
+                       help="weight of the predicted code's SDF error in stage 2 (0 = codes only)")
+    space.add_argument("--pool", choices=["mean", "flatten"], default=d.pool)
+    space.add_argument("--azimuth-bins", type=int, default=d.azimuth_bins)
     return p
 
 
@@ -71,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/train.py", *(argv or sys.argv[1:])])
+    if args.recipe == "shape-space":
+        return _shape_space(parser, args, command)
     if args.minutes is None and args.steps is None:
         parser.error("give --minutes (a budget) or --steps")
     out = Path(args.out or args.resume or "")
@@ -135,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         generated = GeneratedConfig.for_training(args.model_preset, args.device, image_size)
         bank = dataclasses.replace(generated.bank, **{k: v for k, v in
-                                                      {"size": args.pool, "grid": args.grid,
+                                                      {"size": args.shapes_held, "grid": args.grid,
                                                        "composition_share": args.composition_share}.items()
                                                       if v is not None})
         generated = dataclasses.replace(generated, bank=bank)
@@ -158,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.real_photos and real.is_dir():
         eval_sets["real"] = _lazy(lambda: real_split_items(real, image_size, args.real_photos))
 
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/train.py", *(argv or sys.argv[1:])])
     if args.baseline:
         _evaluate_baseline(resolve_weights(args.baseline), eval_sets, config, args.device, out)
     budget = None
@@ -188,6 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     save_shape_model(target, model, metadata, dtype=torch.float16, max_file_bytes=EXPORT_FILE_LIMIT)
     print(json.dumps({"step": summary["step"], "wall_s": summary["wall_s"], "eval": summary["eval"],
                       "export": str(target), "seconds": round(time.perf_counter() - started, 1)}, indent=1))
+    return 0
+
+
+def _shape_space(parser, args, command: str) -> int:
+    from backend.train.shape_space import ShapeSpaceConfig, run_shape_space
+
+    if not (args.data or args.dvr) or not args.init_from or not args.export or not args.out:
+        parser.error("--recipe shape-space needs --data or --dvr, --init-from, --out and --export")
+    config = dataclasses.replace(ShapeSpaceConfig(), code_steps=args.code_steps, encoder_steps=args.encoder_steps,
+                                 encoder_lr=args.encoder_lr, field_weight=args.field_weight, pool=args.pool,
+                                 azimuth_bins=args.azimuth_bins, seed=args.seed)
+    run_shape_space(config, data=args.data, dvr=args.dvr, init_from=args.init_from, run_dir=args.out,
+                    export=args.export, device=args.device, threads=args.threads, command=command)
     return 0
 
 

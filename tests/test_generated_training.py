@@ -231,7 +231,7 @@ def test_train_script_resumes_exactly_and_exports_weights_the_cli_loads(tmp_path
     real = evaluation.generated_heldin_items
     monkeypatch.setattr(evaluation, "generated_heldin_items",
                         lambda size, **kw: real(size, **{**kw, "categories": ["bowl"]}))
-    common = ["--model-preset", "tiny", "--pool", "3", "--eval-shapes", "1"]
+    common = ["--model-preset", "tiny", "--shapes-held", "3", "--eval-shapes", "1"]
     assert _train(common + ["--steps", "6", "--out", str(tmp_path / "a")]) == 0
     assert _train(common + ["--steps", "3", "--out", str(tmp_path / "b")]) == 0
     assert _train(common + ["--steps", "6", "--resume", str(tmp_path / "b")]) == 0
@@ -266,7 +266,7 @@ def test_train_script_plans_its_length_from_the_budget(tmp_path, monkeypatch):
     from backend.train import evaluate as evaluation
 
     monkeypatch.setattr(evaluation, "generated_heldin_items", lambda size, **kw: [])
-    assert _train(["--model-preset", "tiny", "--pool", "3", "--minutes", "0.4", "--out", str(tmp_path / "r")]) == 0
+    assert _train(["--model-preset", "tiny", "--shapes-held", "3", "--minutes", "0.4", "--out", str(tmp_path / "r")]) == 0
     lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     config = json.loads((tmp_path / "r" / "train_config.json").read_text())
     assert lines[-1]["step"] > 6  # calibrated, then planned past the calibration

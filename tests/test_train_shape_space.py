@@ -1,4 +1,4 @@
-"""Two-stage shape-space training (backend/train/shape_space.py, scripts/train_shape_space.py) on
+"""Two-stage shape-space training (backend/train/shape_space.py, scripts/train.py --recipe shape-space) on
 the analytic test datasets of test_train_shape."""
 
 from __future__ import annotations
@@ -169,16 +169,21 @@ def test_encoder_checkpoint_folders_follow_the_settings(tmp_path):
     assert json.loads((a / "settings.json").read_text()) == {"steps": 10, "init_from": "x"}
 
 
-def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
-    spec = importlib.util.spec_from_file_location("train_shape_space",
-                                                  Path(__file__).parents[1] / "scripts" / "train_shape_space.py")
+def _train_script():
+    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).parents[1] / "scripts" / "train.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
+    script = _train_script()
     torch.manual_seed(0)
     init = save_shape_model(tmp_path / "init", ShapeModel(model_config("tiny")), {"beta": 0.03})
     run, out = tmp_path / "run", tmp_path / "out"
-    args = ["--data", str(dataset), "--init-from", str(init.manifest), "--run", str(run), "--export", str(out),
-            "--code-steps", "3", "--encoder-steps", "2", "--azimuth-bins", "6", "--threads", "1"]
+    args = ["--data", str(dataset), "--init-from", str(init.manifest), "--out", str(run), "--export", str(out),
+            "--code-steps", "3", "--encoder-steps", "2", "--azimuth-bins", "6", "--threads", "1",
+            "--recipe", "shape-space"]
     assert script.main(args) == 0
     assert (run / "codes.safetensors").exists() and (run / "stage1.json").exists()
     model, meta = load_shape_model(out)
@@ -200,16 +205,13 @@ def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
 
 
 def test_script_fits_codes_for_shapes_added_since_stage_one(tmp_path):
-    spec = importlib.util.spec_from_file_location("train_shape_space",
-                                                  Path(__file__).parents[1] / "scripts" / "train_shape_space.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _train_script()
     data = make_dataset(tmp_path / "ds", {"train": [("ball", 0), ("crate", 0)], "test": [("ball", 1)]})
     torch.manual_seed(0)
     init = save_shape_model(tmp_path / "init", ShapeModel(model_config("tiny")), {"beta": 0.03})
     run, out = tmp_path / "run", tmp_path / "out"
-    args = ["--data", str(data), "--init-from", str(init.manifest), "--run", str(run), "--export", str(out),
-            "--code-steps", "3", "--encoder-steps", "2", "--threads", "1"]
+    args = ["--data", str(data), "--init-from", str(init.manifest), "--out", str(run), "--export", str(out),
+            "--code-steps", "3", "--encoder-steps", "2", "--threads", "1", "--recipe", "shape-space"]
     assert script.main(args) == 0
     stage1, _ = load_shape_model(run / "stage1")
     first = dict(zip((run / "codes_names.txt").read_text().split("\n"), load_file(str(run / "codes.safetensors"))["codes"]))

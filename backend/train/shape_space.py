@@ -317,3 +317,102 @@ class ShapeSamples:
             fit = fit + torch.nn.functional.binary_cross_entropy_with_logits(
                 -values[~sdf_rows] / 0.01, target[~sdf_rows])
         return fit
+
+
+def run_shape_space(config: ShapeSpaceConfig, *, data: list[str], dvr: list[str], init_from: str | Path,
+                    run_dir: str | Path, export: str | Path, device: str = "cpu", threads: int = 0,
+                    command: str = "") -> None:
+    """The whole two-stage recipe on disk datasets: stage 1 (codes and SDF network, kept in
+    ``run_dir`` and reused: new shapes get codes of their own with the network frozen; shapes that
+    disappeared are an error), stage 2 (the encoder, checkpointed in ``run_dir/encoder-<hash>``
+    and resumed after an interruption), then ``export`` with held-in scores in its metadata."""
+    import hashlib
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from backend.models.checkpoint import checkpoint_id, load_shape_model, save_shape_model
+    from backend.train.data import ShapeViewDataset, dvr_source, procedural_source
+    from backend.train.evaluate import export_report
+    from backend.train.trainer import set_threads
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    set_threads(threads)
+    torch.manual_seed(config.seed)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    initial, init_metadata = load_shape_model(init_from, device=device)
+    sources = [procedural_source(root, "train") for root in data] + [dvr_source(root, "train") for root in dvr]
+    t0 = time.perf_counter()
+    dataset = ShapeViewDataset(sources, initial.config.encoder.image_size, surface_points=1, seed=config.seed)
+    shapes = dataset.shapes
+    if not shapes:
+        raise SystemExit("no training shapes found in the given datasets")
+    print(f"{len(shapes)} training shapes, {sum(len(s.crops) for s in shapes)} views "
+          f"(loaded in {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    stage1, codes_file = run_dir / "stage1", run_dir / "codes.safetensors"
+    names = [s.name for s in shapes]
+    timings = {}
+    if codes_file.exists() and (run_dir / "stage1.json").exists():
+        model, stage1_metadata = load_shape_model(stage1, device=device)
+        timings.update(stage1_metadata.get("timings", {}))
+        stored = dict(zip((run_dir / "codes_names.txt").read_text().split("\n"),
+                          load_file(str(codes_file))["codes"].to(device)))
+        current = set(names)
+        gone = [n for n in stored if n not in current]
+        if gone:
+            raise SystemExit(f"{codes_file} was fitted to shapes these datasets lack (e.g. {gone[0]}); "
+                             f"remove {run_dir} to start over")
+        print(f"stage 1 reused from {run_dir}", flush=True)
+        added = [s for s in shapes if s.name not in stored]
+        if added:  # the dataset grew since stage 1: fit codes for the new shapes, network frozen
+            print(f"fitting codes for {len(added)} shapes added since stage 1", flush=True)
+            t1 = time.perf_counter()
+            stored.update(zip([s.name for s in added], fit_shape_codes(model, added, config, log=log,
+                                                                        train_decoder=False)))
+            timings["added_codes_s"] = round(time.perf_counter() - t1, 1)
+            timings["added_shapes"] = len(added)
+        codes = torch.stack([stored[n] for n in names])
+        if added:
+            save_codes(run_dir, names, codes)
+    else:
+        model = initial
+        t1 = time.perf_counter()
+        codes = fit_shape_codes(model, shapes, config, log=log)
+        timings["codes_s"] = round(time.perf_counter() - t1, 1)
+        save_shape_model(stage1, model, {**init_metadata, "stage": "shape codes", "command": command,
+                                         "timings": dict(timings)})
+        save_codes(run_dir, names, codes)
+
+    # the encoder starts from --init-from's: the same as stage 1's when stage 1 ran just now,
+    # and the later one when a reused stage 1 is given a newer checkpoint to continue from
+    trained = shape_space_model(model, config, log=log, encoder_from=initial)
+    checkpoints = encoder_checkpoints(run_dir, {
+        "shape_space": dataclasses.asdict(config), "init_from": checkpoint_id(init_from),
+        "stage1": checkpoint_id(stage1), "shapes": names,
+        "codes_sha256": hashlib.sha256(codes.detach().cpu().numpy().tobytes()).hexdigest()})
+    # stage 1 trains only the SDF network, so ``initial``'s encoder is the checkpoint's as loaded
+    seconds = fit_encoder(trained, shapes, codes, config, teacher=initial.encoder, log=log, checkpoints=checkpoints)
+    timings["encoder_s"] = round(seconds, 1)
+    trained.eval()
+    metadata = {
+        "beta": init_metadata.get("beta"), "command": command, "init_from": checkpoint_id(init_from),
+        "recipe": "shape space (backend/train/shape_space.py)", "shape_space": dataclasses.asdict(config),
+        "train_shapes": len(shapes), "data": [f"procedural:{r}" for r in data] + [f"dvr:{r}" for r in dvr],
+        "timings": timings, "device": device,
+    }
+    metadata.update(export_report(trained, data, log=log))
+    save_shape_model(export, trained, metadata)
+    shutil.rmtree(checkpoints)  # the export holds the result; an interrupted run would have resumed from here
+    print(f"exported to {export} ({checkpoint_id(export)})")
+
+
+def save_codes(run_dir: Path, names: list[str], codes) -> None:
+    """The stage-1 codes of the run directory (``codes.safetensors``) and their shape names."""
+    from safetensors.torch import save_file
+
+    save_file({"codes": codes.cpu().contiguous()}, str(run_dir / "codes.safetensors"))
+    (run_dir / "codes_names.txt").write_text("\n".join(names))
