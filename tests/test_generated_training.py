@@ -321,3 +321,31 @@ def test_throughput_benchmark_reports_every_stage(tmp_path):
                 "training_images_per_s"):
         assert result[key] > 0, key
     assert 0 < result["data_share_of_step"] < 1
+
+
+def test_training_checkpoints_come_in_files_the_gpu_machine_can_return(tmp_path, monkeypatch):
+    """Every file of a run's checkpoint stays under the shard size; a resume reads them all back."""
+    from backend.models.checkpoint import load_shape_model
+    from backend.models.shape_model import ShapeModel
+    from backend.train import checkpoints
+    from backend.train.config import model_config
+
+    monkeypatch.setattr(checkpoints, "SHARD_BYTES", 60_000)
+    model = ShapeModel(model_config("tiny"))
+    optimizer = torch.optim.Adam(model.parameters())
+    sum(p.sum() for p in model.parameters()).backward()
+    optimizer.step()
+    for step in (1, 2, 3):
+        checkpoints.save_training_checkpoint(tmp_path, model, optimizer, None, step, {"step": step}, keep=2)
+    files = list((tmp_path / "checkpoints").iterdir())
+    assert any(".part2." in f.name for f in files) and any(".train.part2." in f.name for f in files)
+    assert max(f.stat().st_size for f in files) < 60_000
+    assert not any(f.name.startswith("step_0000001") for f in files)  # pruned with all its shards
+    latest = checkpoints.latest_checkpoint(tmp_path)
+    state = checkpoints.load_training_state(latest)
+    restored = torch.optim.Adam(model.parameters())
+    restored.load_state_dict(state.optimizer)
+    for a, b in zip(optimizer.state_dict()["state"].values(), restored.state_dict()["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    loaded, _ = load_shape_model(latest)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -197,7 +197,7 @@ def save_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    groups = _split(tensors, max_file_bytes)
+    groups = split_tensors(tensors, max_file_bytes)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
     header = {"kind": kind, "format_version": str(FORMAT_VERSION)}
     save_file(groups[0], str(files.weights), metadata=header)
@@ -277,7 +277,7 @@ def read_checkpoint(
     return Checkpoint(config, state, metadata if isinstance(metadata, dict) else {})
 
 
-def _split(tensors: dict[str, torch.Tensor], max_bytes: int | None) -> list[dict[str, torch.Tensor]]:
+def split_tensors(tensors: dict[str, torch.Tensor], max_bytes: int | None) -> list[dict[str, torch.Tensor]]:
     """Tensors in order, grouped so no group exceeds ``max_bytes`` (a larger single tensor is an error)."""
     groups: list[dict[str, torch.Tensor]] = [{}]
     size = 0

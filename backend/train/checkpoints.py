@@ -48,27 +48,38 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+SHARD_BYTES = 15 * 2**20
+"""Largest file of a checkpoint (model or training state; more files when needed): every file
+can come back from the GPU machine, whose returned files must stay under 16 MiB."""
+
+
 def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, step: int,
                              metadata: dict[str, Any], keep: int = 3,
                              tensors: dict[str, torch.Tensor] | None = None) -> Path:
     """Write model + training state for ``step`` (``renderer`` may be None, ``tensors`` are
-    stored as they are); returns the model checkpoint path (no suffix)."""
+    stored as they are), in full precision so a resume is exact, in files of at most
+    `SHARD_BYTES`; returns the model checkpoint path (no suffix)."""
     from safetensors.torch import save_file
 
-    from backend.models.checkpoint import save_shape_model
+    from backend.models.checkpoint import save_shape_model, split_tensors
 
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = folder / f"step_{step:07d}"
-    save_shape_model(name, model, metadata)
+    save_shape_model(name, model, metadata, max_file_bytes=SHARD_BYTES)
     stored, layout = _flatten_optimizer(optimizer.state_dict())
     for key, value in (renderer.state_dict() if renderer is not None else {}).items():
         stored[f"renderer.{key}"] = value.detach().cpu().contiguous()
     for key, value in (tensors or {}).items():
         stored[f"extra.{key}"] = value.detach().cpu().contiguous()
-    save_file(stored, str(name) + ".train.safetensors")
+    groups = split_tensors(stored, SHARD_BYTES)
+    save_file(groups[0], str(name) + ".train.safetensors")
+    shards = []
+    for i, group in enumerate(groups[1:], start=2):
+        save_file(group, f"{name}.train.part{i}.safetensors")
+        shards.append(f"{name.name}.train.part{i}.safetensors")
     state_json = {"format": TRAIN_STATE_FORMAT, "format_version": TRAIN_STATE_VERSION, "step": step,
-                  "optimizer": layout, "metadata": metadata}
+                  "optimizer": layout, "metadata": metadata, **({"shards": shards} if shards else {})}
     Path(str(name) + ".train.json").write_text(json.dumps(state_json, indent=1))
     tmp = folder / ".latest.tmp"
     tmp.write_text(name.name + "\n")
@@ -97,6 +108,11 @@ def load_training_state(name: str | Path, device="cpu") -> TrainState:
     if meta.get("format") != TRAIN_STATE_FORMAT or meta.get("format_version") != TRAIN_STATE_VERSION:
         raise TrainCheckpointError(f"{name}.train.json is not a version {TRAIN_STATE_VERSION} training state")
     tensors = load_file(str(name) + ".train.safetensors", device=str(device))
+    for shard in meta.get("shards", []):
+        path = Path(name).with_name(shard)
+        if not path.is_file():
+            raise TrainCheckpointError(f"training state shard {path} is missing")
+        tensors.update(load_file(str(path), device=str(device)))
     renderer = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("renderer.")}
     extra = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("extra.")}
     optimizer = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
@@ -128,6 +144,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict) -> dict
 def _prune(folder: Path, keep: int) -> None:
     steps = sorted(folder.glob("step_*.train.json"))
     for old in steps[:-keep] if keep > 0 else []:
-        stem = str(old)[: -len(".train.json")]
-        for suffix in (".json", ".safetensors", ".train.json", ".train.safetensors"):
-            Path(stem + suffix).unlink(missing_ok=True)
+        stem = old.name[: -len(".train.json")]
+        for path in folder.glob(stem + ".*"):  # model, training state and their shards
+            path.unlink(missing_ok=True)
