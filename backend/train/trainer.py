@@ -120,8 +120,9 @@ def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], Bat
     ``budget_s`` stops training (with a checkpoint and the final evaluation) once that many seconds
     of this call have passed, wherever ``config.steps`` is. With a budget and ``config.steps`` 0 the
     run plans its own length: it times `CALIBRATION_STEPS` steps, then fixes ``steps`` so the rest
-    of the budget, less ``reserve_s`` (the final evaluation and export), is used; the learning-rate
-    schedule then follows that plan, which the checkpoints record, so a resumed run keeps it.
+    of the budget, less ``reserve_s`` (the final evaluation and export), is used, and plans once
+    more a quarter of the way in, from the pace of the longer stretch; the learning-rate
+    schedule follows the plan, which the checkpoints record, so a resumed run keeps it.
     ``autocast`` runs the forward pass in bfloat16 on CUDA (weights and optimiser stay float32).
     ``progress(step, planned_steps, log_line)`` is called at every log step.
 
@@ -215,7 +216,7 @@ def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], Bat
     out_of_time = (lambda: False) if budget_s is None else (lambda: time.perf_counter() - t_call > budget_s)
     use_autocast = autocast and torch.device(device).type == "cuda"
     planning = budget_s is not None and config.steps <= 0
-    first_step, t_first = step, None
+    first_step, t_first, replan_at = step, None, -1
     calibration = max(CALIBRATION_STEPS, config.render_every)
     try:
         while (planning or step < config.steps) and not out_of_time():
@@ -239,12 +240,15 @@ def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], Bat
             steps_since_log += 1
             if planning and step == first_step + 1:
                 t_first = time.perf_counter()
-            elif planning and step == first_step + 1 + calibration:
-                per_step = (time.perf_counter() - t_first) / calibration
+            elif t_first is not None and step in (first_step + 1 + calibration, replan_at):
+                # plan the length from the pace so far; again a quarter of the way in, when the
+                # pace of a longer stretch (shape refreshes, evaluations) is known
+                per_step = (time.perf_counter() - t_first) / (step - first_step - 1)
                 left = budget_s - reserve_s - (time.perf_counter() - t_call)
                 planned = step + max(0, int(left / per_step))
-                config = dataclasses.replace(config, steps=planned,
-                                             warmup_steps=min(config.warmup_steps, max(1, planned // 10)))
+                warmup = config.warmup_steps if not planning else min(config.warmup_steps, max(1, planned // 10))
+                config = dataclasses.replace(config, steps=planned, warmup_steps=warmup)
+                replan_at = step + (planned - step) // 4 if planning else -1
                 planning = False
                 log(f"planned {planned} steps ({per_step:.3f} s/step, {left:.0f} s left for training)")
             if step % config.log_every == 0 or step == config.steps:
