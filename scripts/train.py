@@ -131,14 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     init_from = resolve_weights(args.init_from) if args.init_from else None
     latest = latest_checkpoint(out) if args.resume else None
     if latest is not None:
-        # keep the plan (length, warm-up) the run was started with, so the schedule continues;
-        # a finished plan is extended at its final learning rate
-        stored = load_training_state(latest).extra.get("train_config") or {}
-        state_step = load_training_state(latest).step
-        planned = int(stored.get("steps") or 0)
-        if args.steps is None and planned > state_step:
-            config = dataclasses.replace(config, steps=planned, warmup_steps=int(stored.get("warmup_steps", 0)))
-        elif args.steps is None:
+        # the run's own settings, so the batches and the schedule continue as they were (options
+        # given now still win); a finished plan is extended at its final learning rate
+        config = _resumed_config(load_training_state(latest).extra.get("train_config") or {}, config, overrides)
+        if args.steps is not None:
+            config = dataclasses.replace(config, steps=args.steps)
+        elif config.steps <= load_training_state(latest).step:
             config = dataclasses.replace(config, steps=0, lr=config.lr * config.lr_final, lr_schedule="constant",
                                          warmup_steps=0)
     if init_from is not None:
@@ -151,12 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.data or args.dvr:
         data = [procedural_source(root, "train") for root in args.data] + [dvr_source(root, "train") for root in args.dvr]
     else:
-        generated = GeneratedConfig.for_training(args.model_preset, args.device, image_size)
+        saved = out / "generated_config.json"
+        if latest is not None and saved.is_file():  # the run's own shapes and photos
+            generated = GeneratedConfig.from_dict(json.loads(saved.read_text()))
+        else:
+            generated = GeneratedConfig.for_training(config.model_preset, args.device, image_size)
         bank = dataclasses.replace(generated.bank, **{k: v for k, v in
                                                       {"size": args.shapes_held, "grid": args.grid,
                                                        "composition_share": args.composition_share}.items()
                                                       if v is not None})
         generated = dataclasses.replace(generated, bank=bank)
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(dataclasses.asdict(generated), indent=1) + "\n")
 
         def data(size: int) -> GeneratedBatches:
             return GeneratedBatches(generated, size, config.seed, args.device, log=print)
@@ -206,6 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"step": summary["step"], "wall_s": summary["wall_s"], "eval": summary["eval"],
                       "export": str(target), "seconds": round(time.perf_counter() - started, 1)}, indent=1))
     return 0
+
+
+def _resumed_config(stored: dict, fresh, overrides: dict):
+    """The TrainConfig a run was saved with, with this command's explicit ``overrides``."""
+    from backend.train.config import LossWeights, TrainConfig
+
+    if not stored:
+        return fresh
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in stored.items() if k in known}
+    values["losses"] = LossWeights(**stored.get("losses", {}))
+    config = TrainConfig(**values)
+    return dataclasses.replace(config, num_threads=fresh.num_threads,
+                               **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _shape_space(parser, args, command: str) -> int:

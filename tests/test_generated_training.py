@@ -232,9 +232,10 @@ def test_train_script_resumes_exactly_and_exports_weights_the_cli_loads(tmp_path
     monkeypatch.setattr(evaluation, "generated_heldin_items",
                         lambda size, **kw: real(size, **{**kw, "categories": ["bowl"]}))
     common = ["--model-preset", "tiny", "--shapes-held", "3", "--eval-shapes", "1"]
-    assert _train(common + ["--steps", "6", "--out", str(tmp_path / "a")]) == 0
-    assert _train(common + ["--steps", "3", "--out", str(tmp_path / "b")]) == 0
-    assert _train(common + ["--steps", "6", "--resume", str(tmp_path / "b")]) == 0
+    assert _train(common + ["--steps", "6", "--lr", "2e-3", "--out", str(tmp_path / "a")]) == 0
+    assert _train(common + ["--steps", "3", "--lr", "2e-3", "--out", str(tmp_path / "b")]) == 0
+    # the resume need not repeat the run's options: it continues with the ones it was saved with
+    assert _train(["--steps", "6", "--resume", str(tmp_path / "b"), "--eval-shapes", "1"]) == 0
     a, meta_a = load_shape_model(latest_checkpoint(tmp_path / "a"))
     b, meta_b = load_shape_model(latest_checkpoint(tmp_path / "b"))
     assert meta_a["step"] == meta_b["step"] == 6

@@ -50,6 +50,15 @@ class GeneratedConfig:
         raise ValueError(f"unknown generated-data preset {name!r}; choose 'tiny', 'cpu' or 'gpu'")
 
     @classmethod
+    def from_dict(cls, data: dict) -> GeneratedConfig:
+        """The inverse of `dataclasses.asdict` (JSON lists back to tuples)."""
+        def build(kind, values: dict):
+            return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+        return cls(bank=build(BankConfig, data["bank"]), views=build(ViewConfig, data["views"]),
+                   near_surface_sigma=tuple(data["near_surface_sigma"]))
+
+    @classmethod
     def for_training(cls, model_preset: str, device: str, image_size: int) -> GeneratedConfig:
         """The pool of the device (``gpu`` on CUDA, else the model preset's) with windows of
         1.25x the encoder input."""
