@@ -28,7 +28,14 @@ import numpy as np
 PROTOCOL_VERSION = 1
 
 # Job ids are chosen by clients; keep them printable and short so they are safe in logs and file names.
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and lists a header may have (the deepest real one has 4)."""
+MAX_INT_DIGITS = 20
+"""Longest integer a header may hold (more than any count, size or seed needs)."""
+MAX_DIMENSION = 2**31 - 1
+"""Largest extent of one axis of a binary frame's array."""
 
 TASKS = ("reconstruct", "generate", "stylize")
 QUALITIES = ("preview", "default", "high")
@@ -243,9 +250,8 @@ def message_size(frames: Iterable[Any]) -> int:
 def peek_header(frames: list[Any]) -> dict[str, Any] | None:
     """Best-effort header parse used to address an error reply (job id) for a bad message."""
     try:
-        header = json.loads(bytes(_frame_bytes(frames[0])).decode("utf-8"))
-        return header if isinstance(header, dict) else None
-    except Exception:  # noqa: BLE001 - any garbage means "no usable header"
+        return parse_header(_frame_bytes(frames[0]))
+    except ProtocolError:  # garbage means "no usable header"
         return None
 
 
@@ -283,8 +289,9 @@ def _decode_blob(desc: Any, frame: Any, index: int) -> tuple[str, np.ndarray | b
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame {name!r} has unknown dtype {dtype!r}")
     shape = desc.get("shape")
     if (not isinstance(shape, list) or len(shape) > 4
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame {name!r} needs a shape of at most 4 non-negative integers")
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_DIMENSION for s in shape)):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame {name!r} needs a shape of at most 4 integers "
+                                                   f"from 0 to {MAX_DIMENSION}")
     expected = math.prod(shape) * _DTYPES[dtype].itemsize
     actual = memoryview(data).nbytes
     if expected != actual:
@@ -292,6 +299,47 @@ def _decode_blob(desc: Any, frame: Any, index: int) -> tuple[str, np.ndarray | b
             ErrorCode.BAD_MESSAGE, f"frame {name!r}: shape {shape} of {dtype} needs {expected} bytes, got {actual}"
         )
     return name, np.frombuffer(data, dtype=_DTYPES[dtype]).reshape(shape)
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header holds an integer of {len(text)} digits "
+                                                   f"(at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header holds {name}, which JSON does not allow")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_header(data: Any) -> dict[str, Any]:
+    """The header frame as a JSON object, or a `ProtocolError`: whatever a peer sends, nothing
+    else escapes (huge integers, deep nesting, NaN and the like are refused by name)."""
+    try:
+        header = json.loads(bytes(data).decode("utf-8"), parse_int=_parse_int, parse_constant=_refuse_constant)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header is not UTF-8 JSON ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header must be a JSON object")
+    if _depth(header) > MAX_JSON_DEPTH:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header nests deeper than {MAX_JSON_DEPTH} levels")
+    return header
 
 
 def decode(frames: list[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
@@ -307,14 +355,9 @@ def decode(frames: list[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(frames) - 1} binary frames exceed the limit of {limits.max_frames}")
     if _frame_len(frames[0]) > limits.max_header_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"header exceeds {limits.max_header_bytes} bytes")
-    try:
-        header = json.loads(bytes(_frame_bytes(frames[0])).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header is not UTF-8 JSON ({exc.__class__.__name__})") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header must be a JSON object")
+    header = parse_header(_frame_bytes(frames[0]))
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # true and 1.0 equal 1 in Python
         raise ProtocolError(
             ErrorCode.VERSION_MISMATCH,
             f"protocol version {version!r} is not supported; this peer speaks version {PROTOCOL_VERSION}. "
@@ -327,7 +370,7 @@ def decode(frames: list[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {mtype[:64]!r}")
     job = header.get("job")
     if mtype in _JOB_REQUIRED or job is not None:
-        if not isinstance(job, str) or not JOB_ID_PATTERN.match(job):
+        if not isinstance(job, str) or not JOB_ID_PATTERN.match(job):  # \Z: no trailing newline
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD, "job id must be 1-64 characters of letters, digits, '_', '.', '-'"
             )

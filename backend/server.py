@@ -151,7 +151,10 @@ class Server:
         self._clients[identity] = time.monotonic()
         try:
             message = protocol.decode(frames, self._wire_limits)
-        except ProtocolError as exc:
+        except Exception as exc:  # noqa: BLE001 - a peer's bytes must never stop the server
+            if not isinstance(exc, ProtocolError):
+                log.exception("undecodable message (answered BAD_MESSAGE)")
+                exc = ProtocolError(ErrorCode.BAD_MESSAGE, f"message could not be decoded ({type(exc).__name__})")
             header = protocol.peek_header(frames) if frames else None
             job = header.get("job") if header else None
             job = job if isinstance(job, str) and protocol.JOB_ID_PATTERN.match(job) else None
@@ -162,10 +165,13 @@ class Server:
             if handler is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"a client may not send {message.type!r} messages")
             handler(identity, message)
-        except ProtocolError as exc:
+        except (ProtocolError, EngineError) as exc:
             self._send(identity, protocol.error(exc.code, exc.message, message.job))
-        except EngineError as exc:
-            self._send(identity, protocol.error(exc.code, exc.message, message.job))
+        except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the server
+            log.exception("handling a %s message failed", message.type)
+            self._send(identity, protocol.error(ErrorCode.BAD_MESSAGE,
+                                                f"the server could not handle this {message.type} message "
+                                                f"({type(exc).__name__})", message.job))
 
     def server_info(self) -> dict[str, Any]:
         return {

@@ -168,3 +168,29 @@ def test_mesh_triangle_limit():
     with pytest.raises(ProtocolError) as info:
         protocol.mesh_from_blobs(blobs, max_triangles=39)
     assert info.value.code == ErrorCode.MESH_TOO_LARGE
+
+
+def test_hostile_headers_are_refused_by_name_and_nothing_else_escapes():
+    from backend.protocol import MAX_JSON_DEPTH, ProtocolError, decode
+
+    def code_of(frames):
+        with pytest.raises(ProtocolError) as info:
+            decode(frames)
+        return info.value.code.value
+
+    deep = {"v": 1, "type": "ping", "job": None}
+    node = deep
+    for _ in range(MAX_JSON_DEPTH):  # within Python's recursion limit, beyond the protocol's depth
+        node["x"] = {}
+        node = node["x"]
+    assert code_of([json.dumps(deep).encode()]) == "BAD_MESSAGE"
+    assert code_of([b'{"v":1,"type":"ping","job":null,"t":-' + b"9" * 30 + b"}"]) == "BAD_MESSAGE"
+    assert code_of([b'{"v":1,"type":"ping","job":null,"t":Infinity}']) == "BAD_MESSAGE"
+    assert code_of([b"[" * 100_000]) == "BAD_MESSAGE"
+    big = json.dumps({"v": 1, "type": "ping", "job": None,
+                      "frames": [{"name": "a", "dtype": "float32", "shape": [2**31, 0]}]}).encode()
+    assert code_of([big, b""]) == "BAD_MESSAGE"
+    # the limits leave real messages alone
+    ok = json.dumps({"v": 1, "type": "ping", "job": None,
+                     "frames": [{"name": "a", "dtype": "uint8", "shape": [2**31 - 1, 0]}]}).encode()
+    assert decode([ok, b""]).blobs["a"].shape == (2**31 - 1, 0)

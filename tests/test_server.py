@@ -200,6 +200,16 @@ def raw_reply(socket, timeout_s=5):
     ([json.dumps({"v": 0, "type": "ping", "job": None}).encode()], "VERSION_MISMATCH"),
     ([json.dumps({"v": 1, "type": "ping", "job": None, "frames": [{"name": "a", "dtype": "int32", "shape": [5]}]}).encode(),
       b"\0" * 3], "BAD_MESSAGE"),
+    # each of these three stopped the server before (issue: reliability, finding 1)
+    ([b'{"v":1,"type":"ping","job":null,"t":' + b"1" * 5000 + b"}"], "BAD_MESSAGE"),
+    ([b'{"v":1,"type":"submit","job":"j1","task":"generate","params":{"prompt":' + b"[" * 3000 + b"]" * 3000
+      + b"}}"], "BAD_MESSAGE"),
+    ([json.dumps({"v": 1, "type": "ping", "job": None,
+                  "frames": [{"name": "a", "dtype": "uint8", "shape": [2**63, 0]}]}).encode(), b""], "BAD_MESSAGE"),
+    ([b'{"v":1,"type":"ping","job":null,"t":NaN}'], "BAD_MESSAGE"),
+    ([json.dumps({"v": True, "type": "ping", "job": None}).encode()], "VERSION_MISMATCH"),
+    ([json.dumps({"v": 1.0, "type": "ping", "job": None}).encode()], "VERSION_MISMATCH"),
+    ([json.dumps({"v": 1, "type": "cancel", "job": "job1\n"}).encode()], "INVALID_FIELD"),
 ])
 def test_malformed_frames_get_error_replies(run_server, client_for, frames, code):
     server = run_server(registry_with(reconstruct=StepPipeline))
