@@ -158,7 +158,10 @@ class Server:
             header = protocol.peek_header(frames) if frames else None
             job = header.get("job") if header else None
             job = job if isinstance(job, str) and protocol.JOB_ID_PATTERN.match(job) else None
-            self._send(identity, protocol.error(exc.code, exc.message, job, "rejected" if job else None))
+            # "rejected" ends a job for its client: only a submit of a job the server does not
+            # have can be rejected; a bad status or cancel about a running job leaves it running
+            rejected = job is not None and header.get("type") == "submit" and self.engine.get(job) is None
+            self._send(identity, protocol.error(exc.code, exc.message, job, "rejected" if rejected else None))
             return
         try:
             handler = getattr(self, f"_on_{message.type}", None)

@@ -374,3 +374,27 @@ def test_reconstruct_method_is_validated(run_server, client_for):
     final = client.run_job(protocol.submit_reconstruct("m1", [png_bytes()], {"method": "magic"}), 10)
     assert final.get("code") == "INVALID_FIELD" and "auto" in final.get("message")
     assert client.run_job(protocol.submit_reconstruct("m2", [png_bytes()], {"method": "silhouette"}), 10).type == "result"
+
+
+def test_a_malformed_status_or_cancel_does_not_end_a_running_job(run_server, client_for):
+    """Only a submit can be rejected: an error about a bad status or cancel carries no final
+    state, so the job's client does not drop the job (reliability finding 7)."""
+    server = run_server(registry_with(reconstruct=SlowPipeline))
+    client = client_for(server.address)
+    client.send(protocol.submit_reconstruct("slow", [png_bytes()]))
+    client.wait_for(lambda m: m.type == "progress", 10)
+    socket = raw_socket(server.address)
+    try:
+        for mtype in ("cancel", "status"):
+            socket.send_multipart([json.dumps({"v": 1, "type": mtype, "job": "slow", "bogus": 1}).encode()])
+            reply = raw_reply(socket)
+            assert reply.type == "error" and reply.get("code") == "INVALID_FIELD" and reply.get("state") is None
+        # a malformed submit of a new job is rejected, as before
+        socket.send_multipart([json.dumps({"v": 1, "type": "submit", "job": "new", "bogus": 1}).encode()])
+        assert raw_reply(socket).get("state") == "rejected"
+    finally:
+        socket.close()
+    client.send(protocol.status("slow"))
+    assert client.wait_for(lambda m: m.type == "job_status", 5).get("state") == "running"
+    client.send(protocol.cancel("slow"))
+    client.wait_for(lambda m: m.job == "slow" and m.type == "error", 5)
