@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     source.refresh(0)
     sync()
     bake_s = time.perf_counter() - t0
-    bank = source.bank.tensors()
     b = train_config.batch_size
 
     def timed(fn) -> float:
@@ -85,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator(device=device).manual_seed(1)
     idx = torch.randint(len(source.bank), (b,), generator=gen, device=device)
     views = generated.views
-    clean_s = timed(lambda: render_views(bank, idx, views, gen))
-    photo_s = timed(lambda: photograph(render_views(bank, idx, views, gen), views, gen, architecture.encoder.image_size))
+    clean_s = timed(lambda: render_views(source.bank.select(idx), views, gen))
+    photo_s = timed(lambda: photograph(render_views(source.bank.select(idx), views, gen), views, gen,
+                                       architecture.encoder.image_size))
     step = [0]
 
     def next_batch():

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     bank = ShapeBank(bank_config, args.seed, log=print)
     bank.sync(0)
     gen = torch.Generator().manual_seed(args.seed)
-    views = render_views(bank.tensors(), torch.arange(args.shapes), config.views, gen)
+    views = render_views(bank.select(torch.arange(args.shapes)), config.views, gen)
     views = photograph(views, config.views, gen, args.encoder_size)
 
     def tile(image: np.ndarray) -> Image.Image:

@@ -133,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     if latest is not None:
         # the run's own settings, so the batches and the schedule continue as they were (options
         # given now still win); a finished plan is extended at its final learning rate
-        config = _resumed_config(load_training_state(latest).extra.get("train_config") or {}, config, overrides)
+        state = load_training_state(latest)
+        config = _resumed_config(state.extra.get("train_config") or {}, config, overrides)
         if args.steps is not None:
             config = dataclasses.replace(config, steps=args.steps)
-        elif config.steps <= load_training_state(latest).step:
+        elif config.steps <= state.step:
             config = dataclasses.replace(config, steps=0, lr=config.lr * config.lr_final, lr_schedule="constant",
                                          warmup_steps=0)
     if init_from is not None:
@@ -241,13 +242,11 @@ def _shape_space(parser, args, command: str) -> int:
 
 def _evaluate_baseline(weights: Path, eval_sets: dict, config, device: str, out: Path) -> None:
     from backend.models.checkpoint import load_shape_model
-    from backend.train.evaluate import evaluate
+    from backend.train.evaluate import evaluate_sets
 
     model, _ = load_shape_model(weights, device=device)
-    summary = {"weights": str(weights)}
-    for name, items in eval_sets.items():
-        scored = evaluate(model, items(), config.eval_resolution, config.eval_points)
-        summary.update({f"{name}/{k}": v for k, v in scored["summary"].items()})
+    summary = {"weights": str(weights),
+               **evaluate_sets(model, eval_sets, config.eval_resolution, config.eval_points)["summary"]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "baseline_eval.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("baseline: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if "f@" in k))

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.data.procedural import GRID_PADDING
 from backend.data.procedural.torch_sdf import grid_points, make_torch_shape
 from backend.render.cameras import orbit_cameras
 from backend.train.generated import GeneratedBatches, GeneratedConfig, step_generator
-from backend.train.shape_bank import BankConfig, ShapeBank, bake_shape, grid_lookup, voxel
+from backend.train.shape_bank import GRID_LIMIT, BankConfig, ShapeBank, bake_shape, gather_shapes, grid_lookup, voxel
 from backend.train.views import (
     ViewConfig,
     crop_over_white,
@@ -26,7 +25,7 @@ from backend.train.views import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-LIM = 0.5 + GRID_PADDING
+LIM = GRID_LIMIT
 
 
 def tiny_bank(size=3, grid=32, **kw) -> ShapeBank:
@@ -97,7 +96,8 @@ def test_renderer_sees_a_sphere_where_it_is():
     distance = 2.5
     cams = orbit_cameras(angles[:, 0], angles[:, 1], distance, focal=0.5 * size / math.tan(fov / 2), height=size,
                          width=size)
-    views = render_views(bank, torch.zeros(1, dtype=torch.long), ViewConfig(texture_amplitude=0.0, plain_share=0.0),
+    views = render_views(gather_shapes(bank, torch.zeros(1, dtype=torch.long)),
+                         ViewConfig(texture_amplitude=0.0, plain_share=0.0),
                          torch.Generator().manual_seed(0), cameras=(cams, angles))
     # coverage of the projected disc: angular radius asin(r / d)
     disc = math.pi * (math.tan(math.asin(0.4 / distance)) * 0.5 * size / math.tan(fov / 2)) ** 2
@@ -119,7 +119,8 @@ def test_renderer_sees_a_sphere_where_it_is():
 def test_windowed_cameras_frame_the_object_and_keep_the_viewpoint():
     bank = sphere_bank(0.4)
     config = ViewConfig(render_size=40)
-    views = render_views(bank, torch.zeros(4, dtype=torch.long), config, torch.Generator().manual_seed(3))
+    views = render_views(gather_shapes(bank, torch.zeros(4, dtype=torch.long)), config,
+                         torch.Generator().manual_seed(3))
     for alpha in views.alpha:
         rows, cols = torch.nonzero(alpha > 0.5, as_tuple=True)
         extent = max(int(rows.max() - rows.min()), int(cols.max() - cols.min())) + 1
@@ -134,13 +135,14 @@ def test_photos_crops_and_degradations():
     bank = sphere_bank(0.4)
     config = ViewConfig(render_size=48)
     gen = torch.Generator().manual_seed(1)
-    views = photograph(render_views(bank, torch.zeros(6, dtype=torch.long), config, gen), config, gen, 32)
+    views = photograph(render_views(gather_shapes(bank, torch.zeros(6, dtype=torch.long)), config, gen), config, gen, 32)
     assert views.photo.shape == (6, 48, 48, 3) and views.crops.shape == (6, 3, 32, 32)
     assert float(views.photo.min()) >= 0 and float(views.photo.max()) <= 1
     # encoder inputs: object over white, corners white (the crop's margin)
     assert torch.allclose(views.crops[:, :, 0, 0], torch.ones(6, 3), atol=0.02)
     again_gen = torch.Generator().manual_seed(1)
-    again = photograph(render_views(bank, torch.zeros(6, dtype=torch.long), config, again_gen), config, again_gen, 32)
+    again = photograph(render_views(gather_shapes(bank, torch.zeros(6, dtype=torch.long)), config, again_gen), config,
+                       again_gen, 32)
     assert torch.equal(again.crops, views.crops)
     # an 8x8-block DCT quantiser with a negligible step changes nothing; a coarse one blocks
     img = torch.rand(2, 3, 20, 20)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,10 +111,10 @@ def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS,
 
     from skimage.measure import marching_cubes
 
-    from backend.data.procedural import CATEGORIES, GRID_PADDING
+    from backend.data.procedural import CATEGORIES
     from backend.data.procedural.torch_sdf import make_torch_shape
     from backend.render.cameras import orbit_cameras
-    from backend.train.shape_bank import bake_shape
+    from backend.train.shape_bank import GRID_LIMIT, bake_shape, voxel
     from backend.train.views import FRAMED_RADIUS, ViewConfig, crop_over_white, render_views
 
     items = []
@@ -125,20 +126,18 @@ def generated_heldin_items(image_size: int, categories=None, seeds=HELDIN_SEEDS,
         name = f"{category}/{category}_{seed:06d}"
         shape = make_torch_shape(category, seed, device=device, measure_res=128)
         baked = bake_shape(shape, 128, 1024, seed)
-        bank = {"sdf": baked.sdf[None, None], "materials": baked.materials[None, None],
-                "palette": baked.palette[None]}
+        shapes = {"sdf": baked.sdf.float()[None, None], "materials": baked.materials.float()[None, None],
+                  "palette": baked.palette[None]}
         azimuth = math.radians(zlib.crc32(name.encode()) % 360)
         angles = torch.tensor([azimuth, math.radians(20.0), 0.0], device=device)
         cams = orbit_cameras(angles[:1], angles[1:2], FRAMED_RADIUS / math.sin(0.4 * fov),
                              focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
         gen = torch.Generator(device=device).manual_seed(zlib.crc32(name.encode()))
-        views = render_views(bank, torch.zeros(1, dtype=torch.long, device=device), config, gen,
-                             cameras=(cams, angles[None]))
+        views = render_views(shapes, config, gen, cameras=(cams, angles[None]))
         crop = crop_over_white(views.clean, views.alpha, image_size)[0]
-        lim = 0.5 + GRID_PADDING
-        verts, faces, _, _ = marching_cubes(baked.sdf.float().cpu().numpy(), 0.0, spacing=(2 * lim / 127,) * 3)
+        verts, faces, _, _ = marching_cubes(baked.sdf.float().cpu().numpy(), 0.0, spacing=(voxel(128),) * 3)
         items.append(EvalItem(name, category, crop.cpu().numpy().astype(np.float32), angles.cpu().numpy(),
-                              (verts - lim).astype(np.float32), faces.astype(np.int32)))
+                              (verts - GRID_LIMIT).astype(np.float32), faces.astype(np.int32)))
     return items
 
 
@@ -199,6 +198,25 @@ def evaluate(model, items: list[EvalItem], resolution: int = 64, n_points: int =
     if "azimuth_err_deg" in summary:
         summary["azimuth_median_err_deg"] = float(np.median([r["azimuth_err_deg"] for r in rows]))
     return {"summary": summary, "shapes": rows}
+
+
+EvalSet = list[EvalItem] | Callable[[], list[EvalItem]]
+"""Evaluation items, or a callable asked for them at each evaluation (data still being made)."""
+
+
+def evaluate_sets(model, sets: dict[str, EvalSet], resolution: int = 64, n_points: int = 10_000) -> dict:
+    """`evaluate` over named sets: ``{"summary": {"name/metric": value}, "shapes": [rows with "set"]}``
+    (the unnamed set ``""`` keeps its metrics' plain names); sets without items are skipped."""
+    result: dict = {"summary": {}, "shapes": []}
+    for name, items in sets.items():
+        items = items() if callable(items) else items
+        if not items:
+            continue
+        scored = evaluate(model, items, resolution, n_points)
+        prefix = f"{name}/" if name else ""
+        result["summary"].update({prefix + k: v for k, v in scored["summary"].items()})
+        result["shapes"] += [{**row, "set": name} if name else row for row in scored["shapes"]]
+    return result
 
 
 def export_report(model, roots: list[str | Path], log=print) -> dict:

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from backend.data.procedural import GRID_PADDING
 from backend.train.data import Batch
-from backend.train.shape_bank import BankConfig, ShapeBank, grid_lookup, outside_box_distance
+from backend.train.shape_bank import GRID_LIMIT, BankConfig, ShapeBank, grid_lookup, outside_box_distance
 from backend.train.views import ViewConfig, photograph, render_views
 
 
@@ -76,7 +75,7 @@ def step_generator(seed: int, step: int, device) -> torch.Generator:
 
 
 class GeneratedBatches:
-    """Batch source for `train`: ``sync(step)`` keeps the shape pool current, ``batch(...)`` makes a step."""
+    """Batch source for `train`: ``refresh(step)`` keeps the shape pool current, ``batch(...)`` makes a step."""
 
     def __init__(self, config: GeneratedConfig, image_size: int, seed: int, device="cpu",
                  log: Callable[[str], None] | None = None) -> None:
@@ -104,17 +103,17 @@ class GeneratedBatches:
         """The batch of ``step``: one photo-like input per shape, rays from ``supervise_views`` clean
         views (the first is the input's camera), ``sdf_points`` 3D samples, coloured surface samples."""
         self.bank.sync(step)
-        tensors = self.bank.tensors()
         gen = step_generator(self.seed, step, self.device)
         idx = torch.randint(len(self.bank), (batch_size,), generator=gen, device=gen.device).to(self.device)
-        views = render_views(tensors, idx, self.config.views, gen)
+        shapes = self.bank.select(idx)
+        views = render_views(shapes, self.config.views, gen)
         views = photograph(views, self.config.views, gen, self.image_size)
-        supervised = [views] + [render_views(tensors, idx, self.config.views, gen, size=self.config.views.supervise_size)
+        supervised = [views] + [render_views(shapes, self.config.views, gen, size=self.config.views.supervise_size)
                                 for _ in range(supervise_views - 1)]
         rays = [_sample_rays(v, rays_per_view, gen) for v in supervised]
         origins, directions, rgb, alpha, normals = (torch.cat([r[k] for r in rays], dim=1) for k in range(5))
-        points, sdf = self._sdf_samples(tensors, idx, sdf_points, gen)
-        surface, colours = self._surface_samples(tensors, idx, surface_points or sdf_points, gen)
+        points, sdf = self._sdf_samples(shapes, sdf_points, gen)
+        surface, colours = self._surface_samples(shapes, surface_points or sdf_points, gen)
         b = batch_size
         yes = torch.ones(b, dtype=torch.bool, device=self.device)
         return Batch(
@@ -124,30 +123,33 @@ class GeneratedBatches:
             surface_points=surface, surface_colors=colours, has_colors=yes,
         )
 
-    def _sdf_samples(self, tensors, idx, count: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sdf_samples(self, shapes, count: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
         """Half near the surface (two noise scales), half uniform in a box a little larger than the grid."""
-        b = len(idx)
         near = count // 2
-        surface = tensors["surface"][idx]
-        pick = torch.randint(surface.shape[1], (b, near), generator=gen, device=gen.device).to(self.device)
-        base = torch.gather(surface, 1, pick[..., None].expand(-1, -1, 3))
+        base, _ = _surface_pick(shapes, near, gen)
+        b = len(base)
         lo, hi = self.config.near_surface_sigma
         sigma = torch.where(torch.arange(near, device=self.device) % 2 == 0, lo, hi)
         offsets = torch.randn(b, near, 3, generator=gen, device=gen.device).to(self.device) * sigma[None, :, None]
-        lim = 0.5 + GRID_PADDING + 0.05
+        lim = GRID_LIMIT + 0.05
         uniform = (torch.rand(b, count - near, 3, generator=gen, device=gen.device).to(self.device) * 2 - 1) * lim
         points = torch.cat([base + offsets, uniform], dim=1)
-        values = grid_lookup(tensors["sdf"][idx].float(), points)[:, 0] + outside_box_distance(points)
+        values = grid_lookup(shapes["sdf"], points)[:, 0] + outside_box_distance(points)
         return points, values
 
-    def _surface_samples(self, tensors, idx, count: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
-        surface = tensors["surface"][idx]
-        pick = torch.randint(surface.shape[1], (len(idx), count), generator=gen, device=gen.device).to(self.device)
-        points = torch.gather(surface, 1, pick[..., None].expand(-1, -1, 3))
-        material = torch.gather(tensors["surface_material"][idx], 1, pick)
-        palette = tensors["palette"][idx]
-        colours = torch.gather(palette[..., :3], 1, material[..., None].expand(-1, -1, 3))
+    def _surface_samples(self, shapes, count: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        points, pick = _surface_pick(shapes, count, gen)
+        material = torch.gather(shapes["surface_material"], 1, pick)
+        colours = torch.gather(shapes["palette"][..., :3], 1, material[..., None].expand(-1, -1, 3))
         return points, colours
+
+
+def _surface_pick(shapes, count: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` of each shape's stored surface samples, drawn with replacement: points [B, count, 3]
+    and their indices [B, count]."""
+    surface = shapes["surface"]
+    pick = torch.randint(surface.shape[1], (len(surface), count), generator=gen, device=gen.device).to(surface.device)
+    return torch.gather(surface, 1, pick[..., None].expand(-1, -1, 3)), pick
 
 
 def _sample_rays(views, count: int, gen) -> tuple[torch.Tensor, ...]:

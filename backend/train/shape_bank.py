@@ -30,6 +30,9 @@ so a category's evaluation shapes never appear in on-the-fly training."""
 MAX_MATERIALS = 8
 """Palette rows kept per shape (builders use at most a handful)."""
 
+GRID_LIMIT = 0.5 + GRID_PADDING
+"""The baked grids span [-GRID_LIMIT, GRID_LIMIT]^3 (the unit box and the generator's padding)."""
+
 
 @dataclass
 class BankConfig:
@@ -59,7 +62,6 @@ class BankConfig:
 @dataclass
 class BankedShape:
     name: str
-    category: str
     sdf: torch.Tensor
     materials: torch.Tensor
     palette: torch.Tensor
@@ -77,8 +79,6 @@ class ShapeBank:
         self.log = log or (lambda _msg: None)
         self.slots: list[BankedShape | None] = [None] * config.size
         self.slot_number = [-1] * config.size
-        self.built = 0
-        self.build_seconds = 0.0
         self._stacked: dict[str, torch.Tensor] | None = None
         self._pool = None
         self._specs: dict = {}
@@ -101,21 +101,15 @@ class ShapeBank:
     def sync(self, step: int) -> int:
         """Build whatever shapes the pool should hold at ``step``; returns how many were built.
         With ``workers``, the specs of the shapes the next refresh needs start building now."""
-        import time
-
         wanted = self.numbers_at(step)
         changed = [slot for slot, number in enumerate(wanted) if self.slot_number[slot] != number]
-        if changed:
-            t0 = time.perf_counter()
-            self._prefetch([wanted[slot] for slot in changed])
-            for slot in changed:
-                self.slots[slot] = self._build(wanted[slot])
-                self.slot_number[slot] = wanted[slot]
-                if self._stacked is not None:
-                    for key, value in _fields(self.slots[slot]).items():
-                        self._stacked[key][slot] = value
-            self.built += len(changed)
-            self.build_seconds += time.perf_counter() - t0
+        self._prefetch([wanted[slot] for slot in changed])
+        for slot in changed:
+            self.slots[slot] = self._build(wanted[slot])
+            self.slot_number[slot] = wanted[slot]
+            if self._stacked is not None:
+                for key, value in _fields(self.slots[slot]).items():
+                    self._stacked[key][slot] = value
         if self.config.refresh_every:
             ahead = (step // self.config.refresh_every + 1) * self.config.refresh_every
             self._prefetch([n for n in self.numbers_at(ahead) if n not in wanted])
@@ -167,6 +161,10 @@ class ShapeBank:
             self._stacked = {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
         return self._stacked
 
+    def select(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The stacked rows of ``indices`` [B] as the renderer and samplers take them (`gather_shapes`)."""
+        return gather_shapes(self.tensors(), indices)
+
     def names(self, indices: Sequence[int]) -> list[str]:
         return [self.slots[i].name for i in indices]
 
@@ -179,6 +177,15 @@ def build_spec(category: str, seed: int):
     return builder(category)(category_rng(category, seed))
 
 
+def gather_shapes(tensors: dict[str, torch.Tensor], indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows ``indices`` of stacked shape tensors, one per view, read once per batch: grids in
+    float32 as `grid_sample` reads them (the pool stores them small)."""
+    rows = {key: value[indices] for key, value in tensors.items()}
+    for key in ("sdf", "materials"):
+        rows[key] = rows[key].float()
+    return rows
+
+
 def _fields(shape: BankedShape) -> dict[str, torch.Tensor]:
     """One shape's rows of the stacked tensors (`ShapeBank.tensors`)."""
     return {"sdf": shape.sdf[None], "materials": shape.materials[None], "palette": shape.palette,
@@ -188,15 +195,14 @@ def _fields(shape: BankedShape) -> dict[str, torch.Tensor]:
 def bake_shape(shape: TorchShape, grid: int, surface_points: int, seed: int) -> BankedShape:
     """One shape's grids, palette and surface samples (see `ShapeBank`)."""
     sdf, materials = shape.bake(grid)
-    lim = 0.5 + GRID_PADDING
-    if zero_crossing_box(sdf, -lim, lim) is None:
+    if zero_crossing_box(sdf, -GRID_LIMIT, GRID_LIMIT) is None:
         raise ShapeError(f"{shape.category}/{shape.seed}: no surface on the {grid}^3 training grid")
     palette = torch.zeros(MAX_MATERIALS, 5, device=sdf.device)
     rows = shape.palette()[:MAX_MATERIALS]
     palette[: len(rows)] = rows
     surface = surface_samples(sdf, surface_points, seed)
     _, surface_material = shape.sdf_and_material(surface.to(shape.dtype))
-    return BankedShape(f"{shape.category}/{shape.seed}", shape.category, sdf.to(torch.float16),
+    return BankedShape(f"{shape.category}/{shape.seed}", sdf.to(torch.float16),
                        materials.clamp_max(MAX_MATERIALS - 1), palette, surface.float(),
                        surface_material.long().clamp_max(MAX_MATERIALS - 1))
 
@@ -204,9 +210,7 @@ def bake_shape(shape: TorchShape, grid: int, surface_points: int, seed: int) -> 
 def surface_samples(sdf: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """``count`` points on the zero level set of a grid over [-0.55, 0.55]^3: centres of voxels
     next to it, jittered, then moved onto it by two Newton steps along the grid gradient."""
-    res = sdf.shape[0]
-    lim = 0.5 + GRID_PADDING
-    h = 2 * lim / (res - 1)
+    lim, h = GRID_LIMIT, voxel(sdf.shape[0])
     gen = torch.Generator(device="cpu").manual_seed(seed % (1 << 63))
     near = (sdf.abs() < 1.5 * h).nonzero()
     if len(near) == 0:
@@ -224,9 +228,8 @@ def surface_samples(sdf: torch.Tensor, count: int, seed: int) -> torch.Tensor:
 def grid_lookup(volume: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Values of grids [B, C, G, G, G] over [-0.55, 0.55]^3 at points [B, N, 3] -> [B, C, N]
     (trilinear; points outside read the border value)."""
-    lim = 0.5 + GRID_PADDING
     # grid_sample's last coordinate indexes the first spatial axis (D): reverse xyz -> zyx
-    coords = (points / lim).flip(-1)[:, :, None, None, :].to(volume.dtype)
+    coords = (points / GRID_LIMIT).flip(-1)[:, :, None, None, :].to(volume.dtype)
     out = torch.nn.functional.grid_sample(volume, coords, mode=mode, padding_mode="border", align_corners=True)
     return out[:, :, :, 0, 0]
 
@@ -234,8 +237,7 @@ def grid_lookup(volume: torch.Tensor, points: torch.Tensor, mode: str = "bilinea
 def grid_sdf_and_gradient(volume: torch.Tensor, points: torch.Tensor, eps: float | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDF [B, N] and its central-difference gradient [B, N, 3] from grids [B, 1, G, G, G]."""
-    res = volume.shape[-1]
-    eps = eps if eps is not None else (1.0 + 2 * GRID_PADDING) / (res - 1)
+    eps = eps if eps is not None else voxel(volume.shape[-1])
     offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
     probe = torch.cat([points] + [points + o for o in offsets] + [points - o for o in offsets], dim=1)
     values = grid_lookup(volume, probe)[:, 0].float()
@@ -249,10 +251,10 @@ def grid_sdf_and_gradient(volume: torch.Tensor, points: torch.Tensor, eps: float
 def outside_box_distance(points: torch.Tensor) -> torch.Tensor:
     """Distance from points [..., 3] to the grid box [-0.55, 0.55]^3 (0 inside): grid values
     are only valid inside, so samplers add this to what the border returns."""
-    lim = 0.5 + GRID_PADDING
-    return torch.linalg.vector_norm((points.abs() - lim).clamp_min(0.0), dim=-1)
+    return torch.linalg.vector_norm((points.abs() - GRID_LIMIT).clamp_min(0.0), dim=-1)
 
 
 def voxel(grid: int) -> float:
-    return (1.0 + 2 * GRID_PADDING) / (grid - 1)
+    """Spacing of a baked grid of side ``grid``."""
+    return 2 * GRID_LIMIT / (grid - 1)
 

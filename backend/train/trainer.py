@@ -27,7 +27,7 @@ import torch
 from backend.train.checkpoints import latest_checkpoint, load_training_state, save_training_checkpoint
 from backend.train.config import TrainConfig, model_config
 from backend.train.data import Batch, ShapeSource, ShapeViewDataset
-from backend.train.evaluate import EvalItem, evaluate
+from backend.train.evaluate import EvalSet, evaluate_sets
 from backend.train.losses import training_losses
 
 
@@ -62,9 +62,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 CALIBRATION_STEPS = 5
 """Fewest steps timed (after the first, which pays for warm-up) to plan a run's length from its
 budget; at least one rendering period (`TrainConfig.render_every`) is timed, since those steps cost more."""
-
-EvalSet = list[EvalItem] | Callable[[], list[EvalItem]]
-
 
 class BatchSource(Protocol):
     """Where a run's batches come from: disk datasets (`DatasetBatches`) or the generator
@@ -144,7 +141,6 @@ def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], Bat
         initial, init_metadata = load_shape_model(init_from, device=device)
         architecture = initial.config
         beta_init = float(init_metadata.get("beta", beta_init))
-    torch.manual_seed(config.seed)
     t_call = time.perf_counter()
     if callable(data):
         dataset = data(architecture.encoder.image_size)
@@ -197,15 +193,7 @@ def train(config: TrainConfig, data: Sequence[ShapeSource] | Callable[[int], Bat
     def run_eval() -> None:
         nonlocal last_eval
         t0 = time.perf_counter()
-        result: dict = {"step": step, "summary": {}, "shapes": []}
-        for name, items in eval_sets.items():
-            items = items() if callable(items) else items
-            if not items:
-                continue
-            scored = evaluate(model, items, config.eval_resolution, config.eval_points)
-            prefix = f"{name}/" if name else ""
-            result["summary"].update({prefix + k: v for k, v in scored["summary"].items()})
-            result["shapes"] += [{**row, "set": name} if name else row for row in scored["shapes"]]
+        result = {"step": step, **evaluate_sets(model, eval_sets, config.eval_resolution, config.eval_points)}
         if not result["summary"]:
             return
         last_eval = result

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.data.procedural import GRID_PADDING
 from backend.pipelines.reconstruct.inputs import CROP_MARGIN
 from backend.render.cameras import Cameras, orbit_cameras
-from backend.train.shape_bank import grid_lookup, grid_sdf_and_gradient, voxel
+from backend.train.shape_bank import GRID_LIMIT, grid_lookup, grid_sdf_and_gradient, voxel
 
 BACKGROUNDS = ("white", "plain", "gradient", "noise", "clutter")
 
@@ -174,8 +173,7 @@ def atlas_lookup(sdf: torch.Tensor, points: torch.Tensor, owner: torch.Tensor) -
     (clamped to the grid box, as `grid_lookup` does): the grids are seen as one tall volume, so any
     subset of a batch's rays can be traced together."""
     b, _, g = sdf.shape[:3]
-    lim = 0.5 + GRID_PADDING
-    q = ((points / lim).clamp(-1.0, 1.0) + 1.0) * (0.5 * (g - 1))  # voxel coordinates (x, y, z)
+    q = ((points / GRID_LIMIT).clamp(-1.0, 1.0) + 1.0) * (0.5 * (g - 1))  # voxel coordinates (x, y, z)
     depth = owner.to(q.dtype) * g + q[:, 0]
     coords = torch.stack([q[:, 2] / (g - 1), q[:, 1] / (g - 1), depth / (b * g - 1)], dim=-1) * 2.0 - 1.0
     atlas = sdf.reshape(1, 1, b * g, g, g)
@@ -199,8 +197,7 @@ def trace(sdf: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, steps: i
     finish in the first rounds, so the later ones cost little.
     """
     b, n = origins.shape[:2]
-    lim = 0.5 + GRID_PADDING
-    near, far = _box_interval(origins, dirs, lim - 1e-4)
+    near, far = _box_interval(origins, dirs, GRID_LIMIT - 1e-4)
     h = voxel(sdf.shape[-1])
     o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
     t, far_flat = near.reshape(-1).clone(), far.reshape(-1)
@@ -233,10 +230,9 @@ def soft_shadow(sdf: torch.Tensor, points: torch.Tensor, light: torch.Tensor, st
     """Visibility [B, N] in [0, 1] of a directional light [B, 3] from surface points [B, N, 3]."""
     if steps <= 0:
         return torch.ones(points.shape[:2], device=points.device)
-    lim = 0.5 + GRID_PADDING
     h = voxel(sdf.shape[-1])
     dirs = light[:, None, :].expand_as(points)
-    _, far = _box_interval(points, dirs, lim)
+    _, far = _box_interval(points, dirs, GRID_LIMIT)
     t = torch.full(points.shape[:2], 3 * h, device=points.device)
     vis = torch.ones_like(t)
     for _ in range(steps):
@@ -246,16 +242,15 @@ def soft_shadow(sdf: torch.Tensor, points: torch.Tensor, light: torch.Tensor, st
     return vis
 
 
-def render_views(bank: dict[str, torch.Tensor], indices: torch.Tensor, config: ViewConfig,
-                 gen: torch.Generator, cameras: tuple[Cameras, torch.Tensor] | None = None,
-                 size: int | None = None) -> Views:
-    """Clean renders of bank shapes ``indices`` [B] from random (``size`` pixels) or given cameras."""
-    device = bank["sdf"].device
-    b = len(indices)
-    outline = bank["surface"][indices][:, :OUTLINE_POINTS] if "surface" in bank else None
+def render_views(shapes: dict[str, torch.Tensor], config: ViewConfig, gen: torch.Generator,
+                 cameras: tuple[Cameras, torch.Tensor] | None = None, size: int | None = None) -> Views:
+    """Clean renders of ``shapes`` (one per view, as `gather_shapes` gives them) from random
+    (``size`` pixels) or given cameras."""
+    sdf = shapes["sdf"]
+    device, b = sdf.device, len(sdf)
+    outline = shapes["surface"][:, :OUTLINE_POINTS] if "surface" in shapes else None
     cams, viewpoint = cameras if cameras is not None else random_cameras(b, config, gen, device, outline, size)
     size = cams.height
-    sdf = bank["sdf"][indices].float()
     origins, dirs = cams.generate_rays()
     origins, dirs = origins.reshape(b, -1, 3).float(), dirs.reshape(b, -1, 3).float()
     pixel_angle = 1.0 / cams.focal[:, 0].float()
@@ -265,9 +260,8 @@ def render_views(bank: dict[str, torch.Tensor], indices: torch.Tensor, config: V
     normals = F.normalize(grad, dim=-1)
     normals = torch.where((normals * dirs).sum(-1, keepdim=True) > 0.3, -normals, normals)
 
-    material = grid_lookup(bank["materials"][indices].float(), points, mode="nearest")[:, 0].long()
-    palette = bank["palette"][indices]
-    props = torch.gather(palette, 1, material[..., None].expand(-1, -1, 5))
+    material = grid_lookup(shapes["materials"], points, mode="nearest")[:, 0].long()
+    props = torch.gather(shapes["palette"], 1, material[..., None].expand(-1, -1, 5))
     base, rough, metal = props[..., :3], props[..., 3:4], props[..., 4:5]
     texture = grid_lookup((torch.rand(b, 1, 6, 6, 6, generator=gen, device=gen.device) * 2 - 1).to(device), points)[:, 0]
     plain = (torch.rand(b, generator=gen, device=gen.device) < config.plain_share).to(device)
