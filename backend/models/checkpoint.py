@@ -186,8 +186,6 @@ def save_checkpoint(
 ) -> CheckpointFiles:
     """Write ``model.state_dict()`` and ``config`` (+ JSON ``metadata``) as checkpoint ``path``;
     floating tensors cast to ``dtype`` when given, files split at ``max_file_bytes``."""
-    from safetensors.torch import save_file
-
     files = CheckpointFiles.at(path)
     metadata = dict(metadata or {})
     try:
@@ -197,15 +195,10 @@ def save_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    groups = split_tensors(tensors, max_file_bytes)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
     header = {"kind": kind, "format_version": str(FORMAT_VERSION)}
-    save_file(groups[0], str(files.weights), metadata=header)
-    shards = []
-    for i, group in enumerate(groups[1:], start=2):
-        shard = files.weights.with_name(files.weights.name.replace(".safetensors", f".part{i}.safetensors"))
-        save_file(group, str(shard), metadata=header)
-        shards.append({"file": shard.name, "sha256": _sha256(shard)})
+    shards = [{"file": shard.name, "sha256": _sha256(shard)}
+              for shard in save_sharded(tensors, files.weights, max_file_bytes, header)]
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -291,6 +284,21 @@ def split_tensors(tensors: dict[str, torch.Tensor], max_bytes: int | None) -> li
         groups[-1][name] = tensor
         size += nbytes
     return groups
+
+
+def save_sharded(tensors: dict[str, torch.Tensor], path: Path, max_bytes: int | None,
+                 header: dict[str, str] | None = None) -> list[Path]:
+    """Write ``tensors`` to the safetensors file ``path`` and, beyond ``max_bytes``, to
+    ``path``'s name with ``.partN`` before ``.safetensors`` (N = 2, 3 ...); returns those extra files."""
+    from safetensors.torch import save_file
+
+    groups = split_tensors(tensors, max_bytes)
+    save_file(groups[0], str(path), metadata=header)
+    shards = []
+    for i, group in enumerate(groups[1:], start=2):
+        shards.append(path.with_name(path.name.replace(".safetensors", f".part{i}.safetensors")))
+        save_file(group, str(shards[-1]), metadata=header)
+    return shards
 
 
 def checkpoint_id(path: str | Path) -> str:

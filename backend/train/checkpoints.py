@@ -59,9 +59,7 @@ def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, st
     """Write model + training state for ``step`` (``renderer`` may be None, ``tensors`` are
     stored as they are), in full precision so a resume is exact, in files of at most
     `SHARD_BYTES`; returns the model checkpoint path (no suffix)."""
-    from safetensors.torch import save_file
-
-    from backend.models.checkpoint import save_shape_model, split_tensors
+    from backend.models.checkpoint import save_shape_model, save_sharded
 
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,12 +70,7 @@ def save_training_checkpoint(run_dir: str | Path, model, optimizer, renderer, st
         stored[f"renderer.{key}"] = value.detach().cpu().contiguous()
     for key, value in (tensors or {}).items():
         stored[f"extra.{key}"] = value.detach().cpu().contiguous()
-    groups = split_tensors(stored, SHARD_BYTES)
-    save_file(groups[0], str(name) + ".train.safetensors")
-    shards = []
-    for i, group in enumerate(groups[1:], start=2):
-        save_file(group, f"{name}.train.part{i}.safetensors")
-        shards.append(f"{name.name}.train.part{i}.safetensors")
+    shards = [p.name for p in save_sharded(stored, Path(str(name) + ".train.safetensors"), SHARD_BYTES)]
     state_json = {"format": TRAIN_STATE_FORMAT, "format_version": TRAIN_STATE_VERSION, "step": step,
                   "optimizer": layout, "metadata": metadata, **({"shards": shards} if shards else {})}
     Path(str(name) + ".train.json").write_text(json.dumps(state_json, indent=1))
