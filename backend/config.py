@@ -29,6 +29,8 @@ class ServiceLimits:
     """Triangles of a mesh sent for stylization or returned by a pipeline."""
     max_queue: int = 32
     """Jobs waiting to run. Further submits get QUEUE_FULL."""
+    max_queued_per_client: int = 24
+    """Jobs one client may have waiting, so that no client can take every slot of the queue."""
     max_job_timeout_s: float = 3600.0
     """Upper bound on the per-job deadline a client may ask for."""
 
@@ -56,9 +58,9 @@ class ServerConfig:
     """Finished jobs kept at most; the oldest are dropped first."""
     client_timeout_s: float = 10.0
     """A client silent for this long is considered gone (its jobs go on; results are kept)."""
-    stuck_grace_s: float = 5.0
-    """After a deadline passes, how long a worker may take to reach a check point before it is
-    abandoned and replaced by a fresh worker thread."""
+    cancel_grace_s: float = 0.5
+    """After a cancel or a deadline, how long a pipeline may take to reach its next check point
+    before its process is killed (and replaced by a fresh one that rebuilds its pipelines)."""
     allow_remote_without_auth: bool = False
     """Refuse to bind a non-loopback address without CURVE auth unless this is set."""
     limits: ServiceLimits = field(default_factory=ServiceLimits)

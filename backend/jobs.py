@@ -1,18 +1,21 @@
-"""The job engine: a bounded queue, one worker per device, deadlines, cancel and result retention.
+"""The job engine: a bounded queue, one pipeline process per device, deadlines, cancel, ownership.
 
 Every job ends in exactly one recorded final state (done, failed, cancelled, timed_out); whatever a
-pipeline emits after that — a late progress report or a result past its deadline — is dropped.
-The engine knows nothing about sockets: it hands each outgoing message to ``on_message`` together
-with its job, and the server (or the CLI) decides where it goes.
+pipeline emits after that is dropped. Pipelines run in a child process per device
+(``backend.pipeline_process``), so a step that never reaches a check point is killed after a short
+grace instead of being waited for. The engine knows nothing about sockets: it hands each outgoing
+message to ``on_message`` together with its job, and the server (or the CLI) decides where it goes.
 """
 
 from __future__ import annotations
 
 import collections
+import hmac
 import logging
+import secrets
 import threading
 import time
-import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,10 +24,10 @@ import numpy as np
 import backend
 from backend import protocol
 from backend.config import ServerConfig
-from backend.errors import InputError, JobCancelled, JobTimedOut, PipelineError
-from backend.pipelines.base import JobContext, Pipeline, PipelineRegistry
+from backend.pipeline_process import OUTCOMES, PipelineProcess
+from backend.pipelines.base import PipelineRegistry
 from backend.protocol import ErrorCode, MeshPayload, Message, ProtocolError
-from backend.requests import JobRequest
+from backend.requests import CommonParams, JobRequest
 
 log = logging.getLogger("stepstone.jobs")
 
@@ -43,10 +46,15 @@ class EngineError(Exception):
 @dataclass(eq=False)  # a job is itself: field-wise comparison would walk its images and meshes
 class Job:
     id: str
-    request: JobRequest
+    task: str
+    request: JobRequest | None
+    """The decoded inputs, until the job is handed to a pipeline process or ends (then None)."""
+    common: CommonParams
     owner: Any
     """Opaque address of the client to send this job's messages to (the server's ZeroMQ identity)."""
     deadline_s: float
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    """Proof of ownership, sent once in ``accepted``: a reconnected client shows it to take the job back."""
     state: str = "queued"
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
@@ -58,35 +66,46 @@ class Job:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def task(self) -> str:
-        return self.request.task
-
-    @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    def is_owned_by(self, owner: Any, token: Any) -> bool:
+        return owner == self.owner or (isinstance(token, str) and hmac.compare_digest(token, self.token))
+
 
 class _Worker:
-    """A thread that runs queued jobs on one device, one at a time."""
+    """A thread that feeds one device's pipeline process, one job at a time."""
 
-    def __init__(self, engine: "JobEngine", device: str, index: int):
+    def __init__(self, engine: "JobEngine", device: str):
         self.engine = engine
         self.device = device
         self.current: Job | None = None
-        self.abandoned = False
-        self.thread = threading.Thread(target=self._loop, name=f"stepstone-worker-{device}-{index}", daemon=True)
+        self.process = PipelineProcess(engine.registry, device)
+        self.thread = threading.Thread(target=self._loop, name=f"stepstone-worker-{device}", daemon=True)
+
+    def replace_process(self) -> None:
+        """Kill the child (it did not stop when asked, or it died) and start a fresh one that
+        rebuilds the same pipelines in the background."""
+        warm = tuple(sorted(self.process.built))
+        self.process.kill()
+        self.process = PipelineProcess(self.engine.registry, self.device, warm)
 
     def _loop(self) -> None:
-        while not self.abandoned:
-            job = self.engine._next_job(self)
+        engine = self.engine
+        engine._probe(self, engine.registry.tasks())
+        while not engine._stopping:
+            job = engine._next_job(self, wait_s=1.0)
             if job is None:
-                return
+                # weights may have been installed since: look again while idle, never while a job waits
+                engine._probe(self, engine.unavailable_tasks())
+                continue
             try:
-                self.engine._run(job, self)
+                engine._run(job, self)
             finally:
-                with self.engine._lock:
+                with engine._lock:
                     self.current = None
-                    self.engine._changed.notify_all()
+                    engine._changed.notify_all()
+        self.process.stop()
 
 
 class JobEngine:
@@ -96,37 +115,46 @@ class JobEngine:
         self.config = config
         self.devices = devices
         self.on_message = on_message
+        self.instance = uuid.uuid4().hex
+        """Names this run of the engine: a client that sees another one knows its jobs were lost."""
         self._lock = threading.RLock()
-        self._build_lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: collections.deque[Job] = collections.deque()
         self._jobs: dict[str, Job] = {}
-        self._pipelines: dict[tuple[str, str], Pipeline] = {}
         self._unavailable: dict[str, str] = {}
         self._available: set[str] = set()
         self._workers: list[_Worker] = []
         self._stopping = False
-        self._watchdog = threading.Thread(target=self._watch, name="stepstone-watchdog", daemon=True)
-        self._probe = threading.Thread(target=self._probe_pipelines, name="stepstone-probe", daemon=True)
-        self._worker_count = 0
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         for device in self.devices:
-            self._spawn_worker(device)
-        self._watchdog.start()
-        self._probe.start()
+            worker = _Worker(self, device)
+            self._workers.append(worker)
+            worker.thread.start()
 
-    def _probe_pipelines(self) -> None:
-        """Ask every pipeline up front whether it can run (weights present...), off the I/O thread:
-        building one imports torch, and clients should learn what is missing before they submit."""
-        for task in self.registry.tasks():
-            try:
-                reason = self._pipeline(task, self.devices[0]).unavailable_reason()
-            except Exception as exc:  # noqa: BLE001 - a broken pipeline is reported, not fatal
-                log.exception("pipeline %s could not be built", task)
-                reason = f"the {task} pipeline could not be loaded: {type(exc).__name__}: {exc}"
-            self._record_availability(task, reason)
+    def _probe(self, worker: _Worker, tasks: list[str]) -> None:
+        """Ask the worker's process whether each task can run (weights present...); this also
+        builds the pipelines, so the first job finds them warm."""
+        for task in tasks:
+            if self._stopping:
+                return
+            worker.process.send(("probe", task))
+            while not self._stopping:
+                message = worker.process.receive(0.2)
+                if message is not None and message[0] == "availability":
+                    self._record_availability(task, message[2])
+                    break
+                if message is None and not worker.process.alive():
+                    self._record_availability(task, f"the {task} pipeline's process exited while loading it "
+                                                    f"(exit code {worker.process.process.exitcode})")
+                    worker.process.built.discard(task)
+                    worker.replace_process()
+                    break
+
+    def unavailable_tasks(self) -> list[str]:
+        with self._lock:
+            return sorted(self._unavailable)
 
     def _record_availability(self, task: str, reason: str | None) -> str | None:
         with self._lock:
@@ -139,7 +167,7 @@ class JobEngine:
         return reason
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel everything and wait (bounded) for workers to reach a check point."""
+        """Cancel everything; running jobs get the usual grace, then their processes are killed."""
         with self._lock:
             self._stopping = True
             for job in list(self._queue):
@@ -151,15 +179,8 @@ class JobEngine:
         end = time.monotonic() + timeout
         for worker in list(self._workers):
             worker.thread.join(max(0.0, end - time.monotonic()))
-        if self._probe.is_alive():
-            # Exiting while that thread is inside an extension import (torch) aborts the process.
-            self._probe.join(max(10.0, end - time.monotonic()))
-
-    def _spawn_worker(self, device: str) -> None:
-        self._worker_count += 1
-        worker = _Worker(self, device, self._worker_count)
-        self._workers.append(worker)
-        worker.thread.start()
+            if worker.thread.is_alive():
+                worker.process.kill()
 
     # ----------------------------------------------------------------------------- requests
     def submit(self, job_id: str, request: JobRequest, owner: Any) -> int:
@@ -172,29 +193,34 @@ class JobEngine:
                 raise EngineError(ErrorCode.DUPLICATE_JOB, f"a job with id {job_id!r} already exists")
             if not self.registry.has(request.task):
                 raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, f"this backend has no {request.task!r} pipeline")
-            built = self._pipelines.get((request.task, self.devices[0]))
-            if built is not None:  # cheap, fresh check (weights may have been installed meanwhile)
-                reason = self._record_availability(request.task, built.unavailable_reason())
-                if reason is not None:
-                    raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
-            if len(self._queue) >= self.config.limits.max_queue:
+            if request.task in self._unavailable:
+                raise EngineError(ErrorCode.PIPELINE_UNAVAILABLE, self._unavailable[request.task])
+            limits = self.config.limits
+            if len(self._queue) >= limits.max_queue:
                 raise EngineError(ErrorCode.QUEUE_FULL,
-                                  f"{len(self._queue)} jobs are waiting (limit {self.config.limits.max_queue}); try later")
+                                  f"{len(self._queue)} jobs are waiting (limit {limits.max_queue}); try later")
+            own = sum(1 for queued in self._queue if queued.owner == owner)
+            if own >= limits.max_queued_per_client:
+                raise EngineError(ErrorCode.QUEUE_FULL,
+                                  f"{own} of your jobs are waiting (limit per client {limits.max_queued_per_client}); "
+                                  "send more when one has started")
             timeout = request.common.timeout_s or self.config.job_timeout_s
-            job = Job(job_id, request, owner, deadline_s=min(timeout, self.config.limits.max_job_timeout_s))
+            job = Job(job_id, request.task, request, request.common, owner,
+                      deadline_s=min(timeout, limits.max_job_timeout_s))
             self._jobs[job_id] = job
             self._queue.append(job)
-            busy = sum(1 for w in self._workers if w.current is not None and not w.abandoned)
+            busy = sum(1 for w in self._workers if w.current is not None)
             idle = max(0, len(self.devices) - busy)
             position = max(0, len(self._queue) - idle)
             # Emitted under the lock, before a worker can pick the job up, so "accepted" always
             # reaches the client ahead of the job's first progress message.
-            self._emit(job, protocol.accepted(job_id, position))
+            self._emit(job, protocol.accepted(job_id, position, job.token, self.instance))
             self._changed.notify_all()
             return position
 
     def cancel(self, job_id: str) -> Job:
-        """Ask a job to stop. A queued job ends at once; a running one at its next check point."""
+        """Ask a job to stop. A queued job ends at once; a running one at its next check point, or
+        when its process is killed after ``config.cancel_grace_s``."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -224,9 +250,11 @@ class JobEngine:
             return next((i for i, queued in enumerate(self._queue) if queued is job), None)
 
     def summary(self) -> dict[str, Any]:
+        """Counts only: other clients' job ids are theirs."""
         with self._lock:
-            running = [w.current.id for w in self._workers if w.current is not None and not w.abandoned]
+            running = sum(1 for w in self._workers if w.current is not None)
             return {
+                "instance": self.instance,
                 "queued": len(self._queue),
                 "running": running,
                 "busy": bool(running) or bool(self._queue),
@@ -239,11 +267,13 @@ class JobEngine:
             return [j for j in self._jobs.values() if j.owner == owner and not j.final]
 
     # ----------------------------------------------------------------------------- worker side
-    def _next_job(self, worker: _Worker) -> Job | None:
+    def _next_job(self, worker: _Worker, wait_s: float) -> Job | None:
+        """The next queued job for ``worker``, or None after ``wait_s`` without one (or on stop)."""
+        end = time.monotonic() + wait_s
         with self._lock:
-            while not self._queue and not self._stopping and not worker.abandoned:
-                self._changed.wait(0.5)
-            if self._stopping or worker.abandoned:
+            while not self._queue and not self._stopping and time.monotonic() < end:
+                self._changed.wait(max(0.0, end - time.monotonic()))
+            if self._stopping or not self._queue:
                 return None
             job = self._queue.popleft()
             job.state = "running"
@@ -251,19 +281,53 @@ class JobEngine:
             worker.current = job
             return job
 
-    def _pipeline(self, task: str, device: str) -> Pipeline:
-        key = (task, device)
-        with self._build_lock:  # the probe and a worker may ask for the same pipeline at once
-            pipeline = self._pipelines.get(key)
-            if pipeline is None:
-                pipeline = self.registry.create(task, device)
-                self._pipelines[key] = pipeline
-            return pipeline
-
     def _run(self, job: Job, worker: _Worker) -> None:
+        """Hand the job to the worker's process and relay what it says until the job ends."""
         deadline = job.started + job.deadline_s
+        if not worker.process.alive():
+            worker.replace_process()
+        with self._lock:
+            request, job.request = job.request, None  # the process has its own copy from here on
+        worker.process.send(("run", job.id, job.task, request, max(0.0, deadline - time.monotonic())))
+        del request
+        stop_state: str | None = None
+        stop_asked = 0.0
+        while True:
+            message = worker.process.receive(0.05)
+            if message is not None and message[0] in OUTCOMES:
+                self._conclude(job, worker, message, stop_state)
+                return
+            if message is not None:
+                self._relay(job, message)
+            elif not worker.process.alive():
+                code = worker.process.process.exitcode
+                self._finish(job, "failed", ErrorCode.PIPELINE_FAILED,
+                             f"the pipeline process ended unexpectedly (exit code {code}"
+                             f"{'; killed, perhaps for lack of memory' if code == -9 else ''})")
+                worker.replace_process()
+                return
+            now = time.monotonic()
+            if stop_state is None:
+                if job.cancel_requested.is_set():
+                    stop_state = "cancelled"
+                elif now > deadline:
+                    stop_state = "timed_out"
+                if stop_state is not None:
+                    worker.process.request_cancel()
+                    stop_asked = now
+            elif now - stop_asked > self.config.cancel_grace_s:
+                log.warning("job %s did not reach a check point within %.1f s of being stopped; "
+                            "killing its pipeline process", job.id, self.config.cancel_grace_s)
+                worker.replace_process()
+                self._end_stopped(job, stop_state)
+                return
 
-        def emit_progress(stage: str, fraction: float, message: str, eta_s: float | None) -> None:
+    def _relay(self, job: Job, message: tuple) -> None:
+        kind = message[0]
+        if kind == "availability":
+            self._record_availability(message[1], message[2])
+        elif kind == "progress":
+            _, stage, fraction, text, eta_s = message
             with self._lock:
                 if job.final:
                     return
@@ -271,54 +335,41 @@ class JobEngine:
             if eta_s is None and fraction > 0.05:
                 elapsed = time.monotonic() - job.started
                 eta_s = round(elapsed * (1.0 - fraction) / fraction, 1)
-            self._emit(job, protocol.progress(job.id, stage, fraction, message, eta_s))
-
-        def emit_preview_mesh(mesh: MeshPayload, step: int) -> None:
+            self._emit(job, protocol.progress(job.id, stage, fraction, text, eta_s))
+        elif kind == "preview_mesh":
+            _, mesh, step = message
             if _finite_mesh(mesh):
                 self._emit(job, protocol.preview_mesh(job.id, mesh, step))
-
-        def emit_preview_points(points: np.ndarray, colors: np.ndarray | None, step: int) -> None:
+        elif kind == "preview_points":
+            _, points, colors, step = message
             if np.isfinite(points).all():
                 self._emit(job, protocol.preview_points(job.id, points, colors, step))
 
-        ctx = JobContext(job.id, worker.device, emit_progress=emit_progress, emit_preview_mesh=emit_preview_mesh,
-                         emit_preview_points=emit_preview_points, is_cancelled=job.cancel_requested.is_set,
-                         deadline=deadline)
-        try:
-            pipeline = self._pipeline(job.task, worker.device)
-            reason = self._record_availability(job.task, pipeline.unavailable_reason())
-            if reason is not None:
-                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
-            ctx.check()
-            output = pipeline.run(job.request, ctx)
-            ctx.check()
-            _validate_result(output.mesh, self.config.limits.max_mesh_triangles)
-        except JobCancelled:
-            self._finish(job, "cancelled", ErrorCode.CANCELLED, "cancelled")
-        except JobTimedOut:
-            self._finish(job, "timed_out", ErrorCode.TIMED_OUT, _timeout_text(job))
-        except (PipelineError, InputError) as exc:
-            self._finish(job, "failed", exc.code, exc.message)
-        except MemoryError:
-            self._finish(job, "failed", ErrorCode.OUT_OF_MEMORY, "the job ran out of memory; try a lower quality")
-        except Exception as exc:  # noqa: BLE001 - a pipeline bug must fail the job, not the worker
-            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-                _release_cuda_cache()
-                self._finish(job, "failed", ErrorCode.OUT_OF_MEMORY,
-                             f"the device ran out of memory ({exc}); try a lower quality or the CPU")
-            else:
-                log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                self._finish(job, "failed", ErrorCode.PIPELINE_FAILED, f"{type(exc).__name__}: {exc}")
+    def _conclude(self, job: Job, worker: _Worker, outcome: tuple, stop_state: str | None) -> None:
+        kind = outcome[0]
+        if kind == "failed":
+            self._finish(job, "failed", outcome[1], outcome[2])
+        elif kind == "timed_out":
+            self._end_stopped(job, "timed_out")
+        elif kind == "cancelled" or job.cancel_requested.is_set():
+            # (a result that crossed a cancel on the pipe is dropped: the user asked to stop)
+            self._end_stopped(job, stop_state or "cancelled")
         else:
+            _, output, warnings = outcome
+            try:
+                _validate_result(output.mesh, self.config.limits.max_mesh_triangles)
+            except ProtocolError as exc:
+                self._finish(job, "failed", ErrorCode.INVALID_RESULT, f"the pipeline produced an invalid mesh: {exc.message}")
+                return
             metadata = {
                 **output.metadata,
                 "task": job.task,
-                "seed": job.request.common.seed,
-                "quality": job.request.common.quality,
+                "seed": job.common.seed,
+                "quality": job.common.quality,
                 "device": worker.device,
                 "backend_version": backend.__version__,
                 "protocol_version": protocol.PROTOCOL_VERSION,
-                "warnings": [*output.metadata.get("warnings", []), *ctx.warnings],
+                "warnings": [*output.metadata.get("warnings", []), *warnings],
                 "timings": {
                     **output.metadata.get("timings", {}),
                     "queued_s": round(job.started - job.submitted, 3),
@@ -327,15 +378,23 @@ class JobEngine:
             }
             self._finish(job, "done", result=protocol.result(job.id, output.mesh, metadata))
 
+    def _end_stopped(self, job: Job, state: str) -> None:
+        if state == "timed_out":
+            self._finish(job, "timed_out", ErrorCode.TIMED_OUT, f"the job passed its deadline of {job.deadline_s:g} s")
+        else:
+            self._finish(job, "cancelled", ErrorCode.CANCELLED, "cancelled")
+
     def _finish(self, job: Job, state: str, code: ErrorCode | None = None, message: str = "",
                 result: Message | None = None) -> bool:
-        """Record the job's one final state and tell its client; False if it had already ended."""
+        """Record the job's one final state and tell its client; False if it had already ended.
+        A finished job keeps its result, never its inputs."""
         with self._lock:
             if job.final:
                 log.info("dropping late %s for job %s (already %s)", state, job.id, job.state)
                 return False
             job.state = state
             job.ended = time.monotonic()
+            job.request = None
             if result is not None:
                 job.result = result
                 job.fraction = 1.0
@@ -354,30 +413,6 @@ class JobEngine:
         except Exception:  # noqa: BLE001 - a broken sink must not take the worker down
             log.exception("could not deliver %s for job %s", message.type, job.id)
 
-    # ----------------------------------------------------------------------------- watchdog
-    def _watch(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping:
-                    return
-                now = time.monotonic()
-                for worker in list(self._workers):
-                    job = worker.current
-                    if job is None or worker.abandoned or job.started is None:
-                        continue
-                    overdue = now - (job.started + job.deadline_s)
-                    if overdue > 0 and not job.final:
-                        job.cancel_requested.set()
-                        self._finish(job, "timed_out", ErrorCode.TIMED_OUT, _timeout_text(job))
-                    if overdue > self.config.stuck_grace_s:
-                        # The pipeline never reached a check point: leave its thread behind (it cannot be
-                        # killed) and give the device a fresh worker so the queue keeps moving.
-                        log.warning("job %s is stuck in a pipeline step; replacing its worker", job.id)
-                        worker.abandoned = True
-                        self._workers.remove(worker)
-                        self._spawn_worker(worker.device)
-                self._changed.wait(0.2)
-
     def _purge_expired(self) -> None:
         now = time.monotonic()
         finished = sorted((j for j in self._jobs.values() if j.final), key=lambda j: j.ended or 0.0)
@@ -387,25 +422,10 @@ class JobEngine:
                 del self._jobs[job.id]
 
 
-def _timeout_text(job: Job) -> str:
-    return f"the job passed its deadline of {job.deadline_s:g} s"
-
-
 def _finite_mesh(mesh: MeshPayload) -> bool:
     return bool(np.isfinite(mesh.vertices).all())
 
 
 def _validate_result(mesh: MeshPayload, max_triangles: int) -> None:
     """Never send a broken mesh: NaN/Inf or bad indices end the job as INVALID_RESULT."""
-    try:
-        protocol.mesh_from_blobs(protocol.mesh_blobs(mesh), max_triangles=max_triangles, shading=mesh.shading)
-    except ProtocolError as exc:
-        raise PipelineError(ErrorCode.INVALID_RESULT, f"the pipeline produced an invalid mesh: {exc.message}") from None
-
-
-def _release_cuda_cache() -> None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    protocol.mesh_from_blobs(protocol.mesh_blobs(mesh), max_triangles=max_triangles, shading=mesh.shading)

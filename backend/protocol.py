@@ -75,6 +75,8 @@ class ErrorCode(str, Enum):
     INVALID_RESULT = "INVALID_RESULT"
     PIPELINE_FAILED = "PIPELINE_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    NOT_OWNER = "NOT_OWNER"
+    JOB_LOST = "JOB_LOST"
 
 
 class ProtocolError(ValueError):
@@ -106,10 +108,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "task": _Field(str, True, TASKS),
         "params": _Field(dict, False),
     },
-    "cancel": {},
-    "status": {"resend": _Field(bool, False)},
+    "cancel": {"token": _Field(str, False)},
+    "status": {"resend": _Field(bool, False), "token": _Field(str, False)},
     "ping": {"t": _Field((int, float), False), "client": _Field(str, False)},
-    "accepted": {"queue_position": _Field(int, True)},
+    "accepted": {"queue_position": _Field(int, True), "token": _Field(str, True), "instance": _Field(str, True)},
     "progress": {
         "stage": _Field(str, True),
         "fraction": _Field((int, float), True),
@@ -516,12 +518,14 @@ def submit_stylize(job: str, mesh: MeshPayload, prompt: str, params: dict[str, A
                    mesh_blobs(mesh))
 
 
-def cancel(job: str) -> Message:
-    return Message("cancel", job)
+def cancel(job: str, token: str | None = None) -> Message:
+    """``token``: the one the job's ``accepted`` carried; needed when the client reconnected since."""
+    return Message("cancel", job, {} if token is None else {"token": token})
 
 
-def status(job: str, resend: bool = False) -> Message:
-    return Message("status", job, {"resend": resend})
+def status(job: str, resend: bool = False, token: str | None = None) -> Message:
+    """``resend`` with the job's ``token`` makes this client the job's owner (after a reconnect)."""
+    return Message("status", job, {"resend": resend, **({} if token is None else {"token": token})})
 
 
 def ping(t: float | None = None, client: str | None = None) -> Message:
@@ -533,8 +537,9 @@ def ping(t: float | None = None, client: str | None = None) -> Message:
     return Message("ping", None, fields)
 
 
-def accepted(job: str, queue_position: int) -> Message:
-    return Message("accepted", job, {"queue_position": queue_position})
+def accepted(job: str, queue_position: int, token: str, instance: str) -> Message:
+    """``token`` proves ownership of the job later; ``instance`` names this run of the server."""
+    return Message("accepted", job, {"queue_position": queue_position, "token": token, "instance": instance})
 
 
 def progress(job: str, stage: str, fraction: float, message: str = "", eta_s: float | None = None) -> Message:

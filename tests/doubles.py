@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -90,12 +91,12 @@ def registry_with(**pipelines: type[Pipeline]) -> PipelineRegistry:
 
 
 class MissingWeightsPipeline(StepPipeline):
-    """A pipeline whose model files are absent until ``installed`` is set (as after a download)."""
-
-    installed = False
+    """A pipeline whose model files are absent until the file named by ``STEPSTONE_TEST_WEIGHTS``
+    exists (as after a download). An environment variable, because pipelines run in a child process."""
 
     def unavailable_reason(self):
-        return None if MissingWeightsPipeline.installed else "weights file model.safetensors is missing; run fetch"
+        path = os.environ.get("STEPSTONE_TEST_WEIGHTS", "")
+        return None if path and os.path.exists(path) else "weights file model.safetensors is missing; run fetch"
 
 
 def recording_context(cancel_after: int | None = None, events: list | None = None) -> JobContext:

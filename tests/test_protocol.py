@@ -46,7 +46,7 @@ def test_result_roundtrip_keeps_every_array_and_field():
     protocol.cancel("d"),
     protocol.status("e", resend=True),
     protocol.ping(12.5),
-    protocol.accepted("f", 2),
+    protocol.accepted("f", 2, "0123abcd", "instance-1"),
     protocol.progress("g", "refine", 0.5, "half way", 3.0),
     protocol.preview_mesh("h", textured_mesh(), step=2),
     protocol.preview_points("i", np.zeros((10, 3), np.float32), np.zeros((10, 4), np.uint8)),

@@ -84,7 +84,7 @@ def test_cancel_of_a_queued_job_and_of_an_unknown_job(run_server, client_for):
 
 
 def test_stuck_job_hits_its_deadline_and_the_next_job_runs(run_server, client_for):
-    server = run_server(registry_with(reconstruct=StuckPipeline), stuck_grace_s=0.5)
+    server = run_server(registry_with(reconstruct=StuckPipeline), cancel_grace_s=0.5)
     client = client_for(server.address)
     started = time.monotonic()
     final = client.run_job(protocol.submit_reconstruct("stuck", [png_bytes()], {"timeout_s": 0.5}), 10)
@@ -291,17 +291,18 @@ def test_client_disconnect_mid_job_then_reconnect_fetches_the_result(run_server,
     server = run_server(registry_with(reconstruct=StepPipeline), client_timeout_s=0.5)
     first = client_for(server.address)
     first.send(protocol.submit_reconstruct("keep", [png_bytes()]))
+    token = first.wait_for(lambda m: m.type == "accepted", 10).get("token")
     first.wait_for(lambda m: m.type == "progress", 10)
     first.close()                          # Blender crashed or the network dropped
     time.sleep(StepPipeline.steps * StepPipeline.step_s + 1.2)
     second = client_for(server.address)
     info = still_alive(second)
     assert info["clients_lost"] >= 1      # the server noticed the silent client
-    second.send(protocol.status("keep", resend=True))
+    second.send(protocol.status("keep", resend=True, token=token))
     result = second.wait_for(lambda m: m.type == "result" and m.job == "keep", 5)
     assert protocol.result_mesh(result).faces.shape == (4, 3)
     # a duplicate re-send is dropped by the client: the job already ended for it
-    second.send(protocol.status("keep", resend=True))
+    second.send(protocol.status("keep", resend=True, token=token))
     status = second.wait_for(lambda m: m.type == "job_status", 5)
     assert status.get("state") == "done"
     assert not [m for m in second.poll(300) if m.type == "result"]
@@ -347,25 +348,30 @@ def test_curve_auth_admits_only_known_clients(run_server, client_for, tmp_path):
     still_alive(trusted)
 
 
-def test_unavailable_pipeline_is_announced_and_refused_until_installed(run_server, client_for):
+def test_unavailable_pipeline_is_announced_and_refused_until_installed(run_server, client_for, tmp_path,
+                                                                     monkeypatch):
     from doubles import MissingWeightsPipeline
 
-    MissingWeightsPipeline.installed = False
+    weights = tmp_path / "model.safetensors"
+    monkeypatch.setenv("STEPSTONE_TEST_WEIGHTS", str(weights))
     server = run_server(registry_with(reconstruct=MissingWeightsPipeline))
     client = client_for(server.address)
-    deadline = time.monotonic() + 5
-    info = still_alive(client)
-    while info["pipelines"]["reconstruct"] == "checking" and time.monotonic() < deadline:
-        info = still_alive(client)
+    info = wait_for_pipeline(client, lambda state: state != "checking")
     assert "model.safetensors is missing" in info["pipelines"]["reconstruct"]
     final = client.run_job(protocol.submit_reconstruct("w1", [png_bytes()]), 10)
     assert final.get("code") == "PIPELINE_UNAVAILABLE" and "run fetch" in final.get("message")
-    MissingWeightsPipeline.installed = True      # the user fetched the weights: no restart needed
-    try:
-        assert client.run_job(protocol.submit_reconstruct("w2", [png_bytes()]), 10).type == "result"
-        assert still_alive(client)["pipelines"]["reconstruct"] == "available"
-    finally:
-        MissingWeightsPipeline.installed = False
+    weights.write_bytes(b"")                  # the user fetched the weights: no restart needed
+    assert wait_for_pipeline(client, lambda state: state == "available")
+    assert client.run_job(protocol.submit_reconstruct("w2", [png_bytes()]), 10).type == "result"
+
+
+def wait_for_pipeline(client, ready, task="reconstruct", timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    info = still_alive(client)
+    while not ready(info["pipelines"][task]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        info = still_alive(client)
+    return info if ready(info["pipelines"][task]) else None
 
 
 def test_reconstruct_method_is_validated(run_server, client_for):
