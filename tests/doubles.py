@@ -115,3 +115,32 @@ def recording_context(cancel_after: int | None = None, events: list | None = Non
         emit_preview_mesh=lambda mesh, step: events.append(("preview", mesh)),
         emit_preview_points=lambda *a: events.append(("points", a)),
         is_cancelled=is_cancelled, deadline=time.monotonic() + 120)
+
+
+def hold_the_gil(seconds: float) -> None:
+    """Busy in C code that never releases the GIL (as xatlas or a long numpy call does), in chunks
+    of ~0.4 s so that the time stays near ``seconds`` on any machine."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(30_000_000))
+
+
+class GilHoldingPipeline(Pipeline):
+    """Reports one stage (its process id as the text), then spends ``hold_s`` inside GIL-holding C
+    code with no check point."""
+
+    task = "reconstruct"
+    hold_s = 3.0
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        ctx.progress("texture", 0.5, str(os.getpid()))
+        hold_the_gil(self.hold_s)
+        return PipelineOutput(tetrahedron(), {"pid": os.getpid()})
+
+
+class PidReportingPipeline(SlowPipeline):
+    """A slow pipeline that says which process runs it (in its first progress message)."""
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        ctx.progress("start", 0.0, str(os.getpid()))
+        return super().run(request, ctx)
