@@ -119,10 +119,15 @@ def _child_main(conn: Connection, cancel, registry: PipelineRegistry, device: st
         except (EOFError, OSError):
             return  # the server closed the pipe or died
         if message[0] == "probe":
-            conn.send(("availability", message[1], _availability(pipeline, message[1])))
-        elif message[0] == "run":
+            reply = ("availability", message[1], _availability(pipeline, message[1]))
+        else:
             _, job_id, task, request, seconds_left = message
-            conn.send(_run(conn, cancel, pipeline, device, job_id, task, request, seconds_left))
+            reply = _run(conn, cancel, pipeline, device, job_id, task, request, seconds_left)
+            del request
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return  # the server stopped while this job was ending
 
 
 def _availability(pipeline, task: str) -> str | None:

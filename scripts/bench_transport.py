@@ -33,7 +33,7 @@ from backend.config import ServerConfig, ServiceLimits  # noqa: E402
 from backend.images import encode_png  # noqa: E402
 from backend.jobs import Job  # noqa: E402
 from backend.pipelines.base import PipelineRegistry  # noqa: E402
-from backend.requests import CommonParams, GenerateRequest  # noqa: E402
+from backend.requests import CommonParams  # noqa: E402
 from backend.server import Server  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def bench(triangles: int, repeats: int, texture_size: int) -> dict:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     # A finished job as the engine retains it; the benchmark then asks for it again and again.
-    job = Job("bench", GenerateRequest("bench", CommonParams()), owner=None, deadline_s=60, state="done")
+    job = Job("bench", "generate", None, CommonParams(), owner=None, deadline_s=60, state="done")
     job.result = protocol.result("bench", mesh, {"task": "bench"})
     server.engine._jobs[job.id] = job
     payload = protocol.message_size(protocol.encode(job.result))
@@ -74,7 +74,7 @@ def bench(triangles: int, repeats: int, texture_size: int) -> dict:
         for i in range(repeats + 2):
             client.forget("bench")
             start = time.perf_counter()
-            client.send(protocol.status("bench", resend=True))
+            client.send(protocol.status("bench", resend=True, token=job.token))
             message = client.wait_for(lambda m: m.type == "result", 30)
             received = protocol.result_mesh(message, max_triangles=4_000_000)
             elapsed = time.perf_counter() - start
