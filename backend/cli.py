@@ -10,17 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from backend import protocol
 from backend.config import DEFAULT_PORT, ServerConfig
-from backend.protocol import Message
+from backend.errors import UsageError
+from backend.protocol import ErrorCode, Message
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from backend.client import BackendClient
+
+# Exit codes (docs/cli.md): a bad argument is refused before any model loads or job runs.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_JOB_LOST = 0, 1, 2, 3
 
 WEIGHTS_HELP = ("shape model checkpoint for reconstruction instead of the shipped one: NAME (NAME.json + "
                 "NAME.safetensors) or a folder holding one, e.g. what scripts/train.py exports")
@@ -123,8 +130,7 @@ def _write_result(final: Message, output: Path) -> int:
     from backend.geometry.mesh_files import export_mesh
 
     if final.type != "result":
-        print(f"failed: {final.get('code')}: {final.get('message')}", file=sys.stderr)
-        return EXIT_FAILED
+        return _report_failure(final)
     mesh = protocol.result_mesh(final)
     path = export_mesh(mesh, output)
     meta = final.get("metadata")
@@ -139,29 +145,38 @@ def _write_result(final: Message, output: Path) -> int:
     return EXIT_OK
 
 
+def _report_failure(final: Message) -> int:
+    """One line on stderr for a job's final error; the exit code tells the kinds apart."""
+    code, text = final.get("code"), final.get("message")
+    if code == ErrorCode.INVALID_FIELD.value and final.get("state") == "rejected":
+        # a parameter out of the protocol's range: refused before the job ran, so a usage error
+        print(f"error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"failed: {code}: {text}", file=sys.stderr)
+    # the backend restarted under the job: nothing is wrong with it, submitting again may work
+    return EXIT_JOB_LOST if code == ErrorCode.JOB_LOST.value else EXIT_FAILED
+
+
 def _job_id() -> str:
     return f"cli-{uuid.uuid4().hex[:12]}"
 
 
 def _common_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"quality": args.quality, "seed": args.seed, "texture": args.texture}
-    if args.face_budget:
+    if args.face_budget is not None:
         params["face_budget"] = args.face_budget
-    if args.timeout:
+    if args.timeout is not None:
         params["timeout_s"] = args.timeout
     return params
 
 
 def _submit_message(args: argparse.Namespace) -> Message:
-    from backend.geometry.mesh_files import load_mesh
+    from backend.geometry.mesh_files import MeshFileError, load_mesh
 
     params = _common_params(args)
+    max_bytes = ServerConfig().limits.max_message_bytes
     if args.command == "reconstruct" or getattr(args, "task", None) == "reconstruct":
-        images = []
-        for path in args.images:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"image {path} does not exist")
-            images.append(Path(path).read_bytes())
+        images = [_read_input(path, "image", max_bytes) for path in args.images]
         if args.method != "auto":
             params["method"] = args.method
         return protocol.submit_reconstruct(_job_id(), images, params)
@@ -174,8 +189,35 @@ def _submit_message(args: argparse.Namespace) -> Message:
             params["candidates"] = args.candidates
         return protocol.submit_generate(_job_id(), args.prompt, params)
     params["mode"] = args.mode
-    mesh = load_mesh(Path(args.mesh), ServerConfig().limits.max_mesh_triangles)
+    _checked_file(args.mesh, "mesh")
+    try:
+        mesh = load_mesh(Path(args.mesh), ServerConfig().limits.max_mesh_triangles)
+    except MeshFileError as exc:
+        raise UsageError(str(exc)) from None
     return protocol.submit_stylize(_job_id(), mesh, args.prompt, params)
+
+
+def _checked_file(path: str, what: str) -> Path:
+    """``path`` as a regular file: a folder or a device (/dev/zero) is named as such, not read."""
+    file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file")
+    if not file.exists():
+        raise UsageError(f"{what} {path} does not exist")
+    if not file.is_file():
+        raise UsageError(f"{what} {path} is not a regular file")
+    return file
+
+
+def _read_input(path: str, what: str, max_bytes: int) -> bytes:
+    file = _checked_file(path, what)
+    size = file.stat().st_size
+    if size > max_bytes:
+        raise UsageError(f"{what} {path} is {size} bytes; a job takes at most {max_bytes}")
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def _default_output(args: argparse.Namespace) -> Path:
@@ -185,110 +227,195 @@ def _default_output(args: argparse.Namespace) -> Path:
     return Path("out") / f"{stem}.glb"
 
 
-def _submit_message_or_report(args: argparse.Namespace) -> Message | None:
+def _checked_output(output: Path) -> Path:
+    """Checked before the job runs, so that a typo does not throw away minutes of work."""
+    from backend.geometry.mesh_files import FORMATS
+
+    if output.suffix.lower() not in FORMATS:
+        raise UsageError(f"-o {output}: cannot write {output.suffix or 'extension-less'} files; "
+                         f"use one of {', '.join(FORMATS)}")
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name such as {output / 'result.glb'}")
+    _check_creatable_folder(output.parent, f"-o {output}")
+    return output
+
+
+def _check_creatable_folder(folder: Path, what: str) -> None:
+    """``folder`` exists as a writable folder or can be made: its nearest existing ancestor is one."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        raise UsageError(f"{what}: the current folder no longer exists")
+    if not existing.is_dir():
+        raise UsageError(f"{what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: cannot write in {existing}")
+
+
+def _checked_device(name: str) -> str:
+    from backend.devices import DeviceUnavailable, resolve_device
+
     try:
-        return _submit_message(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+        return resolve_device(name)
+    except DeviceUnavailable as exc:
+        raise UsageError(f"--device {name}: {exc}") from None
 
 
-def _checked_weights(args: argparse.Namespace) -> tuple[bool, Path | None]:
+def _checked_weights(args: argparse.Namespace) -> Path | None:
     """``--weights`` resolved and checked: an explicit checkpoint that cannot load is an error
     here, not a silent fall-back to another method."""
     given = getattr(args, "weights", None)
     if not given:
-        return True, None
+        return None
     from backend.pipelines.reconstruct.weights import WeightsUnavailable, check_weights, resolve_weights
 
     try:
         weights = resolve_weights(given)
         check_weights(weights)
     except WeightsUnavailable as exc:
-        print(f"error: --weights {given}: {exc}", file=sys.stderr)
-        return False, None
-    return True, weights
+        raise UsageError(f"--weights {given}: {exc}") from None
+    return weights
+
+
+def _checked_keys(args: argparse.Namespace) -> dict[str, str]:
+    """The CURVE key files, loaded once here so that a bad one is named before connecting."""
+    from backend.auth import AuthKeyError, load_client_keys
+
+    if not args.client_key and not args.server_key:
+        return {}
+    if not (args.client_key and args.server_key):
+        raise UsageError("--client-key and --server-key go together (CURVE needs both files)")
+    client_key = _checked_file(args.client_key, "--client-key")
+    server_key = _checked_file(args.server_key, "--server-key")
+    try:
+        load_client_keys(client_key, server_key)
+    except (AuthKeyError, ValueError, OSError) as exc:
+        raise UsageError(f"unusable key file: {exc}") from None
+    return {"client_secret_file": args.client_key, "server_public_file": args.server_key}
+
+
+def _checked_job_id(job: str) -> str:
+    if not protocol.JOB_ID_PATTERN.match(job):
+        raise UsageError(f"{job!r} is not a job id (1-64 letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit)")
+    return job
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    message = _submit_message_or_report(args)
-    if message is None:
-        return EXIT_USAGE
-    ok, weights = _checked_weights(args)
-    if not ok:
-        return EXIT_USAGE
+    output = _checked_output(_default_output(args))
+    message = _submit_message(args)
+    weights = _checked_weights(args)
+    device = _checked_device(args.device)
     printer = ProgressPrinter()
     try:
-        final = run_local(message, args.device, printer, shape_weights=weights)
+        final = run_local(message, device, printer, shape_weights=weights)
     finally:
         printer.close()
-    return _write_result(final, _default_output(args))
+    return _write_result(final, output)
 
 
 def cmd_client(args: argparse.Namespace) -> int:
+    from backend.client import BackendUnavailable
+
+    action = _client_action(args)
+    with _connected_client(args) as client:
+        try:
+            return action(client)
+        except TimeoutError:
+            print(f"failed: no answer from {args.address} within {args.wait:g} s", file=sys.stderr)
+            return EXIT_FAILED
+        except BackendUnavailable as exc:
+            print(f"failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+
+def _client_action(args: argparse.Namespace) -> Callable[[BackendClient], int]:
+    """The work of ``client TASK``, its arguments all checked before anything connects."""
+    if args.task == "ping":
+        return lambda client: _client_ping(client, args.wait)
+    if args.task == "status":
+        job = _checked_job_id(args.job)
+        output = _checked_output(Path(args.output)) if args.output else None
+        return lambda client: _client_status(client, job, args.token, args.wait, output)
+    output = _checked_output(_default_output(args))
+    message = _submit_message(args)
+    return lambda client: _client_job(client, message, args.wait, output)
+
+
+def _connected_client(args: argparse.Namespace) -> BackendClient:
+    import zmq
+
     from backend.client import BackendClient
 
-    keys = {}
-    if args.client_key or args.server_key:
-        keys = {"client_secret_file": args.client_key, "server_public_file": args.server_key}
-    with BackendClient(args.address, **keys) as client:
-        if args.task == "ping":
-            try:
-                pong = client.request_pong(timeout_s=args.wait)
-            except TimeoutError:
-                print(f"no answer from {args.address}", file=sys.stderr)
-                return EXIT_FAILED
-            print(json.dumps(pong.fields, indent=2))
-            return EXIT_OK if pong.type == "pong" else EXIT_FAILED
-        if args.task == "status":
-            client.send(protocol.status(args.job, resend=bool(args.output)))
-            reply = client.wait_for(lambda m: m.job == args.job and m.type in ("job_status", "error"), args.wait)
-            print(json.dumps(reply.fields, indent=2))
-            if args.output and reply.get("state") == "done":
-                final = client.wait_for(lambda m: m.job == args.job and m.type == "result", args.wait)
-                return _write_result(final, Path(args.output))
-            return EXIT_OK
-        message = _submit_message_or_report(args)
-        if message is None:
-            return EXIT_USAGE
-        printer = ProgressPrinter()
-        try:
-            final = client.run_job(message, args.wait, printer)
-        except KeyboardInterrupt:
-            client.send(protocol.cancel(message.job))
-            raise
-        except TimeoutError:
-            print(f"no result within {args.wait} s; job id {message.job} (fetch it later with "
-                  f"`client status {message.job} -o FILE`)", file=sys.stderr)
-            return EXIT_FAILED
-        finally:
-            printer.close()
-        return _write_result(final, _default_output(args))
+    keys = _checked_keys(args)
+    try:
+        return BackendClient(args.address, **keys)
+    except zmq.ZMQError as exc:
+        raise UsageError(f"--address {args.address}: {exc}") from None
+
+
+def _client_ping(client: BackendClient, wait_s: float) -> int:
+    pong = client.request_pong(timeout_s=wait_s)
+    print(json.dumps(pong.fields, indent=2))
+    return EXIT_OK if pong.type == "pong" else EXIT_FAILED
+
+
+def _client_status(client: BackendClient, job: str, token: str | None, wait_s: float, output: Path | None) -> int:
+    client.send(protocol.status(job, resend=output is not None, token=token))
+    reply = client.wait_for(lambda m: m.job == job and m.type in ("job_status", "error"), wait_s)
+    print(json.dumps(reply.fields, indent=2))
+    if reply.type == "error":
+        return _report_failure(reply)
+    if output is not None and reply.get("state") == "done":
+        final = client.wait_for(lambda m: m.job == job and m.type == "result", wait_s)
+        return _write_result(final, output)
+    return EXIT_OK
+
+
+def _client_job(client: BackendClient, message: Message, wait_s: float, output: Path) -> int:
+    printer = ProgressPrinter()
+    token: list[str] = []
+
+    def on_message(reply: Message) -> None:
+        if reply.job == message.job and reply.type == "accepted":
+            token.append(reply.get("token"))
+        printer(reply)
+
+    try:
+        final = client.run_job(message, wait_s, on_message)
+    except KeyboardInterrupt:
+        client.send(protocol.cancel(message.job))
+        raise
+    except TimeoutError:
+        # another process is another client: the job's token proves it is this user's job
+        fetch = f"client status {message.job} --token {token[0]} -o FILE" if token else "(it was never accepted)"
+        print(f"failed: no result within {wait_s:g} s; job id {message.job}; fetch it later with `{fetch}`",
+              file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        printer.close()
+    return _write_result(final, output)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.pipelines.registry import default_registry
 
-    ok, weights = _checked_weights(args)
-    if not ok:
-        return EXIT_USAGE
-    return run_server(args, default_registry(weights))
+    _checked_device(args.device)
+    return run_server(args, default_registry(_checked_weights(args)))
 
 
 def run_server(args: argparse.Namespace, registry) -> int:
     """Serve ``registry`` with the options of ``serve`` until stopped (SIGTERM, Ctrl-C, stdin EOF)."""
     import signal
 
-    from backend.devices import DeviceUnavailable, resolve_device
     from backend.server import Server, ServerConfigError
 
     try:
-        device = resolve_device(args.device)
+        device = _checked_device(args.device)
         config = ServerConfig(host=args.host, port=args.port, device=device,
                               auth_dir=Path(args.auth_dir) if args.auth_dir else None,
                               job_timeout_s=args.job_timeout)
         server = Server(config, registry, [device])
-    except (DeviceUnavailable, ServerConfigError) as exc:
+    except (UsageError, ServerConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - e.g. the port is taken: say so plainly
@@ -316,11 +443,12 @@ def _stop_on_eof(server) -> None:
 def cmd_keys(args: argparse.Namespace) -> int:
     from backend.auth import AuthKeyError, generate_keys
 
+    directory = Path(args.directory)
+    _check_creatable_folder(directory, f"keys {directory}")
     try:
-        made = generate_keys(Path(args.directory), args.client)
-    except AuthKeyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        made = generate_keys(directory, args.client)
+    except (AuthKeyError, OSError) as exc:
+        raise UsageError(str(exc)) from None
     print(f"server keys in {args.directory} (start with: python -m backend serve --host 0.0.0.0 --auth-dir {args.directory})")
     print(f"give the artist these two files: {made['server_public']} and {made['client_secret']}")
     return EXIT_OK
@@ -354,6 +482,33 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
+class _Parser(argparse.ArgumentParser):
+    """A bad argument ends in one ``error: ...`` line and exit code 2, like every usage error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free one)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return seconds
+
+
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="output file: .glb (default), .obj or .ply")
     parser.add_argument("--quality", choices=protocol.QUALITIES, default="default")
@@ -361,7 +516,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texture", choices=protocol.TEXTURE_MODES, default="uv",
                         help="uv: baked texture; vertex: vertex colours; none")
     parser.add_argument("--face-budget", type=int, help="decimate to at most this many triangles")
-    parser.add_argument("--timeout", type=float, help="job deadline in seconds")
+    parser.add_argument("--timeout", type=_seconds, help="job deadline in seconds")
 
 
 def _add_task_parsers(sub) -> None:
@@ -386,16 +541,16 @@ def _add_task_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m backend", description="Stepstone backend")
+    parser = _Parser(prog="python -m backend", description="Stepstone backend")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service Blender connects to")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0 picks a free port")
     serve.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     serve.add_argument("--auth-dir", help="CURVE key folder from `keys`; required for non-loopback hosts")
-    serve.add_argument("--job-timeout", type=float, default=ServerConfig.job_timeout_s)
+    serve.add_argument("--job-timeout", type=_seconds, default=ServerConfig.job_timeout_s)
     serve.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop when standard input closes (for supervisors such as the Blender add-on)")
     serve.add_argument("--weights", help=WEIGHTS_HELP)
@@ -409,13 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--address", default=f"tcp://127.0.0.1:{DEFAULT_PORT}")
     client.add_argument("--client-key", help="client *.key_secret file (CURVE)")
     client.add_argument("--server-key", help="server.key public key file (CURVE)")
-    client.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the result")
+    client.add_argument("--wait", type=_seconds, default=3600.0, help="seconds to wait for the result")
     tasks = client.add_subparsers(dest="task", required=True)
     _add_task_parsers(tasks)
     tasks.add_parser("ping", help="check the server and print its state")
     status = tasks.add_parser("status", help="state of a job; with -o, fetch its result")
     status.add_argument("job")
     status.add_argument("-o", "--output")
+    status.add_argument("--token", help="the job's token (printed when a run gives up waiting): needed by any "
+                                        "client but the one that submitted the job")
 
     keys = sub.add_parser("keys", help="create CURVE keys for remote use")
     keys.add_argument("directory")
@@ -427,8 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit code (EXIT_*)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     handlers = {"serve": cmd_serve, "reconstruct": cmd_run, "generate": cmd_run, "stylize": cmd_run,
                 "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_CUDA_NAME = re.compile(r"cuda(?::(\d+))?\Z")
+
 
 class DeviceUnavailable(RuntimeError):
     pass
@@ -15,11 +19,12 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceUnavailable(f"device {name!r} was asked for, but torch sees no CUDA device on this machine")
-        index = int(name.split(":", 1)[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise DeviceUnavailable(f"device {name!r} does not exist; {torch.cuda.device_count()} CUDA device(s) found")
-        return name
-    raise DeviceUnavailable(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    match = _CUDA_NAME.match(name)
+    if match is None:
+        raise DeviceUnavailable(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise DeviceUnavailable("no CUDA device is available; use cpu")
+    count, index = torch.cuda.device_count(), int(match.group(1) or 0)
+    if index >= count:
+        raise DeviceUnavailable(f"{name} does not exist: there are {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return name

@@ -18,6 +18,10 @@ class PipelineError(RuntimeError):
         self.message = message
 
 
+class UsageError(ValueError):
+    """A command-line argument that cannot be used; the CLI prints it as one line and exits 2."""
+
+
 class JobCancelled(Exception):
     """Raised inside a pipeline at a check point once the job was cancelled."""
 

@@ -152,6 +152,7 @@ def _run(conn: Connection, cancel, pipeline, device: str, job_id: str, task: str
         if reason is not None:
             raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
         ctx.check()
+        request.decode_inputs()
         output = pipeline(task).run(request, ctx)
         ctx.check()
         return ("done", output, ctx.warnings)

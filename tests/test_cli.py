@@ -11,7 +11,9 @@ import pytest
 import trimesh
 
 from backend import protocol
+from backend.cli import EXIT_JOB_LOST, EXIT_USAGE, main
 from backend.client import BackendClient
+from backend.protocol import ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +129,157 @@ def test_serve_stops_when_its_supervisor_goes_away():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# ------------------------------------------------------------------------------------ bad arguments
+MUG = str(ROOT / "examples" / "mug.png")
+
+
+def run_main(*argv: str) -> int:
+    try:
+        return main(list(argv))
+    except SystemExit as exit:  # argparse leaves through sys.exit
+        return exit.code
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any model load, job or connection fails the test: bad arguments must be refused before."""
+    import backend.client
+    import backend.jobs
+    import backend.pipelines.registry
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    for module, name in ((backend.jobs, "JobEngine"), (backend.pipelines.registry, "default_registry"),
+                         (backend.client, "BackendClient")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "notes.txt").write_text("a regular file")
+    (tmp_path / "empty.key").write_bytes(b"")
+    (tmp_path / "garbage.key").write_text("not a key at all\n")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["reconstruct", MUG, "--device", "bogus", "-o", "{t}/a.glb"], "unknown device 'bogus'"),
+    (["reconstruct", MUG, "--device", "cuda:x", "-o", "{t}/a.glb"], "unknown device 'cuda:x'"),
+    (["reconstruct", MUG, "-o", "{t}/a.xyz"], "cannot write .xyz files"),
+    (["reconstruct", MUG, "-o", "{t}/notes.txt/a.glb"], "notes.txt is a file, not a folder"),
+    (["reconstruct", "{t}/folder", "-o", "{t}/a.glb"], "is a folder, not a file"),
+    (["reconstruct", "/dev/zero", "-o", "{t}/a.glb"], "/dev/zero is not a regular file"),
+    (["reconstruct", "{t}/missing.png", "-o", "{t}/a.glb"], "does not exist"),
+    (["reconstruct", MUG, "--timeout", "-1"], "--timeout: -1 is not a positive number of seconds"),
+    (["reconstruct", MUG, "--device", "cpu", "--face-budget", "0", "-o", "{t}/a.glb"], "'face_budget'"),
+    (["reconstruct", MUG, "--seed", "x"], "--seed: invalid int value"),
+    (["stylize", "{t}/folder", "gold"], "mesh {t}/folder is a folder"),
+    (["serve", "--device", "bogus", "--port", "0"], "unknown device 'bogus'"),
+    (["serve", "--port", "99999"], "99999 is not a port number"),
+    (["serve", "--job-timeout", "0"], "--job-timeout: 0 is not a positive number"),
+    (["keys", "{t}/notes.txt"], "notes.txt is a file, not a folder"),
+    (["keys", "{t}/notes.txt/keys"], "notes.txt is a file, not a folder"),
+    (["client", "status", "no such job!"], "is not a job id"),
+    (["client", "status", "job1", "-o", "{t}/a.xyz"], "cannot write .xyz files"),
+    (["client", "reconstruct", "{t}/folder"], "is a folder, not a file"),
+    (["client", "--client-key", "{t}/missing", "--server-key", "{t}/empty.key", "ping"], "missing does not exist"),
+    (["client", "--client-key", "{t}/empty.key", "--server-key", "{t}/empty.key", "ping"], "unusable key file"),
+    (["client", "--client-key", "{t}/garbage.key", "--server-key", "{t}/garbage.key", "ping"], "unusable key file"),
+    (["client", "--client-key", "{t}/folder", "--server-key", "{t}/empty.key", "ping"], "is a folder, not a file"),
+    (["client", "--client-key", "{t}/garbage.key", "ping"], "go together"),
+    (["client", "--wait", "-5", "ping"], "--wait: -5 is not a positive number"),
+    ([], "required: command"),
+])
+def test_bad_argument_is_one_line_before_any_work(argv, says, files, no_work, capsys):
+    argv = [a.replace("{t}", str(files)) for a in argv]
+    assert run_main(*argv) == EXIT_USAGE
+    assert says.replace("{t}", str(files)) in one_error_line(capsys)
+
+
+def test_cuda_without_a_gpu_says_so(monkeypatch, no_work, capsys, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_main("reconstruct", MUG, "--device", "cuda", "-o", str(tmp_path / "a.glb")) == EXIT_USAGE
+    assert one_error_line(capsys) == "error: --device cuda: no CUDA device is available; use cpu"
+
+
+def test_a_cuda_index_beyond_the_gpus_says_how_many_there_are(monkeypatch, no_work, capsys, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert run_main("reconstruct", MUG, "--device", "cuda:7", "-o", str(tmp_path / "a.glb")) == EXIT_USAGE
+    assert "cuda:7 does not exist: there are 2 CUDA device(s)" in one_error_line(capsys)
+
+
+def test_bad_arguments_in_a_real_process_are_one_line_without_traceback(tmp_path):
+    for args in (["serve", "--port", "99999"], ["reconstruct", "/dev/zero", "-o", str(tmp_path / "a.glb")]):
+        result = cli(*args, timeout=60)
+        assert result.returncode == EXIT_USAGE, result.stderr
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_job_lost_to_a_backend_restart_has_its_own_exit_code(monkeypatch, capsys, tmp_path):
+    import backend.client
+
+    class RestartedBackend:
+        """What BackendClient answers when the server restarted under the job."""
+
+        def __init__(self, address, **keys):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def run_job(self, message, timeout_s, on_message=None):
+            return protocol.error(ErrorCode.JOB_LOST, f"the backend restarted; job {message.job} was lost: "
+                                  "submit it again", message.job, "failed")
+
+    monkeypatch.setattr(backend.client, "BackendClient", RestartedBackend)
+    assert run_main("client", "reconstruct", MUG, "-o", str(tmp_path / "a.glb")) == EXIT_JOB_LOST
+    err = capsys.readouterr().err
+    assert "JOB_LOST" in err and "submit it again" in err and "Traceback" not in err
+    assert not (tmp_path / "a.glb").exists()
+
+
+def test_status_without_a_server_times_out_in_one_line(capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert run_main("client", "--address", f"tcp://127.0.0.1:{port}", "--wait", "0.5", "status", "job1") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("failed: no answer") and len(err.strip().splitlines()) == 1
+
+
+def test_client_status_of_another_clients_job_needs_its_token(run_server, client_for, tmp_path, capsys):
+    """A second CLI process is a second client: it fetches a job's result only with the job's token."""
+    from conftest import png_bytes
+    from doubles import StepPipeline, registry_with
+
+    server = run_server(registry_with(reconstruct=StepPipeline))
+    submitter = client_for(server.address)
+    submitter.send(protocol.submit_reconstruct("theirs", [png_bytes()]))
+    token = submitter.wait_for(lambda m: m.job == "theirs" and m.type == "accepted", 20).get("token")
+    submitter.wait_for(lambda m: m.job == "theirs" and m.type == "result", 30)
+    out = tmp_path / "theirs.glb"
+    assert main(["client", "--address", server.address, "status", "theirs", "-o", str(out)]) == 1
+    assert "NOT_OWNER" in capsys.readouterr().out and not out.exists()
+    assert main(["client", "--address", server.address, "status", "theirs", "--token", token, "-o", str(out)]) == 0
+    assert len(trimesh.load(out, force="mesh").faces) == 4

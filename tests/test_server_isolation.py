@@ -156,7 +156,9 @@ def test_finished_and_running_jobs_hold_no_inputs(run_server, client_for):
         client.send(protocol.submit_reconstruct(f"q{i}", [big]))
         client.wait_for(lambda m, i=i: m.job == f"q{i}" and m.type == "accepted", 10)
     jobs = {job: server.engine.get(job) for job in ("run", "q0", "q1", "q2")}
-    assert jobs["run"].request is None and all(jobs[f"q{i}"].request is not None for i in range(3))
+    assert jobs["run"].request is None
+    # a queued job keeps its image as it arrived (kilobytes), not decoded pixels (4 bytes a pixel)
+    assert all(jobs[f"q{i}"].request.images == [] and jobs[f"q{i}"].request.encoded[0].data == big for i in range(3))
     for job in jobs:
         client.send(protocol.cancel(job))
         client.wait_for(lambda m, job=job: m.job == job and m.type == "error", 5)
