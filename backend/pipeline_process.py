@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -32,6 +35,7 @@ from backend.protocol import ErrorCode
 log = logging.getLogger("stepstone.pipelines")
 
 OUTCOMES = ("done", "cancelled", "timed_out", "failed")
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 # "spawn" everywhere: forking a server that already runs ZeroMQ and worker threads would copy
 # their locks in whatever state they are in, and CUDA cannot be used in a forked child at all.
@@ -47,7 +51,7 @@ class PipelineProcess:
         self._cancel = _CONTEXT.Event()
         self.process = _CONTEXT.Process(
             target=_child_main, name=f"stepstone-pipelines-{device}", daemon=True,
-            args=(child_end, self._cancel, registry, device, warm_tasks, logging.getLogger().level))
+            args=(child_end, self._cancel, registry, device, warm_tasks, logging.getLogger().level, os.getpid()))
         self.process.start()
         child_end.close()
         self.built: set[str] = set(warm_tasks)
@@ -96,9 +100,10 @@ class PipelineProcess:
 
 # ---------------------------------------------------------------------------------------- child side
 def _child_main(conn: Connection, cancel, registry: PipelineRegistry, device: str,
-                warm_tasks: tuple[str, ...], log_level: int) -> None:
+                warm_tasks: tuple[str, ...], log_level: int, parent_pid: int) -> None:
     # Ctrl+C in a terminal reaches the whole process group; the parent decides how a job ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     logging.basicConfig(level=log_level or logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s [pipelines]: %(message)s")
     built: dict[str, Pipeline] = {}
@@ -128,6 +133,27 @@ def _child_main(conn: Connection, cancel, registry: PipelineRegistry, device: st
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return  # the server stopped while this job was ending
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A server killed with SIGKILL cannot stop its pipeline process, which would go on using a
+    core (or the GPU) for a job no one will receive. On Linux the kernel kills it with its parent;
+    elsewhere a thread looks every second (it cannot run while a step holds the GIL, but each
+    step ends)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the request took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stepstone-parent-watch", daemon=True).start()
 
 
 def _availability(pipeline, task: str) -> str | None:
