@@ -383,7 +383,7 @@ def _client_job(client: BackendClient, message: Message, wait_s: float, output: 
     try:
         final = client.run_job(message, wait_s, on_message)
     except KeyboardInterrupt:
-        client.send(protocol.cancel(message.job))
+        client.cancel(message.job)
         raise
     except TimeoutError:
         # another process is another client: the job's token proves it is this user's job

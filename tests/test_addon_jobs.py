@@ -41,7 +41,7 @@ def sent_job(tracker, task="generate"):
 def test_full_lifecycle_accepted_progress_preview_result(tracker):
     job = sent_job(tracker)
     assert job.state == JobState.SENT and job.id.startswith("t-gen-")
-    tracker.handle(protocol.accepted(job.id, 2))
+    tracker.handle(protocol.accepted(job.id, 2, "token", "instance"))
     assert job.state == JobState.QUEUED and job.describe() == "queued (2 ahead)"
     tracker.handle(protocol.progress(job.id, "refine", 0.25, "step 5", eta_s=30.0))
     assert job.state == JobState.RUNNING and job.stage == "refine" and job.fraction == 0.25
@@ -94,10 +94,23 @@ def test_final_errors_end_the_job_with_a_report(tracker, state, expected):
     assert report.level == ("INFO" if state == "cancelled" else "ERROR")
 
 
-def test_error_without_state_is_a_warning_and_the_job_goes_on(tracker):
+@pytest.mark.parametrize("code", ["UNKNOWN_JOB", "NOT_OWNER", "BAD_MESSAGE", "DUPLICATE_JOB"])
+def test_error_without_state_is_a_warning_and_the_job_goes_on(tracker, code):
     job = sent_job(tracker)
-    events = tracker.handle(protocol.error(protocol.ErrorCode.UNKNOWN_JOB, "no job", job.id))
-    assert job.state == JobState.SENT and events[0].level == "WARNING"
+    tracker.handle(protocol.progress(job.id, "refine", 0.5))
+    events = tracker.handle(protocol.error(protocol.ErrorCode(code), "about a status or cancel", job.id))
+    assert job.state == JobState.RUNNING and not job.final and [e.level for e in events] == ["WARNING"]
+    assert [e.kind for e in tracker.handle(protocol.result(job.id, tetra(), {}))] == ["result"]
+
+
+def test_a_job_lost_to_a_backend_restart_fails_and_can_be_retried(tracker):
+    job = sent_job(tracker)
+    tracker.handle(protocol.accepted(job.id, 0, "token", "instance"))
+    events = tracker.handle(protocol.error(protocol.ErrorCode.JOB_LOST, "the backend restarted (instance a is gone, "
+                                           "b answers now); job x was lost: submit it again", job.id, "failed"))
+    assert job.state == JobState.FAILED and job.error_code == "JOB_LOST" and job.retryable
+    assert [e.kind for e in events] == ["ended", "report"] and "submit it again" in events[1].text
+    assert tracker.retry(job.id).state == JobState.WAITING
 
 
 def test_cancel_waiting_job_is_local_and_sent_job_goes_to_backend(tracker):
@@ -136,7 +149,7 @@ def test_retry_makes_a_new_job_with_the_same_spec_and_target(tracker):
 def test_unknown_job_status_after_reconnect_fails_the_job(tracker):
     job = sent_job(tracker)
     tracker.handle(protocol.job_status(job.id, "unknown"))
-    assert job.state == JobState.FAILED and "restarted" in job.error_message
+    assert job.state == JobState.FAILED and job.error_code == "JOB_LOST" and "restarted" in job.error_message
 
 
 def test_batch_cancel_and_counts(tracker):

@@ -3,11 +3,14 @@
 import time
 
 import pytest
+import zmq.auth
 
 from addon_support.fakes import FakeLauncher
 from addon_support.package import ROOT, core
+from backend.auth import generate_keys
 from conftest import png_bytes
 from doubles import EchoGeneratePipeline, SlowPipeline, StepPipeline, registry_with
+from fake_backend import FakeServer, finishes_within
 
 link_mod = core("link")
 jobs = core("jobs")
@@ -140,7 +143,6 @@ class FakeClient:
         self.sent = []
         self.inbox = []
         self.alive = True
-        self.forgotten = []
 
     def poll(self, timeout_ms=0):
         out, self.inbox = self.inbox, []
@@ -154,8 +156,11 @@ class FakeClient:
                                                     "devices": ["cpu"]}, 0.001,
                                        None if self.alive else "the backend has been silent for 6 s")
 
-    def forget(self, job):
-        self.forgotten.append(job)
+    def cancel(self, job):
+        self.sent.append(protocol.cancel(job))
+
+    def status(self, job, resend=False):
+        self.sent.append(protocol.status(job, resend))
 
     def close(self):
         pass
@@ -173,7 +178,7 @@ def test_reconnect_asks_for_in_flight_jobs_again_and_unknown_jobs_fail():
     assert link.status().state == "unreachable" and "silent" in link.status().text
     fake.alive = True
     link.tick()
-    assert fake.sent[-1].type == "status" and fake.sent[-1].get("resend") is True and fake.forgotten == [job.id]
+    assert fake.sent[-1].type == "status" and fake.sent[-1].get("resend") is True and fake.sent[-1].job == job.id
     fake.inbox.append(protocol.job_status(job.id, "unknown"))
     link.tick()
     assert job.state == JobState.FAILED and "restarted" in job.error_message
@@ -245,3 +250,113 @@ def test_stop_fails_sent_and_waiting_jobs_with_reports():
     assert "disconnected" in sent.error_message and "before the job was sent" in waiting.error_message
     assert {e.job.id for e in events if e.kind == "ended"} == {sent.id, waiting.id}
     assert link.client is None and link.status().state == "stopped"
+
+
+def test_busy_status_counts_the_running_jobs():
+    class BusyServer(FakeClient):
+        def health(self):
+            return client_mod.ServerHealth(True, {"protocol": protocol.PROTOCOL_VERSION, "version": "0.1.0",
+                                                  "devices": ["cpu"], "busy": True, "running": 2, "queued": 3},
+                                           0.001, None)
+
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5993"),
+                                jobs.JobTracker(), client_factory=BusyServer)
+    link.ensure_running()
+    link.tick()
+    assert link.status().state == "busy" and link.status().text.startswith("busy: 2 running, 3 queued")
+
+
+def test_jobs_the_connection_cannot_take_now_stay_waiting_for_the_next_tick():
+    class Saturated(FakeClient):
+        room = 1
+
+        def send(self, message):
+            if self.room == 0:
+                raise client_mod.BackendUnavailable("cannot send: 64 messages are waiting")
+            self.room -= 1
+            super().send(message)
+
+    made = []
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(link_mod.LinkSettings(mode="remote", address="tcp://127.0.0.1:5992"), tracker,
+                                client_factory=lambda a, **k: made.append(Saturated(a)) or made[-1])
+    first, second, third = (tracker.add(jobs.JobSpec("generate", prompt=p), p) for p in "abc")
+    for job in (first, second, third):
+        link.submit(job)
+    assert link.tick() == []
+    assert [first.state, second.state, third.state] == [JobState.SENT, JobState.WAITING, JobState.WAITING]
+    made[0].room = 2
+    link.tick()
+    assert [m.job for m in made[0].sent] == [first.id, second.id, third.id] and third.state == JobState.SENT
+
+
+def test_a_refused_curve_handshake_shows_in_the_status_and_no_tick_blocks(run_server, tmp_path):
+    keys = generate_keys(tmp_path / "keys", "artist")
+    _, stranger_secret = zmq.auth.create_certificates(str(tmp_path), "stranger")
+    server = run_server(registry_with(generate=EchoGeneratePipeline), auth_dir=tmp_path / "keys")
+    link, tracker = remote_link(server.address, client_secret_file=stranger_secret,
+                                server_public_file=str(keys["server_public"]))
+    job = tracker.add(jobs.JobSpec("generate", prompt="a chair"), "a chair")
+    link.submit(job)
+
+    def tick_until_unreachable() -> float:
+        slowest, end = 0.0, time.monotonic() + link.client.server_timeout_s
+        while time.monotonic() < end and link.status().state != "unreachable":
+            start = time.monotonic()
+            link.tick()
+            slowest = max(slowest, time.monotonic() - start)
+            time.sleep(0.01)
+        return slowest
+
+    assert finishes_within(10, tick_until_unreachable) < 0.05
+    assert link.status().text == (f"not reachable (not authorised by the server at {server.address} "
+                                  "(CURVE handshake failed: check the client and server key files))")
+    assert job.state == JobState.WAITING
+    link.shutdown()
+
+
+def test_after_a_silence_the_link_asks_for_its_jobs_again_with_their_tokens():
+    fake = FakeServer("first")
+    tracker = jobs.JobTracker()
+    link = link_mod.BackendLink(
+        link_mod.LinkSettings(mode="remote", address=fake.address), tracker,
+        client_factory=lambda address, **keys: client_mod.BackendClient(address, server_timeout_s=0.5, **keys))
+    try:
+        job = tracker.add(jobs.JobSpec("generate", prompt="a chair"), "a chair")
+        link.submit(job)
+        pump(link, lambda ev: job.state == JobState.QUEUED)
+        fake.answer_pings = False
+        pump(link, lambda ev: link.status().state == "unreachable", timeout=5)
+        fake.answer_pings = True
+        pump(link, lambda ev: link.status().state == "connected", timeout=5)
+        link.cancel(job.id)
+        asked = fake.wait_for(lambda m: m.type == "status")
+        cancel = fake.wait_for(lambda m: m.type == "cancel")
+        assert asked.job == job.id and asked.get("resend") is True and asked.get("token") == fake.token(job.id)
+        assert cancel.job == job.id and cancel.get("token") == fake.token(job.id)
+    finally:
+        link.shutdown()
+        fake.close()
+
+
+def test_a_backend_restarted_under_its_jobs_fails_them_as_lost_and_they_can_be_retried():
+    first = FakeServer("first")
+    link, tracker = remote_link(first.address)
+    restarted = None
+    try:
+        job = tracker.add(jobs.JobSpec("generate", prompt="a chair"), "a chair")
+        link.submit(job)
+        pump(link, lambda ev: job.state == JobState.QUEUED)
+        first.close()
+        restarted = FakeServer("second", port=first.port)
+        events = pump(link, lambda ev: job.final, timeout=5)
+        assert job.state == JobState.FAILED and job.error_code == "JOB_LOST" and job.retryable
+        assert any(e.kind == "report" and e.level == "ERROR" and "submit it again" in e.text for e in events)
+        retry = tracker.retry(job.id)
+        link.submit(retry)
+        pump(link, lambda ev: retry.state == JobState.QUEUED)
+    finally:
+        link.shutdown()
+        first.close()
+        if restarted is not None:
+            restarted.close()

@@ -257,14 +257,16 @@ class JobTracker:
         code, text, state = message.get("code"), message.get("message"), message.get("state")
         if state is None:
             # An answer to a request about the job (a cancel that came too late, a duplicate
-            # submit after a reconnect); the job itself goes on.
+            # submit after a reconnect, a status the backend refused: NOT_OWNER); the job goes on.
             return [JobEvent("report", job, level="WARNING", text=f"{job.label}: {text}")]
         return self._end(job, _SERVER_FINAL.get(state, JobState.FAILED), code, text)
 
     def _on_job_status(self, job: JobRecord, message: Message) -> list[JobEvent]:
         state = message.get("state")
         if state == "unknown":
-            return self._end(job, JobState.FAILED, "UNKNOWN_JOB",
+            # The client reports jobs the backend had accepted as JOB_LOST itself; this is one
+            # whose submit the backend never acknowledged, asked about after a reconnect.
+            return self._end(job, JobState.FAILED, protocol.ErrorCode.JOB_LOST.value,
                              "the backend no longer knows this job (it was restarted); retry it")
         if state == "queued":
             job.state = JobState.QUEUED

@@ -158,12 +158,12 @@ class BackendLink:
 
     def cancel(self, job_id: str) -> None:
         if self.tracker.cancel(job_id) and self.client is not None:
-            self.client.send(protocol.cancel(job_id))
+            self.client.cancel(job_id)
 
     def cancel_batch(self, batch_id: str) -> None:
         for job_id in self.tracker.cancel_batch(batch_id):
             if self.client is not None:
-                self.client.send(protocol.cancel(job_id))
+                self.client.cancel(job_id)
 
     def restart(self) -> list[JobEvent]:
         """User asked to (re)start: a local backend starts over with a fresh restart budget.
@@ -246,8 +246,7 @@ class BackendLink:
                 # Back after a silence: anything sent while we were cut off may have been lost, so ask
                 # for each job's state and for its final message again.
                 for job in self.tracker.in_flight():
-                    self.client.forget(job.id)
-                    self.client.send(protocol.status(job.id, resend=True))
+                    self.client.status(job.id, resend=True)
             self._was_alive = True
             self._silent_since = None
             return events
@@ -277,6 +276,8 @@ class BackendLink:
             except protocol.ProtocolError as exc:
                 events += self.tracker.fail(job, exc.code.value, exc.message)
                 continue
+            except client.BackendUnavailable:
+                break  # the connection takes no more for now: the rest stay waiting for the next tick
             self.tracker.mark_sent(job, self.generation)
         return events
 
@@ -318,9 +319,14 @@ class BackendLink:
         version = info.get("version", "?")
         note = "" if version == BACKEND_VERSION else f" (add-on {BACKEND_VERSION})"
         if info.get("busy"):
-            running, queued = len(info.get("running", [])), info.get("queued", 0)
+            running, queued = _count(info.get("running", 0)), info.get("queued", 0)
             return LinkStatus("busy", f"busy: {running} running, {queued} queued · {where} · v{version}{note}", info)
         return LinkStatus("connected", f"connected · {where} · v{version}{note}", info)
+
+
+def _count(running: Any) -> int:
+    """A remote backend of an older release lists the running jobs' ids; newer ones send their number."""
+    return running if isinstance(running, int) else len(running)
 
 
 def _coalesce_previews(events: list[JobEvent]) -> list[JobEvent]:
