@@ -290,6 +290,21 @@ def test_jobs_the_connection_cannot_take_now_stay_waiting_for_the_next_tick():
     assert [m.job for m in made[0].sent] == [first.id, second.id, third.id] and third.state == JobState.SENT
 
 
+def test_a_large_batch_is_fed_to_the_backend_as_earlier_jobs_end():
+    """The backend keeps a share of its queue for other clients: the add-on never sends more
+    than MAX_SENT_JOBS at once, so item 25 of a batch waits instead of failing with QUEUE_FULL."""
+    link, tracker, made = fake_client_link(5993)
+    batch = [tracker.add(jobs.JobSpec("generate", prompt=f"p{i}"), f"p{i}") for i in range(link_mod.MAX_SENT_JOBS + 4)]
+    for job in batch:
+        link.submit(job)
+    link.tick()
+    assert [job.state for job in batch].count(JobState.SENT) == link_mod.MAX_SENT_JOBS
+    assert all(job.state == JobState.WAITING for job in batch[link_mod.MAX_SENT_JOBS:])
+    tracker.fail(batch[0], "PIPELINE_FAILED", "test")
+    link.tick()
+    assert batch[link_mod.MAX_SENT_JOBS].state == JobState.SENT and batch[-1].state == JobState.WAITING
+
+
 def test_a_refused_curve_handshake_shows_in_the_status_and_no_tick_blocks(run_server, tmp_path):
     keys = generate_keys(tmp_path / "keys", "artist")
     _, stranger_secret = zmq.auth.create_certificates(str(tmp_path), "stranger")

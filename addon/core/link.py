@@ -17,6 +17,9 @@ from .jobs import JobEvent, JobRecord, JobTracker
 from .supervisor import BackendState, BackendSupervisor, LocalBackendConfig, ProcessLauncher, SupervisorError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+MAX_SENT_JOBS = 16
+"""Jobs handed to the backend and not yet ended; the rest of a batch waits here. The backend lets
+one client queue 24 (``ServiceLimits.max_queued_per_client``); 16 keep any GPU busy."""
 TICK_GAP_S = 2.0
 """A pause between ticks longer than this means Blender's main thread was busy, not the backend."""
 
@@ -270,7 +273,8 @@ class BackendLink:
 
     def _send_waiting(self) -> list[JobEvent]:
         events: list[JobEvent] = []
-        for job in self.tracker.waiting():
+        room = MAX_SENT_JOBS - len(self.tracker.in_flight())
+        for job in self.tracker.waiting()[:max(0, room)]:
             try:
                 self.client.send(job.spec.message(job.id))
             except protocol.ProtocolError as exc:
