@@ -4,7 +4,6 @@ owned by their client, restarts detectable. Each test failed on the in-process e
 import os
 import time
 
-import pytest
 
 from backend import protocol
 from backend.config import ServiceLimits
