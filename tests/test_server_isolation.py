@@ -4,7 +4,6 @@ owned by their client, restarts detectable. Each test failed on the in-process e
 import os
 import time
 
-
 from backend import protocol
 from backend.config import ServiceLimits
 from conftest import png_bytes
