@@ -137,10 +137,10 @@ class Bench:
                     continue
                 if m.type == "accepted":  # nothing else is queued: the job starts now
                     started = time.monotonic()
+                    pid = self.pipeline_pid()  # (after a kill, the pid of the replacement is another)
                 if m.type == "progress":
                     stage = m.get("stage")
                 if m.type == "error" and m.get("state"):
-                    pid = self.pipeline_pid()
                     late = time.monotonic() - started - timeout_s
                     return {"quality": quality, "timeout_s": timeout_s, "state": m.get("state"),
                             "stage_at_deadline": stage or "loading the pipeline", "after_deadline_s": round(late, 3),

@@ -60,17 +60,18 @@ def test_cancel_inside_a_step_without_check_point_kills_the_process_within_a_sec
         "metadata")["pid"] > 0
 
 
-def test_cancel_and_timeout_free_the_cpu(run_server, client_for):
+def test_a_pipeline_that_stops_when_asked_keeps_its_warm_process(run_server, client_for):
     server = run_server(registry_with(reconstruct=PidReportingPipeline), cancel_grace_s=0.3)
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("slow", [png_bytes()]))
     pid = started_pid(client, "slow")
     client.send(protocol.cancel("slow"))
-    client.wait_for(lambda m: m.job == "slow" and m.type == "error", 5)
-    # a cooperative stop keeps the warm process; the job is over and nothing of it runs on
+    assert client.wait_for(lambda m: m.job == "slow" and m.type == "error", 5).get("state") == "cancelled"
+    # cancelled at its check point: nothing was killed, the next job runs in the same process
+    client.send(protocol.submit_reconstruct("again", [png_bytes()], {"timeout_s": 0.5}))
+    assert started_pid(client, "again") == pid
+    assert client.wait_for(lambda m: m.job == "again" and m.type == "error", 10).get("state") == "timed_out"
     assert pid_alive(pid)
-    client.send(protocol.submit_reconstruct("late", [png_bytes()], {"timeout_s": 0.5}))
-    assert client.wait_for(lambda m: m.job == "late" and m.type == "error", 10).get("state") == "timed_out"
 
 
 def test_timeout_of_a_step_without_check_point_kills_its_process(run_server, client_for):
