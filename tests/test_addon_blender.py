@@ -192,6 +192,23 @@ def test_result_replaces_a_placeholder_keeping_its_transform():
         bpy.ops.stepstone.text_to_shape()
 
 
+def test_a_non_uniformly_scaled_placeholder_keeps_the_results_proportions():
+    """Issue 20, finding 6: a cube scaled (0.2, 0.4, 0.5) used to stretch the result with it."""
+    bpy.ops.mesh.primitive_cube_add(location=(0, 3, 0))
+    holder = bpy.context.active_object
+    holder.scale = (0.2, 0.4, 0.5)
+    bpy.context.view_layer.update()
+    settings = bpy.context.scene.stepstone
+    settings.placement, settings.prompt = "PLACEHOLDER", "a box"
+    [job] = run(bpy.ops.stepstone.text_to_shape)
+    obj = result_object(job)
+    size = np.array(obj.dimensions)
+    assert np.allclose(size / size.max(), np.array([2.0, 1.0, 0.5]) / 2.0, atol=1e-4)  # the box's own 2 : 1 : 0.5
+    assert np.all(size <= np.array(holder.dimensions) + 1e-5)                          # inside the placeholder
+    assert size[0] == pytest.approx(holder.dimensions[0], abs=1e-4)                    # and as large as fits
+    assert np.allclose(np.array(obj.matrix_world.to_translation()), (0, 3, 0), atol=1e-5)
+
+
 def test_stylize_selected_mesh_round_trips_geometry_in_place():
     bpy.ops.mesh.primitive_uv_sphere_add(segments=16, ring_count=8, location=(1, 2, 3))
     sphere = bpy.context.active_object

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
-from mathutils import Matrix
+from mathutils import Matrix, Vector
 
 from ..core import placement
 from ..core.backend_api import protocol
@@ -85,7 +85,10 @@ def _placement(target: dict, vertices: np.ndarray) -> tuple[placement.VertexTran
             box = placement.empty_bounds(reference.empty_display_size)
         else:
             box = placement.Bounds.of_points(np.array([tuple(c) for c in reference.bound_box], dtype=np.float32))
-        return placement.fit_into_box(shape, box), reference.matrix_world.copy()
+        location, rotation, scale = reference.matrix_world.decompose()
+        uniform, rest = placement.split_scale(tuple(scale))
+        matrix = Matrix.LocRotScale(location, rotation, Vector((uniform, uniform, uniform)))
+        return placement.fit_into_box(shape, box.scaled(rest)), matrix
     transform = placement.normalize_to_size(shape, float(target.get("target_size", 1.0)))
     return transform, Matrix.Translation(target.get("location", (0.0, 0.0, 0.0)))
 

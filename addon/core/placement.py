@@ -48,6 +48,21 @@ class Bounds:
     def bottom_center(self) -> Vec3:
         return ((self.lo[0] + self.hi[0]) / 2, (self.lo[1] + self.hi[1]) / 2, self.lo[2])
 
+    def scaled(self, factors: Vec3) -> "Bounds":
+        """This box with each axis multiplied by a positive factor."""
+        return Bounds(tuple(self.lo[i] * factors[i] for i in range(3)), tuple(self.hi[i] * factors[i] for i in range(3)))
+
+
+def split_scale(scale: Vec3) -> tuple[float, Vec3]:
+    """A placeholder's scale as (the uniform part the result object takes, the per-axis rest that
+    goes into the box the result is fitted in). The object's own non-uniform scale would stretch
+    the result; in the box it only limits the size."""
+    magnitudes = tuple(abs(float(s)) for s in scale)
+    uniform = max(magnitudes)
+    if uniform <= MIN_EXTENT:
+        raise PlacementError("the placeholder is scaled to nothing")
+    return uniform, tuple(m / uniform for m in magnitudes)
+
 
 @dataclass(frozen=True)
 class VertexTransform:
