@@ -268,8 +268,10 @@ def test_batch_from_csv_file_and_image_folder_with_placeholders(tmp_path):
         empty.select_set(True)
         holders.append(empty)
     settings.batch_source, settings.batch_folder, settings.batch_placement = "FOLDER", str(folder), "PLACEHOLDERS"
+    settings.batch_method, settings.batch_quality = "silhouette", "preview"   # the batch's own, not the panel's
     jobs = run(bpy.ops.stepstone.batch)
     assert [j.label for j in jobs] == ["a", "b", "c"] and all(j.state.value == "done" for j in jobs)
+    assert all(j.spec.params["method"] == "silhouette" and j.metadata["quality"] == "preview" for j in jobs)
     for job, holder in zip(jobs, holders):
         lo, hi = world_bounds(result_object(job))
         assert lo[2] == pytest.approx(-0.25, abs=1e-5) and max(hi - lo) <= 0.5 + 1e-5

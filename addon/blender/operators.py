@@ -309,7 +309,9 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
                 except ImageSourceError as exc:
                     skipped.append(str(exc))
                     continue
-                spec = JobSpec("reconstruct", preferences.job_params(prefs, settings.seed), images=[data])
+                params = {**preferences.job_params(prefs, settings.seed), "quality": settings.batch_quality,
+                          "method": settings.batch_method}
+                spec = JobSpec("reconstruct", params, images=[data])
                 items.append((spec, path.stem, {"source_image": str(path)}))
             if not items:
                 raise BatchInputError(f"no readable image in {folder}: " + "; ".join(skipped))
@@ -327,6 +329,7 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
         items = []
         for item in prompts:
             params = preferences.job_params(prefs, item.seed if item.seed is not None else settings.seed)
+            params["quality"] = settings.batch_quality
             if item.negative_prompt:
                 params["negative_prompt"] = item.negative_prompt
             props = {"prompt": item.prompt}

@@ -152,6 +152,9 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
         layout.prop(settings, "batch_source", expand=True)
         prop = {"TEXT": "batch_text", "FILE": "batch_file", "FOLDER": "batch_folder"}[settings.batch_source]
         layout.prop(settings, prop, text="")
+        if settings.batch_source == "FOLDER":
+            layout.prop(settings, "batch_method")
+        layout.prop(settings, "batch_quality")
         layout.prop(settings, "batch_placement")
         if settings.batch_placement == "GRID":
             layout.prop(preferences.get_preferences(context), "target_size")

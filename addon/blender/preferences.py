@@ -21,6 +21,10 @@ def _settings_changed(self, context) -> None:
     get_session().settings_changed()
 
 
+QUALITIES = [("preview", "Preview", "Fast and coarse"), ("default", "Default", "Balanced"),
+             ("high", "High", "Slow, best detail")]
+
+
 class StepstonePreferences(bpy.types.AddonPreferences):
     bl_idname = ROOT_PACKAGE
 
@@ -46,10 +50,7 @@ class StepstonePreferences(bpy.types.AddonPreferences):
     server_public_file: bpy.props.StringProperty(
         name="Server Key", subtype="FILE_PATH", update=_settings_changed,
         description="The backend's server.key public key file (remote only)")
-    quality: bpy.props.EnumProperty(
-        name="Quality", default="default",
-        items=[("preview", "Preview", "Fast and coarse"), ("default", "Default", "Balanced"),
-               ("high", "High", "Slow, best detail")])
+    quality: bpy.props.EnumProperty(name="Quality", default="default", items=QUALITIES)
     texture: bpy.props.EnumProperty(
         name="Texture", default="uv",
         items=[("uv", "UV Texture", "A baked image texture"), ("vertex", "Vertex Colours", "Colours per vertex"),

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import bpy
 
+from . import preferences
+
 MAX_HISTORY = 20
+
+RECONSTRUCT_METHODS = [
+    ("auto", "Auto", "The learned shape model when its result is clean; otherwise the outline solid"),
+    ("outline", "Outline", "A surface of revolution (vessels, bottles) or an inflation of the outline seen in the "
+                           "image, with the photo's own colours"),
+    ("model", "Shape Model", "The learned shape model (fails when its weights are missing)"),
+    ("silhouette", "Silhouette",
+     "The inflation baseline: extrude the outline seen in the image, exact outline, no hidden parts")]
 
 
 class StepstonePromptItem(bpy.types.PropertyGroup):
@@ -28,15 +38,7 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
     multiview: bpy.props.BoolProperty(
         name="One Object from All", default=False,
         description="Several selected images are views of one object (one job); otherwise one job per image")
-    reconstruct_method: bpy.props.EnumProperty(
-        name="Method", default="auto",
-        items=[("auto", "Auto", "The learned shape model when its result is clean; otherwise the outline solid"),
-               ("outline", "Outline",
-                "A surface of revolution (vessels, bottles) or an inflation of the outline seen in the image, "
-                "with the photo's own colours"),
-               ("model", "Shape Model", "The learned shape model (fails when its weights are missing)"),
-               ("silhouette", "Silhouette",
-                "The inflation baseline: extrude the outline seen in the image, exact outline, no hidden parts")])
+    reconstruct_method: bpy.props.EnumProperty(name="Method", default="auto", items=RECONSTRUCT_METHODS)
     placement: bpy.props.EnumProperty(
         name="Place", default="CURSOR",
         items=[("CURSOR", "At 3D Cursor", "Stand the result on the 3D cursor at the target size"),
@@ -57,6 +59,12 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
     batch_text: bpy.props.PointerProperty(name="Text", type=bpy.types.Text)
     batch_file: bpy.props.StringProperty(name="File", subtype="FILE_PATH")
     batch_folder: bpy.props.StringProperty(name="Folder", subtype="DIR_PATH")
+    batch_method: bpy.props.EnumProperty(
+        name="Method", default="auto", items=RECONSTRUCT_METHODS,
+        description="How each image of a folder batch is reconstructed")
+    batch_quality: bpy.props.EnumProperty(
+        name="Quality", default="default", items=preferences.QUALITIES,
+        description="Quality of every job of the batch")
     batch_placement: bpy.props.EnumProperty(
         name="Place", default="GRID",
         items=[("GRID", "Grid at Cursor", "Lay results out on a grid around the 3D cursor"),
