@@ -46,7 +46,11 @@ def test_full_lifecycle_accepted_progress_preview_result(tracker):
     tracker.handle(protocol.progress(job.id, "refine", 0.25, "step 5", eta_s=30.0))
     assert job.state == JobState.RUNNING and job.stage == "refine" and job.fraction == 0.25
     tracker.clock.t += 10
-    assert job.eta(tracker.clock()) == pytest.approx(20.0)
+    assert job.eta(tracker.clock()) == pytest.approx(20.0) and job.eta_text(tracker.clock()) == "20 s left"
+    tracker.clock.t += 25                  # the estimate was too low: no frozen "0 s left"
+    assert job.eta_text(tracker.clock()) == "finishing…"
+    tracker.handle(protocol.progress(job.id, "mesh", 0.8, "", eta_s=4.0))
+    assert job.eta_text(tracker.clock()) == "4 s left"
     events = tracker.handle(protocol.preview_mesh(job.id, tetra(), step=1))
     assert [e.kind for e in events] == ["preview"]
     events = tracker.handle(protocol.result(job.id, tetra(), {"seed": 3, "backend_version": "0.1.0"}))

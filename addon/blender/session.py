@@ -251,11 +251,10 @@ class Session:
             items.add()
         batches = self.tracker.batches
         for item, job in zip(items, shown):
-            eta = job.eta(now)
             item.job_id, item.label, item.state = job.id, job.label, job.state.value
             item.detail = job.describe()
             item.progress = job.fraction
-            item.eta = f"{eta:.0f} s left" if eta is not None else ""
+            item.eta = job.eta_text(now)
             item.batch = batches[job.batch].name if job.batch in batches else ""
             item.can_cancel = not job.final and job.state not in (JobState.IMPORTING, JobState.HELD)
             item.can_retry = job.retryable

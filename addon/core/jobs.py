@@ -121,6 +121,14 @@ class JobRecord:
             return None
         return max(0.0, self.eta_s - (now - self.eta_at))
 
+    def eta_text(self, now: float) -> str:
+        """For the job list: the seconds left; "finishing…" once the backend's estimate has run out
+        (it was too low, and a "0 s left" that stays for seconds reads as a hang); "" without one."""
+        eta = self.eta(now)
+        if eta is None:
+            return ""
+        return f"{eta:.0f} s left" if eta >= 0.5 else "finishing…"
+
     def describe(self) -> str:
         """One line for the job list and reports."""
         if self.state in (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED) and self.error_message:
