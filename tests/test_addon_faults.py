@@ -127,6 +127,15 @@ def test_backend_that_cannot_start_is_reported_with_its_reason(tmp_path):
     assert "could not start" in job.error_message and "exited with code 3" in job.error_message
     status = env.session().status()
     assert status.state == "failed" and "No module named torch" in status.text
+    # Python's own wording of a missing module becomes one sentence naming the interpreter and the fix
+    broken.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+                      "echo \"ModuleNotFoundError: No module named 'zmq'\" >&2\nexit 1\n")
+    env.use_backend(broken)
+    job = submit_text("a chair")
+    env.pump(lambda: job.final, timeout=20)
+    status = env.session().status()
+    assert f"{broken} has no module 'zmq'" in status.text and "press Check" in status.text
+    assert "Traceback" not in status.text
     missing = tmp_path / "nothing-here"
     env.use_backend(missing)
     with pytest.raises(RuntimeError, match="backend Python .* does not exist"):

@@ -97,7 +97,10 @@ def test_a_backend_that_dies_before_listening_is_not_restarted():
     launcher.last.exit(1, "ModuleNotFoundError: No module named 'torch'")
     events = sup.tick()
     assert [e.kind for e in events] == ["died", "gave_up"]
-    assert "could not start" in sup.problem and "No module named 'torch'" in sup.problem
+    assert "No module named 'torch'" in events[0].text                 # the details, for the message list
+    # the status line: one sentence with the interpreter, the module and the fix, no traceback
+    assert sup.problem == events[1].text and "\n" not in sup.problem and "Traceback" not in sup.problem
+    assert f"{sup.config.python} has no module 'torch'" in sup.problem and "press Check" in sup.problem
     clock.advance(100)
     assert sup.tick() == [] and len(launcher.processes) == 1
 

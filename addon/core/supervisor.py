@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -352,7 +353,8 @@ class BackendSupervisor:
             # restart would only repeat. Say so at once instead of retrying for half a minute.
             self.state = BackendState.GAVE_UP
             self.next_start = None
-            self.problem = f"the backend could not start: {why}"
+            self.problem = (_missing_module_text(self.config.python, instance.handle.output_tail())
+                            or f"the backend could not start: {why}")
             return events + [SupervisorEvent("gave_up", instance.generation, self.problem)]
         if self.restarts >= self.config.max_restarts:
             self.state = BackendState.GAVE_UP
@@ -366,6 +368,21 @@ class BackendSupervisor:
         self.state = BackendState.BACKOFF
         self.next_start = self._clock() + delay
         return events
+
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+
+
+def _missing_module_text(python: str, tail: str) -> str | None:
+    """The usual start failure — a Python that is not the backend's environment — in one sentence
+    with its fix, instead of the last lines of a traceback (which the died event still carries)."""
+    missing = _MISSING_MODULE.findall(tail)
+    if not missing:
+        return None
+    module = missing[-1].split(".")[0]
+    return (f"the backend Python {python} has no module '{module}': it is not the backend's environment. "
+            "In Preferences → Add-ons → Stepstone, set Backend Python to that environment's python "
+            "(.venv made by scripts/bootstrap.sh) and press Check")
 
 
 def _tail_text(tail: str, lines: int = 6) -> str:
