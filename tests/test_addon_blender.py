@@ -6,6 +6,7 @@ prompts, painted copies of a stylized mesh — so every workflow, including the 
 pipelines do not exist yet, is driven end to end through operators, the protocol and the timer.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,24 @@ def test_text_to_shape_records_prompt_seed_and_history():
     settings.prompt = "   "
     with pytest.raises(RuntimeError, match="Type a prompt first"):
         bpy.ops.stepstone.text_to_shape()
+
+
+def test_the_panel_is_redrawn_when_only_the_backend_status_changes():
+    """Issue 20, finding 7: after the last job ended the status line kept "busy" for seconds."""
+    bpy.context.scene.stepstone.prompt = "a box"
+    run(bpy.ops.stepstone.text_to_shape)
+    session = env.session()
+    session.tick()
+    assert not session.ui_is_stale(time.monotonic())
+    shown = session.status()
+    # a later pong says the backend is idle: no job changed, only the status line
+    session.status = lambda: type(shown)("connected", "connected · cpu · v0.1.0", shown.server)
+    try:
+        assert session.ui_is_stale(time.monotonic())
+        session.tick()
+        assert not session.ui_is_stale(time.monotonic())
+    finally:
+        del session.status
 
 
 def test_vertex_colour_results_get_a_colour_attribute_material():

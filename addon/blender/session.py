@@ -64,6 +64,7 @@ class Session:
         self._settings_dirty = False
         self._synced_version = -1
         self._synced_at = 0.0
+        self._synced_status = ""
 
     # ------------------------------------------------------------------------------ backend
     def get_link(self) -> BackendLink:
@@ -236,9 +237,16 @@ class Session:
         self.notify("INFO" if result.ok else "ERROR", f"backend check: {result.summary}")
 
     # ------------------------------------------------------------------------------ UI mirror
+    def ui_is_stale(self, now: float) -> bool:
+        """The sidebar shows the jobs and the backend's status line: redraw when either changed.
+        (After the last job ends only the status changes; the panel kept "busy: 1 running" until
+        the mouse moved over it.)"""
+        return (self.tracker.version != self._synced_version or self.status().text != self._synced_status
+                or (bool(self.tracker.active()) and now - self._synced_at > 1.0))
+
     def _sync_ui(self) -> None:
         now = time.monotonic()
-        if self.tracker.version == self._synced_version and not (self.tracker.active() and now - self._synced_at > 1.0):
+        if not self.ui_is_stale(now):
             return
         wm = bpy.context.window_manager
         if wm is None:
@@ -259,7 +267,7 @@ class Session:
             item.can_cancel = not job.final and job.state not in (JobState.IMPORTING, JobState.HELD)
             item.can_retry = job.retryable
             item.held = job.state == JobState.HELD
-        self._synced_version, self._synced_at = self.tracker.version, now
+        self._synced_version, self._synced_at, self._synced_status = self.tracker.version, now, self.status().text
         for window in wm.windows:
             for area in window.screen.areas:
                 if area.type in ("VIEW_3D", "IMAGE_EDITOR"):
