@@ -156,7 +156,7 @@ class JobEngine:
         with self._lock:
             return sorted(self._unavailable)
 
-    def _record_availability(self, task: str, reason: str | None) -> str | None:
+    def _record_availability(self, task: str, reason: str | None) -> None:
         with self._lock:
             if reason is None:
                 self._unavailable.pop(task, None)
@@ -164,7 +164,6 @@ class JobEngine:
             else:
                 self._unavailable[task] = reason
                 self._available.discard(task)
-        return reason
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel everything; running jobs get the usual grace, then their processes are killed."""

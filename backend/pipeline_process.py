@@ -200,8 +200,6 @@ def _run(conn: Connection, cancel, pipeline, device: str, job_id: str, task: str
 
 
 def _release_cuda_cache() -> None:
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

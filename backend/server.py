@@ -215,7 +215,7 @@ class Server:
                                                 message.job, "rejected"))
 
     def _on_cancel(self, identity: bytes, message: Message) -> None:
-        self._owned_job(identity, message)
+        self._check_owner(self.engine.get(message.job), identity, message)
         job = self.engine.cancel(message.job)
         self._send(identity, self._status_message(job))
 
@@ -224,7 +224,7 @@ class Server:
         if job is None:
             self._send(identity, protocol.job_status(message.job, "unknown"))
             return
-        self._owned_job(identity, message)
+        self._check_owner(job, identity, message)
         if message.get("resend"):
             # A reconnected client (a new identity with the job's token) takes the job back: later
             # messages go to it, and it gets the final message again if the job ended meanwhile.
@@ -237,9 +237,9 @@ class Server:
                 self._send(identity, protocol.error(ErrorCode(job.error["code"]), job.error["message"], job.id,
                                                     job.state))
 
-    def _owned_job(self, identity: bytes, message: Message) -> None:
+    @staticmethod
+    def _check_owner(job: Job | None, identity: bytes, message: Message) -> None:
         """Only the client that submitted a job, or one holding its token, may ask about it or cancel it."""
-        job = self.engine.get(message.job)
         if job is not None and not job.is_owned_by(identity, message.get("token")):
             raise EngineError(ErrorCode.NOT_OWNER, f"job {message.job!r} belongs to another client; "
                                                    "send the token its 'accepted' message carried")

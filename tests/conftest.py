@@ -31,6 +31,15 @@ def png_bytes(width: int = 64, height: int = 48, mode: str = "RGBA") -> bytes:
     return buffer.getvalue()
 
 
+def process_running(pid: int) -> bool:
+    """True while ``pid`` runs (Linux /proc). A killed child stays a zombie until its parent reaps
+    it: that is not a running process."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.fixture
 def torch_one_thread():
     """One torch thread for the test: on two shared, busy cores a second OpenMP thread only adds

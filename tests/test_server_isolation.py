@@ -1,25 +1,12 @@
 """Reliability findings 2-4, 6 and 8 against a real server: pipelines in their own process, jobs
 owned by their client, restarts detectable. Each test failed on the in-process engine."""
 
-import os
 import time
 
 from backend import protocol
 from backend.config import ServiceLimits
-from conftest import png_bytes
+from conftest import png_bytes, process_running
 from doubles import GilHoldingPipeline, PidReportingPipeline, SlowPipeline, StepPipeline, registry_with
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a killed child stays a zombie until reaped: that is not a running process
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def started_pid(client, job: str) -> int:
@@ -54,7 +41,7 @@ def test_cancel_inside_a_step_without_check_point_kills_the_process_within_a_sec
     client.send(protocol.cancel("hog"))
     final = client.wait_for(lambda m: m.job == "hog" and m.type == "error", 5)
     assert final.get("state") == "cancelled" and time.monotonic() - sent < 1.5
-    assert not pid_alive(pid)                                          # its CPU is free
+    assert not process_running(pid)                                          # its CPU is free
     # a fresh process took over: the next job runs and finishes
     assert client.run_job(protocol.submit_reconstruct("next", [png_bytes()], {"timeout_s": 60}), 60).get(
         "metadata")["pid"] > 0
@@ -71,7 +58,7 @@ def test_a_pipeline_that_stops_when_asked_keeps_its_warm_process(run_server, cli
     client.send(protocol.submit_reconstruct("again", [png_bytes()], {"timeout_s": 0.5}))
     assert started_pid(client, "again") == pid
     assert client.wait_for(lambda m: m.job == "again" and m.type == "error", 10).get("state") == "timed_out"
-    assert pid_alive(pid)
+    assert process_running(pid)
 
 
 def test_timeout_of_a_step_without_check_point_kills_its_process(run_server, client_for):
@@ -80,7 +67,7 @@ def test_timeout_of_a_step_without_check_point_kills_its_process(run_server, cli
     client.send(protocol.submit_reconstruct("hog", [png_bytes()], {"timeout_s": 1.0}))
     pid = started_pid(client, "hog")
     final = client.wait_for(lambda m: m.job == "hog" and m.type == "error", 10)
-    assert final.get("state") == "timed_out" and not pid_alive(pid)
+    assert final.get("state") == "timed_out" and not process_running(pid)
     # the job had passed its deadline while its process still had seconds of work in hand
     assert final.get("code") == "TIMED_OUT"
 

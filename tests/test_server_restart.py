@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend import protocol
-from conftest import png_bytes
+from conftest import png_bytes, process_running
 
 SERVE = Path(__file__).resolve().parent / "addon_support" / "serve_doubles.py"
 
@@ -45,13 +45,6 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def running(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_takes_the_pipeline_process_along_and_the_client_reports_the_job_lost(client_for):
     port = free_port()
@@ -66,9 +59,9 @@ def test_kill_9_takes_the_pipeline_process_along_and_the_client_reports_the_job_
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         deadline = time.monotonic() + 5
-        while any(running(pid) for pid in pipelines) and time.monotonic() < deadline:
+        while any(process_running(pid) for pid in pipelines) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(running(pid) for pid in pipelines), "the pipeline process outlived its server"
+        assert not any(process_running(pid) for pid in pipelines), "the pipeline process outlived its server"
         second = start_backend(port)
         restarted = time.monotonic()
         final = client.wait_for(lambda m: m.job == "doomed" and m.type in ("error", "result"), 30)
