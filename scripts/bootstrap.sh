@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or refresh the project environment in .venv (idempotent; re-installs when pyproject.toml changes).
+# Create or refresh the project environment in .venv (idempotent; re-installs when pyproject.toml or
+# backend/requirements.txt changes).
 # Usage: scripts/bootstrap.sh   (called by scripts/demo and scripts/test; rarely needed by hand)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ find_python() {
   return 1
 }
 
-want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+want="$(cat "$root/pyproject.toml" "$root/backend/requirements.txt" | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -100,7 +100,7 @@ def test_a_backend_that_dies_before_listening_is_not_restarted():
     assert "No module named 'torch'" in events[0].text                 # the details, for the message list
     # the status line: one sentence with the interpreter, the module and the fix, no traceback
     assert sup.problem == events[1].text and "\n" not in sup.problem and "Traceback" not in sup.problem
-    assert f"{sup.config.python} has no module 'torch'" in sup.problem and "press Check" in sup.problem
+    assert f"{sup.config.python} has no module 'torch'" in sup.problem and "Install Backend" in sup.problem
     clock.advance(100)
     assert sup.tick() == [] and len(launcher.processes) == 1
 

@@ -1,6 +1,8 @@
-"""The preferences' "Check" button: run ``python -m backend info --json`` without blocking Blender.
+"""The preferences' "Check" button, without blocking Blender.
 
-The check runs as a child process; ``poll()`` is called from the timer until it has an answer.
+First the pre-flight check the supervisor runs before every start (``python -m backend.preflight``:
+is this the backend's environment?), then ``python -m backend info --json`` (versions, CUDA,
+pipelines). Both run as child processes; ``poll()`` is called from the timer until there is an answer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import preflight
 from .supervisor import LocalBackendConfig, ProcessLauncher, SubprocessLauncher, SupervisorError
 
 
@@ -35,19 +38,24 @@ def summarize(info: dict[str, Any]) -> CheckResult:
 class InterpreterCheck:
     def __init__(self, python: str, backend_root: Path, launcher: ProcessLauncher | None = None,
                  timeout_s: float = 120.0, clock=time.monotonic):
-        config = LocalBackendConfig(python=python, backend_root=Path(backend_root))
+        self._config = LocalBackendConfig(python=python, backend_root=Path(backend_root))
+        self._launcher = launcher or SubprocessLauncher()
         self._clock = clock
         self._started = clock()
         self._timeout_s = timeout_s
         self._lines: list[str] = []
+        self._stage = "preflight"
         self.result: CheckResult | None = None
         self._handle = None
         try:
-            config.check()
-            self._handle = (launcher or SubprocessLauncher()).launch(
-                [python, "-m", "backend", "info", "--json"], config.backend_root, config.env())
+            self._config.check()
+            self._launch(preflight.argv(python))
         except SupervisorError as exc:
             self.result = CheckResult(False, str(exc))
+
+    def _launch(self, argv: list[str]) -> None:
+        self._lines = []
+        self._handle = self._launcher.launch(argv, self._config.backend_root, self._config.env())
 
     def poll(self) -> CheckResult | None:
         """The result once the check has finished; None while it runs."""
@@ -61,6 +69,17 @@ class InterpreterCheck:
                 self.result = CheckResult(False, f"no answer from the interpreter within {self._timeout_s:g} s")
             return self.result
         self._lines += self._handle.read_lines()
+        python = self._config.python
+        if self._stage == "preflight":
+            report = preflight.parse(self._lines)
+            problem = (preflight.explain(report, python) if report is not None
+                       else preflight.failed_to_run(python, code, self._handle.output_tail()))
+            if problem:
+                self.result = CheckResult(False, problem, report)
+            else:
+                self._stage = "info"
+                self._launch([python, "-m", "backend", "info", "--json"])
+            return self.result
         info = None
         for line in reversed(self._lines):
             try:

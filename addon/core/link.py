@@ -298,6 +298,8 @@ class BackendLink:
                 return LinkStatus("stopped", self._problem or "not running (starts with the first job)")
             if sup.state == BackendState.STOPPING:
                 return LinkStatus("stopped", "stopping…")
+            if sup.state == BackendState.CHECKING:
+                return LinkStatus("starting", "checking the backend Python…")
             if sup.state == BackendState.STARTING:
                 return LinkStatus("starting", "starting the local backend…")
             if sup.state == BackendState.BACKOFF:

@@ -22,6 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from . import preflight
+
 READY_PREFIX = "STEPSTONE READY "
 
 
@@ -165,6 +167,9 @@ class LocalBackendConfig:
     """How long a stopping backend may take before it is killed."""
     log_file: Path | None = None
     """The backend's output is appended here (under the extension's user folder in Blender)."""
+    preflight: bool = True
+    """Check the interpreter against backend/requirements.txt before its first start."""
+    preflight_timeout_s: float = 30.0
 
     def argv(self) -> list[str]:
         return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -201,6 +206,8 @@ def default_backend_python(root: Path) -> str:
 # ------------------------------------------------------------------------------------ state machine
 class BackendState(str, Enum):
     STOPPED = "stopped"
+    CHECKING = "checking"
+    """The pre-flight check of the interpreter runs (before the first start)."""
     STARTING = "starting"
     READY = "ready"
     BACKOFF = "backoff"
@@ -242,6 +249,11 @@ class BackendSupervisor:
         """Why the backend is not running (last exit, start failure), for the status line."""
         self.next_start: float | None = None
         self._instance: _Instance | None = None
+        self._check: _Instance | None = None
+        self._checked_python: str | None = None
+        """The interpreter that passed the pre-flight check; restarts after a crash skip it."""
+        self._events: list[SupervisorEvent] = []
+        """Events that happened outside ``tick`` (a check answered at once), for the next tick."""
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -254,7 +266,7 @@ class BackendSupervisor:
 
     def start(self) -> None:
         """Start now (also after giving up: a user's explicit start resets the restart count)."""
-        if self.state in (BackendState.STARTING, BackendState.READY):
+        if self.state in (BackendState.CHECKING, BackendState.STARTING, BackendState.READY):
             return
         if self.state == BackendState.STOPPING and self._instance is not None:
             self._instance.handle.kill()  # a user's start wins over a stop still in progress
@@ -265,12 +277,47 @@ class BackendSupervisor:
 
     def _launch(self) -> None:
         self.config.check()
+        self.next_start = None
+        if self.config.preflight and self._checked_python != self.config.python:
+            handle = self._launcher.launch(preflight.argv(self.config.python), self.config.backend_root,
+                                           self.config.env())
+            self._check = _Instance(handle, self.generation, self._clock())
+            self.state = BackendState.CHECKING
+            self._events += self._advance_check()
+            return
+        self._launch_serve()
+
+    def _launch_serve(self) -> None:
         handle = self._launcher.launch(self.config.argv(), self.config.backend_root, self.config.env(),
                                        log_file=self.config.log_file)
         self.generation += 1
         self._instance = _Instance(handle, self.generation, self._clock())
         self.state = BackendState.STARTING
-        self.next_start = None
+
+    def _advance_check(self) -> list[SupervisorEvent]:
+        check, python = self._check, self.config.python
+        if check is None:
+            return []
+        check.log += check.handle.read_lines()
+        code = check.handle.poll()
+        if code is None:
+            if self._clock() - check.started <= self.config.preflight_timeout_s:
+                return []
+            check.handle.kill()
+            problem = (f"the backend Python {python} did not answer the pre-flight check within "
+                       f"{self.config.preflight_timeout_s:g} s: {preflight.FIX}")
+        else:
+            check.log += check.handle.read_lines()
+            report = preflight.parse(check.log)
+            problem = (preflight.explain(report, python) if report is not None
+                       else preflight.failed_to_run(python, code, check.handle.output_tail()))
+        self._check = None
+        if problem is None:
+            self._checked_python = python
+            self._launch_serve()
+            return []
+        self.state, self.problem = BackendState.GAVE_UP, problem
+        return [SupervisorEvent("gave_up", self.generation, problem)]
 
     def stop(self, wait_s: float = 0.0) -> None:
         """Ask the backend to exit; it is killed if it has not after ``stop_timeout_s``.
@@ -278,6 +325,9 @@ class BackendSupervisor:
         With ``wait_s`` > 0 (unregister, quit) this waits for it, then kills it."""
         instance = self._instance
         self.next_start = None
+        if self._check is not None:
+            self._check.handle.kill()
+            self._check = None
         if instance is None:
             self.state = BackendState.STOPPED
             return
@@ -304,6 +354,7 @@ class BackendSupervisor:
 
     # ------------------------------------------------------------------------------ ticking
     def tick(self) -> list[SupervisorEvent]:
+        events, self._events = self._events + self._advance_check(), []
         now = self._clock()
         instance = self._instance
         if self.state == BackendState.BACKOFF and self.next_start is not None and now >= self.next_start:
@@ -311,19 +362,19 @@ class BackendSupervisor:
                 self._launch()
             except SupervisorError as exc:
                 self.state, self.problem = BackendState.GAVE_UP, str(exc)
-                return [SupervisorEvent("gave_up", self.generation, str(exc))]
-            return []
+                return events + [SupervisorEvent("gave_up", self.generation, str(exc))]
+            events, self._events = events + self._events, []
+            return events
         if instance is None:
-            return []
+            return events
         if self.state == BackendState.STOPPING:
             if instance.handle.poll() is not None:
                 self._instance = None
                 self.state = BackendState.STOPPED
-                return [SupervisorEvent("stopped", instance.generation, "stopped")]
+                return events + [SupervisorEvent("stopped", instance.generation, "stopped")]
             if instance.stop_deadline is not None and now > instance.stop_deadline:
                 instance.handle.kill()
-            return []
-        events: list[SupervisorEvent] = []
+            return events
         for line in instance.handle.read_lines():
             instance.log.append(line)
             if line.startswith(READY_PREFIX) and instance.address is None:
@@ -380,9 +431,7 @@ def _missing_module_text(python: str, tail: str) -> str | None:
     if not missing:
         return None
     module = missing[-1].split(".")[0]
-    return (f"the backend Python {python} has no module '{module}': it is not the backend's environment. "
-            "In Preferences → Add-ons → Stepstone, set Backend Python to that environment's python "
-            "(.venv made by scripts/bootstrap.sh) and press Check")
+    return f"the backend Python {python} has no module '{module}': {preflight.FIX}"
 
 
 def _tail_text(tail: str, lines: int = 6) -> str:

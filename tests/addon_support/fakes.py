@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -56,12 +57,31 @@ class FakeProcess:
             self.code = -9
 
 
+PREFLIGHT_OK = {"ok": True, "python": "3.11.7", "python_ok": True, "missing": [], "other_versions": []}
+
+
 class FakeLauncher:
+    """Backend processes the test drives by hand. The pre-flight check answers at once with
+    ``preflight_report`` (None: it prints nothing and exits with ``preflight_exit``); its processes
+    are kept apart in ``preflights`` so ``processes``/``last`` are the backends."""
+
     def __init__(self):
         self.processes: list[FakeProcess] = []
         self.calls: list[tuple[list[str], Path, dict]] = []
+        self.preflights: list[FakeProcess] = []
+        self.preflight_report: dict | None = dict(PREFLIGHT_OK)
+        self.preflight_exit = 0
+        self.preflight_answers = True
 
     def launch(self, argv, cwd, env, log_file=None):
+        if "backend.preflight" in argv:
+            check = FakeProcess(argv)
+            if self.preflight_answers:
+                check.pending = [json.dumps(self.preflight_report)] if self.preflight_report is not None else []
+                check.code = self.preflight_exit if self.preflight_report is None else (
+                    0 if self.preflight_report["ok"] else 1)
+            self.preflights.append(check)
+            return check
         self.calls.append((argv, cwd, env))
         process = FakeProcess(argv)
         self.processes.append(process)
