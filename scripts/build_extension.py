@@ -9,7 +9,11 @@
 3. Builds the zip with Blender's own extension builder (``blender_ext.py build`` from the bpy
    module, the code behind ``blender --command extension build``), which validates the manifest
    and applies ``paths_exclude_pattern``.
-4. Opens the zip and checks it: manifest version, every listed wheel inside, the add-on and the
+4. Moves every member into one top-level folder named by the extension id. Blender 4.2+ installs
+   such a zip the same way (one folder holding the manifest), and an older Blender's legacy add-on
+   installer then finds an add-on it can list and refuse clearly ("needs Blender 4.2"), instead of
+   a zip it cannot use.
+5. Opens the zip and checks it: manifest version, every listed wheel inside, the add-on and the
    backend's serving code inside (protocol, client, server, the pipelines with the ``reconstruct``
    package, the one mesh-finishing path), no tests/scripts/docs and no training code
    (``backend/train``, ``backend/data``: serving never imports it, tests/test_package_boundary.py).
@@ -120,14 +124,35 @@ def build_zip(root: Path, output_dir: Path) -> Path:
                            "--output-filepath", str(output)], capture_output=True, text=True)
     if done.returncode != 0 or not output.is_file():
         raise BuildError(f"Blender's extension builder failed:\n{(done.stdout + done.stderr).strip()[-3000:]}")
+    nest_in_folder(output, manifest["id"])
     return output
+
+
+def nest_in_folder(path: Path, folder: str) -> None:
+    """Rewrite the zip with every member under ``folder/`` (dates and compression kept)."""
+    nested = path.with_suffix(".nesting")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(nested, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            moved = zipfile.ZipInfo(f"{folder}/{info.filename}", date_time=info.date_time)
+            moved.compress_type, moved.external_attr = info.compress_type, info.external_attr
+            target.writestr(moved, source.read(info))
+    nested.replace(path)
+
+
+def _top_folder(names: list[str]) -> str:
+    """``stepstone/`` when every member sits in that one folder, else ""."""
+    tops = {name.split("/", 1)[0] for name in names}
+    return f"{tops.pop()}/" if len(tops) == 1 and all("/" in name for name in names) else ""
 
 
 def check_zip(path: Path, root: Path = ROOT) -> list[str]:
     """The zip's members, after checking what must and must not be inside."""
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode("utf-8"))
+        top = _top_folder(archive.namelist())
+        names = [name.removeprefix(top) for name in archive.namelist()]
+        if "blender_manifest.toml" not in names:
+            raise BuildError(f"{path.name} has no blender_manifest.toml at its top or in one folder")
+        manifest = tomllib.loads(archive.read(top + "blender_manifest.toml").decode("utf-8"))
     check_version(manifest, root)
     missing = [m for m in REQUIRED_MEMBERS if m not in names]
     missing += [w.removeprefix("./") for w in manifest.get("wheels", []) if w.removeprefix("./") not in names]

@@ -505,10 +505,37 @@ class STEPSTONE_OT_check_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# ------------------------------------------------------------------------------------ messages
+class STEPSTONE_OT_dismiss_notice(bpy.types.Operator):
+    """Remove this message from the sidebar (it stays in the system console)"""
+
+    bl_idname = "stepstone.dismiss_notice"
+    bl_label = "Dismiss Message"
+    bl_options = {"INTERNAL"}
+
+    notice_id: bpy.props.IntProperty(options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        # A message can be gone already (the backend came back and cleared it): nothing to do then.
+        return {"FINISHED"} if get_session().dismiss_notice(self.notice_id) else {"CANCELLED"}
+
+
+class STEPSTONE_OT_clear_notices(bpy.types.Operator):
+    """Remove every message from the sidebar (they stay in the system console)"""
+
+    bl_idname = "stepstone.clear_notices"
+    bl_label = "Clear Messages"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        get_session().clear_notices()
+        return {"FINISHED"}
+
+
 CLASSES = (
     STEPSTONE_OT_reconstruct_selected, STEPSTONE_OT_reconstruct_image_editor, STEPSTONE_OT_reconstruct_files,
     STEPSTONE_OT_text_to_shape, STEPSTONE_OT_use_prompt, STEPSTONE_OT_stylize_selected, STEPSTONE_OT_batch,
     STEPSTONE_OT_cancel_job, STEPSTONE_OT_retry_job, STEPSTONE_OT_place_held, STEPSTONE_OT_cancel_batch,
     STEPSTONE_OT_retry_failed, STEPSTONE_OT_clear_finished, STEPSTONE_OT_start_backend, STEPSTONE_OT_stop_backend,
-    STEPSTONE_OT_check_backend,
+    STEPSTONE_OT_check_backend, STEPSTONE_OT_dismiss_notice, STEPSTONE_OT_clear_notices,
 )

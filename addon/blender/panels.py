@@ -1,9 +1,16 @@
-"""Panels: the "Stepstone" tab of the 3D Viewport sidebar, and a smaller one in the Image Editor."""
+"""Panels: the "Stepstone" tab of the 3D Viewport sidebar, and a smaller one in the Image Editor.
+
+Every message (status, notices, job details, batch failures) is drawn wrapped to the sidebar's
+width: a single label that does not fit is cut in its middle by Blender, where the reason usually is.
+"""
 
 from __future__ import annotations
 
+import collections
+
 import bpy
 
+from ..core.text_layout import DEFAULT_REGION_WIDTH_PX, wrap_lines
 from . import image_sources, preferences
 from .session import get_session
 
@@ -12,15 +19,45 @@ STATUS_ICONS = {"connected": "CHECKMARK", "busy": "SORTTIME", "starting": "TIME"
 STATE_ICONS = {"waiting": "TIME", "sent": "EXPORT", "queued": "SORTTIME", "running": "PLAY",
                "importing": "IMPORT", "held": "PINNED", "done": "CHECKMARK", "failed": "ERROR",
                "cancelled": "X", "timed_out": "TIME"}
+NOTICE_ICONS = {"ERROR": "ERROR", "WARNING": "INFO"}
+SHOWN_NOTICES = 3
+NOTICE_MAX_LINES = 8
+"""A traceback would fill the sidebar; the whole text is in the system console (``notify`` prints it)."""
+DISMISS_PX = 24
+"""The ✕ beside a notice takes this much of its line."""
+SUMMARY_GROUPS = {"waiting": "queued", "sent": "queued", "queued": "queued", "running": "running",
+                  "importing": "running", "held": "kept", "failed": "failed", "timed_out": "failed"}
 
 
-def draw_status(layout, compact: bool = False) -> None:
+def region_width(context) -> tuple[float, float]:
+    """The drawn region's width and the UI scale (a default sidebar when there is no region)."""
+    region = getattr(context, "region", None)
+    width = getattr(region, "width", 0) or DEFAULT_REGION_WIDTH_PX
+    prefs = getattr(context, "preferences", None)
+    return width, (prefs.view.ui_scale if prefs is not None else 1.0)
+
+
+def draw_wrapped(layout, context, text: str, icon: str = "NONE", alert: bool = False, *,
+                 reserved_px: float = 0.0, max_lines: int | None = None) -> int:
+    """``text`` as labels that fit the region: the first with ``icon``, the rest indented under it.
+    Returns the number of labels drawn."""
+    lines = wrap_lines(text, *region_width(context), reserved_px=reserved_px)
+    if max_lines is not None and len(lines) > max_lines:
+        hidden = len(lines) - max_lines + 1
+        lines = lines[:max_lines - 1] + [f"… {hidden} more lines in the console"]
+    col = layout.column(align=True)
+    col.alert = alert
+    for index, line in enumerate(lines):
+        col.label(text=line, icon=icon if index == 0 or icon == "NONE" else "BLANK1")
+    return len(lines)
+
+
+def draw_status(layout, context, compact: bool = False) -> None:
     session = get_session()
     status = session.status()
     box = layout.box()
-    row = box.row()
-    row.alert = status.state in ("unreachable", "failed")
-    row.label(text=f"Backend: {status.text}", icon=STATUS_ICONS.get(status.state, "QUESTION"))
+    draw_wrapped(box, context, f"Backend: {status.text}", STATUS_ICONS.get(status.state, "QUESTION"),
+                 alert=status.state in ("unreachable", "failed"))
     if compact:
         return
     row = box.row(align=True)
@@ -29,20 +66,48 @@ def draw_status(layout, compact: bool = False) -> None:
     else:
         row.operator("stepstone.start_backend", text="Restart", icon="FILE_REFRESH")
         row.operator("stepstone.stop_backend", text="Stop", icon="PAUSE")
-    for notice in list(session.notices)[-3:]:
-        line = box.row()
-        line.alert = notice.level == "ERROR"
-        line.label(text=notice.text.splitlines()[0], icon={"ERROR": "ERROR", "WARNING": "INFO"}.get(notice.level, "DOT"))
+    draw_notices(box, context, list(session.notices))
 
 
-def pipeline_note(layout, task: str) -> None:
+def draw_notices(layout, context, notices: list) -> None:
+    """The newest messages, each with a ✕; older ones are counted, and Clear drops them all."""
+    for notice in notices[-SHOWN_NOTICES:]:
+        row = layout.row()
+        draw_wrapped(row, context, notice.text, NOTICE_ICONS.get(notice.level, "DOT"), alert=notice.level == "ERROR",
+                     reserved_px=DISMISS_PX, max_lines=NOTICE_MAX_LINES)
+        row.operator("stepstone.dismiss_notice", text="", icon="X", emboss=False).notice_id = notice.id
+    if notices:
+        row = layout.row()
+        older = len(notices) - SHOWN_NOTICES
+        if older > 0:
+            row.label(text=f"{older} older")
+        row.operator("stepstone.clear_notices", text="Clear Messages", icon="TRASH")
+
+
+def pipeline_note(layout, context, task: str) -> None:
     """Say up front when the connected backend cannot run ``task`` (and why)."""
     info = get_session().server_info() or {}
     state = (info.get("pipelines") or {}).get(task)
     if info and state is None:
-        layout.label(text=f"This backend has no {task} pipeline", icon="ERROR")
+        draw_wrapped(layout, context, f"This backend has no {task} pipeline", "ERROR")
     elif state not in (None, "available"):
-        layout.label(text=f"Unavailable: {state}", icon="ERROR")
+        draw_wrapped(layout, context, f"Unavailable: {state}", "ERROR")
+
+
+def progress_text(eta: str, detail: str) -> str:
+    """The ETA first: Blender cuts a bar's text that does not fit in its middle, keeping the start."""
+    return " · ".join(part for part in (eta, detail) if part)
+
+
+def jobs_summary(items) -> str:
+    """One line for the main panel, so running and failed jobs show without scrolling to the list."""
+    counts = collections.Counter(SUMMARY_GROUPS[item.state] for item in items if item.state in SUMMARY_GROUPS)
+    if not counts:
+        return ""
+    eta = next((item.eta for item in items if item.state == "running" and item.eta), "")
+    parts = [f"{counts[group]} {group}" + (f" ({eta})" if group == "running" and eta else "")
+             for group in ("running", "queued", "kept", "failed") if counts[group]]
+    return "Jobs: " + " · ".join(parts)
 
 
 def draw_placement(layout, context) -> None:
@@ -64,9 +129,9 @@ class STEPSTONE_UL_jobs(bpy.types.UIList):
         if item.held:
             row.operator("stepstone.place_held", text="", icon="IMPORT").job_id = item.job_id
         if item.state in ("running", "queued", "sent", "importing"):
-            text = item.detail + (f" · {item.eta}" if item.eta else "")
-            col.progress(factor=item.progress, type="BAR", text=text)
+            col.progress(factor=item.progress, type="BAR", text=progress_text(item.eta, item.detail))
         else:
+            # One line here (the list is narrow); the active job's full text is drawn under the list.
             line = col.row()
             line.alert = item.state in ("failed", "timed_out")
             line.label(text=(f"[{item.batch}] " if item.batch else "") + item.detail)
@@ -82,7 +147,10 @@ class STEPSTONE_PT_main(_StepstonePanel, bpy.types.Panel):
     bl_label = "Stepstone"
 
     def draw(self, context):
-        draw_status(self.layout)
+        draw_status(self.layout, context)
+        summary = jobs_summary(context.window_manager.stepstone_jobs)
+        if summary:
+            draw_wrapped(self.layout, context, summary, "SORTTIME")
 
 
 class STEPSTONE_PT_reconstruct(_StepstonePanel, bpy.types.Panel):
@@ -92,7 +160,7 @@ class STEPSTONE_PT_reconstruct(_StepstonePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.stepstone
-        pipeline_note(layout, "reconstruct")
+        pipeline_note(layout, context, "reconstruct")
         count = len(image_sources.selected_image_empties(context))
         col = layout.column(align=True)
         col.operator("stepstone.reconstruct_selected", icon="IMAGE_REFERENCE",
@@ -110,7 +178,7 @@ class STEPSTONE_PT_text(_StepstonePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.stepstone
-        pipeline_note(layout, "generate")
+        pipeline_note(layout, context, "generate")
         layout.prop(settings, "prompt", text="")
         layout.prop(settings, "negative_prompt")
         row = layout.row(align=True)
@@ -135,7 +203,7 @@ class STEPSTONE_PT_stylize(_StepstonePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.stepstone
-        pipeline_note(layout, "stylize")
+        pipeline_note(layout, context, "stylize")
         layout.prop(settings, "stylize_prompt", text="")
         layout.prop(settings, "stylize_mode", expand=True)
         layout.operator("stepstone.stylize_selected", icon="BRUSH_DATA")
@@ -164,7 +232,7 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
             counts = tracker.batch_counts(batch_id)
             box = layout.box()
             row = box.row(align=True)
-            row.label(text=batch.name, icon="OUTLINER_COLLECTION")
+            draw_wrapped(row, context, batch.name, "OUTLINER_COLLECTION", reserved_px=2 * DISMISS_PX)
             row.operator("stepstone.cancel_batch", text="", icon="X").batch_id = batch_id
             failed = counts.get("failed", 0) + counts.get("timed_out", 0)
             if failed:
@@ -173,9 +241,7 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
             for job_id in batch.job_ids:
                 job = tracker.jobs[job_id]
                 if job.state.value in ("failed", "timed_out") and job.retried_as is None:
-                    line = box.row()
-                    line.alert = True
-                    line.label(text=f"{job.label}: {job.error_message}")
+                    draw_wrapped(box, context, f"{job.label}: {job.error_message}", alert=True)
 
 
 class STEPSTONE_PT_jobs(_StepstonePanel, bpy.types.Panel):
@@ -192,6 +258,12 @@ def draw_jobs(layout, context) -> None:
         layout.label(text="No jobs yet")
         return
     layout.template_list("STEPSTONE_UL_jobs", "", wm, "stepstone_jobs", wm, "stepstone_jobs_index", rows=3)
+    items = wm.stepstone_jobs
+    if 0 <= wm.stepstone_jobs_index < len(items):
+        item = items[wm.stepstone_jobs_index]
+        text = f"{item.label}: " + progress_text(item.eta, item.detail) + (f" ({item.batch})" if item.batch else "")
+        draw_wrapped(layout, context, text, STATE_ICONS.get(item.state, "DOT"),
+                     alert=item.state in ("failed", "timed_out"))
     row = layout.row(align=True)
     row.operator("stepstone.retry_failed", icon="FILE_REFRESH")
     row.operator("stepstone.clear_finished", icon="TRASH")
@@ -205,8 +277,8 @@ class STEPSTONE_PT_image_editor(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        draw_status(layout, compact=True)
-        pipeline_note(layout, "reconstruct")
+        draw_status(layout, context, compact=True)
+        pipeline_note(layout, context, "reconstruct")
         image = image_sources.image_editor_image(context)
         col = layout.column()
         col.enabled = image is not None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import bpy
 
+from ..core.backend_install import installed_python
 from ..core.link import LinkSettings
 from ..core.supervisor import default_backend_python
 
@@ -13,6 +14,8 @@ from ..core.supervisor import default_backend_python
 ROOT_PACKAGE = __package__.rsplit(".addon.", 1)[0]
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 """Folder holding ``addon/`` and the bundled ``backend/`` source."""
+BACKEND_ENV_FOLDER = "backend-env"
+"""Install Backend's environment, in the extension's user folder."""
 
 
 def _settings_changed(self, context) -> None:
@@ -35,8 +38,8 @@ class StepstonePreferences(bpy.types.AddonPreferences):
         default="LOCAL", update=_settings_changed)
     python_path: bpy.props.StringProperty(
         name="Backend Python", subtype="FILE_PATH", update=_settings_changed,
-        description="Python interpreter of the backend environment (with torch installed); "
-                    "empty = the project's .venv next to the add-on when there is one")
+        description="Python interpreter of the backend environment (with torch installed); empty = the "
+                    "environment Install Backend made, else the project's .venv next to the add-on")
     device: bpy.props.EnumProperty(
         name="Device", default="auto", update=_settings_changed,
         items=[("auto", "Auto", "CUDA when available, otherwise CPU"), ("cpu", "CPU", "Always the CPU"),
@@ -62,8 +65,20 @@ class StepstonePreferences(bpy.types.AddonPreferences):
         name="Job Timeout", default=900.0, min=10.0, max=3600.0, subtype="TIME_ABSOLUTE",
         description="The backend gives up on a job after this long")
     check_result: bpy.props.StringProperty(name="Check Result", default="", options={"SKIP_SAVE"})
+    install_torch: bpy.props.EnumProperty(
+        name="PyTorch Build", default="auto",
+        items=[("auto", "Auto", "The CUDA build when an NVIDIA GPU is found (nvidia-smi), else the CPU build"),
+               ("cpu", "CPU", "The smaller CPU build, also on a machine with an NVIDIA GPU"),
+               ("cuda", "CUDA", "The NVIDIA build (Linux, Windows)")])
+    install_source: bpy.props.StringProperty(
+        name="Install From", subtype="DIR_PATH",
+        description="A folder of wheel files to install from instead of the internet (offline machines); "
+                    "empty = download from PyPI and PyTorch's index")
 
     def draw(self, context) -> None:
+        from . import backend_setup
+        from .panels import draw_wrapped
+
         layout = self.layout
         layout.prop(self, "backend_mode", expand=True)
         box = layout.box()
@@ -72,19 +87,20 @@ class StepstonePreferences(bpy.types.AddonPreferences):
             row.prop(self, "python_path")
             row.operator("stepstone.check_backend", text="Check", icon="CHECKMARK")
             if not self.python_path:
-                found = default_backend_python(EXTENSION_ROOT)
-                box.label(text=f"Using {found}" if found else "No interpreter set and no .venv found next to the add-on",
-                          icon="INFO" if found else "ERROR")
+                found = backend_python(self)
+                draw_wrapped(box, context, f"Using {found}" if found else "No backend environment yet: press Install "
+                             "Backend below", icon="INFO" if found else "ERROR")
             if self.check_result:
-                box.label(text=self.check_result, icon="INFO")
+                draw_wrapped(box, context, self.check_result, icon="INFO")
             box.prop(self, "device")
+            backend_setup.draw(layout, context, self)
         else:
             box.prop(self, "address")
             box.prop(self, "client_secret_file")
             box.prop(self, "server_public_file")
             if not bpy.app.online_access:
-                box.label(text="Addresses other than this computer need Allow Online Access "
-                               "(Preferences → System → Network)", icon="ERROR")
+                draw_wrapped(box, context, "Addresses other than this computer need Allow Online Access "
+                                           "(Preferences → System → Network)", icon="ERROR")
         col = layout.column()
         col.prop(self, "quality")
         col.prop(self, "texture")
@@ -101,7 +117,7 @@ def link_settings(prefs: StepstonePreferences) -> LinkSettings:
     return LinkSettings(
         mode="local" if prefs.backend_mode == "LOCAL" else "remote",
         address=prefs.address.strip(),
-        python=bpy.path.abspath(prefs.python_path) if prefs.python_path else default_backend_python(EXTENSION_ROOT),
+        python=backend_python(prefs),
         backend_root=EXTENSION_ROOT,
         device=prefs.device,
         client_secret_file=bpy.path.abspath(prefs.client_secret_file) if prefs.client_secret_file else "",
@@ -109,6 +125,14 @@ def link_settings(prefs: StepstonePreferences) -> LinkSettings:
         online_access=bool(bpy.app.online_access),
         log_file=str(user_folder("logs") / "backend.log") if user_folder("logs") else "",
     )
+
+
+def backend_python(prefs: StepstonePreferences) -> str:
+    """The interpreter the local backend runs with: the one set in the preferences, else the
+    environment Install Backend made, else a development checkout's .venv."""
+    if prefs.python_path:
+        return bpy.path.abspath(prefs.python_path)
+    return installed_python(user_folder(BACKEND_ENV_FOLDER)) or default_backend_python(EXTENSION_ROOT)
 
 
 def user_folder(name: str) -> Path | None:

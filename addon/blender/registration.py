@@ -6,9 +6,10 @@ import atexit
 
 import bpy
 
-from . import operators, panels, preferences, properties, session
+from . import backend_setup, operators, panels, preferences, properties, session
 
-_CLASSES = (preferences.StepstonePreferences, *properties.CLASSES, *operators.CLASSES, *panels.CLASSES)
+_CLASSES = (preferences.StepstonePreferences, *properties.CLASSES, *operators.CLASSES, *backend_setup.CLASSES,
+            *panels.CLASSES)
 
 
 @bpy.app.handlers.persistent

@@ -9,12 +9,14 @@ for the UI. Nothing here runs on another thread.
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 import traceback
 from dataclasses import dataclass
 
 import bpy
 
+from ..core.backend_install import BackendInstaller, BackendRemoval
 from ..core.interpreter_check import InterpreterCheck
 from ..core.jobs import JobEvent, JobRecord, JobSpec, JobState, JobTracker
 from ..core.link import BackendLink, LinkStatus
@@ -30,11 +32,20 @@ MAX_PREVIEW_TRIANGLES = 20_000
 final result is imported whatever its size."""
 
 
+BACKEND_TOPIC = "backend"
+HEALTHY_STATES = ("connected", "busy")
+
+
 @dataclass
 class Notice:
     level: str
     text: str
     at: float
+    topic: str = ""
+    """``backend`` for a problem of the backend itself (it would not start, died, gave up, its
+    interpreter check failed): moot, and removed, once the backend is connected again."""
+    id: int = 0
+    """Names the notice for its dismiss button (positions shift as notices come and go)."""
 
 
 @dataclass
@@ -57,8 +68,13 @@ class Session:
         self.link: BackendLink | None = None
         self.pending: collections.deque[JobEvent] = collections.deque()
         self.notices: collections.deque[Notice] = collections.deque(maxlen=30)
+        self._notice_ids = itertools.count(1)
+        self._backend_was_healthy = False
         self.ticks: collections.deque[TickRecord] = collections.deque(maxlen=5000)
         self.check: InterpreterCheck | None = None
+        self.installer: BackendInstaller | BackendRemoval | None = None
+        """Install Backend / Repair / Remove, the current or last run (its outcome stays shown)."""
+        self._installer_shown, self._installer_reported = "", False
         self._handled: list[str] = []
         self._last_internal_error = ""
         self._settings_dirty = False
@@ -104,6 +120,8 @@ class Session:
         return self.link.server_info() if self.link is not None else None
 
     def shutdown(self) -> None:
+        if self.installer is not None:
+            self.installer.cancel()  # its pip must not outlive Blender
         if self.link is not None:
             self.link.shutdown()
             self.link = None
@@ -140,9 +158,31 @@ class Session:
         self.tracker.finish_import(job)
         return outcome
 
-    def notify(self, level: str, text: str) -> None:
-        self.notices.append(Notice(level, text, time.time()))
+    def notify(self, level: str, text: str, topic: str = "") -> None:
+        self.notices.append(Notice(level, text, time.time(), topic, next(self._notice_ids)))
         print(f"Stepstone {level.lower()}: {text}", flush=True)
+
+    def dismiss_notice(self, notice_id: int) -> bool:
+        return self._drop_notices(lambda notice: notice.id == notice_id) > 0
+
+    def clear_notices(self) -> None:
+        self.notices.clear()
+
+    def _drop_notices(self, drop) -> int:
+        kept = [notice for notice in self.notices if not drop(notice)]
+        dropped = len(self.notices) - len(kept)
+        if dropped:
+            self.notices.clear()
+            self.notices.extend(kept)
+        return dropped
+
+    def _clear_fixed_problems(self, state: str) -> None:
+        """The backend's own problems are fixed once it is connected again: drop them then (on the
+        change to healthy only, so a check that fails while an older backend runs stays shown)."""
+        healthy = state in HEALTHY_STATES
+        if healthy and not self._backend_was_healthy:
+            self._drop_notices(lambda notice: notice.topic == BACKEND_TOPIC)
+        self._backend_was_healthy = healthy
 
     # ------------------------------------------------------------------------------ the timer
     def tick(self) -> float:
@@ -155,7 +195,9 @@ class Session:
             if self.link is not None:
                 self.pending.extend(self.link.tick())
             self._poll_check()
+            self._poll_installer()
             imported = self._drain(started)
+            self._clear_fixed_problems(self.status().state)
             self._sync_ui()
         except Exception:  # noqa: BLE001 - an exception would unregister the timer and freeze every job
             error = traceback.format_exc()
@@ -192,7 +234,10 @@ class Session:
     def _handle(self, event: JobEvent) -> None:
         self._handled.append(event.kind)
         if event.kind == "report":
-            self.notify(event.level, event.text)
+            # link.py reports trouble with the backend itself (start failures, deaths, giving up) as
+            # "Backend…" lines that belong to no job; a job's own failure stays until dismissed.
+            backend = event.job is None and event.text.startswith("Backend")
+            self.notify(event.level, event.text, topic=BACKEND_TOPIC if backend else "")
         elif event.kind == "preview":
             faces = event.message.blobs.get("faces")
             if getattr(faces, "shape", (0,))[0] > MAX_PREVIEW_TRIANGLES:
@@ -226,6 +271,30 @@ class Session:
                     + (f" ({warning})" if warning else ""))
         _undo_push(f"Stepstone: {job.label}")
 
+    def start_install(self, installer: BackendInstaller | BackendRemoval) -> None:
+        self.installer = installer
+        self._installer_shown, self._installer_reported = "", False
+
+    def _poll_installer(self) -> None:
+        installer = self.installer
+        if installer is None:
+            return
+        installer.tick()
+        progress = installer.progress
+        shown = f"{progress.state} {progress.step_index} {progress.fraction:.3f} {progress.text}"
+        if shown != self._installer_shown:
+            self._installer_shown = shown
+            _redraw("PREFERENCES")
+        if installer.final and not self._installer_reported:
+            self._installer_reported = True  # also a run cancelled between two ticks
+            if progress.state == "done":
+                self._drop_notices(lambda notice: notice.topic == "install")
+            self.notify({"done": "INFO", "cancelled": "WARNING"}.get(progress.state, "ERROR"), progress.text,
+                        topic="" if progress.state == "done" else "install")
+            self.settings_changed()  # the backend's interpreter may be a new one now
+            if progress.state == "done" and isinstance(installer, BackendInstaller):
+                start_check(str(installer.plan.python))
+
     def _poll_check(self) -> None:
         if self.check is None:
             return
@@ -234,7 +303,8 @@ class Session:
             return
         self.check = None
         preferences.get_preferences().check_result = result.summary
-        self.notify("INFO" if result.ok else "ERROR", f"backend check: {result.summary}")
+        self.notify("INFO" if result.ok else "ERROR", f"backend check: {result.summary}",
+                    topic="" if result.ok else BACKEND_TOPIC)
 
     # ------------------------------------------------------------------------------ UI mirror
     def ui_is_stale(self, now: float) -> bool:
@@ -272,6 +342,14 @@ class Session:
             for area in window.screen.areas:
                 if area.type in ("VIEW_3D", "IMAGE_EDITOR"):
                     area.tag_redraw()
+
+
+def _redraw(area_type: str) -> None:
+    wm = bpy.context.window_manager
+    for window in (wm.windows if wm is not None else ()):
+        for area in window.screen.areas:
+            if area.type == area_type:
+                area.tag_redraw()
 
 
 def _undo_push(message: str) -> None:

@@ -186,8 +186,8 @@ class LocalBackendConfig:
 
     def check(self) -> None:
         if not self.python:
-            raise SupervisorError("no Python interpreter is set for the backend: choose the backend "
-                                  "environment's python in the Stepstone add-on preferences")
+            raise SupervisorError("there is no backend environment yet: press Install Backend in "
+                                  "Preferences → Add-ons → Stepstone")
         if not Path(self.python).is_file():
             raise SupervisorError(f"the backend Python {self.python!r} does not exist; fix it in the "
                                   "Stepstone add-on preferences")
