@@ -135,3 +135,16 @@ def test_the_preferences_show_the_install_its_progress_and_its_failure(setup, tm
     failure = [item for item in layout.items() if item.kind == "label" and item.alert]
     # wrapped over several labels at a narrow width; nothing cut
     assert len(failure) > 2 and "stepstone-not-published==1.0" in " ".join(item.text for item in failure)
+
+
+def test_before_any_install_the_sidebar_says_what_to_press(setup, monkeypatch):
+    prefs_mod = env.addon_module("blender.preferences")
+    # An installed extension has no development .venv beside it (this checkout does).
+    monkeypatch.setattr(prefs_mod, "default_backend_python", lambda root: "")
+    session = env.session()
+    session.shutdown()  # no link yet, as in a fresh Blender
+    assert prefs_mod.backend_python(env.prefs()) == ""
+    assert session.status().text == ("no backend environment yet: press Install Backend in "
+                                     "Preferences → Add-ons → Stepstone")
+    env.prefs().backend_mode = "REMOTE"
+    assert session.status().text.startswith("not running (connects to tcp://")

@@ -147,7 +147,7 @@ def test_unresponsive_backend_is_killed_and_restarted():
 
 def test_missing_interpreter_is_a_readable_error(tmp_path):
     config = supervisor.LocalBackendConfig(python="", backend_root=ROOT)
-    with pytest.raises(supervisor.SupervisorError, match="add-on preferences"):
+    with pytest.raises(supervisor.SupervisorError, match="no backend environment yet: press Install Backend"):
         supervisor.BackendSupervisor(config, FakeLauncher()).start()
     config = supervisor.LocalBackendConfig(python=str(tmp_path / "nope"), backend_root=ROOT)
     with pytest.raises(supervisor.SupervisorError, match="does not exist"):

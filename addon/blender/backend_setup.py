@@ -24,7 +24,7 @@ DOWNLOAD_SIZE = "about 1 GB with the CPU build of PyTorch, 4 GB or more with the
 
 
 def env_dir() -> Path | None:
-    return preferences.user_folder(preferences.BACKEND_ENV_FOLDER)
+    return preferences.user_folder(preferences.BACKEND_ENV_FOLDER, create=False)  # looking must not make it
 
 
 def base_pythons() -> tuple[str, ...]:
@@ -36,7 +36,8 @@ def base_pythons() -> tuple[str, ...]:
 
 
 def make_plan(prefs, repair: bool = False) -> backend_install.InstallPlan:
-    folder, downloads, logs = env_dir(), preferences.user_folder(DOWNLOADS_FOLDER), preferences.user_folder("logs")
+    folder = env_dir()
+    downloads, logs = preferences.user_folder(DOWNLOADS_FOLDER, create=False), preferences.user_folder("logs")
     if folder is None or downloads is None:
         raise backend_install.InstallError("Install Backend needs Stepstone installed as an extension "
                                            "(Edit → Preferences → Get Extensions → Install from Disk)")

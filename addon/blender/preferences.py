@@ -132,14 +132,14 @@ def backend_python(prefs: StepstonePreferences) -> str:
     environment Install Backend made, else a development checkout's .venv."""
     if prefs.python_path:
         return bpy.path.abspath(prefs.python_path)
-    return installed_python(user_folder(BACKEND_ENV_FOLDER)) or default_backend_python(EXTENSION_ROOT)
+    return installed_python(user_folder(BACKEND_ENV_FOLDER, create=False)) or default_backend_python(EXTENSION_ROOT)
 
 
-def user_folder(name: str) -> Path | None:
+def user_folder(name: str, create: bool = True) -> Path | None:
     """A folder for files the add-on writes, under Blender's per-extension user directory
     (None when the add-on was not loaded as an extension, e.g. as a legacy add-on)."""
     try:
-        return Path(bpy.utils.extension_path_user(ROOT_PACKAGE, path=name, create=True))
+        return Path(bpy.utils.extension_path_user(ROOT_PACKAGE, path=name, create=create))
     except ValueError:
         return None
 

@@ -112,6 +112,9 @@ class Session:
     def status(self) -> LinkStatus:
         if self.link is None:
             prefs = preferences.get_preferences()
+            if prefs.backend_mode == "LOCAL" and not preferences.backend_python(prefs):
+                return LinkStatus("stopped", "no backend environment yet: press Install Backend in "
+                                             "Preferences → Add-ons → Stepstone")
             where = "starts with the first job" if prefs.backend_mode == "LOCAL" else f"connects to {prefs.address}"
             return LinkStatus("stopped", f"not running ({where})")
         return self.link.status()
