@@ -9,65 +9,18 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from addon_support import blender_env as env  # noqa: E402
+from addon_support import layout_dump  # noqa: E402
 from conftest import png_bytes  # noqa: E402
 
 
-class OperatorArgs:
-    def __init__(self, idname):
-        category, name = idname.split(".")
-        self._rna = getattr(getattr(bpy.ops, category), name).get_rna_type()
-
-    def __setattr__(self, key, value):
-        if not key.startswith("_"):
-            assert key in self._rna.properties, f"operator {self._rna.identifier} has no property {key!r}"
-        object.__setattr__(self, key, value)
-
-
-class Layout:
-    """Records labels, props and operators; nested layouts share the record."""
-
-    def __init__(self, record=None):
-        self.record = record if record is not None else {"labels": [], "props": [], "operators": [], "progress": []}
-        self.alert = False
-        self.enabled = True
-
-    def _nested(self, *args, **kwargs):
-        return Layout(self.record)
-
-    row = column = box = split = _nested
-
-    def label(self, text="", icon="NONE"):
-        self.record["labels"].append(text)
-
-    def prop(self, data, name, **kwargs):
-        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
-        self.record["props"].append(name)
-
-    def operator(self, idname, text=None, **kwargs):
-        category, name = idname.split(".")
-        assert name in dir(getattr(bpy.ops, category)), f"no operator {idname}"
-        self.record["operators"].append(idname)
-        self.record["labels"].append(text or "")
-        return OperatorArgs(idname)
-
-    def progress(self, factor=0.0, type="BAR", text=""):
-        assert 0.0 <= factor <= 1.0
-        self.record["progress"].append(text)
-
-    def template_list(self, list_type, list_id, data, prop, active_data, active_prop, rows=5):
-        assert hasattr(bpy.types, list_type)
-        items = getattr(data, prop)
-        ui_list = getattr(bpy.types, list_type)  # UILists cannot be instantiated outside a drawn region
-        for item in items:
-            ui_list.draw_item(ui_list, bpy.context, Layout(self.record), data, item, 0, active_data, active_prop)
-
-
 def draw(panel_name):
-    layout = Layout()
-    panel = getattr(bpy.types, panel_name)
-    fake_self = type("FakePanel", (), {"layout": layout})()
-    panel.draw(fake_self, bpy.context)
-    return layout.record
+    """What the panel draws, by kind: label texts (buttons' too), props, operators, progress texts."""
+    layout = layout_dump.load().draw_panel(panel_name, bpy.context)
+    items = list(layout.items())
+    return {"labels": [i.text for i in items if i.kind in ("label", "operator")],
+            "props": [i.name for i in items if i.kind == "prop"],
+            "operators": [i.name for i in items if i.kind == "operator"],
+            "progress": [i.text for i in items if i.kind == "progress"]}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -94,16 +94,11 @@ def test_a_second_install_while_one_runs_is_refused_and_cancel_stops_it(setup):
 
 def draw_preferences(width=700):
     """The add-on preferences drawn into the recording layout of scripts/dump_panel_layout.py."""
-    import importlib.util
-    import sys
     from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("dump_panel_layout", env.ROOT / "scripts" / "dump_panel_layout.py")
-    dump = sys.modules.get(spec.name)
-    if dump is None:
-        dump = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = dump
-        spec.loader.exec_module(dump)
+    from addon_support import layout_dump
+
+    dump = layout_dump.load()
     layout = dump.RecordingLayout(context=dump.SizedContext(width))
 
     class Drawn:  # the preferences object, with the recording layout as its own

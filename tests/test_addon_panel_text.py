@@ -122,11 +122,9 @@ def blender():
     from addon_support import blender_env as env
 
     env.enable_extension()
-    spec = importlib.util.spec_from_file_location("dump_panel_layout", ROOT / "scripts" / "dump_panel_layout.py")
-    dump = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = dump  # its dataclasses look their module up
-    spec.loader.exec_module(dump)
-    return SimpleNamespace(bpy=bpy, env=env, dump=dump, session_module=env.addon_module("blender.session"))
+    from addon_support import layout_dump
+
+    return SimpleNamespace(bpy=bpy, env=env, dump=layout_dump.load(), session_module=env.addon_module("blender.session"))
 
 
 @pytest.fixture
