@@ -161,8 +161,11 @@ def test_the_panel_is_redrawn_when_only_the_backend_status_changes():
     session.tick()
     assert not session.ui_is_stale(time.monotonic())
     shown = session.status()
-    # a later pong says the backend is idle: no job changed, only the status line
-    session.status = lambda: type(shown)("connected", "connected · cpu · v0.1.0", shown.server)
+    # a later pong changes the status line (busy → idle, as a rule) and nothing else; the job may
+    # have ended already on a loaded machine, so the new line is whichever differs from the shown one
+    idle, busy = "connected · cpu · v0.1.0", "busy: 1 running, 0 queued · cpu · v0.1.0"
+    text = busy if shown.text == idle else idle
+    session.status = lambda: type(shown)("connected", text, shown.server)
     try:
         assert session.ui_is_stale(time.monotonic())
         session.tick()
