@@ -215,7 +215,7 @@ def test_unavailable_reason_names_clip_mapper_and_the_command(tmp_path, monkeypa
     monkeypatch.delenv("STEPSTONE_ISS_DIR", raising=False)
     cache = tmp_path / "empty-cache"
     config = TextAssetsConfig(clip=ClipConfig(cache_dir=str(cache), allow_download=False), iss_dir=str(tmp_path / "iss"))
-    pipeline = GeneratePipeline("cpu", config)
+    pipeline = GeneratePipeline("cpu", config, offline_model=None)  # the CLIP path alone
     reason = pipeline.unavailable_reason()
     assert reason is not None
     for needed in ("ViT-B-32", "laion2b_s34b_b79k", str(cache), "STEPSTONE_CLIP_CHECKPOINT",
@@ -226,7 +226,7 @@ def test_unavailable_reason_names_clip_mapper_and_the_command(tmp_path, monkeypa
     assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE
 
     monkeypatch.setenv("STEPSTONE_CLIP_CHECKPOINT", str(tmp_path / "nope.safetensors"))
-    reason = GeneratePipeline("cpu", config).unavailable_reason()
+    reason = GeneratePipeline("cpu", config, offline_model=None).unavailable_reason()
     assert str(tmp_path / "nope.safetensors") in reason and "mapper" in reason
 
 

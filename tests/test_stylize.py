@@ -162,6 +162,7 @@ def test_pipeline_runs_a_request_and_reports_metadata(clip):
 def test_presets_and_unavailable_reason(tmp_path, monkeypatch):
     assert stylize_preset("cuda", "default").config.views == 3
     monkeypatch.delenv("STEPSTONE_CLIP_CHECKPOINT", raising=False)
-    reason = StylizePipeline("cpu", ClipConfig(cache_dir=str(tmp_path), allow_download=False)).unavailable_reason()
+    reason = StylizePipeline("cpu", ClipConfig(cache_dir=str(tmp_path), allow_download=False),
+                             offline_model=None).unavailable_reason()  # the CLIP path alone
     for needed in ("ViT-B-32", "laion2b_s34b_b79k", str(tmp_path), "STEPSTONE_CLIP_CHECKPOINT", "--download-clip"):
         assert needed in reason, needed

@@ -12,12 +12,16 @@
    colour field (or vertex colours). With ``stylize``, the colour head is first stylized on the
    mesh (a copy of it, trained with CLIP; ``stylize_core``).
 4. Z up, front −Y (the shape model's frame), bounding box centred with longest side 1.
+
+Without CLIP weights and a trained mapper, the shipped offline text model replaces steps 1–2
+(``generate_offline``: its vocabulary only, no alignment); steps 3–4 are the same code.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +30,7 @@ from backend.errors import PipelineError
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, preset_for
 from backend.pipelines.generate_align import AlignConfig, TextShapeAligner, fixed_views
 from backend.pipelines.generate_assets import IssAssets, TextAssetsConfig
+from backend.pipelines.generate_offline import TEXT_MODEL
 from backend.pipelines.stylize_core import StylizeConfig
 from backend.protocol import ErrorCode, MeshPayload
 
@@ -103,12 +108,9 @@ def generate_mesh(
     """Run stages 2–4 with loaded ``assets``; see the module docstring."""
     import torch
 
-    from backend.geometry.finish import finish_mesh
-    from backend.geometry.mesh_ops import clean_mesh, decimate, normalise_unit
     from backend.pipelines.stylize import encode_prompt
     from backend.pipelines.stylize_core import MeshStylizer
-    from backend.pipelines.stylize_fields import ShapeModelColorField, numpy_color_fn
-    from backend.render.extract import NoSurfaceError
+    from backend.pipelines.stylize_fields import ShapeModelColorField
 
     started = time.monotonic()
     clip, shape_model = assets.clip, assets.shape_model
@@ -149,15 +151,7 @@ def generate_mesh(
         ))
     best = max(candidates, key=lambda c: c.score)
 
-    ctx.progress("mesh", 0.78, "extracting the surface")
-    try:
-        extracted = shape_model.extract_mesh(best.shape_code, resolution=preset.mesh_resolution, coarse_to_fine=True)
-    except NoSurfaceError as exc:
-        raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape for this prompt has no surface ({exc})") from exc
-    vertices, faces = clean_mesh(extracted.vertices, extracted.faces)
-    ctx.check()
-    vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
-
+    vertices, faces = surface_of(shape_model, best.shape_code, request, preset, ctx)
     color_field = ShapeModelColorField(shape_model, best.color_code)
     stylize_losses: list[float] = []
     if request.stylize:
@@ -170,10 +164,7 @@ def generate_mesh(
 
         stylizer.run(on_step)
 
-    ctx.progress("texture", 0.92, "UVs and texture" if request.texture == "uv" else "colours")
-    unit, _, _ = normalise_unit(vertices)
-    mesh = finish_mesh(vertices, faces, numpy_color_fn(color_field), out_vertices=unit, texture=request.texture,
-                       texture_size=preset.texture_size)
+    mesh = textured(vertices, faces, color_field, request, preset, ctx)
     metadata = {
         "method": "ISS text → shape (CLIP2Shape mapper + test-time alignment)",
         "clip": clip.model_id,
@@ -190,6 +181,63 @@ def generate_mesh(
         "negative_prompt": request.negative_prompt is not None,
         "stylized": request.stylize,
         "stylize_clip_loss": [round(stylize_losses[0], 4), round(stylize_losses[-1], 4)] if stylize_losses else None,
+        "faces": len(mesh.faces),
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }
+    return PipelineOutput(mesh, metadata)
+
+
+def surface_of(shape_model, shape_code, request: GenerateRequest, preset: GeneratePreset, ctx: JobContext):
+    """(vertices, faces) of a shape code: marching cubes, cleanup, decimation to the face budget."""
+    from backend.geometry.mesh_ops import clean_mesh, decimate
+    from backend.render.extract import NoSurfaceError
+
+    ctx.progress("mesh", 0.78, "extracting the surface")
+    try:
+        extracted = shape_model.extract_mesh(shape_code, resolution=preset.mesh_resolution, coarse_to_fine=True)
+    except NoSurfaceError as exc:
+        raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape for this prompt has no surface ({exc})") from exc
+    vertices, faces = clean_mesh(extracted.vertices, extracted.faces)
+    ctx.check()
+    return decimate(vertices, faces, request.face_budget or preset.max_faces)
+
+
+def textured(vertices, faces, color_field, request: GenerateRequest, preset: GeneratePreset, ctx: JobContext):
+    """The finished mesh (unit size, UVs and texture or vertex colours) coloured by ``color_field``."""
+    from backend.geometry.finish import finish_mesh
+    from backend.geometry.mesh_ops import normalise_unit
+    from backend.pipelines.stylize_fields import numpy_color_fn
+
+    ctx.progress("texture", 0.92, "UVs and texture" if request.texture == "uv" else "colours")
+    unit, _, _ = normalise_unit(vertices)
+    return finish_mesh(vertices, faces, numpy_color_fn(color_field), out_vertices=unit, texture=request.texture,
+                       texture_size=preset.texture_size)
+
+
+def generate_offline(request: GenerateRequest, text_model, preset: GeneratePreset, ctx: JobContext) -> PipelineOutput:
+    """The prompt through the offline text model, then the same surface and texture steps."""
+    started = time.monotonic()
+    ctx.progress("encode", 0.1, "reading the prompt")
+    shape_code, color_code, rgb, analysis = text_model.codes(request.prompt, request.common.seed)
+    if analysis.warning:
+        ctx.warn(analysis.warning)
+    if request.negative_prompt:
+        ctx.warn("the negative prompt was ignored: it needs the CLIP path (docs/text_to_shape.md)")
+    preview = _preview_mesh(text_model.shape_model, shape_code, preset.preview_resolution)
+    if preview is not None:
+        ctx.preview_mesh(preview)
+    ctx.check()
+    vertices, faces = surface_of(text_model.shape_model, shape_code, request, preset, ctx)
+    mesh = textured(vertices, faces, text_model.color_field(color_code, rgb, vertices), request, preset, ctx)
+    metadata = {
+        "method": "offline text model → shape model decoder (no CLIP, no test-time alignment)",
+        "text_model": text_model.metadata.get("text_model_id", "text_model"),
+        "shape_model": text_model.shape_model_id,
+        "known_words": list(analysis.known),
+        "main_colour": [round(float(c), 3) for c in rgb],
+        "ignored_words": list(analysis.unknown),
+        "candidates": 1,
+        "stylized": "by the prompt's colour and material words" if request.stylize else False,
         "faces": len(mesh.faces),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
@@ -213,19 +261,37 @@ class GeneratePipeline(Pipeline):
 
     task = "generate"
 
-    def __init__(self, device: str, assets_config: TextAssetsConfig | None = None, *, assets: IssAssets | None = None):
+    def __init__(self, device: str, assets_config: TextAssetsConfig | None = None, *, assets: IssAssets | None = None,
+                 offline_model: Path | None = TEXT_MODEL):
         """``assets``: already loaded models (tests, benchmarks); otherwise ``assets_config``
-        (default: ViT-B-32 and ``STEPSTONE_ISS_DIR`` / ``backend/weights/iss``)."""
+        (default: ViT-B-32 and ``STEPSTONE_ISS_DIR`` / ``backend/weights/iss``). Without them the
+        offline text model ``offline_model`` runs (None: the CLIP path or nothing)."""
         super().__init__(device)
         self.assets_config = assets_config or TextAssetsConfig()
         self._assets = assets
+        self._offline_model = offline_model
+        self._offline = None
+
+    def _iss_ready(self) -> bool:
+        from backend.pipelines.generate_assets import iss_missing_reason
+
+        return self._assets is not None or iss_missing_reason(self.assets_config) is None
 
     def unavailable_reason(self) -> str | None:
-        if self._assets is not None:
+        if self._iss_ready():
             return None
         from backend.pipelines.generate_assets import iss_missing_reason
 
-        return iss_missing_reason(self.assets_config)
+        offline = self._offline_missing()
+        return None if offline is None else f"{offline}; the CLIP path: {iss_missing_reason(self.assets_config)}"
+
+    def _offline_missing(self) -> str | None:
+        from backend.pipelines.generate_offline import offline_missing_reason
+
+        if self._offline is not None:
+            return None
+        return "the offline text model is turned off" if self._offline_model is None else \
+            offline_missing_reason(self._offline_model)
 
     def _load(self) -> IssAssets:
         if self._assets is None:
@@ -244,6 +310,17 @@ class GeneratePipeline(Pipeline):
         return self._assets
 
     def run(self, request: GenerateRequest, ctx: JobContext) -> PipelineOutput:
+        if not self._iss_ready() and self._offline_model is not None:
+            if self._offline is None:
+                from backend.pipelines.generate_offline import OfflineTextModel
+
+                reason = self._offline_missing()
+                if reason is not None:
+                    raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, self.unavailable_reason() or reason)
+                ctx.progress("load", 0.0, "loading the offline text model")
+                self._offline = OfflineTextModel.load(self.device, self._offline_model)
+            preset = generate_preset(str(self._offline.encoder.code_mean.device.type), request.common.quality)
+            return generate_offline(request, self._offline, preset, ctx)
         ctx.progress("load", 0.0, "loading CLIP and the ISS mapper")
         assets = self._load()
         preset = generate_preset(str(assets.clip.device.type), request.common.quality)

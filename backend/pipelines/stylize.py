@@ -13,12 +13,17 @@ then evaluated on the full mesh:
 
 The result is in the input's own coordinates (not resized), so it replaces the artist's object in
 place. Needs CLIP weights only (no mapper, no shape model).
+
+Without CLIP the shipped offline text model colours the mesh instead (``stylize_offline``): the
+prompt's colour and material words give a colour code, and the shape model's colour network paints
+the mesh in the working frame (texture only; reshaping needs CLIP).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +32,7 @@ from backend.errors import InputError, PipelineError
 from backend.geometry.finish import finish_mesh
 from backend.models.clip import ClipConfig
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput, preset_for
+from backend.pipelines.generate_offline import TEXT_MODEL
 from backend.pipelines.stylize_core import MeshStylizer, StylizeConfig, StylizeStep
 from backend.pipelines.stylize_fields import ColorField, numpy_color_fn
 from backend.protocol import ErrorCode, MeshPayload
@@ -152,6 +158,23 @@ def stylize_mesh(
     return StylizeResult(mesh=finished, history=history, proxy_faces=len(proxy_f), max_offset=max_offset)
 
 
+def stylize_offline(mesh: MeshPayload, prompt: str, text_model, preset: StylizePreset, ctx: JobContext, *,
+                    texture: str = "uv", seed: int = 0) -> tuple[MeshPayload, list[str]]:
+    """The mesh, retextured by the offline text model's colour for ``prompt``; and the known words."""
+    ctx.progress("stylize", 0.1, "reading the prompt")
+    _, color_code, rgb, analysis = text_model.codes(prompt, seed)
+    if analysis.warning:
+        ctx.warn(analysis.warning)
+    work, _, _ = working_frame(mesh.vertices)
+    ctx.progress("texture", 0.5, "baking the texture")
+    finished = finish_mesh(
+        work, np.asarray(mesh.faces, dtype=np.int64), numpy_color_fn(text_model.color_field(color_code, rgb, work)),
+        out_vertices=np.asarray(mesh.vertices, np.float32), texture=texture, texture_size=preset.texture_size,
+        uvs=mesh.uvs, normals=mesh.normals,
+    )
+    return finished, list(analysis.known)
+
+
 def _preview(stylizer: MeshStylizer, vertices, faces, centre, size) -> MeshPayload:
     import torch
 
@@ -170,20 +193,52 @@ class StylizePipeline(Pipeline):
     task = "stylize"
     method = "CLIP-guided stylization (ISS) on the mesh surface"
 
-    def __init__(self, device: str, clip_config: ClipConfig | None = None, *, clip: ClipModel | None = None):
+    def __init__(self, device: str, clip_config: ClipConfig | None = None, *, clip: ClipModel | None = None,
+                 offline_model: Path | None = TEXT_MODEL):
         """``clip``: an already loaded model (tests); otherwise ``clip_config`` (default: ViT-B-32,
-        no download from inside the service) is loaded on the first job."""
+        no download from inside the service) is loaded on the first job. Without CLIP the offline
+        text model ``offline_model`` colours the mesh (None: CLIP or nothing)."""
         super().__init__(device)
         self.clip_config = clip_config or ClipConfig(allow_download=False)
         self._clip = clip
+        self._offline_model = offline_model
+        self._offline = None
 
-    def unavailable_reason(self) -> str | None:
-        if self._clip is not None:
-            return None
+    def _clip_ready(self) -> bool:
         from backend.pipelines.generate_assets import clip_missing_reason
 
-        reason = clip_missing_reason(self.clip_config)
-        return None if reason is None else f"stylization is unavailable: {reason}"
+        return self._clip is not None or clip_missing_reason(self.clip_config) is None
+
+    def unavailable_reason(self) -> str | None:
+        if self._clip_ready():
+            return None
+        from backend.pipelines.generate_assets import clip_missing_reason
+        from backend.pipelines.generate_offline import offline_missing_reason
+
+        offline = ("the offline text model is turned off" if self._offline_model is None
+                   else None if self._offline is not None else offline_missing_reason(self._offline_model))
+        return None if offline is None else (f"stylization is unavailable: {offline}; the CLIP path: "
+                                             f"{clip_missing_reason(self.clip_config)}")
+
+    def _run_offline(self, request: StylizeRequest, ctx: JobContext) -> PipelineOutput:
+        from backend.pipelines.generate_offline import OfflineTextModel
+
+        started = time.monotonic()
+        if self._offline is None:
+            reason = self.unavailable_reason()
+            if reason is not None:
+                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
+            ctx.progress("load", 0.0, "loading the offline text model")
+            self._offline = OfflineTextModel.load(self.device, self._offline_model)
+        preset = stylize_preset(str(self._offline.encoder.code_mean.device.type), request.common.quality)
+        if request.mode != "texture":
+            ctx.warn("without CLIP, stylization changes the texture only; the shape is kept")
+        texture = "uv" if request.texture == "none" else request.texture
+        mesh, known = stylize_offline(request.mesh, request.prompt, self._offline, preset, ctx, texture=texture,
+                                      seed=request.common.seed)
+        metadata = {"method": "offline text model colour → shape model colour network (no CLIP)", "mode": "texture",
+                    "known_words": known, "geometry": "unchanged", "optimise_s": round(time.monotonic() - started, 2)}
+        return PipelineOutput(mesh, metadata)
 
     def _load_clip(self) -> ClipModel:
         if self._clip is None:
@@ -196,6 +251,8 @@ class StylizePipeline(Pipeline):
         return self._clip
 
     def run(self, request: StylizeRequest, ctx: JobContext) -> PipelineOutput:
+        if not self._clip_ready() and self._offline_model is not None:
+            return self._run_offline(request, ctx)
         started = time.monotonic()
         ctx.progress("load", 0.0, "loading CLIP")
         clip = self._load_clip()

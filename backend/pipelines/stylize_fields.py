@@ -68,6 +68,20 @@ class ShapeModelColorField(nn.Module):
         return self.color_net(points.unsqueeze(0), self.code).squeeze(0)
 
 
+class TintedColorField(nn.Module):
+    """A colour field whose mean over ``points`` is moved to ``rgb``: the field keeps its
+    variation, the offline text model's named colour sets the overall colour."""
+
+    def __init__(self, field: nn.Module, points: torch.Tensor, rgb: torch.Tensor):
+        super().__init__()
+        self.field = field
+        with torch.no_grad():
+            self.register_buffer("offset", rgb.reshape(1, 3) - field(points).mean(dim=0, keepdim=True))
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return (self.field(points) + self.offset).clamp(0.0, 1.0)
+
+
 class DisplacementField(nn.Module):
     """Offset along the original normal, ``max_offset · tanh(MLP(PE(x)))``; starts at zero."""
 

@@ -84,6 +84,7 @@ def chair(rng: U) -> ShapeSpec:
         seat = RoundBox((0, 0, h - t / 2), (w / 2, d / 2, t / 2), t * rng.uniform(0.05, 0.5))
     parts.append(Part("seat", seat, 1))
     lt = rng.uniform(0.015, 0.035)
+    splay, stretchers = 0.0, False
     if leg_style == "pedestal":
         for i, leg in enumerate(
             _pedestal(h - t, rng.uniform(0.025, 0.05), rng.uniform(0.2, 0.3), int(rng.choice([0, 4, 5])))
@@ -94,7 +95,8 @@ def chair(rng: U) -> ShapeSpec:
         splay = rng.uniform(0, 0.05) if rng.random() < 0.4 else 0.0
         for i, leg in enumerate(_legs(w / 2 - inset, d / 2 - inset, h - t, leg_style, lt, splay)):
             parts.append(Part(f"leg{i}", leg, 0))
-        if rng.random() < 0.4:
+        stretchers = rng.random() < 0.4
+        if stretchers:
             zr = rng.uniform(0.08, 0.2)
             for sx in (-1, 1):
                 parts.append(
@@ -153,6 +155,8 @@ def chair(rng: U) -> ShapeSpec:
         back_height=back_h,
         back_tilt_deg=np.rad2deg(tilt),
         arms=arms,
+        leg_splay=splay,
+        stretchers=stretchers,
     )
     return ShapeSpec(parts, mats, params)
 
@@ -176,20 +180,23 @@ def table(rng: U) -> ShapeSpec:
     parts.append(Part("top", top, 0))
     support = rng.choice(["legs", "pedestal", "trestle"], p=[0.6, 0.25, 0.15])
     lt = rng.uniform(0.02, 0.05)
+    leg_style, splay, lower_shelf = None, 0.0, False
     if support == "legs":
         inset = rng.uniform(0.04, 0.15) * (0.7 if shape == "rect" else 0.5)
         hx, hy = w / 2 - inset - lt, d / 2 - inset - lt
         if shape != "rect":
             hx, hy = hx * 0.7, hy * 0.7
         splay = rng.uniform(0, 0.06) if rng.random() < 0.3 else 0.0
-        for i, leg in enumerate(_legs(hx, hy, h - t, str(rng.choice(["round", "square", "tapered"])), lt, splay)):
+        leg_style = str(rng.choice(["round", "square", "tapered"]))
+        for i, leg in enumerate(_legs(hx, hy, h - t, leg_style, lt, splay)):
             parts.append(Part(f"leg{i}", leg, 1))
         if rng.random() < 0.5 and shape == "rect":
             ah = rng.uniform(0.04, 0.1)
             parts.append(
                 Part("apron", Shell(RoundBox((0, 0, h - t - ah / 2), (hx, hy, ah / 2)), max(0.01, 0.007 * w)), 1)
             )
-        if rng.random() < 0.25:
+        lower_shelf = rng.random() < 0.25
+        if lower_shelf:
             parts.append(Part("shelf", RoundBox((0, 0, rng.uniform(0.1, 0.25)), (hx, hy, 0.012), 0.005), 0))
     elif support == "pedestal":
         for i, p in enumerate(
@@ -201,7 +208,17 @@ def table(rng: U) -> ShapeSpec:
             x = sx * (w / 2 - rng.uniform(0.08, 0.2))
             parts.append(Part("trestle", RoundBox((x, 0, (h - t) / 2), (0.03, d / 2 * 0.8, (h - t) / 2), 0.01), 1))
         parts.append(Part("beam", RoundBox((0, 0, 0.25 * h), (w / 2 - 0.15, 0.025, 0.03), 0.01), 1))
-    params = dict(top_shape=str(shape), height=h, width=w, depth=d, thickness=t, support=str(support))
+    params = dict(
+        top_shape=str(shape),
+        height=h,
+        width=w,
+        depth=d,
+        thickness=t,
+        support=str(support),
+        leg_style=leg_style,
+        leg_splay=splay,
+        lower_shelf=lower_shelf,
+    )
     return ShapeSpec(parts, [top_m, leg_m], params)
 
 
@@ -226,6 +243,7 @@ def stool(rng: U) -> ShapeSpec:
     ]
     pedestal = rng.random() < 0.2
     lt = rng.uniform(0.015, 0.03)
+    splay, footrest = 0.0, False
     if pedestal:
         for i, p in enumerate(_pedestal(h - t, rng.uniform(0.025, 0.05), r * rng.uniform(0.9, 1.3), 0)):
             parts.append(Part(f"pedestal{i}", p, 1))
@@ -237,11 +255,21 @@ def stool(rng: U) -> ShapeSpec:
             a = dirv * r * 0.75 + [0, 0, h - t]
             b = dirv * (r * 0.75 + splay) + [0, 0, lt]
             parts.append(Part(f"leg{i}", RoundCone(a, b, lt, lt * rng.uniform(0.6, 1.0)), 1))
-        if rng.random() < 0.5:
+        footrest = rng.random() < 0.5
+        if footrest:
             zr = rng.uniform(0.25, 0.45) * h
             rr = r * 0.75 + splay * (1 - zr / (h - t))
             parts.append(Part("footrest", Torus((0, 0, zr), rr, lt * 0.7), 1))
-    params = dict(height=h, radius=r, thickness=t, square=square, legs=n_legs, pedestal=pedestal)
+    params = dict(
+        height=h,
+        radius=r,
+        thickness=t,
+        square=square,
+        legs=n_legs,
+        pedestal=pedestal,
+        leg_splay=splay,
+        footrest=footrest,
+    )
     return ShapeSpec(parts, [seat_m, leg_m], params)
 
 
@@ -260,7 +288,8 @@ def bench(rng: U) -> ShapeSpec:
             parts.append(Part(f"slat{i}", RoundBox((0, y, h - t / 2), (L / 2, sw / 2, t / 2), 0.008), 0))
     else:
         parts.append(Part("seat", RoundBox((0, 0, h - t / 2), (L / 2, d / 2, t / 2), t * rng.uniform(0.1, 0.5)), 0))
-    if rng.random() < 0.5:
+    side_panels = rng.random() < 0.5
+    if side_panels:
         for sx in (-1, 1):
             x = sx * (L / 2 - rng.uniform(0.05, 0.2))
             parts.append(Part("panel", RoundBox((x, 0, (h - t) / 2), (0.025, d / 2 * 0.9, (h - t) / 2), 0.01), 1))
@@ -291,7 +320,7 @@ def bench(rng: U) -> ShapeSpec:
                     1,
                 )
             )
-    params = dict(length=L, depth=d, height=h, slatted=slatted, backrest=back)
+    params = dict(length=L, depth=d, height=h, slatted=slatted, backrest=back, side_panels=side_panels)
     return ShapeSpec(parts, [seat_m, leg_m], params)
 
 
@@ -423,7 +452,8 @@ def bed(rng: U) -> ShapeSpec:
             parts.append(
                 Part("rail", Transform(Cylinder((0, 0, 0), 0.02, W / 2, 0.01), rotation("y", np.pi / 2), (0, hy, z)), 0)
             )
-    if rng.random() < 0.5:
+    footboard = rng.random() < 0.5
+    if footboard:
         fh = rng.uniform(frame_h + 0.1, top + 0.25)
         parts.append(Part("footboard", RoundBox((0, -L / 2 - 0.03, fh / 2), (W / 2 + 0.03, 0.035, fh / 2), 0.02), 0))
     n_p = 1 if W < 1.2 else int(rng.integers(1, 3))
@@ -431,7 +461,8 @@ def bed(rng: U) -> ShapeSpec:
         x = 0 if n_p == 1 else (i - 0.5) * W / 2
         pw = (W - 0.15) / n_p / 2
         parts.append(Part("pillow", RoundBox((x, L / 2 - 0.28, top + 0.05), (pw - 0.03, 0.18, 0.06), 0.055), 2))
-    if rng.random() < 0.6:
+    blanket = rng.random() < 0.6
+    if blanket:
         cover = rng.uniform(0.4, 0.75) * L
         parts.append(
             Part("blanket", RoundBox((0, -L / 2 + cover / 2, top - 0.02), (W / 2 - 0.01, cover / 2, 0.045), 0.03), 1)
@@ -444,6 +475,8 @@ def bed(rng: U) -> ShapeSpec:
         headboard=str(head_style),
         headboard_height=head_h,
         pillows=n_p,
+        footboard=footboard,
+        blanket=blanket,
     )
     return ShapeSpec(parts, [wood, sheet, pillow_m], params)
 

@@ -21,13 +21,18 @@ class Material:
     """Principled BSDF roughness in [0, 1]."""
     metallic: float = 0.0
     """Principled BSDF metallic in [0, 1]."""
+    family: str = ""
+    """The ``FAMILIES`` name it was drawn from ("wood", "metal", ...); "" when made by hand."""
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "base_color": [round(c, 4) for c in self.base_color],
             "roughness": round(self.roughness, 4),
             "metallic": round(self.metallic, 4),
         }
+        if self.family:
+            out["family"] = self.family
+        return out
 
 
 def _hsv(
@@ -68,4 +73,4 @@ def material(rng: np.random.Generator, family: str) -> Material:
         h, s, v, rough, metal = _FAMILIES[family]
     except KeyError:
         raise ValueError(f"unknown material family {family!r}; known: {', '.join(FAMILIES)}") from None
-    return Material(_hsv(rng, h, s, v), float(rng.uniform(*rough)), float(rng.uniform(*metal)))
+    return Material(_hsv(rng, h, s, v), float(rng.uniform(*rough)), float(rng.uniform(*metal)), family)

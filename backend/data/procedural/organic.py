@@ -269,6 +269,7 @@ def quadruped(rng: U) -> ShapeSpec:
         neck_angle_deg=np.rad2deg(ang),
         floppy_ears=floppy,
         tail_length=tail_len,
+        snout_length=snout_len,
     )
     return ShapeSpec(parts, [fur, accent], params, blend=rb * 0.25)
 
@@ -297,6 +298,7 @@ def humanoid(rng: U) -> ShapeSpec:
     parts.append(Part("nose", Capsule((0, -hh * 0.42, H - hh * 0.5), (0, -hh * 0.48, H - hh * 0.55), hh * 0.06), 0))
     limb = hh * 0.13 * build
     stance = rng.uniform(0.0, 0.35)
+    arm_raise_deg, bare_forearms = [], []
     for sx in (-1, 1):
         hip = np.array([sx * sw * 0.45, 0, hip_z])
         foot = np.array([sx * (sw * 0.45 + stance * leg_len), 0, hh * 0.12])
@@ -308,6 +310,7 @@ def humanoid(rng: U) -> ShapeSpec:
         )
         # arm pose: abduction from hanging (0) to T-pose (90 deg), elbow bend forward
         abd = np.deg2rad(rng.uniform(8, 95))
+        arm_raise_deg.append(float(np.rad2deg(abd)))
         arm_len = leg_len * 0.45
         sh = np.array([sx * sw, 0, shoulder_z - hh * 0.1])
         elbow = sh + arm_len * np.array([sx * np.sin(abd), 0, -np.cos(abd)])
@@ -315,7 +318,15 @@ def humanoid(rng: U) -> ShapeSpec:
         fore = np.array([sx * np.sin(abd) * np.cos(bend), -np.sin(bend), -np.cos(abd) * np.cos(bend)])
         wrist = elbow + arm_len * fore
         parts.append(Part("upper_arm", RoundCone(sh, elbow, limb * 1.0, limb * 0.8), 1))
-        parts.append(Part("forearm", RoundCone(elbow, wrist, limb * 0.8, limb * 0.65), 0 if rng.random() < 0.4 else 1))
+        bare_forearms.append(bool(rng.random() < 0.4))  # skin-coloured: short sleeves
+        parts.append(Part("forearm", RoundCone(elbow, wrist, limb * 0.8, limb * 0.65), 0 if bare_forearms[-1] else 1))
         parts.append(Part("hand", Sphere(wrist + fore * limb, limb * 1.0), 0))
-    params = dict(height=H, head_heights=heads, build=build, stance=stance)
+    params = dict(
+        height=H,
+        head_heights=heads,
+        build=build,
+        stance=stance,
+        arm_raise_deg=arm_raise_deg,
+        bare_forearms=bare_forearms,
+    )
     return ShapeSpec(parts, [skin, shirt, pants, shoes], params, blend=hh * 0.06)

@@ -81,7 +81,8 @@ def car(rng: U) -> ShapeSpec:
             c = (sx * (W / 2 - ww / 2 + 0.03), sy * wb, wheel_r)
             tyre = Transform(Cylinder((0, 0, 0), wheel_r, ww / 2, 0.06), rotation("y", np.pi / 2), c)
             parts.append(Part("wheel", tyre, 2))
-    if rng.random() < 0.4:
+    spoiler = rng.random() < 0.4
+    if spoiler:
         parts.append(Part("spoiler", RoundBox((0, L / 2 - 0.15, z_cab + 0.12), (W / 2 * 0.85, 0.12, 0.025), 0.02), 0))
     params = dict(
         kind=kind,
@@ -92,6 +93,7 @@ def car(rng: U) -> ShapeSpec:
         cabin_height=cab_h,
         wheel_radius=wheel_r,
         wheelbase=2 * wb,
+        spoiler=spoiler,
     )
     return ShapeSpec(parts, [paint, glass, rubber], params)
 

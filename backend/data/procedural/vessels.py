@@ -62,7 +62,8 @@ def vase(rng: U) -> ShapeSpec:
     base = rng.uniform(0.04, 0.12)
     r = base * np.exp(rng.normal(0, 0.35, n))
     r[0] = base * rng.uniform(0.5, 1.0)
-    if rng.random() < 0.6:  # a neck
+    neck = rng.random() < 0.6
+    if neck:
         r[-2] = min(r[-2], base * rng.uniform(0.3, 0.7))
         r[-1] = r[-2] * rng.uniform(1.0, 1.6)
     r = np.clip(r, 0.025, 0.25)
@@ -78,7 +79,7 @@ def vase(rng: U) -> ShapeSpec:
             rr = float(fn(np.array([zh]))[0])
             t = Transform(Torus((0, 0, 0), H * 0.12, wall * 1.2), rotation("x", np.pi / 2), (sx * rr, 0, zh))
             parts.append(Part("handle", Subtract(t, cavity), 0))
-    return ShapeSpec(parts, [m], dict(height=H, radii=r.tolist(), wall=wall, handles=handles))
+    return ShapeSpec(parts, [m], dict(height=H, radii=r.tolist(), wall=wall, handles=handles, neck=neck))
 
 
 def bottle(rng: U) -> ShapeSpec:
@@ -104,13 +105,14 @@ def bottle(rng: U) -> ShapeSpec:
         )
     cap_h = rng.uniform(0.01, 0.03)
     parts.append(Part("cap", Cylinder((0, 0, top + cap_h / 2), rn * 1.15, cap_h / 2, rn * 0.2), 1))
-    if rng.random() < 0.5 and not square:
+    label = rng.random() < 0.5 and not square
+    if label:
         lz = hb * rng.uniform(0.3, 0.6)
         parts.append(Part("label", Cylinder((0, 0, lz), r * 1.015, hb * rng.uniform(0.15, 0.3)), 2))
     return ShapeSpec(
         parts,
         [glass, cap_m, label_m],
-        dict(radius=r, body_height=hb, shoulder=sh, neck_radius=rn, neck_length=nl, square=square),
+        dict(radius=r, body_height=hb, shoulder=sh, neck_radius=rn, neck_length=nl, square=square, label=label),
     )
 
 
@@ -156,9 +158,10 @@ def bowl(rng: U) -> ShapeSpec:
     foot = rng.random() < 0.5
     if foot:
         parts.append(Part("foot", Torus((0, 0, wall * 0.6), foot_r * 0.85, wall * 0.8), 0))
-    if rng.random() < 0.3:
+    rim = rng.random() < 0.3
+    if rim:
         parts.append(Part("rim", Torus((0, 0, H - wall * 0.5), R - wall * 0.3, wall * 0.9), 0))
-    return ShapeSpec(parts, [m], dict(radius=R, height=H, foot_radius=foot_r, power=p, foot=foot))
+    return ShapeSpec(parts, [m], dict(radius=R, height=H, foot_radius=foot_r, power=p, foot=foot, rim=rim))
 
 
 def plant_pot(rng: U) -> ShapeSpec:
