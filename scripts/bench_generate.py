@@ -14,6 +14,8 @@ Which models run:
   device's preset and a random mapper of the real size: the same computation as the real pipeline,
   so the seconds and memory are representative, the shapes are not. Timing only.
 - ``tiny``: the tiny CLIP of the tests (random weights). Timing of everything except CLIP.
+- ``offline``: the shipped offline text model (no CLIP): what runs on a machine without CLIP.
+  Its results are real; their quality is measured by scripts/bench_text.py.
 
 Writes bench_results/generate.json and prints a table.
 """
@@ -104,6 +106,45 @@ def time_generate(assets, device: str, quality: str, prompts: list[str], stylize
     return row, meshes
 
 
+def time_offline(device: str, quality: str, prompts: list[str]) -> list[dict]:
+    """Generate and stylize through the offline text model, as the server runs them."""
+    import numpy as np
+    import torch
+    import trimesh
+
+    from backend.pipelines.generate import GeneratePipeline
+    from backend.pipelines.stylize import StylizePipeline
+    from backend.protocol import MeshPayload
+    from backend.requests import CommonParams, GenerateRequest, StylizeRequest
+
+    generate, stylize = GeneratePipeline(device), StylizePipeline(device)
+    sphere = trimesh.creation.icosphere(subdivisions=5)
+    mesh = MeshPayload(sphere.vertices.astype(np.float32), sphere.faces.astype(np.int32))
+    rows = []
+    for task, run in (("generate (offline)", lambda i, p: generate.run(
+            GenerateRequest(prompt=p, common=CommonParams(quality=quality, seed=i)), make_context())),
+                      ("stylize (offline, 20k triangles)", lambda i, p: stylize.run(
+            StylizeRequest(mesh=mesh, prompt=p, common=CommonParams(quality=quality)), make_context()))):
+        run(0, prompts[0])  # loads the models: a server does it once
+        seconds = []
+        if device != "cpu":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        for i, prompt in enumerate(prompts):
+            started = time.perf_counter()
+            run(i, prompt)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - started)
+        row = {"task": task, "quality": quality, "prompts": len(prompts),
+               "seconds_per_prompt": round(sum(seconds) / len(seconds), 2), "seconds_each": [round(x, 2) for x in seconds],
+               "peak_rss_mb": round(peak_rss_mb(), 1)}
+        if device != "cpu":
+            row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        rows.append(row)
+    return rows
+
+
 def time_stylize(clip, device: str, quality: str) -> dict:
     import numpy as np
     import torch
@@ -126,8 +167,8 @@ def time_stylize(clip, device: str, quality: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["trained", "vitb32-random", "tiny"],
-                        choices=["trained", "vitb32-random", "tiny"])
+    parser.add_argument("--models", nargs="+", default=["offline", "trained", "vitb32-random", "tiny"],
+                        choices=["offline", "trained", "vitb32-random", "tiny"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--qualities", nargs="+", default=None, help="default: all three on tiny, default elsewhere")
@@ -159,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine, "runs": [], "r_precision": None, "notes": []}
 
     for kind in args.models:
+        if kind == "offline":
+            for quality in args.qualities or ["preview", "default", "high"]:
+                for row in time_offline(device, quality, PROMPTS[: max(2, args.prompts)]):
+                    report["runs"].append({"models": "offline text model (shipped)", **row})
+                    print(_line(report["runs"][-1]), flush=True)
+            continue
         if kind == "trained":
             reason = iss_missing_reason(TextAssetsConfig())
             if reason:
