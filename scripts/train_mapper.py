@@ -26,6 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="procedural dataset root (backend/data, docs/dataset.md)")
+    parser.add_argument("--rendered", type=int, metavar="PER_CATEGORY", default=None,
+                        help="no dataset: render this many procedural shapes per category with the project's "
+                             "renderer (backend/train/rendered_records.py) instead of reading --data")
+    parser.add_argument("--views", type=int, default=8, help="views per shape with --rendered")
     parser.add_argument("--split", default="train", help="dataset split (default train)")
     parser.add_argument("--max-shapes", type=int, default=None, help="use at most this many shapes")
     parser.add_argument("--shape-model", help="shape model checkpoint path (NAME of NAME.safetensors/.json)")
@@ -61,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CLIP: {clip}")
     if args.download_clip:
         return 0
-    if not args.data or not args.shape_model:
-        parser.error("--data and --shape-model are required for training")
+    if not (args.data or args.rendered) or not args.shape_model:
+        parser.error("--shape-model and either --data or --rendered are required for training")
 
-    from backend.data.dataset import ProceduralDataset
     from backend.models.checkpoint import checkpoint_id, load_shape_model
     from backend.train.mapper import (
         MapperTrainConfig,
@@ -77,13 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     shape_model, _ = load_shape_model(args.shape_model, device=device)
     shape_model.eval()
     shape_id = checkpoint_id(args.shape_model)
-    dataset = ProceduralDataset(args.data, split=args.split, load=("views",))
-    names = dataset.names[: args.max_shapes] if args.max_shapes else dataset.names
-    print(f"data: {len(names)} shapes from {args.data} ({args.split}); shape model {shape_id}")
+    if args.rendered:
+        from backend.data.procedural import CATEGORIES
+        from backend.train.rendered_records import MAPPER_SEED_OFFSET, record_names, rendered_records
+        from backend.train.text_codes import shape_pairs
+
+        pairs = shape_pairs(CATEGORIES, args.rendered, MAPPER_SEED_OFFSET)[: args.max_shapes]
+        names = record_names(pairs, args.views, 128)
+        source, where = (lambda: rendered_records(pairs, args.views)), "rendered by the project's renderer"
+    else:
+        from backend.data.dataset import ProceduralDataset
+
+        dataset = ProceduralDataset(args.data, split=args.split, load=("views",))
+        names = dataset.names[: args.max_shapes] if args.max_shapes else dataset.names
+        source, where = (lambda: (dataset.read(n) for n in names)), f"{args.data} ({args.split})"
+    print(f"data: {len(names)} shapes {where}; shape model {shape_id}")
 
     started = time.monotonic()
     cache, path, was_cached = cached_features(
-        lambda: (dataset.read(n) for n in names), names, clip, shape_model, shape_id, args.cache_dir,
+        source, names, clip, shape_model, shape_id, args.cache_dir,
         on_record=lambda i: print(f"  features {i}/{len(names)}", end="\r", flush=True),
     )
     print(f"features: {len(cache)} views, {'read from' if was_cached else 'written to'} {path} "
@@ -105,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "stage": "ISS stage 1",
         "base_shape_model": shape_id,
         "clip": clip.model_id,
-        "data": {"root": str(args.data), "split": args.split, "shapes": len(names), "views": len(cache)},
+        "data": ({"rendered_per_category": args.rendered, "views_per_shape": args.views} if args.rendered
+                 else {"root": str(args.data), "split": args.split}) | {"shapes": len(names), "views": len(cache)},
         "config": asdict(config),
         "final": {"mapper_l1": result.history[-1].mapper, "render": result.history[-1].render,
                   "clean_feature_code_l1": fit},

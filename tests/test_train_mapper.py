@@ -209,6 +209,38 @@ def test_script_trains_from_a_dataset_folder_into_a_loadable_iss_folder(clip, tm
     assert script.main(args) == 0  # the second run reads the feature cache
 
 
+def test_script_trains_without_a_dataset_from_shapes_it_renders(clip, tmp_path):
+    """Issue 19, item 2: the mapper needs no Blender dataset: procedural shapes photographed by
+    the project's renderer give the views (and cameras) it learns from."""
+    from safetensors.torch import save_file
+
+    from backend.models.checkpoint import save_shape_model
+    from backend.train.rendered_records import render_record
+
+    record = render_record("vase", 5_000_000, views=3, size=64)
+    assert record.images.shape == (3, 64, 64, 3) and record.masks.shape == (3, 64, 64)
+    assert 0.05 < record.masks.mean() < 0.9 and np.allclose(record.intrinsics[:, 2, 2], 1.0)
+    centre = record.world_to_cam[:, :3, :3] @ np.zeros(3) + record.world_to_cam[:, :3, 3]
+    assert (centre[:, 2] > 0).all()  # the object is in front of every camera (OpenCV: +z forward)
+    save_shape_model(tmp_path / "shape", tiny_shape_model())
+    weights = tmp_path / "tiny_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in clip._model.state_dict().items()}, str(weights))
+    args = ["--rendered", "1", "--max-shapes", "2", "--views", "2", "--shape-model", str(tmp_path / "shape"),
+            "--out", str(tmp_path / "iss"), "--config", "smoke", "--epochs", "2", "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache"), "--clip-model", clip.model_name, "--clip-pretrained", "none",
+            "--clip-checkpoint", str(weights)]
+    assert _load_script().main(args) == 0
+    from dataclasses import replace
+
+    clip_config = replace(_clip_config(0), pretrained=None, allow_random_weights=False, checkpoint_path=str(weights))
+    assets = load_iss_assets(TextAssetsConfig(clip=clip_config, iss_dir=str(tmp_path / "iss")), "cpu")
+    assert assets.mapper.config.code_dim == 16
+    import json
+
+    data = json.loads((tmp_path / "iss" / "shape_model.json").read_text())["metadata"]["data"]
+    assert data["rendered_per_category"] == 1 and data["shapes"] == 2 and data["views"] == 4
+
+
 def _load_script():
     import importlib.util
     from pathlib import Path
