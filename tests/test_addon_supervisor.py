@@ -229,3 +229,13 @@ def test_interpreter_check_reports_versions_or_the_problem(tmp_path):
 def test_summarize_broken_torch():
     result = interpreter_check.summarize({"python": "3.11", "torch": None, "problem": "torch cannot be imported: x"})
     assert not result.ok and "torch cannot be imported" in result.summary
+
+
+def test_the_clip_checkpoint_preference_reaches_the_backend_environment():
+    link_mod = core("link")
+    settings = link_mod.LinkSettings(mode="local", python=sys.executable, backend_root=ROOT,
+                                     clip_checkpoint="/models/open_clip_model.safetensors")
+    config = link_mod.BackendLink(settings, core("jobs").JobTracker())._local_config()
+    assert config.env()["STEPSTONE_CLIP_CHECKPOINT"] == "/models/open_clip_model.safetensors"
+    plain = supervisor.LocalBackendConfig(python=sys.executable, backend_root=ROOT)
+    assert plain.env().get("STEPSTONE_CLIP_CHECKPOINT") == __import__("os").environ.get("STEPSTONE_CLIP_CHECKPOINT")

@@ -40,6 +40,10 @@ class StepstonePreferences(bpy.types.AddonPreferences):
         name="Backend Python", subtype="FILE_PATH", update=_settings_changed,
         description="Python interpreter of the backend environment (with torch installed); empty = the "
                     "environment Install Backend made, else the project's .venv next to the add-on")
+    clip_checkpoint: bpy.props.StringProperty(
+        name="CLIP Checkpoint", subtype="FILE_PATH", update=_settings_changed,
+        description="open_clip_model.safetensors of ViT-B-32 (laion2b_s34b_b79k) for open-vocabulary text to "
+                    "shape and CLIP stylization; empty = the offline text model (its own vocabulary)")
     device: bpy.props.EnumProperty(
         name="Device", default="auto", update=_settings_changed,
         items=[("auto", "Auto", "CUDA when available, otherwise CPU"), ("cpu", "CPU", "Always the CPU"),
@@ -93,6 +97,7 @@ class StepstonePreferences(bpy.types.AddonPreferences):
             if self.check_result:
                 draw_wrapped(box, context, self.check_result, icon="INFO")
             box.prop(self, "device")
+            box.prop(self, "clip_checkpoint")
             backend_setup.draw(layout, context, self)
         else:
             box.prop(self, "address")
@@ -124,6 +129,7 @@ def link_settings(prefs: StepstonePreferences) -> LinkSettings:
         server_public_file=bpy.path.abspath(prefs.server_public_file) if prefs.server_public_file else "",
         online_access=bool(bpy.app.online_access),
         log_file=str(user_folder("logs") / "backend.log") if user_folder("logs") else "",
+        clip_checkpoint=bpy.path.abspath(prefs.clip_checkpoint) if prefs.clip_checkpoint else "",
     )
 
 

@@ -49,6 +49,8 @@ class LinkSettings:
     """Blender's "Allow Online Access"; required for any non-loopback address."""
     log_file: str = ""
     """Where the local backend's output is appended ("" = not kept)."""
+    clip_checkpoint: str = ""
+    """CLIP weights file handed to the local backend ("" = its download cache)."""
     unresponsive_s: float = 30.0
     """A local backend whose process runs but that has not answered for this long is restarted."""
     supervisor: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
@@ -111,7 +113,8 @@ class BackendLink:
     def _local_config(self) -> LocalBackendConfig:
         s = self.settings
         return LocalBackendConfig(python=s.python, backend_root=Path(s.backend_root), device=s.device,
-                                  log_file=Path(s.log_file) if s.log_file else None, **s.supervisor)
+                                  log_file=Path(s.log_file) if s.log_file else None,
+                                  clip_checkpoint=s.clip_checkpoint, **s.supervisor)
 
     # ------------------------------------------------------------------------------ control
     def ensure_running(self) -> None:

@@ -167,6 +167,9 @@ class LocalBackendConfig:
     """How long a stopping backend may take before it is killed."""
     log_file: Path | None = None
     """The backend's output is appended here (under the extension's user folder in Blender)."""
+    clip_checkpoint: str = ""
+    """CLIP weights file for the open-vocabulary text path (``STEPSTONE_CLIP_CHECKPOINT``); "" = the
+    backend looks in its download cache."""
     preflight: bool = True
     """Check the interpreter against backend/requirements.txt before its first start."""
     preflight_timeout_s: float = 30.0
@@ -181,6 +184,8 @@ class LocalBackendConfig:
         for name in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONNOUSERSITE"):
             env.pop(name, None)
         env["PYTHONPATH"] = str(self.backend_root)
+        if self.clip_checkpoint:
+            env["STEPSTONE_CLIP_CHECKPOINT"] = self.clip_checkpoint
         env["PYTHONUNBUFFERED"] = "1"
         return env
 

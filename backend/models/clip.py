@@ -340,7 +340,7 @@ def _download_tag_weights(config: ClipConfig, tag_cfg: dict, source: WeightsSour
             f"available: they are not in the download cache at {source.cache_dir} and {reason}.\n"
             f"To fix: run Stepstone once on a machine with internet access (the weights are then cached "
             f"there), or download them elsewhere from {source.remote} and point "
-            f"the environment variable {CHECKPOINT_ENV_VAR} (or the add-on's CLIP checkpoint preference, "
+            f"the environment variable {CHECKPOINT_ENV_VAR} (in Blender: Preferences → Add-ons → Stepstone → CLIP Checkpoint, "
             f"or ClipConfig.checkpoint_path) at the file."
         )
 

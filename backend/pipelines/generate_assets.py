@@ -36,7 +36,7 @@ SHAPE_MODEL_NAME = "shape_model"
 """``<iss dir>/shape_model.safetensors`` + ``shape_model.json``."""
 
 TRAIN_COMMAND = (
-    ".venv/bin/python scripts/train_mapper.py --data <procedural dataset root, see docs/dataset.md> "
+    ".venv/bin/python scripts/train_mapper.py --rendered 16 "
     "--shape-model backend/weights/shape_model_cpu --out {iss_dir} --config full"
 )
 """How a user makes the ISS folder (``{iss_dir}`` is filled in)."""
@@ -102,7 +102,7 @@ def clip_missing_reason(config: ClipConfig) -> str | None:
         f"machine: they are not in the download cache at {source.cache_dir}. To fix: run "
         "`.venv/bin/python scripts/train_mapper.py --download-clip` once on a machine with internet access "
         f"(it fills that cache), or download the weights from {source.remote} and point the environment "
-        f"variable {CHECKPOINT_ENV_VAR} (or the add-on's CLIP checkpoint preference) at the file."
+        f"variable {CHECKPOINT_ENV_VAR} (in Blender: Preferences → Add-ons → Stepstone → CLIP Checkpoint) at the file."
     )
 
 
