@@ -32,3 +32,16 @@ def test_small_real_parts_stay_and_crumbs_go():
 def test_an_empty_surface_is_a_named_error():
     with pytest.raises(PipelineError, match="empty"):
         clean_mesh(np.zeros((3, 3), np.float32), np.array([[0, 0, 0]], np.int32))
+
+
+def test_taubin_smoothing_removes_ripples_and_keeps_the_volume():
+    from backend.geometry.mesh_ops import smooth_taubin
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    rng = np.random.default_rng(0)
+    bumpy = sphere.vertices * (1 + 0.05 * rng.standard_normal((len(sphere.vertices), 1)))
+    smoothed = smooth_taubin(bumpy.astype(np.float32), sphere.faces.astype(np.int32), iterations=20)
+    spread = lambda v: np.linalg.norm(v, axis=1).std()  # noqa: E731 - the ripples' size
+    assert spread(smoothed) < 0.3 * spread(bumpy)
+    volume = trimesh.Trimesh(smoothed, sphere.faces).volume
+    assert volume == pytest.approx(trimesh.Trimesh(bumpy, sphere.faces).volume, rel=0.1)

@@ -52,6 +52,9 @@ class GeneratePreset:
     """Marching-cubes grid of the preview meshes."""
     mesh_resolution: int = 96
     """Marching-cubes grid of the result (coarse-to-fine)."""
+    smoothing_iterations: int = 20
+    """Taubin smoothing of the extracted surface: the shape model's decoder leaves ripples and fins
+    (docs/text_to_shape.md shows before/after); 0 keeps the raw surface."""
     max_faces: int = 20_000
     """Decimation target when the request gives no face budget."""
     texture_size: int = 1024
@@ -188,8 +191,8 @@ def generate_mesh(
 
 
 def surface_of(shape_model, shape_code, request: GenerateRequest, preset: GeneratePreset, ctx: JobContext):
-    """(vertices, faces) of a shape code: marching cubes, cleanup, decimation to the face budget."""
-    from backend.geometry.mesh_ops import clean_mesh, decimate
+    """(vertices, faces) of a shape code: marching cubes, cleanup, smoothing, decimation to the face budget."""
+    from backend.geometry.mesh_ops import clean_mesh, decimate, smooth_taubin
     from backend.render.extract import NoSurfaceError
 
     ctx.progress("mesh", 0.78, "extracting the surface")
@@ -199,6 +202,8 @@ def surface_of(shape_model, shape_code, request: GenerateRequest, preset: Genera
         raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape for this prompt has no surface ({exc})") from exc
     vertices, faces = clean_mesh(extracted.vertices, extracted.faces)
     ctx.check()
+    if preset.smoothing_iterations:
+        vertices = smooth_taubin(vertices, faces, preset.smoothing_iterations)
     return decimate(vertices, faces, request.face_budget or preset.max_faces)
 
 
