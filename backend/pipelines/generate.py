@@ -54,7 +54,7 @@ class GeneratePreset:
     """Marching-cubes grid of the result (coarse-to-fine)."""
     smoothing_iterations: int = 20
     """Taubin smoothing of the extracted surface: the shape model's decoder leaves ripples and fins
-    (docs/text_to_shape.md shows before/after); 0 keeps the raw surface."""
+    (docs/text_to_shape.md); 0 keeps the raw surface."""
     max_faces: int = 20_000
     """Decimation target when the request gives no face budget."""
     texture_size: int = 1024
