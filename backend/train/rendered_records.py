@@ -22,21 +22,19 @@ MAPPER_SEED_OFFSET = 5_000_000
 """Shapes for the CLIP mapper: apart from the shape model's, the text model's and the evaluations' seeds."""
 
 
-def render_record(category: str, seed: int, views: int = 8, size: int = 128, grid: int = 64,
-                  elevation_deg: tuple[float, float] = (10.0, 35.0)) -> ShapeRecord:
-    """One procedural shape photographed over white from ``views`` cameras around it."""
+def photograph(category: str, seed: int, azimuth: torch.Tensor, elevation: torch.Tensor, size: int,
+               grid: int = 64, gen: torch.Generator | None = None):
+    """(baked shape, rendered views, cameras): one procedural shape built by the torch generator
+    and photographed over white by the training renderer from orbit cameras at ``azimuth`` /
+    ``elevation`` (radians, one per view), 35° field of view, the object framed."""
     from backend.data.procedural.torch_sdf import make_torch_shape
     from backend.render.cameras import orbit_cameras
     from backend.train.shape_bank import bake_shape
     from backend.train.views import FRAMED_RADIUS, ViewConfig, render_views
 
+    views = len(azimuth)
     shape = make_torch_shape(category, seed, measure_res=grid)
     baked = bake_shape(shape, grid, 512, seed)
-    gen = torch.Generator().manual_seed(zlib.crc32(f"{category}/{seed}".encode()))
-    first = float(torch.rand((), generator=gen)) * 2 * math.pi
-    azimuth = torch.tensor([first + 2 * math.pi * i / views for i in range(views)])
-    low, high = (math.radians(e) for e in elevation_deg)
-    elevation = low + (high - low) * torch.rand(views, generator=gen)
     fov = math.radians(35.0)
     cams = orbit_cameras(azimuth, elevation, FRAMED_RADIUS / math.sin(0.4 * fov),
                          focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
@@ -44,7 +42,20 @@ def render_record(category: str, seed: int, views: int = 8, size: int = 128, gri
               "materials": baked.materials.float()[None, None].expand(views, -1, -1, -1, -1).contiguous(),
               "palette": baked.palette[None].expand(views, -1, -1).contiguous()}
     angles = torch.stack([azimuth, elevation, torch.zeros(views)], 1)
-    rendered = render_views(shapes, ViewConfig(render_size=size, texture_amplitude=0.0), gen, cameras=(cams, angles))
+    rendered = render_views(shapes, ViewConfig(render_size=size, texture_amplitude=0.0),
+                            gen or torch.Generator().manual_seed(seed), cameras=(cams, angles))
+    return baked, rendered, cams
+
+
+def render_record(category: str, seed: int, views: int = 8, size: int = 128, grid: int = 64,
+                  elevation_deg: tuple[float, float] = (10.0, 35.0)) -> ShapeRecord:
+    """One procedural shape photographed over white from ``views`` cameras around it."""
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{category}/{seed}".encode()))
+    first = float(torch.rand((), generator=gen)) * 2 * math.pi
+    azimuth = torch.tensor([first + 2 * math.pi * i / views for i in range(views)])
+    low, high = (math.radians(e) for e in elevation_deg)
+    elevation = low + (high - low) * torch.rand(views, generator=gen)
+    _, rendered, cams = photograph(category, seed, azimuth, elevation, size, grid, gen)
     intrinsics = torch.zeros(views, 3, 3)
     intrinsics[:, 0, 0], intrinsics[:, 1, 1] = cams.focal[:, 0], cams.focal[:, 1]
     intrinsics[:, 0, 2], intrinsics[:, 1, 2] = cams.principal[:, 0], cams.principal[:, 1]

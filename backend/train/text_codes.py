@@ -54,29 +54,17 @@ def shape_pairs(categories: Iterable[str], per_category: int, offset: int = TEXT
 @torch.no_grad()
 def encode_shape(model, category: str, seed: int, views: int = 4, grid: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(extents [3], shape codes [V, S], colour codes [V, C]) of one procedural shape."""
-    from backend.data.procedural.torch_sdf import make_torch_shape
-    from backend.render.cameras import orbit_cameras
-    from backend.train.shape_bank import GRID_LIMIT, bake_shape
-    from backend.train.views import FRAMED_RADIUS, ViewConfig, crop_over_white, render_views
+    from backend.train.rendered_records import photograph
+    from backend.train.shape_bank import GRID_LIMIT
+    from backend.train.views import crop_over_white
 
-    shape = make_torch_shape(category, seed, measure_res=grid)
-    baked = bake_shape(shape, grid, 512, seed)
-    inside = (baked.sdf.float() < 0).nonzero().float()
-    step = 2 * GRID_LIMIT / (grid - 1)
-    extents = ((inside.max(0).values - inside.min(0).values + 1) * step).numpy() if len(inside) else np.zeros(3)
-    size = 2 * model.config.encoder.image_size
-    fov = math.radians(35.0)
     first = math.radians(zlib.crc32(f"{category}/{seed}".encode()) % 90)
     azimuth = torch.tensor([first + 2 * math.pi * i / views for i in range(views)])
     elevation = torch.full((views,), math.radians(20.0))
-    cams = orbit_cameras(azimuth, elevation, FRAMED_RADIUS / math.sin(0.4 * fov),
-                         focal=0.5 * size / math.tan(0.5 * fov), height=size, width=size)
-    shapes = {"sdf": baked.sdf.float()[None, None].expand(views, -1, -1, -1, -1).contiguous(),
-              "materials": baked.materials.float()[None, None].expand(views, -1, -1, -1, -1).contiguous(),
-              "palette": baked.palette[None].expand(views, -1, -1).contiguous()}
-    angles = torch.stack([azimuth, elevation, torch.zeros(views)], 1)
-    rendered = render_views(shapes, ViewConfig(render_size=size, texture_amplitude=0.0),
-                            torch.Generator().manual_seed(seed), cameras=(cams, angles))
+    baked, rendered, _ = photograph(category, seed, azimuth, elevation, 2 * model.config.encoder.image_size, grid)
+    inside = (baked.sdf.float() < 0).nonzero().float()
+    step = 2 * GRID_LIMIT / (grid - 1)
+    extents = ((inside.max(0).values - inside.min(0).values + 1) * step).numpy() if len(inside) else np.zeros(3)
     codes = model.encode(crop_over_white(rendered.clean, rendered.alpha, model.config.encoder.image_size))
     return extents.astype(np.float32), codes.shape.numpy().astype(np.float32), codes.color.numpy().astype(np.float32)
 
