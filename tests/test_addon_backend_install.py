@@ -169,3 +169,22 @@ def test_torch_comes_from_where_the_machine_needs_it():
     assert install.torch_index_args("linux", "cuda") == []  # PyPI's Linux wheels are the CUDA build
     assert install.torch_index_args("win32", "cuda")[1].startswith("https://download.pytorch.org/whl/cu")
     assert install.torch_index_args("win32", "cpu") == [] and install.torch_index_args("darwin", "cpu") == []
+
+
+def test_an_environment_that_fails_the_check_is_not_used_and_the_check_says_why(tmp_path):
+    launcher = FakeLauncher()
+    plan = plan_for(tmp_path, gpu_probe=None)
+    plan.env_dir.mkdir(parents=True)
+    (plan.env_dir / "bin").mkdir()
+    (plan.env_dir / "bin" / "python").write_text("")  # an existing venv: pip, download, install, verify
+    # the scripted pre-flight answers at once, exiting 1 with this report, as the real one does
+    launcher.preflight_report = {"ok": False, "python_ok": True, "missing": ["torch"]}
+    installer = install.BackendInstaller(plan, launcher=launcher, clock=FakeClock())
+    for _ in ("pip", "download", "install"):
+        launcher.last.code = 0
+        installer.tick()
+    assert installer.progress.step == "verify"
+    installer.tick()
+    assert installer.progress.state == "failed"
+    assert "does not pass the pre-flight check: the backend Python" in installer.progress.text
+    assert "lacks torch" in installer.progress.text and install.installed_python(plan.env_dir) == ""

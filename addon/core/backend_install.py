@@ -307,13 +307,14 @@ class BackendInstaller:
             # The pip a new venv gets (ensurepip) may predate byte progress; installing still works.
             self._raw_progress = code == 0
             return self._next_step()
-        if code != 0:
-            return self._fail(self._pip_error(handle.output_tail()) or f"{STEP_LABELS[step]} failed (exit code {code})")
         if step == "verify":
-            report = preflight.parse(self._lines)
-            problem = preflight.explain(report, str(self.plan.python)) if report else "no report"
+            # Before the exit-code test below: a failed check exits 1, and its report says why.
+            _, problem = preflight.verdict(self._lines, str(self.plan.python), code, handle.output_tail())
             if problem:
                 return self._fail(f"the new environment does not pass the pre-flight check: {problem}")
+            return self._next_step()
+        if code != 0:
+            return self._fail(self._pip_error(handle.output_tail()) or f"{STEP_LABELS[step]} failed (exit code {code})")
         self._next_step()
 
     def _gpu_found(self, found: bool) -> None:

@@ -71,9 +71,7 @@ class InterpreterCheck:
         self._lines += self._handle.read_lines()
         python = self._config.python
         if self._stage == "preflight":
-            report = preflight.parse(self._lines)
-            problem = (preflight.explain(report, python) if report is not None
-                       else preflight.failed_to_run(python, code, self._handle.output_tail()))
+            report, problem = preflight.verdict(self._lines, python, code, self._handle.output_tail())
             if problem:
                 self.result = CheckResult(False, problem, report)
             else:

@@ -47,6 +47,13 @@ def explain(report: dict[str, Any], python: str) -> str | None:
     return f"the backend Python {python} lacks {_names(missing)}: {FIX}"
 
 
+def verdict(lines: list[str], python: str, code: int, tail: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(report, problem) of a finished pre-flight process: its stdout ``lines``, exit ``code`` and
+    output ``tail``; the problem is None when the interpreter can run the backend."""
+    report = parse(lines)
+    return report, explain(report, python) if report is not None else failed_to_run(python, code, tail)
+
+
 def failed_to_run(python: str, code: int, tail: str) -> str:
     """The interpreter did not even produce a report (not a Python, a broken install)."""
     last = [line.strip() for line in tail.splitlines() if line.strip()][-1:]

@@ -313,9 +313,7 @@ class BackendSupervisor:
                        f"{self.config.preflight_timeout_s:g} s: {preflight.FIX}")
         else:
             check.log += check.handle.read_lines()
-            report = preflight.parse(check.log)
-            problem = (preflight.explain(report, python) if report is not None
-                       else preflight.failed_to_run(python, code, check.handle.output_tail()))
+            _, problem = preflight.verdict(check.log, python, code, check.handle.output_tail())
         self._check = None
         if problem is None:
             self._checked_python = python
