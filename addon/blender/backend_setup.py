@@ -6,7 +6,6 @@ timer, and the preferences draw its progress.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -64,8 +63,7 @@ def install_state(prefs) -> tuple[str, str]:
     record = backend_install.install_record(folder)
     if not backend_install.installed_python(folder) or record is None:
         return "none", "Not installed: Install Backend makes it here, with no terminal"
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if record.get("requirements_sha256") != wanted:
+    if record.get("requirements_sha256") != backend_install.requirements_digest(REQUIREMENTS):
         return "outdated", "Installed for an older Stepstone: press Install Backend to update it"
     return "installed", f"Installed {record.get('installed_at', '')} · PyTorch {record.get('torch', '?')} build"
 

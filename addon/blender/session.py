@@ -341,17 +341,14 @@ class Session:
             item.can_retry = job.retryable
             item.held = job.state == JobState.HELD
         self._synced_version, self._synced_at, self._synced_status = self.tracker.version, now, self.status().text
-        for window in wm.windows:
-            for area in window.screen.areas:
-                if area.type in ("VIEW_3D", "IMAGE_EDITOR"):
-                    area.tag_redraw()
+        _redraw("VIEW_3D", "IMAGE_EDITOR")
 
 
-def _redraw(area_type: str) -> None:
+def _redraw(*area_types: str) -> None:
     wm = bpy.context.window_manager
     for window in (wm.windows if wm is not None else ()):
         for area in window.screen.areas:
-            if area.type == area_type:
+            if area.type in area_types:
                 area.tag_redraw()
 
 

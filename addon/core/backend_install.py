@@ -19,7 +19,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import preflight
@@ -55,6 +55,11 @@ def install_record(env_dir: Path | None) -> dict | None:
         return json.loads((env_dir / MARKER).read_text(encoding="utf-8")) if env_dir else None
     except (OSError, ValueError):
         return None
+
+
+def requirements_digest(requirements: Path) -> str:
+    """What an install record keeps of the pins it installed (a newer Stepstone's differ)."""
+    return hashlib.sha256(requirements.read_bytes()).hexdigest()
 
 
 def torch_index_args(platform: str, variant: str) -> list[str]:
@@ -118,8 +123,6 @@ class InstallProgress:
     bytes_saved: int = 0
     torch: str = ""
     started: float = 0.0
-    finished: float = 0.0
-    log: list[str] = field(default_factory=list)
 
 
 _COLLECTING = re.compile(r"^\s*Collecting (\S+)")
@@ -362,7 +365,7 @@ class BackendInstaller:
     # ------------------------------------------------------------------------------ outcome
     def _succeed(self) -> None:
         plan = self.plan
-        record = {"requirements_sha256": hashlib.sha256(plan.requirements.read_bytes()).hexdigest(),
+        record = {"requirements_sha256": requirements_digest(plan.requirements),
                   "torch": self.progress.torch, "python": str(plan.python),
                   "base_python": self._base_python or None, "seconds": round(self._clock() - self.progress.started, 1),
                   "downloaded_bytes": self.progress.bytes_saved, "installed_at": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -377,7 +380,6 @@ class BackendInstaller:
 
     def _finish(self, state: str, text: str) -> None:
         self.progress.state, self.progress.text = state, text
-        self.progress.finished = self._clock()
         if state == "done":
             self.progress.fraction = 1.0
 

@@ -287,16 +287,10 @@ class GeneratePipeline(Pipeline):
             return None
         from backend.pipelines.generate_assets import iss_missing_reason
 
-        offline = self._offline_missing()
+        from backend.pipelines.generate_offline import offline_unavailable
+
+        offline = offline_unavailable(self._offline_model, self._offline is not None)
         return None if offline is None else f"{offline}; the CLIP path: {iss_missing_reason(self.assets_config)}"
-
-    def _offline_missing(self) -> str | None:
-        from backend.pipelines.generate_offline import offline_missing_reason
-
-        if self._offline is not None:
-            return None
-        return "the offline text model is turned off" if self._offline_model is None else \
-            offline_missing_reason(self._offline_model)
 
     def _load(self) -> IssAssets:
         if self._assets is None:
@@ -319,9 +313,9 @@ class GeneratePipeline(Pipeline):
             if self._offline is None:
                 from backend.pipelines.generate_offline import OfflineTextModel
 
-                reason = self._offline_missing()
+                reason = self.unavailable_reason()
                 if reason is not None:
-                    raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, self.unavailable_reason() or reason)
+                    raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
                 ctx.progress("load", 0.0, "loading the offline text model")
                 self._offline = OfflineTextModel.load(self.device, self._offline_model)
             preset = generate_preset(str(self._offline.encoder.code_mean.device.type), request.common.quality)

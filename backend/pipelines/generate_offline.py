@@ -45,6 +45,14 @@ def offline_missing_reason(path: Path = TEXT_MODEL, shape_model: Path = DEFAULT_
     return None
 
 
+def offline_unavailable(path: Path | None, loaded: bool = False) -> str | None:
+    """Why a pipeline cannot fall back on the offline text model at ``path`` (None: turned off);
+    None when it can (``loaded``: it already did)."""
+    if loaded:
+        return None
+    return "the offline text model is turned off" if path is None else offline_missing_reason(path)
+
+
 @dataclass
 class OfflineTextModel:
     encoder: TextEncoder

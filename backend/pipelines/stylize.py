@@ -213,10 +213,9 @@ class StylizePipeline(Pipeline):
         if self._clip_ready():
             return None
         from backend.pipelines.generate_assets import clip_missing_reason
-        from backend.pipelines.generate_offline import offline_missing_reason
+        from backend.pipelines.generate_offline import offline_unavailable
 
-        offline = ("the offline text model is turned off" if self._offline_model is None
-                   else None if self._offline is not None else offline_missing_reason(self._offline_model))
+        offline = offline_unavailable(self._offline_model, self._offline is not None)
         return None if offline is None else (f"stylization is unavailable: {offline}; the CLIP path: "
                                              f"{clip_missing_reason(self.clip_config)}")
 

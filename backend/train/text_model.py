@@ -54,13 +54,14 @@ def shape_attributes(records: CodeRecords) -> list:
             for category, seed, extents in zip(records.categories, records.seeds, records.extents)]
 
 
-def make_captions(records: CodeRecords, vocab, per_shape: int, split: str, seed: int) -> CaptionSet:
+def make_captions(attributes: list, vocab, per_shape: int, split: str, seed: int) -> CaptionSet:
+    """``per_shape`` captions of each shape (its `shape_attributes`), as token ids."""
     from backend.text.captions import captions
     from backend.text.vocab import UnknownPromptError, analyse
 
     rng = np.random.default_rng(seed)
     ids, rows, texts = [], [], []
-    for row, attrs in enumerate(shape_attributes(records)):
+    for row, attrs in enumerate(attributes):
         for text in captions(attrs, rng, per_shape, split=split):
             try:  # exactly what inference feeds the encoder: the known content words, synonyms resolved
                 tokens = [vocab.index(word) for word in analyse(text, vocab).known]
@@ -83,13 +84,14 @@ def target_codes(records: CodeRecords, attributes: list) -> torch.Tensor:
 def train_text_encoder(records: CodeRecords, vocab, config: TextTrainConfig = TextTrainConfig(),
                        log: Callable[[str], None] = print) -> tuple[TextEncoder, dict]:
     torch.manual_seed(config.seed)
-    targets = target_codes(records, shape_attributes(records))
+    attributes = shape_attributes(records)
+    targets = target_codes(records, attributes)
     shape_dim = records.shape_codes.shape[-1]
     model = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), shape_dim=shape_dim,
                                           color_dim=records.color_codes.shape[-1], **config.model))
     model.set_code_statistics(targets)
     standard = (targets - model.code_mean) / model.code_scale
-    data = make_captions(records, vocab, config.captions_per_shape, "train", config.seed)
+    data = make_captions(attributes, vocab, config.captions_per_shape, "train", config.seed)
     weights = torch.ones(standard.shape[1])
     weights[shape_dim:] = config.color_weight
     weights[-3:] = config.rgb_weight
@@ -130,15 +132,15 @@ def evaluate_text_encoder(model: TextEncoder, records: CodeRecords, vocab, split
     own shape's (L1 in standardised units), and whether the nearest evaluation shape (cosine, in
     standardised units) is of the caption's category (top-1) — a check of the code, not of the
     generated mesh."""
-    data = make_captions(records, vocab, per_shape, split, seed)
-    targets = (target_codes(records, shape_attributes(records)) - model.code_mean) / model.code_scale
+    attributes = shape_attributes(records)
+    data = make_captions(attributes, vocab, per_shape, split, seed)
+    targets = (target_codes(records, attributes) - model.code_mean) / model.code_scale
     predicted = torch.cat([model(pad_batch(data.token_ids[i:i + 512])) for i in range(0, len(data.token_ids), 512)])
     own = targets[data.shape_index]
     similarity = torch.nn.functional.normalize(predicted, dim=1) @ torch.nn.functional.normalize(targets, dim=1).T
     nearest = similarity.argmax(dim=1).numpy()
     categories = np.asarray(records.categories)
-    rgb = (predicted * model.code_scale + model.code_mean)[:, -3:].clamp(0, 1)
-    own_rgb = (own * model.code_scale + model.code_mean)[:, -3:]
+    rgb, own_rgb = model.split(predicted)[2], model.split(own)[2]
     return {"captions": len(data.token_ids), "l1": float((predicted - own).abs().mean()),
             "l1_of_mean_code": float(own.abs().mean()), "rgb_l1": float((rgb - own_rgb).abs().mean()),
             "nearest_same_category": float((categories[nearest] == categories[data.shape_index]).mean())}
