@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from backend.client import BackendClient
 
 # Exit codes (docs/cli.md): a bad argument is refused before any model loads or job runs.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_JOB_LOST = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_JOB_LOST, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 WEIGHTS_HELP = ("shape model checkpoint for reconstruction instead of the shipped one: NAME (NAME.json + "
                 "NAME.safetensors) or a folder holding one, e.g. what scripts/train.py exports")
@@ -90,13 +90,11 @@ def run_local(message: Message, device: str, on_message: Callable[[Message], Non
     from backend.jobs import EngineError, JobEngine
     from backend.pipelines.registry import default_registry
     from backend.protocol import ProtocolError
-    from backend.requests import parse_submit
+    from backend.requests import parse_local_submit
 
     config = config or ServerConfig()
-    frames = [bytes(f) for f in protocol.encode(message)]
     try:
-        decoded = protocol.decode(frames, protocol.Limits(max_message_bytes=config.limits.max_message_bytes))
-        request = parse_submit(decoded, config.limits)
+        request = parse_local_submit(message, config.limits)
     except (ProtocolError, InputError) as exc:
         return protocol.error(exc.code, exc.message, message.job, "rejected")
     final: list[Message] = []
@@ -127,18 +125,14 @@ def run_local(message: Message, device: str, on_message: Callable[[Message], Non
 
 
 def _write_result(final: Message, output: Path) -> int:
-    from backend.geometry.mesh_files import export_mesh
+    from backend.result_files import write_result_files
 
     if final.type != "result":
         return _report_failure(final)
-    mesh = protocol.result_mesh(final)
-    path = export_mesh(mesh, output)
+    mesh, path, meta_path = write_result_files(final, output)
     meta = final.get("metadata")
     for warning in meta.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    # the metadata beside the mesh: the method, the fitted camera, timings, warnings
-    meta_path = path.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=1))
     timings = meta.get("timings", {})
     print(f"wrote {path} and {meta_path.name} ({mesh.n_triangles} triangles, {len(mesh.vertices)} vertices, "
           f"method: {meta.get('method', '?')}, {timings.get('run_s', 0):.1f} s)")
@@ -409,12 +403,19 @@ def run_server(args: argparse.Namespace, registry) -> int:
 
     from backend.server import Server, ServerConfigError
 
+    ray = _ray_options(args)
     try:
         device = _checked_device(args.device)
         config = ServerConfig(host=args.host, port=args.port, device=device,
                               auth_dir=Path(args.auth_dir) if args.auth_dir else None,
                               job_timeout_s=args.job_timeout)
-        server = Server(config, registry, [device])
+        if ray is None:
+            server = Server(config, registry, [device])
+        else:
+            from backend.scale.cluster import connect
+            from backend.scale.process import ray_process_factory
+
+            server = Server(config, registry, ray.worker_names(), ray_process_factory(ray), connect(ray))
     except (UsageError, ServerConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -431,7 +432,74 @@ def run_server(args: argparse.Namespace, registry) -> int:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        if ray is not None:
+            from backend.scale.cluster import shutdown
+
+            shutdown()
     return EXIT_OK
+
+
+def _ray_options(args: argparse.Namespace):
+    """``RayOptions`` from --ray/--workers/...; None without --ray (then Ray options are refused)."""
+    if args.ray is None:
+        if args.workers is not None or args.gpus_per_worker:
+            raise UsageError("--workers and --gpus-per-worker need --ray (local or a cluster address)")
+        return None
+    from backend.scale.cluster import RayOptions
+
+    if getattr(args, "device", "auto") != "auto":
+        raise UsageError("with --ray the device follows --gpus-per-worker (CUDA above 0); leave --device out")
+    return RayOptions(args.ray, 2 if args.workers is None else args.workers, args.cpus_per_worker,
+                      args.gpus_per_worker)
+
+
+def cmd_batch(args: argparse.Namespace, registry=None) -> int:
+    """``registry``: the pipelines to run instead of the shipped ones (tests run doubles)."""
+    from backend.batch.items import expand_inputs
+    from backend.batch.runner import BatchSettings, run_batch
+    from backend.jobs import JobEngine
+    from backend.pipelines.registry import default_registry
+
+    items = expand_inputs(args.inputs)
+    folder = Path(args.out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file; give a folder")
+    _check_creatable_folder(folder, f"--out {folder}")
+    if args.max_attempts < 1:
+        raise UsageError(f"--max-attempts must be at least 1, not {args.max_attempts}")
+    settings = BatchSettings(_common_params(args), args.method, args.stylize, f".{args.format}", args.max_attempts)
+    registry = (registry or default_registry(_checked_weights(args))).only({item.task for item in items})
+    ray = _ray_options(args)
+    if ray is None:
+        from backend.devices import resolve_device
+
+        device = resolve_device(_checked_device(args.device))
+        make_engine = lambda sink: JobEngine(registry, ServerConfig(), [device], sink)  # noqa: E731
+    else:
+        from backend.scale.cluster import connect
+        from backend.scale.process import ray_process_factory
+
+        info = connect(ray)
+        print(f"Ray cluster {ray.address}: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs; "
+              f"{ray.workers} worker(s)", file=sys.stderr)
+        factory = ray_process_factory(ray)
+        make_engine = lambda sink: JobEngine(registry, ServerConfig(), ray.worker_names(), sink, factory)  # noqa: E731
+    try:
+        summary = run_batch(items, folder, settings, make_engine,
+                            report=lambda line: print(line, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume (progress is in {folder / 'manifest.json'})",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if ray is not None:
+            from backend.scale.cluster import shutdown
+
+            shutdown()
+    print(f"{summary.done} done, {summary.failed} failed, {summary.skipped} already done, of {summary.total} "
+          f"in {summary.seconds:.1f} s ({summary.items_per_minute:.1f} items/min); results in {folder}")
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 
 def _stop_on_eof(server) -> None:
@@ -509,8 +577,9 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def _add_job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", help="output file: .glb (default), .obj or .ply")
+def _add_job_options(parser: argparse.ArgumentParser, output: bool = True) -> None:
+    if output:
+        parser.add_argument("-o", "--output", help="output file: .glb (default), .obj or .ply")
     parser.add_argument("--quality", choices=protocol.QUALITIES, default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--texture", choices=protocol.TEXTURE_MODES, default="uv",
@@ -519,13 +588,29 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_seconds, help="job deadline in seconds")
 
 
+def _add_method_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
+                        help="auto: the learned shape model when its result is clean, else the outline solid; "
+                             "outline: a surface of revolution or inflation of the photo's outline; "
+                             "silhouette: the inflation baseline")
+
+
+def _add_ray_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help=f"run {what} on Ray workers: 'local' starts a Ray cluster on this machine; "
+                             "otherwise a cluster's address (auto, HOST:6379, ray://HOST:10001). "
+                             "Needs the scale extra (pip install '.[scale]'); see docs/scale.md")
+    parser.add_argument("--workers", type=int, help="Ray workers (jobs at once), each with warm pipelines; default 2")
+    parser.add_argument("--cpus-per-worker", type=float, default=1.0,
+                        help="CPUs Ray reserves for each worker, also its torch threads (default 1)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0,
+                        help="GPUs for each worker (0.5 lets two share one); above 0 workers run on CUDA")
+
+
 def _add_task_parsers(sub) -> None:
     p = sub.add_parser("reconstruct", help="image(s) of one object → mesh")
     p.add_argument("images", nargs="+")
-    p.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
-                   help="auto: the learned shape model when its result is clean, else the outline solid; "
-                        "outline: a surface of revolution or inflation of the photo's outline; "
-                        "silhouette: the inflation baseline")
+    _add_method_option(p)
     _add_job_options(p)
     p = sub.add_parser("generate", help="text prompt → mesh")
     p.add_argument("prompt")
@@ -554,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop when standard input closes (for supervisors such as the Blender add-on)")
     serve.add_argument("--weights", help=WEIGHTS_HELP)
+    _add_ray_options(serve, "jobs")
 
     _add_task_parsers(sub)
     for name in ("reconstruct", "generate", "stylize"):
@@ -574,6 +660,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--token", help="the job's token (printed when a run gives up waiting): needed by any "
                                         "client but the one that submitted the job")
 
+    batch = sub.add_parser("batch", help="many images or prompts → one mesh each, resumable",
+                           description="Run every input as its own job and write each result to --out as it "
+                                       "finishes (NAME.glb + NAME.json), with manifest.json recording each item. "
+                                       "Running the same command again skips finished items.")
+    batch.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="an image, a folder of images, or a prompt list (.txt: one per line; .csv with a "
+                            "prompt column, optional negative_prompt, seed, name)")
+    batch.add_argument("--out", required=True, help="output folder (also holds manifest.json)")
+    batch.add_argument("--format", choices=("glb", "obj", "ply"), default="glb")
+    batch.add_argument("--device", default="auto", help="without --ray: cpu, cuda, cuda:N or auto")
+    batch.add_argument("--weights", help=WEIGHTS_HELP)
+    batch.add_argument("--stylize", action="store_true", help="also stylize generated shapes with their prompt")
+    batch.add_argument("--max-attempts", type=int, default=3,
+                       help="runs of an item whose worker dies under it (default 3)")
+    _add_method_option(batch)
+    _add_job_options(batch, output=False)
+    _add_ray_options(batch, "the items")
+
     keys = sub.add_parser("keys", help="create CURVE keys for remote use")
     keys.add_argument("directory")
     keys.add_argument("--client", default="blender", help="name of the client key pair to create")
@@ -588,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     handlers = {"serve": cmd_serve, "reconstruct": cmd_run, "generate": cmd_run, "stylize": cmd_run,
-                "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
+                "batch": cmd_batch, "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -64,6 +64,8 @@ class Job:
     error: dict[str, str] | None = None
     result: Message | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    worker_lost: bool = False
+    """It failed because the process (or Ray worker) running it died: running it again may succeed."""
 
     @property
     def final(self) -> bool:
@@ -80,7 +82,7 @@ class _Worker:
         self.engine = engine
         self.device = device
         self.current: Job | None = None
-        self.process = PipelineProcess(engine.registry, device)
+        self.process = engine.process_factory(engine.registry, device)
         self.thread = threading.Thread(target=self._loop, name=f"stepstone-worker-{device}", daemon=True)
 
     def replace_process(self) -> None:
@@ -88,7 +90,7 @@ class _Worker:
         rebuilds the same pipelines in the background."""
         warm = tuple(sorted(self.process.built))
         self.process.kill()
-        self.process = PipelineProcess(self.engine.registry, self.device, warm)
+        self.process = self.engine.process_factory(self.engine.registry, self.device, warm)
 
     def _loop(self) -> None:
         engine = self.engine
@@ -110,8 +112,12 @@ class _Worker:
 
 class JobEngine:
     def __init__(self, registry: PipelineRegistry, config: ServerConfig, devices: list[str],
-                 on_message: Callable[[Job, Message], None]):
+                 on_message: Callable[[Job, Message], None],
+                 process_factory: Callable[..., PipelineProcess] = PipelineProcess):
+        """``process_factory(registry, device, warm_tasks=())`` makes what runs one device's jobs: a
+        child process by default, a Ray actor for ``backend.scale`` (same interface)."""
         self.registry = registry
+        self.process_factory = process_factory
         self.config = config
         self.devices = devices
         self.on_message = on_message
@@ -146,8 +152,8 @@ class JobEngine:
                     self._record_availability(task, message[2])
                     break
                 if message is None and not worker.process.alive():
-                    self._record_availability(task, f"the {task} pipeline's process exited while loading it "
-                                                    f"(exit code {worker.process.process.exitcode})")
+                    self._record_availability(task, f"the {task} pipeline's {worker.process.death_reason()} "
+                                                    "while loading it")
                     worker.process.built.discard(task)
                     worker.replace_process()
                     break
@@ -299,10 +305,8 @@ class JobEngine:
             if message is not None:
                 self._relay(job, message)
             elif not worker.process.alive():
-                code = worker.process.process.exitcode
-                self._finish(job, "failed", ErrorCode.PIPELINE_FAILED,
-                             f"the pipeline process ended unexpectedly (exit code {code}"
-                             f"{'; killed, perhaps for lack of memory' if code == -9 else ''})")
+                job.worker_lost = True
+                self._finish(job, "failed", ErrorCode.PIPELINE_FAILED, f"the {worker.process.death_reason()}")
                 worker.replace_process()
                 return
             now = time.monotonic()

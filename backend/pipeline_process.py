@@ -78,6 +78,12 @@ class PipelineProcess:
     def request_cancel(self) -> None:
         self._cancel.set()
 
+    def death_reason(self) -> str:
+        """How the child ended, for a job or probe it took down with it."""
+        code = self.process.exitcode
+        return (f"pipeline process ended unexpectedly (exit code {code}"
+                f"{'; killed, perhaps for lack of memory' if code == -9 else ''})")
+
     def kill(self) -> None:
         """Stop at once, whatever the child is doing; frees its CPU, memory and device."""
         if self.process.is_alive():
@@ -124,10 +130,10 @@ def _child_main(conn: Connection, cancel, registry: PipelineRegistry, device: st
         except (EOFError, OSError):
             return  # the server closed the pipe or died
         if message[0] == "probe":
-            reply = ("availability", message[1], _availability(pipeline, message[1]))
+            reply = ("availability", message[1], availability(pipeline, message[1]))
         else:
             _, job_id, task, request, seconds_left = message
-            reply = _run(conn, cancel, pipeline, device, job_id, task, request, seconds_left)
+            reply = run_job(conn, cancel, pipeline, device, job_id, task, request, seconds_left)
             del request
         try:
             conn.send(reply)
@@ -156,7 +162,8 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="stepstone-parent-watch", daemon=True).start()
 
 
-def _availability(pipeline, task: str) -> str | None:
+def availability(pipeline, task: str) -> str | None:
+    """Why ``task`` cannot run (None: it can); ``pipeline(task)`` builds or returns the pipeline."""
     try:
         return pipeline(task).unavailable_reason()
     except Exception as exc:  # noqa: BLE001 - a broken pipeline is reported, not fatal
@@ -164,8 +171,10 @@ def _availability(pipeline, task: str) -> str | None:
         return f"the {task} pipeline could not be loaded: {type(exc).__name__}: {exc}"
 
 
-def _run(conn: Connection, cancel, pipeline, device: str, job_id: str, task: str, request: Any,
-         seconds_left: float) -> tuple:
+def run_job(conn, cancel, pipeline, device: str, job_id: str, task: str, request: Any,
+            seconds_left: float) -> tuple:
+    """Run one job; ``conn.send`` takes its progress and previews, ``cancel.is_set`` is read at each
+    check point. Returns the outcome tuple. Shared by this child process and the Ray actor."""
     ctx = JobContext(
         job_id, device,
         emit_progress=lambda stage, fraction, text, eta: conn.send(("progress", stage, fraction, text, eta)),
@@ -173,7 +182,7 @@ def _run(conn: Connection, cancel, pipeline, device: str, job_id: str, task: str
         emit_preview_points=lambda points, colors, step: conn.send(("preview_points", points, colors, step)),
         is_cancelled=cancel.is_set, deadline=time.monotonic() + seconds_left)
     try:
-        reason = _availability(pipeline, task)
+        reason = availability(pipeline, task)
         conn.send(("availability", task, reason))
         if reason is not None:
             raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)

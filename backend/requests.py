@@ -19,9 +19,12 @@ from backend.protocol import (
     STYLIZE_MODES,
     TEXTURE_MODES,
     ErrorCode,
+    Limits,
     MeshPayload,
     Message,
     ProtocolError,
+    decode,
+    encode,
     mesh_from_blobs,
 )
 
@@ -147,6 +150,14 @@ def _texture(p: _Params) -> str:
 
 def _face_budget(p: _Params) -> int | None:
     return p.get("face_budget", int, None, lambda v: 100 <= v <= 10_000_000, "an integer in [100, 10^7]")
+
+
+def parse_local_submit(message: Message, limits: ServiceLimits) -> JobRequest:
+    """A submit built in this process (the CLI, a batch), checked exactly as the server checks one
+    that arrived on the wire: encoded, decoded within the limits, then parsed."""
+    frames = [bytes(frame) for frame in encode(message)]
+    decoded = decode(frames, Limits(max_message_bytes=limits.max_message_bytes))
+    return parse_submit(decoded, limits)
 
 
 def parse_submit(message: Message, limits: ServiceLimits) -> JobRequest:

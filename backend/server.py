@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -23,6 +23,7 @@ from backend import protocol
 from backend.auth import load_server_keys, start_authenticator
 from backend.config import ServerConfig, is_loopback
 from backend.jobs import EngineError, Job, JobEngine
+from backend.pipeline_process import PipelineProcess
 from backend.pipelines.base import PipelineRegistry
 from backend.protocol import ErrorCode, Limits, Message, ProtocolError
 from backend.requests import parse_submit
@@ -35,7 +36,10 @@ class ServerConfigError(RuntimeError):
 
 
 class Server:
-    def __init__(self, config: ServerConfig, registry: PipelineRegistry, devices: list[str]):
+    def __init__(self, config: ServerConfig, registry: PipelineRegistry, devices: list[str],
+                 process_factory: Callable[..., Any] = PipelineProcess, ray: dict[str, Any] | None = None):
+        """``process_factory`` and ``ray``: run the workers on a Ray cluster (``backend.scale``),
+        described by ``ray`` in the server's info."""
         if not is_loopback(config.host) and config.auth_dir is None and not config.allow_remote_without_auth:
             raise ServerConfigError(
                 f"refusing to listen on {config.host} without authentication: create keys with "
@@ -51,7 +55,8 @@ class Server:
         self._lost_clients = 0
         self._stop = threading.Event()
         self._validator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepstone-validate")
-        self.engine = JobEngine(registry, config, devices, self._deliver)
+        self.ray = ray
+        self.engine = JobEngine(registry, config, devices, self._deliver, process_factory)
         self._context = zmq.Context()
         self._authenticator = None
         self.socket = self._context.socket(zmq.ROUTER)
@@ -182,6 +187,7 @@ class Server:
             "version": backend.__version__,
             "protocol": protocol.PROTOCOL_VERSION,
             "devices": self.devices,
+            "ray": self.ray,
             "auth": self._authenticator is not None,
             "clients": len(self._clients),
             "clients_lost": self._lost_clients,

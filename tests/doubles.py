@@ -144,3 +144,39 @@ class PidReportingPipeline(SlowPipeline):
     def run(self, request, ctx: JobContext) -> PipelineOutput:
         ctx.progress("start", 0.0, str(os.getpid()))
         return super().run(request, ctx)
+
+
+class BatchGeneratePipeline(Pipeline):
+    """Generate double for batch tests. Appends each run (prompt, pid) to the file named by
+    ``STEPSTONE_TEST_RUN_LOG`` (an environment variable: it runs in pipeline processes and Ray
+    workers). Words in the prompt steer it: ``slow`` takes ~1 s; ``die-once`` on its first run
+    writes its pid to ``<prompt>.pid`` beside the log and waits to be killed; ``die-always``
+    kills its own process (kill -9) every time."""
+
+    task = "generate"
+
+    def run(self, request, ctx: JobContext) -> PipelineOutput:
+        import re
+        import signal
+        from pathlib import Path
+
+        log = Path(os.environ["STEPSTONE_TEST_RUN_LOG"])
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{request.prompt}\t{os.getpid()}\n")
+        words = request.prompt.split()
+        if "die-always" in words:
+            os.kill(os.getpid(), signal.SIGKILL)
+        marker = log.parent / (re.sub(r"\W+", "_", request.prompt) + ".pid")
+        if "die-once" in words and not marker.exists():
+            partial = marker.with_suffix(".partial")
+            partial.write_text(str(os.getpid()))
+            partial.replace(marker)
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                ctx.check()
+                time.sleep(0.05)
+        if "slow" in words:
+            for _ in range(20):
+                ctx.check()
+                time.sleep(0.05)
+        return PipelineOutput(tetrahedron(), {"method": "test-double", "pid": os.getpid()})

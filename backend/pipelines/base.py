@@ -112,3 +112,11 @@ class PipelineRegistry:
 
     def create(self, task: str, device: str) -> Pipeline:
         return self._factories[task](device)
+
+    def only(self, tasks: set[str]) -> "PipelineRegistry":
+        """The same factories for ``tasks`` alone: workers then build (and probe) just what a
+        batch needs."""
+        subset = PipelineRegistry()
+        for task in sorted(tasks & set(self._factories)):
+            subset.register(task, self._factories[task])
+        return subset
