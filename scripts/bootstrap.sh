@@ -30,5 +30,5 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e "$root[test]"
+"$venv/bin/python" -m pip install --quiet -e "$root[test,scale]"
 echo "$want" > "$stamp"

@@ -163,6 +163,7 @@ class BatchGeneratePipeline(Pipeline):
         log = Path(os.environ["STEPSTONE_TEST_RUN_LOG"])
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"{request.prompt}\t{os.getpid()}\n")
+        ctx.progress("generate", 0.1, "started")
         words = request.prompt.split()
         if "die-always" in words:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -110,6 +110,23 @@ def jobs_summary(items) -> str:
     return "Jobs: " + " · ".join(parts)
 
 
+def ray_summary(info: dict | None) -> str:
+    """One line on where a batch runs, when the connected backend runs its jobs on Ray ("" when not)."""
+    ray = (info or {}).get("ray")
+    if not isinstance(ray, dict):
+        return ""
+    workers = ray.get("workers", "?")
+    text = f"Runs on Ray: {workers} worker{'' if workers == 1 else 's'}"
+    gpus = ray.get("gpus_per_worker")
+    if isinstance(gpus, (int, float)) and gpus > 0:
+        text += f", {gpus:g} GPU{'' if gpus == 1 else 's'} each"
+    where = [str(ray.get("address") or "?")]
+    nodes = ray.get("nodes")
+    if isinstance(nodes, int) and nodes > 1:
+        where.append(f"{nodes} nodes")
+    return f"{text} ({', '.join(where)})"
+
+
 def draw_placement(layout, context) -> None:
     settings = context.scene.stepstone
     layout.prop(settings, "placement", text="Place")
@@ -227,7 +244,11 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
         if settings.batch_placement == "GRID":
             layout.prop(preferences.get_preferences(context), "target_size")
         layout.operator("stepstone.batch", icon="GRID")
-        tracker = get_session().tracker
+        session = get_session()
+        ray = ray_summary(session.server_info())  # the last pong's info: drawing never waits for the backend
+        if ray:
+            draw_wrapped(layout, context, ray, "NETWORK_DRIVE")
+        tracker = session.tracker
         for batch_id, batch in tracker.batches.items():
             counts = tracker.batch_counts(batch_id)
             box = layout.box()

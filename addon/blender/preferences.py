@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -48,6 +49,19 @@ class StepstonePreferences(bpy.types.AddonPreferences):
         name="Device", default="auto", update=_settings_changed,
         items=[("auto", "Auto", "CUDA when available, otherwise CPU"), ("cpu", "CPU", "Always the CPU"),
                ("cuda", "CUDA", "The first NVIDIA GPU")])
+    ray_address: bpy.props.StringProperty(
+        name="Ray Cluster", update=_settings_changed,
+        description="Run several jobs at once (a batch) on a Ray cluster: empty = off, local = a cluster on "
+                    "this computer, else its address (ray://head:10001, head:6379, auto). Needs Ray in the "
+                    "backend environment: pip install .[scale]")
+    ray_workers: bpy.props.IntProperty(
+        name="Ray Workers", default=2, min=1, max=64, update=_settings_changed,
+        description="Jobs that run at once on the Ray cluster, each in its own worker (needs the backend's "
+                    "scale extra: pip install .[scale])")
+    ray_gpus_per_worker: bpy.props.FloatProperty(
+        name="GPUs per Worker", default=0.0, min=0.0, max=8.0, step=25, precision=2, update=_settings_changed,
+        description="GPUs Ray gives each worker; fractions share one GPU, 0 = the CPU only (needs the "
+                    "backend's scale extra: pip install .[scale])")
     address: bpy.props.StringProperty(
         name="Address", default="tcp://127.0.0.1:5555", update=_settings_changed,
         description="tcp://host:port of a running backend (python -m backend serve)")
@@ -96,8 +110,11 @@ class StepstonePreferences(bpy.types.AddonPreferences):
                              "Backend below", icon="INFO" if found else "ERROR")
             if self.check_result:
                 draw_wrapped(box, context, self.check_result, icon="INFO")
-            box.prop(self, "device")
+            device = box.column()
+            device.active = not self.ray_address.strip()  # on Ray, GPUs per Worker decides the device
+            device.prop(self, "device")
             box.prop(self, "clip_checkpoint")
+            draw_ray(box, context, self)
             backend_setup.draw(layout, context, self)
         else:
             box.prop(self, "address")
@@ -111,6 +128,20 @@ class StepstonePreferences(bpy.types.AddonPreferences):
         col.prop(self, "texture")
         col.prop(self, "target_size")
         col.prop(self, "job_timeout")
+
+
+def draw_ray(layout, context, prefs: StepstonePreferences) -> None:
+    """Ray Cluster, and the workers' settings only while it is set (they mean nothing without it)."""
+    from .panels import draw_wrapped
+
+    layout.prop(prefs, "ray_address")
+    if not prefs.ray_address.strip():
+        return
+    row = layout.row(align=True)
+    row.prop(prefs, "ray_workers")
+    row.prop(prefs, "ray_gpus_per_worker")
+    draw_wrapped(layout, context, "Ray must be installed in the backend environment: pip install .[scale]",
+                 icon="INFO")
 
 
 def get_preferences(context=None) -> StepstonePreferences:
@@ -130,7 +161,18 @@ def link_settings(prefs: StepstonePreferences) -> LinkSettings:
         online_access=bool(bpy.app.online_access),
         log_file=str(user_folder("logs") / "backend.log") if user_folder("logs") else "",
         clip_checkpoint=bpy.path.abspath(prefs.clip_checkpoint) if prefs.clip_checkpoint else "",
+        **ray_settings(prefs),
     )
+
+
+def ray_settings(prefs: StepstonePreferences) -> dict[str, Any]:
+    """The Ray fields of ``LinkSettings``: their defaults (off) while Ray Cluster is empty, so that
+    changing Ray Workers then does not restart the backend for nothing."""
+    address = prefs.ray_address.strip()
+    if not address:
+        return {}
+    return {"ray_address": address, "ray_workers": int(prefs.ray_workers),
+            "ray_gpus_per_worker": float(prefs.ray_gpus_per_worker)}
 
 
 def backend_python(prefs: StepstonePreferences) -> str:

@@ -51,6 +51,12 @@ class LinkSettings:
     """Where the local backend's output is appended ("" = not kept)."""
     clip_checkpoint: str = ""
     """CLIP weights file handed to the local backend ("" = its download cache)."""
+    ray_address: str = ""
+    """Ray cluster the local backend runs its jobs on ("" = none, ``local``, or an address)."""
+    ray_workers: int = 2
+    """Jobs the local backend runs at once on Ray."""
+    ray_gpus_per_worker: float = 0.0
+    """GPUs each Ray worker gets (0 = CPU only)."""
     unresponsive_s: float = 30.0
     """A local backend whose process runs but that has not answered for this long is restarted."""
     supervisor: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
@@ -114,7 +120,9 @@ class BackendLink:
         s = self.settings
         return LocalBackendConfig(python=s.python, backend_root=Path(s.backend_root), device=s.device,
                                   log_file=Path(s.log_file) if s.log_file else None,
-                                  clip_checkpoint=s.clip_checkpoint, **s.supervisor)
+                                  clip_checkpoint=s.clip_checkpoint, ray_address=s.ray_address,
+                                  ray_workers=s.ray_workers, ray_gpus_per_worker=s.ray_gpus_per_worker,
+                                  **s.supervisor)
 
     # ------------------------------------------------------------------------------ control
     def ensure_running(self) -> None:
@@ -276,7 +284,7 @@ class BackendLink:
 
     def _send_waiting(self) -> list[JobEvent]:
         events: list[JobEvent] = []
-        room = MAX_SENT_JOBS - len(self.tracker.in_flight())
+        room = self._sent_limit() - len(self.tracker.in_flight())
         for job in self.tracker.waiting()[:max(0, room)]:
             try:
                 self.client.send(job.spec.message(job.id))
@@ -287,6 +295,14 @@ class BackendLink:
                 break  # the connection takes no more for now: the rest stay waiting for the next tick
             self.tracker.mark_sent(job, self.generation)
         return events
+
+    def _sent_limit(self) -> int:
+        """Jobs that may be at the backend at once: MAX_SENT_JOBS, plus one running on each further
+        Ray worker (16 would leave most of 64 workers idle; the backend's limit per client counts
+        only waiting jobs)."""
+        ray = (self.client.health().info or {}).get("ray")
+        workers = ray.get("workers") if isinstance(ray, dict) else None
+        return MAX_SENT_JOBS + (workers - 1 if isinstance(workers, int) and workers > 1 else 0)
 
     # ------------------------------------------------------------------------------ status
     def server_info(self) -> dict[str, Any] | None:

@@ -173,10 +173,30 @@ class LocalBackendConfig:
     preflight: bool = True
     """Check the interpreter against backend/requirements.txt before its first start."""
     preflight_timeout_s: float = 30.0
+    ray_address: str = ""
+    """Run jobs on a Ray cluster (``backend serve --ray``): "" = no (one job at a time, in a child
+    process), ``local`` = a cluster started on this machine, else a cluster's address
+    (``ray://head:10001``, ``head:6379``, ``auto``). Needs Ray in the backend environment."""
+    ray_workers: int = 2
+    """Jobs that run at once on the cluster (``--workers``)."""
+    ray_gpus_per_worker: float = 0.0
+    """GPUs Ray grants each worker (``--gpus-per-worker``); fractions share a GPU, 0 = CPU only.
+    On Ray this decides the device (CUDA above 0), not ``device``."""
 
     def argv(self) -> list[str]:
-        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--device", self.device, "--exit-on-stdin-eof"]
+        ray = self.ray_argv()
+        # On Ray the workers' device follows --gpus-per-worker; the backend refuses --device with --ray.
+        device = [] if ray else ["--device", self.device]
+        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0", *device,
+                "--exit-on-stdin-eof", *ray]
+
+    def ray_argv(self) -> list[str]:
+        """The Ray options of ``backend serve``; none when Ray is off, so such a backend starts as before."""
+        address = self.ray_address.strip()
+        if not address:
+            return []
+        return ["--ray", address, "--workers", str(self.ray_workers),
+                "--gpus-per-worker", f"{self.ray_gpus_per_worker:g}"]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -408,7 +428,7 @@ class BackendSupervisor:
             self.state = BackendState.GAVE_UP
             self.next_start = None
             self.problem = (_missing_module_text(self.config.python, instance.handle.output_tail())
-                            or f"the backend could not start: {why}")
+                            or f"the backend could not start: {why}") + _ray_hint(self.config)
             return events + [SupervisorEvent("gave_up", instance.generation, self.problem)]
         if self.restarts >= self.config.max_restarts:
             self.state = BackendState.GAVE_UP
@@ -435,6 +455,16 @@ def _missing_module_text(python: str, tail: str) -> str | None:
         return None
     module = missing[-1].split(".")[0]
     return f"the backend Python {python} has no module '{module}': {preflight.FIX}"
+
+
+def _ray_hint(config: LocalBackendConfig) -> str:
+    """A backend on Ray fails to start for reasons of its own (Ray not installed, no cluster at the
+    address, a cluster too small): say which setting brought Ray in, and how to run without it."""
+    address = config.ray_address.strip()
+    if not address:
+        return ""
+    return (f"\nRay Cluster is {address!r} in the add-on preferences: the backend environment needs Ray "
+            "(its scale extra: pip install '.[scale]'); clear Ray Cluster to run without Ray")
 
 
 def _tail_text(tail: str, lines: int = 6) -> str:
