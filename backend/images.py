@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class InputImage:
     source_mode: str
     name: str = ""
     warnings: list[str] = field(default_factory=list)
+    segmentation: Any = field(default=None, repr=False, compare=False)
+    """The object found in it (`backend.segmentation.Segmentation`), once looked for: ``auto``
+    reconstruction may build two solids from one photo and should segment it once."""
 
     @property
     def size(self) -> tuple[int, int]:

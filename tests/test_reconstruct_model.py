@@ -330,28 +330,45 @@ def _scraps() -> MeshPayload:
     return MeshPayload(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32))
 
 
-def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one(weights, monkeypatch):
+def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(weights, monkeypatch):
     from backend.pipelines.base import PipelineOutput
+    from backend.pipelines.reconstruct.model import ModelShape
 
     pipe = ReconstructPipeline("cpu", weights)
+    finished = []
+
+    def shape_of(mesh, warning=None):
+        def shape(req, ctx):
+            if warning:
+                ctx.warn(warning)
+            return ModelShape(mesh.vertices, mesh.faces, False, {}, [], [], None, {"mesh_s": 0.5})
+        return shape
+
+    def finish(shaped, req, ctx):
+        finished.append(len(shaped.faces))
+        return PipelineOutput(MeshPayload(shaped.vertices, shaped.faces), {"method": "model"})
+
     ball = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
-    clean = MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))
-    monkeypatch.setattr(pipe.model, "run", lambda req, ctx: PipelineOutput(clean, {"method": "model"}))
+    monkeypatch.setattr(pipe.model, "shape", shape_of(
+        MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))))
+    monkeypatch.setattr(pipe.model, "finish", finish)
     kept = pipe.run(request(disc()), recording_context())
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
+    assert finished == [len(ball.faces)]
 
-    def shredded_model(req, ctx):
-        ctx.warn("about the model's mesh")
-        return PipelineOutput(_scraps(), {"method": "model"})
-
-    monkeypatch.setattr(pipe.model, "run", shredded_model)
+    monkeypatch.setattr(pipe.model, "shape", shape_of(_scraps(), "about the model's mesh"))
     ctx = recording_context()
     replaced = pipe.run(request(disc()), ctx)
+    assert finished == [len(ball.faces)]  # the shredded surface was never textured
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     # warnings about the discarded mesh are not the result's
     assert ctx.warnings == [] and replaced.metadata["auto"]["model_warnings"] == ["about the model's mesh"]
     assert "30 pieces" in replaced.metadata["auto"]["reason"]
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 30
+    # the time spent on the discarded model is in the result's timings, and in the total
+    timings = replaced.metadata["timings_s"]
+    assert timings["model_mesh_s"] == 0.5 and {"segment_s", "mesh_s", "texture_s"} <= set(timings)
+    assert timings["total_s"] == pytest.approx(sum(v for k, v in timings.items() if k != "total_s"), abs=0.01)
 
 
 def test_registry_uses_the_dispatching_pipeline_for_reconstruct():

@@ -66,10 +66,12 @@ class ReconstructPipeline(Pipeline):
             output.metadata["auto"] = {"chose": "outline", "reason": self.model_problem}
             return output
         before = len(ctx.warnings)
-        modelled = self.model.run(request, ctx)
-        quality = surface_quality(modelled.mesh.vertices, modelled.mesh.faces)
+        # judged before texturing: a discarded surface costs no UV unwrap or bake
+        shaped = self.model.shape(request, ctx)
+        quality = surface_quality(shaped.vertices, shaped.faces)
         problem = shredded(quality)
         if problem is None:
+            modelled = self.model.finish(shaped, request, ctx)
             modelled.metadata["auto"] = {"chose": "model", "surface": quality.as_dict()}
             return modelled
         # the discarded result's warnings are about a mesh the user never gets
@@ -77,6 +79,10 @@ class ReconstructPipeline(Pipeline):
         del ctx.warnings[before:]
         ctx.progress("outline", 0.5, f"the shape model's surface is {problem}: building the outline solid")
         output = self.outline.run(request, ctx)
+        model_timings = {f"model_{k}": round(v, 3) for k, v in shaped.timings.items()}
+        timings = {**model_timings, **output.metadata["timings_s"]}
+        timings["total_s"] = round(sum(v for k, v in timings.items() if k != "total_s"), 3)
+        output.metadata["timings_s"] = timings
         output.metadata["auto"] = {"chose": "outline", "reason": f"the shape model's surface is {problem}",
                                    "model_surface": quality.as_dict(), "model_warnings": model_warnings}
         return output

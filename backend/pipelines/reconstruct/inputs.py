@@ -49,10 +49,13 @@ def object_crop(rgba: np.ndarray, mask: np.ndarray, size: int, margin: float = C
 
 
 def find_object(image, ctx: JobContext):
-    """`backend.segmentation.segment` of a decoded image, with a warning when it is unsure."""
+    """`backend.segmentation.segment` of a decoded image (once per image), with a warning each
+    time it is asked for when it is unsure."""
     from backend.segmentation import LOW_CONFIDENCE, segment
 
-    seg = segment(image.rgba, image.has_alpha)
+    if image.segmentation is None:
+        image.segmentation = segment(image.rgba, image.has_alpha)
+    seg = image.segmentation
     if seg.confidence < LOW_CONFIDENCE:
         ctx.warn(f"low confidence ({seg.confidence:.2f}) in separating the object from the background"
                  + (f": {'; '.join(seg.notes)}" if seg.notes else "")

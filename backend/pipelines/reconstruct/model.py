@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,20 @@ from backend.requests import ReconstructRequest
 
 TEXTURE_STEPS = {"unwrap": (0.85, "unwrapping UVs"), "bake": (0.92, "baking the texture")}
 """Progress reported at each step of `finish_mesh`."""
+
+
+@dataclass
+class ModelShape:
+    """The model's decimated surface before texturing, and what finishing it needs."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    carved: bool
+    refined: dict
+    views: list[PreparedView]
+    images: list
+    preset: ModelPreset
+    timings: dict[str, float]
 
 
 class ModelReconstructPipeline(Pipeline):
@@ -86,6 +101,10 @@ class ModelReconstructPipeline(Pipeline):
     # ------------------------------------------------------------------ run
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
+        return self.finish(self.shape(request, ctx), request, ctx)
+
+    def shape(self, request: ReconstructRequest, ctx: JobContext) -> "ModelShape":
+        """Everything up to the decimated surface: `auto` looks at it before paying for texture."""
         import torch
 
         from backend.geometry.mesh_ops import decimate
@@ -120,16 +139,20 @@ class ModelReconstructPipeline(Pipeline):
         vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
         timings["mesh_s"] = time.perf_counter() - t3
         ctx.progress("mesh", 0.8, f"{len(faces)} triangles")
+        return ModelShape(vertices, faces, carved, refined, views, images, preset, timings)
 
+    def finish(self, shaped: "ModelShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
+        """Texture, the output camera, the fidelity check and the metadata of a `shape` result."""
+        refined, views, preset, timings = shaped.refined, shaped.views, shaped.preset, shaped.timings
         t4 = time.perf_counter()
-        mesh, scale, centre = self._finish(vertices, faces, refined, views, request.texture, preset, ctx)
+        mesh, scale, centre = self._finish(shaped.vertices, shaped.faces, refined, views, request.texture, preset, ctx)
         camera = fitting.output_camera(refined, scale, centre)
         fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, views[0].carve_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
                      "from its fitted camera)")
         timings["texture_s"] = time.perf_counter() - t4
-        timings["total_s"] = time.perf_counter() - t0
+        timings["total_s"] = sum(timings.values())
 
         metadata = {
             "method": self.method,
@@ -142,11 +165,11 @@ class ModelReconstructPipeline(Pipeline):
             "fidelity": fidelity,
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
                            "mask_iou": refined["mask_iou"], "azimuth_hypotheses": refined["azimuth_hypotheses"]},
-            "carved": carved,
+            "carved": shaped.carved,
             "mesh_resolution": preset.mesh_resolution,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "input": [{"width": im.size[0], "height": im.size[1], "format": im.source_format, "notes": im.warnings}
-                      for im in images],
+                      for im in shaped.images],
         }
         return PipelineOutput(mesh, metadata)
 

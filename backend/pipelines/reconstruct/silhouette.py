@@ -19,7 +19,9 @@ the photo's outline from it (``metadata["fidelity"]``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,7 @@ class SilhouettePreset:
 
 PRESETS = {
     "preview": SilhouettePreset(image_size=96, grid=48, max_faces=4_000, texture_size=256),
-    "default": SilhouettePreset(image_size=192, grid=96, max_faces=20_000, texture_size=512),
+    "default": SilhouettePreset(image_size=192, grid=96, max_faces=10_000, texture_size=512),
     "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1024),
 }
 
@@ -97,47 +99,81 @@ class SilhouetteReconstructPipeline(Pipeline):
         return field, {"half_depth": round(half_depth, 4)}, mask
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
+        return self.finish(self.shape(request, ctx), request, ctx)
+
+    def shape(self, request: ReconstructRequest, ctx: JobContext) -> "SolidShape":
+        """The decimated solid before texturing."""
         preset = PRESETS[request.common.quality]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
         if len(request.images) > 1:
             ctx.warn(f"{self.method} uses the first of {len(request.images)} views only")
         image = request.images[0]
         ctx.progress("segment", 0.05, "finding the object")
         seg = find_object(image, ctx)
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
+        timings["segment_s"] = time.perf_counter() - t0
         ctx.progress("inflate", 0.2, "building the solid from the outline")
 
+        t1 = time.perf_counter()
         coarse, _, _ = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
         vertices, faces = extract_surface(coarse, np.full(3, -0.5), np.full(3, 0.5))
         ctx.preview_mesh(MeshPayload(vertices, faces))
 
         field, solid_metadata, object_mask = self.solid(rgb, mask, preset.grid, preset.thickness)
+        timings["solid_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
         vertices, faces = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
         vertices, faces = clean_mesh(vertices, faces)
         ctx.check()
         vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
+        timings["mesh_s"] = time.perf_counter() - t2
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
+        return SolidShape(vertices, faces, rgb, mask, object_mask, image, seg, preset, solid_metadata, timings)
 
-        mesh = finish_mesh(vertices, faces, front_view_colour(rgb, mask), texture=request.texture,
-                           texture_size=preset.texture_size,
+    def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
+        timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
+        t3 = time.perf_counter()
+        mesh = finish_mesh(shaped.vertices, shaped.faces, front_view_colour(shaped.rgb, shaped.mask),
+                           texture=request.texture, texture_size=shaped.preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         camera = crop_camera(scale, centre)
-        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, object_mask)
+        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, shaped.object_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
                      "from the reported camera)")
+        timings["texture_s"] = time.perf_counter() - t3
+        timings["total_s"] = sum(timings.values())
         metadata = {
             "method": self.method,
             "segmentation": {"method": seg.method, "confidence": seg.confidence, "notes": seg.notes},
             "input": {"width": image.size[0], "height": image.size[1], "format": image.source_format,
                       "notes": image.warnings},
-            "grid": preset.grid,
+            "grid": shaped.preset.grid,
             "camera": camera,
             "fidelity": fidelity,
-            **solid_metadata,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            **shaped.solid_metadata,
         }
         return PipelineOutput(mesh, metadata)
+
+
+@dataclass
+class SolidShape:
+    """An outline solid's decimated surface before texturing, and what finishing it needs."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    rgb: np.ndarray
+    mask: np.ndarray
+    object_mask: np.ndarray
+    image: Any
+    segmentation: Any
+    preset: Any
+    solid_metadata: dict
+    timings: dict[str, float]
 
 
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
