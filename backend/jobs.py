@@ -82,6 +82,8 @@ class _Worker:
         self.engine = engine
         self.device = device
         self.current: Job | None = None
+        self.warming = True
+        """Building and loading its pipelines (at start-up): a job sent now waits for that."""
         self.process = engine.process_factory(engine.registry, device)
         self.thread = threading.Thread(target=self._loop, name=f"stepstone-worker-{device}", daemon=True)
 
@@ -95,6 +97,7 @@ class _Worker:
     def _loop(self) -> None:
         engine = self.engine
         engine._probe(self, engine.registry.tasks())
+        self.warming = False
         while not engine._stopping:
             job = engine._next_job(self, wait_s=1.0)
             if job is None:
@@ -220,6 +223,9 @@ class JobEngine:
             # Emitted under the lock, before a worker can pick the job up, so "accepted" always
             # reaches the client ahead of the job's first progress message.
             self._emit(job, protocol.accepted(job_id, position, job.token, self.instance))
+            if self._workers and all(w.warming for w in self._workers):
+                self._emit(job, protocol.progress(job_id, "load", 0.0, "the backend is loading its models; "
+                                                                       "the job starts when they are ready"))
             self._changed.notify_all()
             return position
 

@@ -163,9 +163,14 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def availability(pipeline, task: str) -> str | None:
-    """Why ``task`` cannot run (None: it can); ``pipeline(task)`` builds or returns the pipeline."""
+    """Why ``task`` cannot run (None: it can); ``pipeline(task)`` builds or returns the pipeline.
+    An available pipeline is warmed up (its model loaded) here, so the first job does not wait."""
     try:
-        return pipeline(task).unavailable_reason()
+        built = pipeline(task)
+        reason = built.unavailable_reason()
+        if reason is None:
+            built.warm_up()
+        return reason
     except Exception as exc:  # noqa: BLE001 - a broken pipeline is reported, not fatal
         log.exception("pipeline %s could not be built", task)
         return f"the {task} pipeline could not be loaded: {type(exc).__name__}: {exc}"

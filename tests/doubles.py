@@ -181,3 +181,14 @@ class BatchGeneratePipeline(Pipeline):
                 ctx.check()
                 time.sleep(0.05)
         return PipelineOutput(tetrahedron(), {"method": "test-double", "pid": os.getpid()})
+
+
+class SlowWarmUpPipeline(StepPipeline):
+    """Takes 1.5 s to warm up the first time, as loading a model does."""
+
+    warm = False
+
+    def warm_up(self) -> None:
+        if not self.warm:
+            time.sleep(1.5)
+            self.warm = True

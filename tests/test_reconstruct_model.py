@@ -375,3 +375,23 @@ def test_registry_uses_the_dispatching_pipeline_for_reconstruct():
     from backend.pipelines.registry import default_registry
 
     assert isinstance(default_registry().create("reconstruct", "cpu"), ReconstructPipeline)
+
+
+def test_the_model_loads_when_the_pipeline_is_probed_not_in_the_first_job(weights):
+    from backend.pipeline_process import availability
+
+    pipe = ReconstructPipeline("cpu", weights)
+    assert pipe.model._loaded is None
+    assert availability(lambda task: pipe, "reconstruct") is None
+    assert pipe.model._loaded is not None
+
+
+def test_the_first_preview_is_coloured_points_on_the_encoders_surface_before_any_mesh(weights):
+    events: list = []
+    ModelReconstructPipeline("cpu", weights).run(request(disc(), quality="preview"), recording_context(events=events))
+    previews = [e for e in events if e[0] in ("points", "preview")]
+    assert previews[0][0] == "points" and any(e[0] == "preview" for e in previews[1:])
+    points, colors, _ = previews[0][1]
+    assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 3 and len(points) > 50
+    assert colors.dtype == np.uint8 and colors.shape == points.shape
+    assert np.abs(points).max() <= 0.6 + 1e-3  # inside the field's sampled cube

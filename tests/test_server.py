@@ -404,3 +404,36 @@ def test_a_malformed_status_or_cancel_does_not_end_a_running_job(run_server, cli
     assert client.wait_for(lambda m: m.type == "job_status", 5).get("state") == "running"
     client.send(protocol.cancel("slow"))
     client.wait_for(lambda m: m.job == "slow" and m.type == "error", 5)
+
+
+def test_a_job_sent_while_the_models_load_is_told_so_and_runs_warm():
+    import threading
+
+    from backend.config import ServerConfig
+    from backend.jobs import JobEngine
+    from backend.requests import parse_local_submit
+    from doubles import SlowWarmUpPipeline
+
+    seen: dict[str, list] = {"early": [], "later": []}
+    ended = {name: threading.Event() for name in seen}
+
+    def sink(job, message):
+        seen[job.id].append(message)
+        if message.type in ("result", "error"):
+            ended[job.id].set()
+
+    engine = JobEngine(registry_with(reconstruct=SlowWarmUpPipeline), ServerConfig(), ["cpu"], sink)
+    engine.start()
+    try:
+        for name in ("early", "later"):
+            request = parse_local_submit(protocol.submit_reconstruct(name, [png_bytes()]), ServerConfig().limits)
+            engine.submit(name, request, owner="test")
+            assert ended[name].wait(20)
+    finally:
+        engine.stop()
+    early = [(m.get("stage"), m.get("message")) for m in seen["early"] if m.type == "progress"]
+    assert early[0][0] == "load" and "loading its models" in early[0][1]
+    timings = seen["early"][-1].get("metadata")["timings"]
+    # the load happened before the job ran (it waited, queued), not inside it
+    assert timings["queued_s"] > 0.8 and timings["run_s"] < 1.4, timings
+    assert all(m.get("stage") != "load" for m in seen["later"] if m.type == "progress")

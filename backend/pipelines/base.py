@@ -78,6 +78,10 @@ class Pipeline(abc.ABC):
         """None when the pipeline can run; otherwise what is missing and how the user gets it."""
         return None
 
+    def warm_up(self) -> None:
+        """Load what the first job would otherwise wait for (a model's weights). Called in the
+        pipeline's process once it is available, at start-up; must be safe to call again."""
+
     @abc.abstractmethod
     def run(self, request: Any, ctx: JobContext) -> PipelineOutput:
         """Do the work, calling ``ctx.check()`` between steps."""

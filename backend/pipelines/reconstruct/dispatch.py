@@ -47,6 +47,10 @@ class ReconstructPipeline(Pipeline):
             self.model = None
             self.model_problem = f"shape model weights {weights.name} could not be loaded: {exc}"
 
+    def warm_up(self) -> None:
+        if self.model is not None:
+            self.model.warm_up()
+
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         if request.method == "silhouette":
             return self.silhouette.run(request, ctx)

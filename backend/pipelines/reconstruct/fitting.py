@@ -252,3 +252,43 @@ def stream_preview(model, shape, resolution: int, ctx: JobContext) -> None:
         return  # nothing to show yet; the final extraction reports real failures
     if len(mesh.faces):
         ctx.preview_mesh(MeshPayload(mesh.vertices.copy(), mesh.faces.copy()))
+
+
+POINT_PREVIEW_GRID = 32
+"""Grid the first point preview samples the encoder's shape on: 32^3 field values, ~0.03 s on
+a 2-core CPU, a few thousand points on a typical object."""
+
+
+def stream_point_preview(model, shape_code, color_code, ctx: JobContext, grid: int = POINT_PREVIEW_GRID) -> None:
+    """The encoder's first guess, before any refinement, as coloured points on its surface: the
+    first thing the user sees, in the same frame as the preview meshes that follow. The points
+    are the grid cells the surface passes through, each moved onto the surface along the
+    field's gradient (one Newton step), coloured by the colour field."""
+    import torch
+
+    bound = 0.6
+    axis = torch.linspace(-bound, bound, grid, device=shape_code.device)
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    with torch.no_grad():
+        sdf = model.sdf(points.unsqueeze(0), shape_code[:1]).reshape(grid, grid, grid)
+    inside = sdf < 0
+    # a cell on the surface: inside, with a neighbour outside (or the other way round)
+    boundary = torch.zeros_like(inside)
+    for axis_index in range(3):
+        changed = inside.narrow(axis_index, 0, grid - 1) != inside.narrow(axis_index, 1, grid - 1)
+        boundary.narrow(axis_index, 0, grid - 1).logical_or_(changed)
+        boundary.narrow(axis_index, 1, grid - 1).logical_or_(changed)
+    near = points[boundary.reshape(-1)]
+    if len(near) == 0:
+        return
+    near = near.clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = model.sdf(near.unsqueeze(0), shape_code[:1]).squeeze(0)
+        (gradient,) = torch.autograd.grad(value.sum(), near)
+    with torch.no_grad():
+        step = value / gradient.pow(2).sum(-1).clamp_min(1e-6)
+        surface = near - step.unsqueeze(-1) * gradient
+        surface = torch.where(step.abs().unsqueeze(-1) < 2 * bound / grid, surface, near)
+        rgb = model.color(surface.unsqueeze(0), color_code[:1]).squeeze(0)
+    ctx.preview_points(surface.cpu().numpy().astype(np.float32),
+                       (rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))

@@ -58,12 +58,15 @@ class ModelReconstructPipeline(Pipeline):
     def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
         self.weights = resolve_weights(weights)
-        # Only the files are checked here (no torch): the engine builds pipelines on a daemon
-        # thread at start-up, and a process that exits while that thread is inside torch's import
-        # aborts. The network is loaded on first use (`load`).
+        # Only the files are checked here (no torch): building a pipeline must stay cheap. The
+        # network loads in `warm_up` (the pipeline process calls it once the pipeline is
+        # available, at start-up) or on first use.
         self.weights_id = check_weights(self.weights)
         self._lock = threading.Lock()
         self._loaded: tuple | None = None
+
+    def warm_up(self) -> None:
+        self.load()
 
     def load(self) -> None:
         """Load the network (once); see `weights.load_model`."""
@@ -127,6 +130,8 @@ class ModelReconstructPipeline(Pipeline):
         with torch.no_grad():
             batch = torch.from_numpy(np.stack([v.encoder_image for v in views])).to(self.torch_device)
             codes = self.model.encode(batch)
+        fitting.stream_point_preview(self.model, codes.shape.mean(0, keepdim=True), codes.color.mean(0, keepdim=True),
+                                     ctx)
         timings["encode_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
