@@ -125,16 +125,23 @@ def run_local(message: Message, device: str, on_message: Callable[[Message], Non
 
 
 def _write_result(final: Message, output: Path) -> int:
+    from backend.geometry.mesh_files import MeshFileError
     from backend.result_files import write_result_files
 
     if final.type != "result":
         return _report_failure(final)
-    mesh, path, meta_path = write_result_files(final, output)
+    try:
+        mesh, path, meta_path = write_result_files(final, output)
+    except MeshFileError as exc:
+        print(f"error: -o {output}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     meta = final.get("metadata")
     for warning in meta.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     timings = meta.get("timings", {})
-    print(f"wrote {path} and {meta_path.name} ({mesh.n_triangles} triangles, {len(mesh.vertices)} vertices, "
+    size = (f"{len(mesh.vertices)} points" if mesh.is_points
+            else f"{mesh.n_triangles} triangles, {len(mesh.vertices)} vertices")
+    print(f"wrote {path} and {meta_path.name} ({size}, "
           f"method: {meta.get('method', '?')}, {timings.get('run_s', 0):.1f} s)")
     return EXIT_OK
 
@@ -173,6 +180,8 @@ def _submit_message(args: argparse.Namespace) -> Message:
         images = [_read_input(path, "image", max_bytes) for path in args.images]
         if args.method != "auto":
             params["method"] = args.method
+        if args.points:
+            params["output"] = "points"
         return protocol.submit_reconstruct(_job_id(), images, params)
     if args.command == "generate" or getattr(args, "task", None) == "generate":
         if args.negative:
@@ -218,13 +227,15 @@ def _default_output(args: argparse.Namespace) -> Path:
     if args.output:
         return Path(args.output)
     stem = Path(args.images[0]).stem if getattr(args, "images", None) else "stepstone"
-    return Path("out") / f"{stem}.glb"
+    return Path("out") / f"{stem}{'.ply' if getattr(args, 'points', False) else '.glb'}"
 
 
-def _checked_output(output: Path) -> Path:
+def _checked_output(output: Path, points: bool = False) -> Path:
     """Checked before the job runs, so that a typo does not throw away minutes of work."""
     from backend.geometry.mesh_files import FORMATS
 
+    if points and output.suffix.lower() != ".ply":
+        raise UsageError(f"-o {output}: a point cloud (--points) is written as .ply")
     if output.suffix.lower() not in FORMATS:
         raise UsageError(f"-o {output}: cannot write {output.suffix or 'extension-less'} files; "
                          f"use one of {', '.join(FORMATS)}")
@@ -295,7 +306,7 @@ def _checked_job_id(job: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    output = _checked_output(_default_output(args))
+    output = _checked_output(_default_output(args), getattr(args, "points", False))
     message = _submit_message(args)
     weights = _checked_weights(args)
     device = _checked_device(args.device)
@@ -330,7 +341,7 @@ def _client_action(args: argparse.Namespace) -> Callable[[BackendClient], int]:
         job = _checked_job_id(args.job)
         output = _checked_output(Path(args.output)) if args.output else None
         return lambda client: _client_status(client, job, args.token, args.wait, output)
-    output = _checked_output(_default_output(args))
+    output = _checked_output(_default_output(args), getattr(args, "points", False))
     message = _submit_message(args)
     return lambda client: _client_job(client, message, args.wait, output)
 
@@ -394,6 +405,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.pipelines.registry import default_registry
 
     _checked_device(args.device)
+    _ray_options(args)
     return run_server(args, default_registry(_checked_weights(args)))
 
 
@@ -461,6 +473,7 @@ def cmd_batch(args: argparse.Namespace, registry=None) -> int:
     from backend.jobs import JobEngine
     from backend.pipelines.registry import default_registry
 
+    ray = _ray_options(args)
     items = expand_inputs(args.inputs)
     folder = Path(args.out)
     if folder.exists() and not folder.is_dir():
@@ -468,9 +481,12 @@ def cmd_batch(args: argparse.Namespace, registry=None) -> int:
     _check_creatable_folder(folder, f"--out {folder}")
     if args.max_attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1, not {args.max_attempts}")
-    settings = BatchSettings(_common_params(args), args.method, args.stylize, f".{args.format}", args.max_attempts)
+    if args.points and args.format not in (None, "ply"):
+        raise UsageError(f"--points writes point clouds as .ply, not .{args.format}")
+    file_format = args.format or ("ply" if args.points else "glb")
+    settings = BatchSettings(_common_params(args), args.method, args.stylize, f".{file_format}", args.max_attempts,
+                             args.points)
     registry = (registry or default_registry(_checked_weights(args))).only({item.task for item in items})
-    ray = _ray_options(args)
     if ray is None:
         from backend.devices import resolve_device
 
@@ -588,6 +604,12 @@ def _add_job_options(parser: argparse.ArgumentParser, output: bool = True) -> No
     parser.add_argument("--timeout", type=_seconds, help="job deadline in seconds")
 
 
+def _add_points_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--points", action="store_true",
+                        help="a coloured point cloud sampled on the result's surface instead of a mesh "
+                             "(written as .ply; faster: no UV unwrap or texture bake)")
+
+
 def _add_method_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
                         help="auto: the learned shape model when its result is clean, else the outline solid; "
@@ -611,6 +633,7 @@ def _add_task_parsers(sub) -> None:
     p = sub.add_parser("reconstruct", help="image(s) of one object → mesh")
     p.add_argument("images", nargs="+")
     _add_method_option(p)
+    _add_points_option(p)
     _add_job_options(p)
     p = sub.add_parser("generate", help="text prompt → mesh")
     p.add_argument("prompt")
@@ -668,13 +691,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an image, a folder of images, or a prompt list (.txt: one per line; .csv with a "
                             "prompt column, optional negative_prompt, seed, name)")
     batch.add_argument("--out", required=True, help="output folder (also holds manifest.json)")
-    batch.add_argument("--format", choices=("glb", "obj", "ply"), default="glb")
+    batch.add_argument("--format", choices=("glb", "obj", "ply"), help="glb (default) or obj or ply; ply with --points")
     batch.add_argument("--device", default="auto", help="without --ray: cpu, cuda, cuda:N or auto")
     batch.add_argument("--weights", help=WEIGHTS_HELP)
     batch.add_argument("--stylize", action="store_true", help="also stylize generated shapes with their prompt")
     batch.add_argument("--max-attempts", type=int, default=3,
                        help="runs of an item whose worker dies under it (default 3)")
     _add_method_option(batch)
+    _add_points_option(batch)
     _add_job_options(batch, output=False)
     _add_ray_options(batch, "the items")
 

@@ -64,6 +64,8 @@ class Job:
     error: dict[str, str] | None = None
     result: Message | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    points: bool = False
+    """The client asked for a point cloud (``output="points"``), not a mesh."""
     worker_lost: bool = False
     """It failed because the process (or Ray worker) running it died: running it again may succeed."""
 
@@ -214,7 +216,8 @@ class JobEngine:
                                   "send more when one has started")
             timeout = request.common.timeout_s or self.config.job_timeout_s
             job = Job(job_id, request.task, request, request.common, owner,
-                      deadline_s=min(timeout, limits.max_job_timeout_s))
+                      deadline_s=min(timeout, limits.max_job_timeout_s),
+                      points=getattr(request, "output", "mesh") == "points")
             self._jobs[job_id] = job
             self._queue.append(job)
             busy = sum(1 for w in self._workers if w.current is not None)
@@ -366,7 +369,7 @@ class JobEngine:
         else:
             _, output, warnings = outcome
             try:
-                _validate_result(output.mesh, self.config.limits.max_mesh_triangles)
+                _validate_result(output.mesh, self.config.limits.max_mesh_triangles, job.points)
             except ProtocolError as exc:
                 self._finish(job, "failed", ErrorCode.INVALID_RESULT, f"the pipeline produced an invalid mesh: {exc.message}")
                 return
@@ -435,6 +438,8 @@ def _finite_mesh(mesh: MeshPayload) -> bool:
     return bool(np.isfinite(mesh.vertices).all())
 
 
-def _validate_result(mesh: MeshPayload, max_triangles: int) -> None:
-    """Never send a broken mesh: NaN/Inf or bad indices end the job as INVALID_RESULT."""
-    protocol.mesh_from_blobs(protocol.mesh_blobs(mesh), max_triangles=max_triangles, shading=mesh.shading)
+def _validate_result(mesh: MeshPayload, max_triangles: int, points: bool) -> None:
+    """Never send a broken mesh: NaN/Inf, bad indices, or a point cloud where a mesh was asked for
+    (or the other way round) end the job as INVALID_RESULT."""
+    protocol.mesh_from_blobs(protocol.mesh_blobs(mesh), max_triangles=max_triangles, shading=mesh.shading,
+                             points=points)

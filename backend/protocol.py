@@ -41,6 +41,7 @@ TASKS = ("reconstruct", "generate", "stylize")
 QUALITIES = ("preview", "default", "high")
 TEXTURE_MODES = ("uv", "vertex", "none")
 RECONSTRUCT_METHODS = ("auto", "outline", "model", "silhouette")
+RECONSTRUCT_OUTPUTS = ("mesh", "points")
 STYLIZE_MODES = ("texture", "texture_shape")
 PREVIEW_KINDS = ("mesh", "points")
 SHADINGS = ("smooth", "flat")
@@ -119,7 +120,8 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "eta_s": _Field((int, float, type(None)), False),
     },
     "preview": {"kind": _Field(str, True, PREVIEW_KINDS), "step": _Field(int, False)},
-    "result": {"metadata": _Field(dict, True), "shading": _Field(str, False, SHADINGS)},
+    "result": {"metadata": _Field(dict, True), "shading": _Field(str, False, SHADINGS),
+               "kind": _Field(str, False, ("mesh", "points"))},
     "job_status": {
         "state": _Field(str, True, JOB_STATES),
         "queue_position": _Field((int, type(None)), False),
@@ -413,6 +415,8 @@ class MeshPayload:
     """A triangle mesh as it travels: Z-up, front facing −Y, metres (or unit size from pipelines).
 
     Per-vertex attributes share the vertex count; seams are expressed by duplicated vertices.
+    With no faces it is a point cloud (a result asked for with ``output="points"``): positions,
+    normals and colours, no UVs or texture.
     """
 
     vertices: np.ndarray
@@ -433,6 +437,10 @@ class MeshPayload:
     def n_triangles(self) -> int:
         return int(self.faces.shape[0])
 
+    @property
+    def is_points(self) -> bool:
+        return self.n_triangles == 0
+
 
 def mesh_blobs(mesh: MeshPayload, prefix: str = "") -> dict[str, np.ndarray | bytes]:
     blobs: dict[str, np.ndarray | bytes] = {
@@ -449,9 +457,11 @@ def mesh_blobs(mesh: MeshPayload, prefix: str = "") -> dict[str, np.ndarray | by
 
 
 def mesh_from_blobs(
-    blobs: Mapping[str, np.ndarray | bytes], *, max_triangles: int | None = None, prefix: str = "", shading: str = "smooth"
+    blobs: Mapping[str, np.ndarray | bytes], *, max_triangles: int | None = None, prefix: str = "", shading: str = "smooth",
+    points: bool = False,
 ) -> MeshPayload:
-    """Rebuild and validate a mesh: dtypes, shapes, index range and finiteness (INVALID_MESH / MESH_TOO_LARGE)."""
+    """Rebuild and validate a mesh: dtypes, shapes, index range and finiteness (INVALID_MESH / MESH_TOO_LARGE).
+    ``points``: a point cloud is expected (no faces, no UVs or texture)."""
 
     def array(name: str, dtype: str, width: int, required: bool) -> np.ndarray | None:
         value = blobs.get(prefix + name)
@@ -470,11 +480,15 @@ def mesh_from_blobs(
         raise ProtocolError(
             ErrorCode.MESH_TOO_LARGE, f"mesh has {faces.shape[0]} triangles; the limit is {max_triangles}"
         )
-    if vertices.shape[0] == 0 or faces.shape[0] == 0:
-        raise ProtocolError(ErrorCode.INVALID_MESH, "mesh has no vertices or no faces")
+    if vertices.shape[0] == 0:
+        raise ProtocolError(ErrorCode.INVALID_MESH, "mesh has no vertices")
+    if points and faces.shape[0] != 0:
+        raise ProtocolError(ErrorCode.INVALID_MESH, "a point cloud has no faces")
+    if not points and faces.shape[0] == 0:
+        raise ProtocolError(ErrorCode.INVALID_MESH, "mesh has no faces")
     if not np.isfinite(vertices).all():
         raise ProtocolError(ErrorCode.INVALID_MESH, "mesh vertices contain NaN or infinity")
-    if faces.min() < 0 or faces.max() >= vertices.shape[0]:
+    if faces.shape[0] and (faces.min() < 0 or faces.max() >= vertices.shape[0]):
         raise ProtocolError(
             ErrorCode.INVALID_MESH, f"face indices must lie in [0, {vertices.shape[0] - 1}]"
         )
@@ -494,6 +508,8 @@ def mesh_from_blobs(
         raise ProtocolError(ErrorCode.INVALID_MESH, "texture frame is not a PNG")
     if texture is not None and uvs is None:
         raise ProtocolError(ErrorCode.INVALID_MESH, "a texture needs 'uvs'")
+    if points and (uvs is not None or texture is not None):
+        raise ProtocolError(ErrorCode.INVALID_MESH, "a point cloud carries no UVs or texture")
     if shading not in SHADINGS:
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"shading must be one of {list(SHADINGS)}")
     return MeshPayload(vertices, faces, normals, uvs, colors, texture, shading)
@@ -559,7 +575,12 @@ def preview_points(job: str, points: np.ndarray, colors: np.ndarray | None = Non
 
 
 def result(job: str, mesh: MeshPayload, metadata: dict[str, Any]) -> Message:
-    return Message("result", job, {"metadata": metadata, "shading": mesh.shading}, mesh_blobs(mesh))
+    """A point cloud (a mesh with no faces) is marked ``kind: "points"``; a mesh result carries no
+    ``kind`` (so peers that predate point results read it as before)."""
+    fields: dict[str, Any] = {"metadata": metadata, "shading": mesh.shading}
+    if mesh.is_points:
+        fields["kind"] = "points"
+    return Message("result", job, fields, mesh_blobs(mesh))
 
 
 def job_status(job: str, state: str, queue_position: int | None = None, stage: str | None = None,
@@ -578,5 +599,7 @@ def error(code: ErrorCode, message: str, job: str | None = None, state: str | No
 
 
 def result_mesh(message: Message, max_triangles: int | None = None) -> MeshPayload:
-    """The mesh carried by a result or mesh preview message, validated."""
-    return mesh_from_blobs(message.blobs, max_triangles=max_triangles, shading=message.get("shading", "smooth"))
+    """The mesh (or, for a result of kind ``points``, the point cloud) carried by a result or mesh
+    preview message, validated."""
+    return mesh_from_blobs(message.blobs, max_triangles=max_triangles, shading=message.get("shading", "smooth"),
+                           points=message.type == "result" and message.get("kind") == "points")

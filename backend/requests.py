@@ -16,6 +16,7 @@ from backend.prompts import validate_prompt
 from backend.protocol import (
     QUALITIES,
     RECONSTRUCT_METHODS,
+    RECONSTRUCT_OUTPUTS,
     STYLIZE_MODES,
     TEXTURE_MODES,
     ErrorCode,
@@ -64,6 +65,9 @@ class ReconstructRequest:
     method: str = "auto"
     """``auto`` (the learned shape model when installed and its surface is clean, else the outline
     solid), ``outline``, ``model`` or ``silhouette`` (the inflation baseline)."""
+    output: str = "mesh"
+    """``mesh`` or ``points``: a coloured point cloud sampled on the same surface (no UV unwrap,
+    no bake; ``texture`` then only decides whether the points are coloured)."""
     encoded: list[EncodedImage] = field(default_factory=list)
     """The images of a request that waits in the queue, instead of ``images``: a decoded 36 MP
     photo takes 137 MB, its file often under 1 MB. ``decode_inputs`` fills ``images`` from them."""
@@ -233,6 +237,7 @@ def _reconstruct(message: Message, p: _Params, limits: ServiceLimits) -> Reconst
         face_budget=_face_budget(p),
         method=p.get("method", str, "auto", lambda v: v in RECONSTRUCT_METHODS,
                      f"one of {list(RECONSTRUCT_METHODS)}"),
+        output=p.get("output", str, "mesh", lambda v: v in RECONSTRUCT_OUTPUTS, f"one of {list(RECONSTRUCT_OUTPUTS)}"),
     )
     p.finish()
     return request

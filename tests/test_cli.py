@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import trimesh
 
@@ -50,6 +51,22 @@ def test_reconstruct_example_to_glb(tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert {"azimuth", "elevation", "fov", "distance"} <= set(meta["camera"])
     assert meta["method"].startswith("outline")
+
+
+def test_reconstruct_as_points_writes_a_coloured_ply_point_cloud(tmp_path):
+    out = tmp_path / "mug.ply"
+    result = cli("reconstruct", "examples/mug.png", "--points", "--method", "outline", "-o", str(out),
+                 "--quality", "preview", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "(8000 points," in result.stdout  # 2 points per face of the preview's 4,000-face budget
+    cloud = trimesh.load(out)
+    assert isinstance(cloud, trimesh.PointCloud) and cloud.vertices.shape == (8000, 3)
+    assert np.abs(cloud.vertices).max() <= 0.5 + 1e-4  # unit size, centred, like a mesh result
+    # the mug is blue all round: blue dominates the points' colours
+    rgb = np.asarray(cloud.colors)[:, :3].astype(float).mean(0)
+    assert rgb[2] > rgb[0] + 20, rgb
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["fidelity"]["silhouette_iou"] > 0.9 and "timings_s" in meta
 
 
 def test_missing_image_is_a_usage_error():
@@ -189,6 +206,11 @@ def files(tmp_path):
     (["reconstruct", MUG, "--timeout", "-1"], "--timeout: -1 is not a positive number of seconds"),
     (["reconstruct", MUG, "--device", "cpu", "--face-budget", "0", "-o", "{t}/a.glb"], "'face_budget'"),
     (["reconstruct", MUG, "--seed", "x"], "--seed: invalid int value"),
+    (["reconstruct", MUG, "--points", "-o", "{t}/a.glb"], "a point cloud (--points) is written as .ply"),
+    (["batch", MUG, "--points", "--format", "obj", "--out", "{t}/b"], "--points writes point clouds as .ply"),
+    (["batch", MUG, "--workers", "2", "--out", "{t}/b"], "--workers and --gpus-per-worker need --ray"),
+    (["batch", "{t}/empty.key", "--out", "{t}/b"], "is neither an image"),
+    (["serve", "--device", "cpu", "--ray", "local", "--port", "0"], "with --ray the device follows --gpus-per-worker"),
     (["stylize", "{t}/folder", "gold"], "mesh {t}/folder is a folder"),
     (["serve", "--device", "bogus", "--port", "0"], "unknown device 'bogus'"),
     (["serve", "--port", "99999"], "99999 is not a port number"),

@@ -178,7 +178,7 @@ def test_a_client_with_a_fresh_identity_takes_its_job_back_with_the_token(run_se
     server = run_server(registry_with(reconstruct=SlowPipeline))
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("slow", [png_bytes()]))
-    client.wait_for(lambda m: m.job == "slow" and m.type == "progress", 20)
+    client.wait_for(lambda m: m.job == "slow" and m.type == "progress" and m.get("stage") != "load", 20)
     client.connect()  # a new ZeroMQ identity, as after a failed send: only the token proves ownership
     client.cancel("slow")
     reply = client.wait_for(lambda m: m.job == "slow" and m.type in ("job_status", "error"), 5)

@@ -57,3 +57,27 @@ def test_an_unknown_texture_mode_is_refused():
     vertices, faces = sphere()
     with pytest.raises(ValueError, match="texture"):
         finish_mesh(vertices, faces, position_colour, texture="png", texture_size=16)
+
+
+def test_points_are_area_uniform_on_the_surface_with_unit_normals_and_colours_and_no_unwrap():
+    vertices, faces = sphere()
+    steps = []
+    cloud = finish_mesh(vertices, faces, position_colour, texture="uv", texture_size=32, out_vertices=vertices * 2,
+                        on_step=steps.append, points=3000, seed=4)
+    assert steps == [] and cloud.is_points and cloud.faces.shape == (0, 3)
+    assert cloud.vertices.shape == (3000, 3) and cloud.uvs is None and cloud.texture_png is None
+    radius = np.linalg.norm(cloud.vertices, axis=1)
+    assert radius.min() > 1.9 and radius.max() < 2.001  # on the (output-frame) surface, not inside it
+    assert np.allclose(np.linalg.norm(cloud.normals, axis=1), 1.0, atol=1e-5)
+    assert (np.einsum("ij,ij->i", cloud.normals, cloud.vertices) > 0).all()  # outward
+    # coloured where the colour function is defined: at the colour-frame point (half the output one)
+    expected = np.clip(cloud.vertices / 2 * 0.5 + 0.5, 0, 1)
+    assert np.abs(cloud.colors[:, :3] / 255.0 - expected).max() < 0.03 and (cloud.colors[:, 3] == 255).all()
+    # area-uniform: each octant of the sphere gets about an eighth of the points
+    octants = np.bincount((cloud.vertices > 0) @ np.array([1, 2, 4]), minlength=8)
+    assert octants.min() > 3000 / 8 * 0.8
+    again = finish_mesh(vertices, faces, position_colour, texture="uv", texture_size=32, out_vertices=vertices * 2,
+                        points=3000, seed=4)
+    assert np.array_equal(again.vertices, cloud.vertices)  # repeatable
+    plain = finish_mesh(vertices, faces, position_colour, texture="none", texture_size=32, points=100)
+    assert plain.colors is None and len(plain.vertices) == 100

@@ -194,3 +194,22 @@ def test_hostile_headers_are_refused_by_name_and_nothing_else_escapes():
     ok = json.dumps({"v": 1, "type": "ping", "job": None,
                      "frames": [{"name": "a", "dtype": "uint8", "shape": [2**31 - 1, 0]}]}).encode()
     assert decode([ok, b""]).blobs["a"].shape == (2**31 - 1, 0)
+
+
+def test_a_point_cloud_result_says_so_and_is_validated_as_one():
+    rng = np.random.default_rng(1)
+    cloud = MeshPayload(rng.normal(size=(20, 3)).astype(np.float32), np.zeros((0, 3), np.int32),
+                        colors=rng.integers(0, 255, size=(20, 4)).astype(np.uint8))
+    message = roundtrip(protocol.result("j", cloud, {"method": "m"}))
+    assert message.get("kind") == "points"
+    back = protocol.result_mesh(message)
+    assert back.is_points and np.array_equal(back.vertices, cloud.vertices) and np.array_equal(back.colors, cloud.colors)
+    assert roundtrip(protocol.result("j", textured_mesh(), {})).get("kind") is None  # as before point results
+    # a mesh result with no faces, or a "points" result with faces or a texture, is refused
+    with pytest.raises(ProtocolError, match="no faces"):
+        protocol.mesh_from_blobs(protocol.mesh_blobs(cloud))
+    with pytest.raises(ProtocolError, match="a point cloud has no faces"):
+        protocol.mesh_from_blobs(protocol.mesh_blobs(textured_mesh()), points=True)
+    textured = MeshPayload(cloud.vertices, cloud.faces, uvs=np.zeros((20, 2), np.float32))
+    with pytest.raises(ProtocolError, match="no UVs or texture"):
+        protocol.mesh_from_blobs(protocol.mesh_blobs(textured), points=True)

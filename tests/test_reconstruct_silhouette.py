@@ -187,3 +187,24 @@ def test_a_vessels_cast_shadow_is_dropped_and_its_handle_kept():
     assert vase["solid"] == "surface of revolution" and vase["cast_shadows_dropped"] == 1
     assert not vase["attached_parts"] and vase["fidelity"]["silhouette_iou"] >= 0.95
     assert mug["attached_parts"] and mug["cast_shadows_dropped"] == 0
+
+
+def test_points_output_samples_the_same_solid_in_the_same_frame_with_the_photos_colours():
+    request = request_for(disc_png())
+    mesh = OutlineReconstructPipeline("cpu").run(request, recording_context()).mesh
+    request.output = "points"
+    output = OutlineReconstructPipeline("cpu").run(request, recording_context())
+    cloud = output.mesh
+    assert cloud.is_points and len(cloud.vertices) == 2 * 4_000  # twice the preview's face budget
+    # the same surface: every point lies on the mesh, and the two fill the same box
+    from scipy.spatial import cKDTree
+
+    dense, _ = trimesh.sample.sample_surface(trimesh.Trimesh(mesh.vertices, mesh.faces), 60_000, seed=1)
+    distance, _ = cKDTree(dense).query(cloud.vertices)
+    assert np.percentile(distance, 99) < 0.015
+    assert np.abs((cloud.vertices.max(0) - cloud.vertices.min(0)) - (mesh.vertices.max(0) - mesh.vertices.min(0))).max() < 0.03
+    # left half red, right half green, as in the photo
+    left, right = cloud.colors[cloud.vertices[:, 0] < -0.2, :3], cloud.colors[cloud.vertices[:, 0] > 0.2, :3]
+    assert left[:, 0].mean() > 150 > left[:, 1].mean() and right[:, 1].mean() > 120 > right[:, 0].mean()
+    assert output.metadata["fidelity"]["silhouette_iou"] > 0.9
+    assert {"segment_s", "solid_s", "mesh_s", "texture_s", "total_s"} <= set(output.metadata["timings_s"])

@@ -54,7 +54,7 @@ def test_cancel_mid_job_stops_within_a_second(run_server, client_for):
     server = run_server(registry_with(reconstruct=SlowPipeline))
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("slow", [png_bytes()]))
-    client.wait_for(lambda m: m.type == "progress", 10)
+    client.wait_for(lambda m: m.type == "progress" and m.get("stage") != "load", 10)
     sent = time.monotonic()
     client.send(protocol.cancel("slow"))
     final = client.wait_for(lambda m: m.job == "slow" and m.type == "error", 5)
@@ -278,7 +278,7 @@ def test_queue_is_bounded(run_server, client_for):
     server = run_server(registry_with(reconstruct=SlowPipeline), limits=ServiceLimits(max_queue=2))
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("q0", [png_bytes()]))
-    client.wait_for(lambda m: m.type == "progress", 10)   # q0 runs; q1 and q2 fill the queue
+    client.wait_for(lambda m: m.type == "progress" and m.get("stage") != "load", 10)   # q0 runs; q1 and q2 fill the queue
     for i in range(1, 4):
         client.send(protocol.submit_reconstruct(f"q{i}", [png_bytes()]))
     err = client.wait_for(lambda m: m.type == "error" and m.get("code") == "QUEUE_FULL", 10)
@@ -292,7 +292,7 @@ def test_client_disconnect_mid_job_then_reconnect_fetches_the_result(run_server,
     first = client_for(server.address)
     first.send(protocol.submit_reconstruct("keep", [png_bytes()]))
     token = first.wait_for(lambda m: m.type == "accepted", 10).get("token")
-    first.wait_for(lambda m: m.type == "progress", 10)
+    first.wait_for(lambda m: m.type == "progress" and m.get("stage") != "load", 10)
     first.close()                          # Blender crashed or the network dropped
     time.sleep(StepPipeline.steps * StepPipeline.step_s + 1.2)
     second = client_for(server.address)
@@ -388,7 +388,7 @@ def test_a_malformed_status_or_cancel_does_not_end_a_running_job(run_server, cli
     server = run_server(registry_with(reconstruct=SlowPipeline))
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("slow", [png_bytes()]))
-    client.wait_for(lambda m: m.type == "progress", 10)
+    client.wait_for(lambda m: m.type == "progress" and m.get("stage") != "load", 10)
     socket = raw_socket(server.address)
     try:
         for mtype in ("cancel", "status"):

@@ -11,7 +11,7 @@ from doubles import GilHoldingPipeline, PidReportingPipeline, SlowPipeline, Step
 
 def started_pid(client, job: str) -> int:
     """The pipeline process's id, which the doubles send as their first progress text."""
-    first = client.wait_for(lambda m: m.job == job and m.type == "progress", 20)
+    first = client.wait_for(lambda m: m.job == job and m.type == "progress" and m.get("stage") != "load", 20)
     return int(first.get("message"))
 
 
@@ -19,7 +19,7 @@ def test_pings_are_answered_while_a_pipeline_holds_the_gil(run_server, client_fo
     server = run_server(registry_with(reconstruct=GilHoldingPipeline))
     client = client_for(server.address)
     client.send(protocol.submit_reconstruct("hog", [png_bytes()]))
-    client.wait_for(lambda m: m.job == "hog" and m.type == "progress", 20)
+    client.wait_for(lambda m: m.job == "hog" and m.type == "progress" and m.get("stage") != "load", 20)
     round_trips = []
     while True:
         sent = time.monotonic()
@@ -77,7 +77,7 @@ def test_another_client_can_neither_see_nor_touch_a_job(run_server, client_for):
     owner, other = client_for(server.address), client_for(server.address)
     owner.send(protocol.submit_reconstruct("mine", [png_bytes()]))
     accepted = owner.wait_for(lambda m: m.job == "mine" and m.type == "accepted", 10)
-    owner.wait_for(lambda m: m.job == "mine" and m.type == "progress", 20)
+    owner.wait_for(lambda m: m.job == "mine" and m.type == "progress" and m.get("stage") != "load", 20)
     info = other.request_pong().get("server")
     assert info["running"] == 1 and "mine" not in repr(info)        # counts, not other clients' ids
     for message in (protocol.cancel("mine"), protocol.status("mine", resend=True), protocol.status("mine"),
@@ -100,7 +100,7 @@ def test_one_client_cannot_take_the_whole_queue(run_server, client_for):
     server = run_server(registry_with(reconstruct=SlowPipeline), limits=limits)
     greedy, polite = client_for(server.address), client_for(server.address)
     greedy.send(protocol.submit_reconstruct("g0", [png_bytes()]))
-    greedy.wait_for(lambda m: m.job == "g0" and m.type == "progress", 20)
+    greedy.wait_for(lambda m: m.job == "g0" and m.type == "progress" and m.get("stage") != "load", 20)
     for i in range(1, 5):
         greedy.send(protocol.submit_reconstruct(f"g{i}", [png_bytes()]))
     answers = {m.job: m for m in _collect(greedy, {"g1", "g2", "g3", "g4"})}
@@ -137,7 +137,7 @@ def test_finished_and_running_jobs_hold_no_inputs(run_server, client_for):
     client = client_for(server.address)
     big = png_bytes(1024, 1024)
     client.send(protocol.submit_reconstruct("run", [big]))
-    client.wait_for(lambda m: m.job == "run" and m.type == "progress", 20)
+    client.wait_for(lambda m: m.job == "run" and m.type == "progress" and m.get("stage") != "load", 20)
     for i in range(3):
         client.send(protocol.submit_reconstruct(f"q{i}", [big]))
         client.wait_for(lambda m, i=i: m.job == f"q{i}" and m.type == "accepted", 10)

@@ -53,7 +53,7 @@ def test_kill_9_takes_the_pipeline_process_along_and_the_client_reports_the_job_
     try:
         client = client_for(f"tcp://127.0.0.1:{port}")
         client.send(protocol.submit_reconstruct("doomed", [png_bytes()]))
-        client.wait_for(lambda m: m.job == "doomed" and m.type == "progress", 30)
+        client.wait_for(lambda m: m.job == "doomed" and m.type == "progress" and m.get("stage") != "load", 30)
         pipelines = children_of(first.pid)
         assert pipelines, "the pipeline process runs beside the server"
         first.send_signal(signal.SIGKILL)

@@ -44,16 +44,21 @@ class BatchSettings:
     format: str = ".glb"
     max_attempts: int = 3
     """Runs of one item when its worker dies under it; a failure of the item itself is final."""
+    points: bool = False
+    """Image items as coloured point clouds (``output="points"``) instead of meshes."""
 
     def record(self) -> dict[str, Any]:
         """The part that decides the results (not the attempts), kept in the manifest."""
-        return {"params": self.params, "method": self.method, "stylize": self.stylize, "format": self.format}
+        return {"params": self.params, "method": self.method, "stylize": self.stylize, "format": self.format,
+                **({"points": True} if self.points else {})}
 
     def message(self, item: BatchItem, job_id: str) -> Message:
         params = dict(self.params)
         if item.task == "reconstruct":
             if self.method != "auto":
                 params["method"] = self.method
+            if self.points:
+                params["output"] = "points"
             return protocol.submit_reconstruct(job_id, [item.image.read_bytes()], params)
         prompt = item.prompt
         if prompt.negative_prompt:

@@ -1,6 +1,7 @@
 """The one mesh-finishing path: a triangle mesh and a colour function → the `MeshPayload` the
 client gets, with UVs + a baked texture (``texture="uv"``), vertex colours (``"vertex"``) or
-geometry only (``"none"``). Every pipeline ends here (reconstruct, generate, stylize)."""
+geometry only (``"none"``), or a coloured point cloud sampled on the surface (``points=N``).
+Every pipeline ends here (reconstruct, generate, stylize)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def finish_mesh(
     uvs: np.ndarray | None = None,
     normals: np.ndarray | None = None,
     on_step: FinishStep | None = None,
+    points: int | None = None,
+    seed: int = 0,
 ) -> MeshPayload:
     """The client's mesh.
 
@@ -46,6 +49,9 @@ def finish_mesh(
             (seams duplicate vertices, face order is kept).
         normals: [N, 3] normals of ``out_vertices`` to keep; computed when None.
         on_step: see `FinishStep`.
+        points: instead of the mesh, this many points sampled uniformly over its area (at
+            ``out_vertices``), with normals and, unless ``texture="none"``, colours: no UV
+            unwrap or bake. ``seed`` makes the sampling repeatable.
 
     Returns:
         `MeshPayload` with float32 positions and normals, int32 faces, smooth shading.
@@ -55,6 +61,8 @@ def finish_mesh(
     faces = np.asarray(faces, dtype=np.int32)
     vertices = np.asarray(vertices, dtype=np.float32)
     out = vertices if out_vertices is None else np.asarray(out_vertices, dtype=np.float32)
+    if points is not None:
+        return _surface_points(vertices, faces, out, None if texture == "none" else colour, points, seed)
     colors = texture_png = None
     if colour is None or texture != "uv":
         uvs = None
@@ -77,3 +85,30 @@ def finish_mesh(
         normals = vertex_normals(out, faces)
     return MeshPayload(out, faces, np.asarray(normals, np.float32), uvs, colors, texture_png, "smooth")
 
+
+
+def _surface_points(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray, colour: ColorFn | None, count: int,
+                    seed: int) -> MeshPayload:
+    """``count`` area-uniform points: sampled where ``colour`` is defined (``vertices``), returned at
+    the same barycentric places of ``out``."""
+    tri = vertices[faces].astype(np.float64)
+    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    u, v = rng.random((2, count))
+    flip = u + v > 1.0  # fold the unit square onto the triangle, so the density stays uniform
+    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
+    weights = np.stack([1.0 - u - v, u, v], axis=1)
+    corners = faces[picked]
+    normals = vertex_normals(out, faces).astype(np.float64)
+    point_normals = np.einsum("kc,kcd->kd", weights, normals[corners])
+    point_normals /= np.maximum(np.linalg.norm(point_normals, axis=1, keepdims=True), 1e-12)
+    positions = np.einsum("kc,kcd->kd", weights, out[corners].astype(np.float64))
+    colors = None
+    if colour is not None:
+        at = np.einsum("kc,kcd->kd", weights, vertices[corners].astype(np.float64))
+        rgb = colour(at, np.einsum("kc,kcd->kd", weights, vertex_normals(vertices, faces)[corners].astype(np.float64)))
+        colors = np.concatenate([(np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8),
+                                 np.full((count, 1), 255, np.uint8)], axis=1)
+    return MeshPayload(positions.astype(np.float32), np.zeros((0, 3), np.int32), point_normals.astype(np.float32),
+                       None, colors, None, "smooth")

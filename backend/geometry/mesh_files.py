@@ -53,13 +53,44 @@ def _trimesh(mesh: MeshPayload, y_up: bool, simple_material: bool = False):
                            process=False)
 
 
+def _write_point_ply(mesh: MeshPayload, path: Path) -> None:
+    """Binary PLY: x y z, nx ny nz and red green blue alpha when present, no faces; Z up as the
+    wire has it (what Blender's, MeshLab's and CloudCompare's PLY readers expect)."""
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if mesh.normals is not None:
+        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+    if mesh.colors is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1"), ("alpha", "u1")]
+    rows = np.zeros(len(mesh.vertices), dtype=fields)
+    for index, axis in enumerate("xyz"):
+        rows[axis] = mesh.vertices[:, index]
+        if mesh.normals is not None:
+            rows[f"n{axis}"] = mesh.normals[:, index]
+    if mesh.colors is not None:
+        for index, channel in enumerate(("red", "green", "blue", "alpha")):
+            rows[channel] = mesh.colors[:, index]
+    types = {"<f4": "float", "u1": "uchar"}
+    header = ["ply", "format binary_little_endian 1.0", "comment Stepstone point cloud",
+              f"element vertex {len(rows)}", *(f"property {types[kind]} {name}" for name, kind in fields),
+              "end_header"]
+    with open(path, "wb") as handle:
+        handle.write(("\n".join(header) + "\n").encode("ascii"))
+        handle.write(rows.tobytes())
+
+
 def export_mesh(mesh: MeshPayload, path: Path) -> Path:
-    """Write ``mesh`` to ``path``; the suffix picks the format. OBJ also writes .mtl and texture PNG."""
+    """Write ``mesh`` to ``path``; the suffix picks the format. OBJ also writes .mtl and texture PNG.
+    A point cloud (no faces) is written as PLY only."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise MeshFileError(f"unsupported output format {suffix or '(none)'!r}; use one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mesh.is_points:
+        if suffix != ".ply":
+            raise MeshFileError(f"a point cloud is written as .ply, not {suffix}")
+        _write_point_ply(mesh, path)
+        return path
     if suffix == ".glb":
         _trimesh(mesh, y_up=True).export(path, file_type="glb")
     elif suffix == ".obj":

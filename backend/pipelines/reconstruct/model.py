@@ -26,7 +26,7 @@ from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct import fitting
 from backend.pipelines.reconstruct.inputs import CARVE_MASK_SIZE, PreparedView, prepare_view
-from backend.pipelines.reconstruct.presets import PRESETS, ModelPreset
+from backend.pipelines.reconstruct.presets import PRESETS, ModelPreset, point_count
 from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, check_weights, load_model, resolve_weights
 from backend.protocol import ErrorCode, MeshPayload
 from backend.requests import ReconstructRequest
@@ -150,9 +150,13 @@ class ModelReconstructPipeline(Pipeline):
         """Texture, the output camera, the fidelity check and the metadata of a `shape` result."""
         refined, views, preset, timings = shaped.refined, shaped.views, shaped.preset, shaped.timings
         t4 = time.perf_counter()
-        mesh, scale, centre = self._finish(shaped.vertices, shaped.faces, refined, views, request.texture, preset, ctx)
+        points = point_count(request, preset.max_faces)
+        mesh, scale, centre = self._finish(shaped.vertices, shaped.faces, refined, views, request.texture, preset, ctx,
+                                           points)
         camera = fitting.output_camera(refined, scale, centre)
-        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, views[0].carve_mask)
+        # a point cloud is judged by the surface it was sampled on
+        surface = (shaped.vertices - centre) * scale if points else mesh.vertices
+        fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, views[0].carve_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
                      "from its fitted camera)")
@@ -224,16 +228,17 @@ class ModelReconstructPipeline(Pipeline):
         return vertices, faces, carved
 
     def _finish(self, vertices, faces, refined: dict, views: list[PreparedView], texture: str, preset: ModelPreset,
-                ctx: JobContext) -> tuple[MeshPayload, float, np.ndarray]:
-        """The client's mesh (`finish_mesh`), coloured by `colour.view_colour_function`, scaled to
-        unit size -> (mesh, the scale and the centre it was normalised by)."""
+                ctx: JobContext, points: int | None = None) -> tuple[MeshPayload, float, np.ndarray]:
+        """The client's mesh (`finish_mesh`; ``points``: a point cloud of that many points),
+        coloured by `colour.view_colour_function`, scaled to unit size -> (mesh, the scale and the
+        centre it was normalised by)."""
         from backend.geometry.finish import finish_mesh
         from backend.geometry.mesh_ops import normalise_unit
         from backend.pipelines.reconstruct.colour import view_colour_function
 
         colour = view_colour_function(self.model, vertices, faces, refined, views)
         mesh = finish_mesh(vertices, faces, colour, texture=texture, texture_size=preset.texture_size,
-                           on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
+                           on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         if not np.isfinite(mesh.vertices).all():
             raise PipelineError(ErrorCode.INVALID_RESULT, "the mesh has non-finite vertices")

@@ -68,3 +68,15 @@ PRESETS = {
                         preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
                         azimuth_hypotheses=2, carve_margin=0.02),
 }
+
+
+POINTS_PER_FACE = 2
+"""A point cloud result has this many points per face the mesh would have had (a 10k-face
+default mesh -> 20k points): about as dense as the mesh's own vertices, twice over."""
+
+
+def point_count(request, max_faces: int) -> int | None:
+    """Points of a ``output="points"`` result; None for a mesh."""
+    if getattr(request, "output", "mesh") != "points":
+        return None
+    return POINTS_PER_FACE * (request.face_budget or max_faces)

@@ -33,6 +33,7 @@ from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
 from backend.pipelines.reconstruct.inputs import find_object
+from backend.pipelines.reconstruct.presets import point_count
 from backend.protocol import MeshPayload
 from backend.requests import ReconstructRequest
 from backend.segmentation import crop_to_object
@@ -135,12 +136,15 @@ class SilhouetteReconstructPipeline(Pipeline):
     def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
         t3 = time.perf_counter()
+        points = point_count(request, shaped.preset.max_faces)
         mesh = finish_mesh(shaped.vertices, shaped.faces, front_view_colour(shaped.rgb, shaped.mask),
                            texture=request.texture, texture_size=shaped.preset.texture_size,
-                           on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]))
+                           on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         camera = crop_camera(scale, centre)
-        fidelity = silhouette_fidelity(mesh.vertices, mesh.faces, camera, shaped.object_mask)
+        # a point cloud is judged by the surface it was sampled on
+        surface = (shaped.vertices - centre) * scale if points else mesh.vertices
+        fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, shaped.object_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
                      "from the reported camera)")
