@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=1,
                         help="input views per shape for the model (the chosen one and more spread round it)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (then peak GPU memory is reported too)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="workers run at once (each method x split is one worker; timings then share the CPU)")
     parser.add_argument("--out", default=str(ROOT / "bench_results" / "reconstruct.json"))
@@ -149,7 +150,7 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
                    "--real-data", args.real_data, "--weights", args.weights,
                    "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
                    "--views", str(args.views),
-                   "--threads", str(args.threads), "--rows", str(rows_file)]
+                   "--threads", str(args.threads), "--device", args.device, "--rows", str(rows_file)]
             log = (tmp / f"log_{index}.txt").open("w")
             running[index] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True),
                               rows_file, time.perf_counter())
@@ -177,7 +178,7 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
 def expand_methods(methods: list[str], presets: list[str]) -> list[str]:
     out = []
     for m in methods:
-        out += [f"model:{p}" for p in presets] if m == "model" else [m]
+        out += [f"{m}:{p}" for p in presets] if m in ("model", "auto") else [m]
     return out
 
 
@@ -247,8 +248,9 @@ def worker(args) -> int:
     split = args.splits[0]
     cases = select_cases(args, split)
     method, _, preset = args.worker.partition(":")
-    pipeline = build_method(method, args.weights)
+    pipeline = build_method(method, args.weights, args.device)
     rows = []
+    stage_times: list[dict[str, float]] = []
     warm = pipeline is not None and bool(cases)
     for case in ([cases[0]] if warm else []) + cases:
         ref_v, ref_f = load_reference(case["reference"])
@@ -262,8 +264,10 @@ def worker(args) -> int:
             images = [decode_image(Path(p).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
                       for p in case["images"]]
             request = ReconstructRequest(images, CommonParams(quality=preset or "default"), texture="uv")
-            output = pipeline.run(request, _context())
+            output = pipeline.run(request, _context(args.device))
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
+            if not warm:
+                stage_times.append(output.metadata.get("timings_s", {}))
             chose = output.metadata.get("method", method)
             # everything but the model (alone, or as auto's choice) reconstructs in the view frame
             if split != "real" and not chose.startswith("shape model"):
@@ -284,7 +288,10 @@ def worker(args) -> int:
         print(f"{case['name']}: F@5% {rows[-1]['f@0.05']:.3f} ({seconds:.1f} s)", flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {"summary": summarise(rows, by_object=split == "real"), "per_category": per_category(rows),
-              "per_object": per_object(rows), "shapes": rows, "peak_rss_mb": round(peak_mb, 1)}
+              "per_object": per_object(rows), "shapes": rows, "peak_rss_mb": round(peak_mb, 1),
+              "stages_s": mean_stage_times(stage_times)}
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if hasattr(pipeline, "weights_id"):
         result["weights_id"] = pipeline.weights_id
     Path(args.rows).write_text(json.dumps(result))
@@ -327,23 +334,23 @@ def dataset_category(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def build_method(method: str, weights: str):
+def build_method(method: str, weights: str, device: str = "cpu"):
     if method == "model":
         from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 
-        return ModelReconstructPipeline("cpu", weights)
+        return ModelReconstructPipeline(device, weights)
     if method == "silhouette":
         from backend.pipelines.reconstruct.silhouette import SilhouetteReconstructPipeline
 
-        return SilhouetteReconstructPipeline("cpu")
+        return SilhouetteReconstructPipeline(device)
     if method == "outline":
         from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 
-        return OutlineReconstructPipeline("cpu")
+        return OutlineReconstructPipeline(device)
     if method == "auto":
         from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
 
-        return ReconstructPipeline("cpu", weights)
+        return ReconstructPipeline(device, weights)
     if method in ("sphere", "hull"):
         return None
     raise SystemExit(f"unknown method {method!r}; use auto, model:<preset>, silhouette, outline, sphere or hull")
@@ -382,10 +389,16 @@ def per_object(rows: list[dict]) -> dict:
     return out
 
 
-def _context():
+def mean_stage_times(stage_times: list[dict[str, float]]) -> dict[str, float]:
+    """Mean seconds per stage over the images (a stage an image skipped counts 0 for it)."""
+    names = list(dict.fromkeys(name for times in stage_times for name in times))
+    return {name: round(float(np.mean([times.get(name, 0.0) for times in stage_times])), 3) for name in names}
+
+
+def _context(device: str = "cpu"):
     from backend.pipelines.base import JobContext
 
-    return JobContext("bench", "cpu", emit_progress=lambda *a: None, emit_preview_mesh=lambda *a: None,
+    return JobContext("bench", device, emit_progress=lambda *a: None, emit_preview_mesh=lambda *a: None,
                       emit_preview_points=lambda *a: None, is_cancelled=lambda: False,
                       deadline=time.monotonic() + 3600)
 
@@ -402,6 +415,14 @@ def summary_markdown(report: dict) -> str:
         lines.append(f"| {run['split']} | {run['method']} | {s['shapes']} | {s['chamfer_x1e3']:.2f} | "
                      f"{s['f@0.01']:.3f} | {s['f@0.02']:.3f} | {s['f@0.05']:.3f} | {s['seconds_per_image']:.2f} | "
                      f"{run['peak_rss_mb']:.0f} |")
+    lines += ["", "Mean seconds per stage (`timings_s`; `model_*`: auto's model stages, also when it kept "
+                  "the outline solid):", ""]
+    for run in report["runs"]:
+        stages = run.get("stages_s") or {}
+        if stages:
+            gpu = f", peak GPU {run['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in run else ""
+            lines.append(f"- {run['split']} {run['method']}: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+                         + gpu)
     methods = list(dict.fromkeys(r["method"] for r in report["runs"]))
     for split in dict.fromkeys(r["split"] for r in report["runs"]):
         runs = {r["method"]: r for r in report["runs"] if r["split"] == split}

@@ -71,8 +71,14 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
     assert model["weights_id"].startswith("shape_model:") and model["peak_rss_mb"] > 50
     assert all(0.0 <= model["summary"][k] <= 1.0 for k in ("f@0.01", "f@0.02", "f@0.05"))
     assert model["summary"]["seconds_per_image"] > 0
+    # where the time went, per stage, from the results' own timings
+    stages = model["stages_s"]
+    assert {"segment_s", "encode_s", "refine_s", "mesh_s", "texture_s", "total_s"} <= set(stages)
+    assert stages["total_s"] == pytest.approx(sum(v for k, v in stages.items() if k != "total_s"), abs=0.01)
+    assert runs[("test", "sphere")]["stages_s"] == {}
     table = out.with_suffix(".md").read_text()
     assert "| test | sphere | 2 |" in table and "test_unseen" in table and "Alignment" in table
+    assert "- test model:preview: segment_s" in table
 
 
 def test_input_views_spread_round_the_cameras_from_the_chosen_one():

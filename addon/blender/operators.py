@@ -85,6 +85,8 @@ def submit_reconstruct(op, context, sources: list[SourceImage]) -> set[str]:
         return {"CANCELLED"}
     params = preferences.job_params(prefs, settings.seed)
     params["method"] = settings.reconstruct_method
+    if settings.reconstruct_output == "POINTS":
+        params["output"] = "points"  # left out for a mesh, which a backend without the option also makes
     if settings.multiview and len(sources) > 1:
         groups = [sources]
         params["multiview"] = True

@@ -127,6 +127,13 @@ def ray_summary(info: dict | None) -> str:
     return f"{text} ({', '.join(where)})"
 
 
+def draw_reconstruct_options(layout, context) -> None:
+    """Method and Output: both panels that reconstruct (sidebar and Image Editor) send them."""
+    settings = context.scene.stepstone
+    layout.prop(settings, "reconstruct_method")
+    layout.prop(settings, "reconstruct_output")
+
+
 def draw_placement(layout, context) -> None:
     settings = context.scene.stepstone
     layout.prop(settings, "placement", text="Place")
@@ -183,7 +190,7 @@ class STEPSTONE_PT_reconstruct(_StepstonePanel, bpy.types.Panel):
         col.operator("stepstone.reconstruct_selected", icon="IMAGE_REFERENCE",
                      text=f"Reconstruct {count} Selected Image{'s' if count != 1 else ''}")
         col.operator("stepstone.reconstruct_files", icon="FILEBROWSER", text="From Files…")
-        layout.prop(settings, "reconstruct_method")
+        draw_reconstruct_options(layout, context)
         layout.prop(settings, "multiview")
         draw_placement(layout, context)
 
@@ -304,6 +311,7 @@ class STEPSTONE_PT_image_editor(bpy.types.Panel):
         col = layout.column()
         col.enabled = image is not None
         col.operator("stepstone.reconstruct_image_editor", icon="MESH_MONKEY")
+        draw_reconstruct_options(layout, context)
         draw_placement(layout, context)
         draw_jobs(layout, context)
 

@@ -39,6 +39,10 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
         name="One Object from All", default=False,
         description="Several selected images are views of one object (one job); otherwise one job per image")
     reconstruct_method: bpy.props.EnumProperty(name="Method", default="auto", items=RECONSTRUCT_METHODS)
+    reconstruct_output: bpy.props.EnumProperty(
+        name="Output", default="MESH",
+        items=[("MESH", "Mesh", "A textured, editable mesh"),
+               ("POINTS", "Points", "A coloured point cloud, vertices only; faster, no texture baking")])
     placement: bpy.props.EnumProperty(
         name="Place", default="CURSOR",
         items=[("CURSOR", "At 3D Cursor", "Stand the result on the 3D cursor at the target size"),

@@ -25,7 +25,7 @@ from mathutils import Matrix, Vector
 from ..core import placement
 from ..core.backend_api import protocol
 from ..core.jobs import JobRecord
-from ..core.mesh_arrays import MeshImportError, pack_mesh, pack_points, payload_from_message
+from ..core.mesh_arrays import MeshImportError, pack_mesh, pack_payload, pack_points, payload_from_message
 from . import mesh_import
 
 JOB_PROP = "stepstone_job"
@@ -112,7 +112,7 @@ def show_preview(job: JobRecord, message: protocol.Message) -> None:
         if not isinstance(points, np.ndarray) or points.ndim != 2 or len(points) == 0:
             raise MeshImportError("a point preview needs a non-empty [N,3] 'points' frame")
         transform, matrix = _placement(job.target, points)
-        arrays = pack_points(points, transform)
+        arrays = pack_points(points, transform, message.blobs.get("colors"))
     else:
         payload = payload_from_message(message)
         transform, matrix = _placement(job.target, payload.vertices)
@@ -130,6 +130,8 @@ def show_preview(job: JobRecord, message: protocol.Message) -> None:
 def import_result(job: JobRecord, message: protocol.Message, max_triangles: int | None = None) -> ImportOutcome:
     """Build the final object (replacing the preview's mesh in place) with material and properties.
 
+    A point cloud (``output="points"``: no faces) becomes a vertices-only mesh with its colours as
+    the active colour attribute and no material; it is placed and recorded like a mesh.
     Raises ``MeshImportError`` (nothing is created, the preview is removed) or ``SceneGoneError``."""
     started = time.perf_counter()
     scene = find_scene(job.target)
@@ -138,13 +140,14 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
     try:
         payload = payload_from_message(message, max_triangles)
         transform, matrix = _placement(job.target, payload.vertices)
-        arrays = pack_mesh(payload, transform)
+        arrays = pack_payload(payload, transform)
     except MeshImportError:
         remove_job_object(job)
         raise
     name = job.target.get("name") or job.label
     mesh = mesh_import.new_mesh(name, arrays)
-    mesh_import.assign_material(mesh, mesh_import.result_material(name, arrays))
+    if not payload.is_points:  # loose vertices draw no surface for a material to shade
+        mesh_import.assign_material(mesh, mesh_import.result_material(name, arrays))
     obj = job_object(job)
     if obj is None:
         obj = _new_object(job, scene, mesh, matrix)
@@ -161,6 +164,7 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
     if job.target.get("mode") in ("placeholder", "replace"):
         _hide_reference(job.target.get("placeholder"))
     _record_properties(obj, job, message, arrays)
+    obj["stepstone_output"] = "points" if payload.is_points else "mesh"
     elapsed = time.perf_counter() - started
     obj["stepstone_import_s"] = round(elapsed, 4)
     return ImportOutcome(obj, elapsed)

@@ -123,17 +123,41 @@ def clean_faces(faces: np.ndarray) -> tuple[np.ndarray, int, int]:
     return faces, degenerate, duplicate
 
 
-def pack_points(points: np.ndarray, transform: VertexTransform | None = None) -> MeshArrays:
-    """A point-cloud preview ([N,3] float32) as a mesh of loose vertices."""
+def pack_points(points: np.ndarray, transform: VertexTransform | None = None,
+                colors: np.ndarray | None = None) -> MeshArrays:
+    """A point cloud ([N,3] float32) as a mesh of loose vertices: point previews and ``points`` results.
+
+    ``colors``: uint8 [N,3] (previews) or [N,4] RGBA (results), sRGB; RGB gets an opaque alpha."""
     points = np.asarray(points)
     if points.dtype != np.float32 or points.ndim != 2 or points.shape[1] != 3:
         raise MeshImportError(f"points must be float32 [N,3], got {points.dtype} {list(points.shape)}")
     if not np.isfinite(points).all():
         raise MeshImportError("points contain NaN or infinity")
+    point_colors = None if colors is None else _point_colors(colors, points.shape[0])
     if transform is not None:
         points = transform.apply(points)
     empty_i = np.zeros(0, dtype=np.int32)
-    return MeshArrays(np.ascontiguousarray(points).reshape(-1), empty_i, empty_i, None, None, False, None)
+    return MeshArrays(np.ascontiguousarray(points, dtype=np.float32).reshape(-1), empty_i, empty_i, None,
+                      point_colors, False, None)
+
+
+def _point_colors(colors: np.ndarray, n: int) -> np.ndarray:
+    """uint8 [n,3|4] → flat float32 RGBA in [0, 1], the layout ``MeshArrays.point_colors`` holds."""
+    colors = np.asarray(colors)
+    if colors.dtype != np.uint8 or colors.ndim != 2 or colors.shape[1] not in (3, 4) or colors.shape[0] != n:
+        raise MeshImportError(f"point colours must be uint8 [{n},3] or [{n},4], got {colors.dtype} "
+                              f"{list(colors.shape)}")
+    rgba = np.full((n, 4), 1.0, dtype=np.float32)
+    rgba[:, :colors.shape[1]] = colors * np.float32(1.0 / 255.0)
+    return rgba.reshape(-1)
+
+
+def pack_payload(mesh: MeshPayload, transform: VertexTransform | None = None) -> MeshArrays:
+    """A validated result payload → ``MeshArrays``: a point cloud (no faces) as loose vertices with
+    its colours, anything else as triangles (``pack_mesh`` refuses a mesh without faces)."""
+    if mesh.is_points:
+        return pack_points(mesh.vertices, transform, mesh.colors)
+    return pack_mesh(mesh, transform)
 
 
 def unweld_by_uv(vertices: np.ndarray, corner_verts: np.ndarray, loop_uvs: np.ndarray | None
