@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             "f@t": "F-score of precision/recall at threshold t x reference bounding-box diagonal",
             "seconds_per_image": "wall time of one pipeline run (segmentation to textured mesh)",
             "peak_rss_mb": "maximum resident set size of the worker process running the method",
+            "texture_error": "mean absolute RGB difference (0-255) between the baked texture, read bilinearly at "
+                             "2000 random surface points, and the colours it was baked from (the result's "
+                             "metadata); texel size, seams and padding show up in it",
         },
         "alignment": {
             "model": "object-centred prediction (Z up, front -Y) compared as predicted; no pose search",
@@ -251,6 +254,7 @@ def worker(args) -> int:
     pipeline = build_method(method, args.weights, args.device)
     rows = []
     stage_times: list[dict[str, float]] = []
+    texture_errors: list[float] = []
     warm = pipeline is not None and bool(cases)
     for case in ([cases[0]] if warm else []) + cases:
         ref_v, ref_f = load_reference(case["reference"])
@@ -268,6 +272,8 @@ def worker(args) -> int:
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
             if not warm:
                 stage_times.append(output.metadata.get("timings_s", {}))
+                if output.metadata.get("texture_error") is not None:
+                    texture_errors.append(output.metadata["texture_error"])
             chose = output.metadata.get("method", method)
             # everything but the model (alone, or as auto's choice) reconstructs in the view frame
             if split != "real" and not chose.startswith("shape model"):
@@ -289,7 +295,8 @@ def worker(args) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {"summary": summarise(rows, by_object=split == "real"), "per_category": per_category(rows),
               "per_object": per_object(rows), "shapes": rows, "peak_rss_mb": round(peak_mb, 1),
-              "stages_s": mean_stage_times(stage_times)}
+              "stages_s": mean_stage_times(stage_times),
+              "texture_error": round(float(np.mean(texture_errors)), 2) if texture_errors else None}
     if args.device.startswith("cuda"):
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if hasattr(pipeline, "weights_id"):
@@ -421,8 +428,10 @@ def summary_markdown(report: dict) -> str:
         stages = run.get("stages_s") or {}
         if stages:
             gpu = f", peak GPU {run['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in run else ""
+            texture = (f"; texture error {run['texture_error']:.1f} / 255" if run.get("texture_error") is not None
+                       else "")
             lines.append(f"- {run['split']} {run['method']}: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
-                         + gpu)
+                         + gpu + texture)
     methods = list(dict.fromkeys(r["method"] for r in report["runs"]))
     for split in dict.fromkeys(r["split"] for r in report["runs"]):
         runs = {r["method"]: r for r in report["runs"] if r["split"] == split}

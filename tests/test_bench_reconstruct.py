@@ -76,6 +76,7 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
     assert {"segment_s", "encode_s", "refine_s", "mesh_s", "texture_s", "total_s"} <= set(stages)
     assert stages["total_s"] == pytest.approx(sum(v for k, v in stages.items() if k != "total_s"), abs=0.01)
     assert runs[("test", "sphere")]["stages_s"] == {}
+    assert 0 <= model["texture_error"] < 60 and runs[("test", "sphere")]["texture_error"] is None
     table = out.with_suffix(".md").read_text()
     assert "| test | sphere | 2 |" in table and "test_unseen" in table and "Alignment" in table
     assert "- test model:preview: segment_s" in table

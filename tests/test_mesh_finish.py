@@ -81,3 +81,17 @@ def test_points_are_area_uniform_on_the_surface_with_unit_normals_and_colours_an
     assert np.array_equal(again.vertices, cloud.vertices)  # repeatable
     plain = finish_mesh(vertices, faces, position_colour, texture="none", texture_size=32, points=100)
     assert plain.colors is None and len(plain.vertices) == 100
+
+
+def test_the_texture_error_is_small_for_a_smooth_colour_and_grows_when_the_texture_is_coarse():
+    from backend.geometry.finish import baked_texture_error
+
+    vertices, faces = sphere()
+    fine = finish_mesh(vertices, faces, position_colour, texture="uv", texture_size=256)
+    coarse = finish_mesh(vertices, faces, position_colour, texture="uv", texture_size=16)
+    fine_error, coarse_error = baked_texture_error(fine, position_colour), baked_texture_error(coarse, position_colour)
+    assert fine_error < 3.0 and coarse_error > 2 * fine_error
+    # a texture that says something else is far off
+    assert baked_texture_error(fine, lambda p, n: 1.0 - position_colour(p, n)) > 40
+    vertex = finish_mesh(vertices, faces, position_colour, texture="vertex", texture_size=16)
+    assert baked_texture_error(vertex, position_colour) is None

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from backend.geometry.mesh_ops import vertex_normals
-from backend.geometry.texture import ColorFn, bake, unwrap
+from backend.geometry.texture import ColorFn, bake, texture_error, unwrap
 from backend.images import encode_png
 from backend.protocol import TEXTURE_MODES, MeshPayload
 
@@ -112,3 +112,12 @@ def _surface_points(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray, co
                                  np.full((count, 1), 255, np.uint8)], axis=1)
     return MeshPayload(positions.astype(np.float32), np.zeros((0, 3), np.int32), point_normals.astype(np.float32),
                        None, colors, None, "smooth")
+
+
+def baked_texture_error(mesh: MeshPayload, colour: ColorFn | None) -> float | None:
+    """`texture_error` of a `finish_mesh` result whose vertices are still where ``colour`` is
+    defined (before any normalising); None without a baked texture. Reported in the metadata, so
+    benchmarks can show that a faster finishing path did not cost texture quality."""
+    if colour is None or mesh.texture_png is None or mesh.uvs is None:
+        return None
+    return texture_error(mesh.vertices, mesh.faces, mesh.uvs, mesh.texture_png, colour)

@@ -151,8 +151,8 @@ class ModelReconstructPipeline(Pipeline):
         refined, views, preset, timings = shaped.refined, shaped.views, shaped.preset, shaped.timings
         t4 = time.perf_counter()
         points = point_count(request, preset.max_faces)
-        mesh, scale, centre = self._finish(shaped.vertices, shaped.faces, refined, views, request.texture, preset, ctx,
-                                           points)
+        mesh, scale, centre, texture_error = self._finish(shaped.vertices, shaped.faces, refined, views,
+                                                          request.texture, preset, ctx, points)
         camera = fitting.output_camera(refined, scale, centre)
         # a point cloud is judged by the surface it was sampled on
         surface = (shaped.vertices - centre) * scale if points else mesh.vertices
@@ -175,6 +175,7 @@ class ModelReconstructPipeline(Pipeline):
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
                            "mask_iou": refined["mask_iou"], "azimuth_hypotheses": refined["azimuth_hypotheses"]},
             "carved": shaped.carved,
+            **({"texture_error": round(texture_error, 2)} if texture_error is not None else {}),
             "mesh_resolution": preset.mesh_resolution,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "input": [{"width": im.size[0], "height": im.size[1], "format": im.source_format, "notes": im.warnings}
@@ -228,18 +229,19 @@ class ModelReconstructPipeline(Pipeline):
         return vertices, faces, carved
 
     def _finish(self, vertices, faces, refined: dict, views: list[PreparedView], texture: str, preset: ModelPreset,
-                ctx: JobContext, points: int | None = None) -> tuple[MeshPayload, float, np.ndarray]:
+                ctx: JobContext, points: int | None = None) -> tuple[MeshPayload, float, np.ndarray, float | None]:
         """The client's mesh (`finish_mesh`; ``points``: a point cloud of that many points),
         coloured by `colour.view_colour_function`, scaled to unit size -> (mesh, the scale and the
-        centre it was normalised by)."""
-        from backend.geometry.finish import finish_mesh
+        centre it was normalised by, `baked_texture_error`)."""
+        from backend.geometry.finish import baked_texture_error, finish_mesh
         from backend.geometry.mesh_ops import normalise_unit
         from backend.pipelines.reconstruct.colour import view_colour_function
 
         colour = view_colour_function(self.model, vertices, faces, refined, views)
         mesh = finish_mesh(vertices, faces, colour, texture=texture, texture_size=preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
+        error = baked_texture_error(mesh, colour)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         if not np.isfinite(mesh.vertices).all():
             raise PipelineError(ErrorCode.INVALID_RESULT, "the mesh has non-finite vertices")
-        return mesh, scale, centre
+        return mesh, scale, centre, error

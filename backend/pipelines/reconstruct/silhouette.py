@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
-from backend.geometry.finish import finish_mesh
+from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
 from backend.geometry.outline import fit_revolution, revolution_field
 from backend.geometry.texture import ColorFn
@@ -137,9 +137,11 @@ class SilhouetteReconstructPipeline(Pipeline):
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
         t3 = time.perf_counter()
         points = point_count(request, shaped.preset.max_faces)
-        mesh = finish_mesh(shaped.vertices, shaped.faces, front_view_colour(shaped.rgb, shaped.mask),
-                           texture=request.texture, texture_size=shaped.preset.texture_size,
+        colour = front_view_colour(shaped.rgb, shaped.mask)
+        mesh = finish_mesh(shaped.vertices, shaped.faces, colour, texture=request.texture,
+                           texture_size=shaped.preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
+        texture_error = baked_texture_error(mesh, colour)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         camera = crop_camera(scale, centre)
         # a point cloud is judged by the surface it was sampled on
@@ -159,6 +161,7 @@ class SilhouetteReconstructPipeline(Pipeline):
             "camera": camera,
             "fidelity": fidelity,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            **({"texture_error": round(texture_error, 2)} if texture_error is not None else {}),
             **shaped.solid_metadata,
         }
         return PipelineOutput(mesh, metadata)
