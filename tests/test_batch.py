@@ -151,3 +151,23 @@ def test_the_command_line_runs_resumes_and_refuses_ray_options_without_ray(tmp_p
     assert runs(run_log) == ["a chair", "a lamp"]
     refused = subprocess.run([*command, "--workers", "3"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert refused.returncode == 2 and "--workers and --gpus-per-worker need --ray" in refused.stderr
+
+
+def test_a_result_that_cannot_be_written_fails_its_item_alone(tmp_path, run_log, monkeypatch):
+    import backend.batch.runner as runner
+
+    real_write = runner.write_result_files
+
+    def full_disk(final, output, extra=None):
+        if output.stem == "a_lamp":
+            raise OSError(28, "No space left on device")
+        return real_write(final, output, extra)
+
+    monkeypatch.setattr(runner, "write_result_files", full_disk)
+    out = tmp_path / "out"
+    summary = run_batch(expand_inputs(inputs(tmp_path)), out, BatchSettings({"quality": "preview"}), local_engine,
+                        report=lambda line: None)
+    assert (summary.done, summary.failed) == (3, 1)
+    records = {r["name"]: r for r in json.loads((out / "manifest.json").read_text())["items"].values()}
+    assert records["a_lamp"]["error"]["code"] == "WRITE_FAILED"
+    assert "No space left on device" in records["a_lamp"]["error"]["message"]

@@ -23,6 +23,7 @@ from backend.batch.items import BatchItem
 from backend.batch.manifest import Manifest
 from backend.config import ServerConfig
 from backend.errors import InputError
+from backend.geometry.mesh_files import MeshFileError
 from backend.jobs import EngineError, Job, JobEngine
 from backend.protocol import ErrorCode, Message, ProtocolError
 from backend.requests import parse_local_submit
@@ -175,7 +176,11 @@ class _Run:
             output = self.folder / f"{item.name}{self.settings.format}"
             meta = final.get("metadata")
             extra = {"batch": {"key": item.key, "source": item.source, "attempts": record.attempts}}
-            mesh, path, meta_path = write_result_files(final, output, extra)
+            try:
+                mesh, path, meta_path = write_result_files(final, output, extra)
+            except (OSError, MeshFileError) as exc:  # a full disk, a folder gone: the item failed, say why
+                self._fail(item, "WRITE_FAILED", f"could not write {output.name}: {exc}")
+                return False
             record.state, record.outputs = "done", [path.name, meta_path.name]
             record.seconds = meta.get("timings", {}).get("run_s")
             record.worker = meta.get("device")

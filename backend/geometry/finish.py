@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from backend.geometry.mesh_ops import vertex_normals
+from backend.geometry.mesh_ops import sample_surface, vertex_normals
 from backend.geometry.texture import ColorFn, bake, texture_error, unwrap
 from backend.images import encode_png
 from backend.protocol import TEXTURE_MODES, MeshPayload
@@ -91,14 +91,7 @@ def _surface_points(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray, co
                     seed: int) -> MeshPayload:
     """``count`` area-uniform points: sampled where ``colour`` is defined (``vertices``), returned at
     the same barycentric places of ``out``."""
-    tri = vertices[faces].astype(np.float64)
-    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(faces), size=count, p=areas / areas.sum())
-    u, v = rng.random((2, count))
-    flip = u + v > 1.0  # fold the unit square onto the triangle, so the density stays uniform
-    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
-    weights = np.stack([1.0 - u - v, u, v], axis=1)
+    picked, weights = sample_surface(vertices, faces, count, seed)
     corners = faces[picked]
     normals = vertex_normals(out, faces).astype(np.float64)
     point_normals = np.einsum("kc,kcd->kd", weights, normals[corners])

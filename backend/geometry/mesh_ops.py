@@ -96,3 +96,17 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = np.where(length > 0, normals / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
     return normals.astype(np.float32)
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` area-uniform random places on a triangle mesh -> (face index [count], barycentric
+    weights [count, 3]); a point is ``weights @ vertices[faces[index]]``."""
+    tri = vertices[faces].astype(np.float64)
+    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    u, v = rng.random((2, count))
+    flip = u + v > 1.0  # fold the unit square onto the triangle, so the density stays uniform
+    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
+    return picked, np.stack([1.0 - u - v, u, v], axis=1)

@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from backend.geometry.mesh_ops import sample_surface
 from backend.geometry.raster import covered_pixels
 
 ColorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -83,13 +84,7 @@ def texture_error(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, text
 
     image = np.asarray(Image.open(io.BytesIO(texture_png)).convert("RGB"), dtype=np.float64)[::-1]  # row 0 = v 0
     tri = vertices[faces].astype(np.float64)
-    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(faces), size=samples, p=areas / areas.sum())
-    u, v = rng.random((2, samples))
-    flip = u + v > 1.0
-    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
-    weights = np.stack([1.0 - u - v, u, v], axis=1)
+    picked, weights = sample_surface(vertices, faces, samples, seed)
     corners = faces[picked]
     points = np.einsum("kc,kcd->kd", weights, vertices[corners].astype(np.float64))
     normals = np.cross(tri[picked, 1] - tri[picked, 0], tri[picked, 2] - tri[picked, 0])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 from typing import Any, Iterator
 
@@ -64,9 +63,6 @@ class PipelineActor:
         if torch is not None and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
 
-    def where(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "device": self.device}
-
     def probe(self, task: str) -> Iterator[tuple]:
         yield ("availability", task, availability(self._pipeline, task))
 
@@ -76,7 +72,7 @@ class PipelineActor:
         self._limit_torch_threads()
         messages: queue.SimpleQueue = queue.SimpleQueue()
 
-        def work() -> None:
+        def work(request: Any) -> None:
             outcome: tuple = ("failed", ErrorCode.PIPELINE_FAILED, "the Ray worker's job thread stopped")
             try:
                 outcome = run_job(_QueueSender(messages), self._cancel, self._pipeline, self.device, job_id, task,
@@ -84,7 +80,8 @@ class PipelineActor:
             finally:
                 messages.put((_END, outcome))  # the generator must end, whatever happened
 
-        threading.Thread(target=work, name=f"stepstone-job-{job_id}", daemon=True).start()
+        # the thread holds the only reference to the request (its images), dropped when the job ends
+        threading.Thread(target=work, args=(request,), name=f"stepstone-job-{job_id}", daemon=True).start()
         del request
         while True:
             message = messages.get()
