@@ -198,3 +198,27 @@ def test_an_interrupted_driver_resumes_without_redoing_or_duplicating_anything(t
         assert len(runs_of(log, prompt)) in ((expected,) if isinstance(expected, int) else expected), prompt
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".glb") == sorted(f"k4_slow_{n}.glb" for n in range(8))
     assert not list(out.glob(".*partial"))
+
+
+def test_a_worker_that_died_while_idle_is_replaced_before_the_next_job_not_blamed_on_it(cluster, client_for):
+    from backend import protocol
+    from backend.server import Server
+
+    one = RayOptions("local", workers=1)
+    registry = registry_with(reconstruct=StepPipeline, generate=BatchGeneratePipeline)
+    server = Server(ServerConfig(port=0), registry, one.worker_names(), ray_process_factory(one), describe(one))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = client_for(server.address)
+        first = client.run_job(protocol.submit_generate("k5-a", "k5 first", {"quality": "preview"}), 60)
+        assert first.type == "result", first.fields
+        idle = first.get("metadata")["pid"]
+        os.kill(idle, signal.SIGKILL)
+        time.sleep(0.5)
+        second = client.run_job(protocol.submit_generate("k5-b", "k5 second", {"quality": "preview"}), 60)
+        assert second.type == "result", second.fields
+        assert second.get("metadata")["pid"] != idle
+    finally:
+        server.stop()
+        thread.join(20)

@@ -63,6 +63,10 @@ class PipelineActor:
         if torch is not None and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
 
+    def ping(self) -> int:
+        """Answers while the actor lives (its process id)."""
+        return os.getpid()
+
     def probe(self, task: str) -> Iterator[tuple]:
         yield ("availability", task, availability(self._pipeline, task))
 

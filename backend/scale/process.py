@@ -20,6 +20,9 @@ from backend.scale.cluster import RayOptions, import_ray
 
 log = logging.getLogger("stepstone.scale")
 
+PING_TIMEOUT_S = 30.0
+"""An idle actor that does not answer a ping within this long is taken for dead (a lost node)."""
+
 
 class RayPipelineProcess:
     def __init__(self, registry: PipelineRegistry, device: str, warm_tasks: tuple[str, ...] = (), *,
@@ -36,11 +39,29 @@ class RayPipelineProcess:
                                          logging.getLogger().level)
         self._inbox: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._dead = threading.Event()
+        self._streaming = threading.Event()
+        """A job's or probe's messages are being read: the actor answers through them."""
         self._death = ""
         self._job: str | None = None
 
     def alive(self) -> bool:
+        """False once the actor is known dead. An idle actor is asked (a ping), since its death
+        is otherwise only seen when the next job's stream fails, and that job would fail with it."""
+        if self._dead.is_set():
+            return False
+        if self._streaming.is_set():
+            return True
+        try:
+            self._ray.get(self.actor.ping.remote(), timeout=PING_TIMEOUT_S)
+        except (self._ray.exceptions.RayError, TimeoutError) as exc:
+            self._record_death(exc)
         return not self._dead.is_set()
+
+    def _record_death(self, exc: BaseException) -> None:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self._death = f"Ray worker running it died ({type(exc).__name__}: {first_line})"
+        log.warning("%s: %s", self.device, self._death)
+        self._dead.set()
 
     def send(self, message: tuple) -> None:
         if message[0] == "probe":
@@ -51,6 +72,7 @@ class RayPipelineProcess:
             self.built.add(task)
             self._job = job_id
             stream = self.actor.run.remote(job_id, task, request, seconds_left)
+        self._streaming.set()
         threading.Thread(target=self._drain, args=(stream,), name=f"stepstone-ray-{self.device}", daemon=True).start()
 
     def _drain(self, stream: Any) -> None:
@@ -58,12 +80,10 @@ class RayPipelineProcess:
             for ref in stream:
                 self._inbox.put(self._ray.get(ref))
         except self._ray.exceptions.RayError as exc:
-            if self._dead.is_set():
-                return  # killed on purpose; nothing to report
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self._death = f"Ray worker running it died ({type(exc).__name__}: {first_line})"
-            log.warning("%s: %s", self.device, self._death)
-            self._dead.set()
+            if not self._dead.is_set():  # (when killed on purpose there is nothing to report)
+                self._record_death(exc)
+        finally:
+            self._streaming.clear()
 
     def receive(self, timeout_s: float) -> tuple | None:
         try:
