@@ -67,8 +67,15 @@ def connect(options: RayOptions) -> dict:
         else:
             # Nodes run the backend shipped with this command, so every worker runs the same code;
             # its dependencies must be installed on each node (docs/scale.md).
-            ray.init(address=options.address, log_to_driver=False,
-                     runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
+            try:
+                ray.init(address=options.address, log_to_driver=False,
+                         runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
+            except ConnectionError as exc:
+                raise UsageError(
+                    f"cannot reach the Ray cluster at {options.address}: {str(exc).strip().splitlines()[0]}. "
+                    "Is it running (`ray status` on the head)? A cluster started with `ray start` uses token "
+                    "authentication: set RAY_AUTH_MODE=token here, with the cluster's token in ~/.ray/auth_token "
+                    "or RAY_AUTH_TOKEN (docs/scale.md)") from None
     info = describe(options)
     short = []
     if options.gpus_per_worker and info["gpus"] < options.workers * options.gpus_per_worker:
