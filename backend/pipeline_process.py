@@ -195,6 +195,7 @@ def run_job(conn, cancel, pipeline, device: str, job_id: str, task: str, request
         request.decode_inputs()
         output = pipeline(task).run(request, ctx)
         ctx.check()
+        output.metadata.setdefault("timings_s", ctx.stage_times())
         return ("done", output, ctx.warnings)
     except JobCancelled:
         return ("cancelled",)

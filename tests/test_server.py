@@ -437,3 +437,12 @@ def test_a_job_sent_while_the_models_load_is_told_so_and_runs_warm():
     # the load happened before the job ran (it waited, queued), not inside it
     assert timings["queued_s"] > 0.8 and timings["run_s"] < 1.4, timings
     assert all(m.get("stage") != "load" for m in seen["later"] if m.type == "progress")
+
+
+def test_every_result_has_per_stage_times_even_from_a_pipeline_that_keeps_none(run_server, client_for):
+    server = run_server(registry_with(generate=EchoGeneratePipeline))
+    client = client_for(server.address)
+    final = client.run_job(protocol.submit_generate("timed", "a chair"), 20)
+    timings = final.get("metadata")["timings_s"]
+    # EchoGeneratePipeline reports one stage, "refine", for its 3 steps of 50 ms
+    assert set(timings) == {"refine_s", "total_s"} and 0.1 <= timings["refine_s"] == timings["total_s"] < 2.0

@@ -42,6 +42,9 @@ class JobContext:
         self.deadline = deadline
         self.warnings: list[str] = []
         self._preview_step = 0
+        self._stage: str | None = None
+        self._stage_started = time.perf_counter()
+        self._stage_seconds: dict[str, float] = {}
 
     def check(self) -> None:
         if self._is_cancelled():
@@ -51,7 +54,27 @@ class JobContext:
 
     def progress(self, stage: str, fraction: float, message: str = "", eta_s: float | None = None) -> None:
         self.check()
+        if stage != self._stage:
+            self._close_stage()
+            self._stage = stage
         self._emit_progress(stage, fraction, message, eta_s)
+
+    def _close_stage(self) -> None:
+        now = time.perf_counter()
+        if self._stage is not None:
+            key = f"{self._stage}_s"
+            self._stage_seconds[key] = self._stage_seconds.get(key, 0.0) + now - self._stage_started
+        self._stage_started = now
+
+    def stage_times(self) -> dict[str, float]:
+        """Seconds per progress stage so far (a stage runs until the next one starts; one that
+        comes back adds up) and ``total_s``: the ``timings_s`` of a pipeline that keeps none of
+        its own."""
+        self._close_stage()
+        self._stage = None
+        times = {key: round(value, 3) for key, value in self._stage_seconds.items()}
+        times["total_s"] = round(sum(self._stage_seconds.values()), 3)
+        return times
 
     def preview_mesh(self, mesh: MeshPayload) -> None:
         self._preview_step += 1
