@@ -198,3 +198,49 @@ def test_output_is_drawn_next_to_method_in_both_reconstruct_panels(addon):
         props = [i.name for i in layout_dump.load().draw_panel(panel, bpy.context).items() if i.kind == "prop"]
         assert "reconstruct_output" in props, (panel, props)
         assert props.index("reconstruct_output") == props.index("reconstruct_method") + 1, (panel, props)
+
+
+@needs_blender
+def test_a_folder_batch_sends_output_points_for_every_image_only_when_points_is_chosen(addon, tmp_path):
+    from conftest import png_bytes
+
+    env = addon
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(png_bytes())
+    settings = bpy.context.scene.stepstone
+    assert settings.batch_output == "MESH"  # the default, as Reconstruct's
+    settings.batch_source, settings.batch_folder, settings.batch_placement = "FOLDER", str(folder), "GRID"
+    settings.reconstruct_output = "MESH"  # the batch's own Output counts, not the panel's
+    sent = {}
+    for output in ("POINTS", "MESH"):
+        settings.batch_output = output
+        before = set(env.session().tracker.jobs)
+        assert bpy.ops.stepstone.batch() == {"FINISHED"}
+        jobs = [j for j in env.session().tracker.jobs.values() if j.id not in before]
+        sent[output] = [dict(j.spec.params) for j in jobs]
+        for job in jobs:
+            env.session().cancel(job.id)  # only what is sent matters here
+    assert len(sent["POINTS"]) == len(sent["MESH"]) == 3
+    assert all(p["output"] == "points" for p in sent["POINTS"]) and not any("output" in p for p in sent["MESH"])
+    assert all(p["method"] == settings.batch_method for p in sent["POINTS"] + sent["MESH"])
+    settings.batch_output, settings.batch_source = "MESH", "TEXT"
+
+
+@needs_blender
+def test_the_batch_panel_draws_output_under_method_only_for_an_image_folder(addon):
+    from addon_support import layout_dump
+
+    settings = bpy.context.scene.stepstone
+    try:
+        for source in ("TEXT", "FILE", "FOLDER"):
+            settings.batch_source = source
+            props = [i.name for i in layout_dump.load().draw_panel("STEPSTONE_PT_batch", bpy.context).items()
+                     if i.kind == "prop"]
+            if source == "FOLDER":
+                assert props.index("batch_output") == props.index("batch_method") + 1, (source, props)
+            else:
+                assert "batch_output" not in props and "batch_method" not in props, (source, props)
+    finally:
+        settings.batch_source = "TEXT"

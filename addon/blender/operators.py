@@ -313,6 +313,8 @@ class STEPSTONE_OT_batch(bpy.types.Operator):
                     continue
                 params = {**preferences.job_params(prefs, settings.seed), "quality": settings.batch_quality,
                           "method": settings.batch_method}
+                if settings.batch_output == "POINTS":
+                    params["output"] = "points"  # as submit_reconstruct: a mesh sends no output
                 spec = JobSpec("reconstruct", params, images=[data])
                 items.append((spec, path.stem, {"source_image": str(path)}))
             if not items:

@@ -246,6 +246,7 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
         layout.prop(settings, prop, text="")
         if settings.batch_source == "FOLDER":
             layout.prop(settings, "batch_method")
+            layout.prop(settings, "batch_output")
         layout.prop(settings, "batch_quality")
         layout.prop(settings, "batch_placement")
         if settings.batch_placement == "GRID":

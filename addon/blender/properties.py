@@ -15,6 +15,10 @@ RECONSTRUCT_METHODS = [
     ("model", "Shape Model", "The learned shape model (fails when its weights are missing)"),
     ("silhouette", "Silhouette",
      "The inflation baseline: extrude the outline seen in the image, exact outline, no hidden parts")]
+RECONSTRUCT_OUTPUTS = (
+    ("MESH", "Mesh", "A textured, editable mesh"),
+    ("POINTS", "Points", "A coloured point cloud, vertices only; faster, no texture baking"))
+"""Reconstruct's *Output*, and a folder batch's: POINTS sends ``output: points``, MESH sends nothing."""
 
 
 class StepstonePromptItem(bpy.types.PropertyGroup):
@@ -39,10 +43,7 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
         name="One Object from All", default=False,
         description="Several selected images are views of one object (one job); otherwise one job per image")
     reconstruct_method: bpy.props.EnumProperty(name="Method", default="auto", items=RECONSTRUCT_METHODS)
-    reconstruct_output: bpy.props.EnumProperty(
-        name="Output", default="MESH",
-        items=[("MESH", "Mesh", "A textured, editable mesh"),
-               ("POINTS", "Points", "A coloured point cloud, vertices only; faster, no texture baking")])
+    reconstruct_output: bpy.props.EnumProperty(name="Output", default="MESH", items=RECONSTRUCT_OUTPUTS)
     placement: bpy.props.EnumProperty(
         name="Place", default="CURSOR",
         items=[("CURSOR", "At 3D Cursor", "Stand the result on the 3D cursor at the target size"),
@@ -66,6 +67,9 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
     batch_method: bpy.props.EnumProperty(
         name="Method", default="auto", items=RECONSTRUCT_METHODS,
         description="How each image of a folder batch is reconstructed")
+    batch_output: bpy.props.EnumProperty(
+        name="Output", default="MESH", items=RECONSTRUCT_OUTPUTS,
+        description="What each image of a folder batch becomes: a mesh or a point cloud")
     batch_quality: bpy.props.EnumProperty(
         name="Quality", default="default", items=preferences.QUALITIES,
         description="Quality of every job of the batch")
