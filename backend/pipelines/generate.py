@@ -311,14 +311,10 @@ class GeneratePipeline(Pipeline):
     def run(self, request: GenerateRequest, ctx: JobContext) -> PipelineOutput:
         if not self._iss_ready() and self._offline_model is not None:
             if self._offline is None:
-                from backend.pipelines.generate_offline import OfflineTextModel
+                from backend.pipelines.generate_offline import load_offline_model
 
-                reason = self.unavailable_reason()
-                if reason is not None:
-                    raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
-                ctx.progress("load", 0.0, "loading the offline text model")
-                self._offline = OfflineTextModel.load(self.device, self._offline_model)
-            preset = generate_preset(str(self._offline.encoder.code_mean.device.type), request.common.quality)
+                self._offline = load_offline_model(self._offline_model, self.device, self.unavailable_reason(), ctx)
+            preset = generate_preset(str(self._offline.device.type), request.common.quality)
             return generate_offline(request, self._offline, preset, ctx)
         ctx.progress("load", 0.0, "loading CLIP and the ISS mapper")
         assets = self._load()

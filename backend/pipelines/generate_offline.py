@@ -53,6 +53,18 @@ def offline_unavailable(path: Path | None, loaded: bool = False) -> str | None:
     return "the offline text model is turned off" if path is None else offline_missing_reason(path)
 
 
+def load_offline_model(path: Path, device: str, unavailable: str | None, ctx) -> "OfflineTextModel":
+    """The offline text model a pipeline falls back on, loaded for its first job (with a ``load``
+    progress message), or PIPELINE_UNAVAILABLE with ``unavailable``, the pipeline's reason."""
+    from backend.errors import PipelineError
+    from backend.protocol import ErrorCode
+
+    if unavailable is not None:
+        raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, unavailable)
+    ctx.progress("load", 0.0, "loading the offline text model")
+    return OfflineTextModel.load(device, path)
+
+
 @dataclass
 class OfflineTextModel:
     encoder: TextEncoder
@@ -76,6 +88,11 @@ class OfflineTextModel:
         return cls(encoder, Vocabulary.from_json(checkpoint.metadata["vocabulary"]), model,
                    check_weights(shape_model), checkpoint.metadata)
 
+    @property
+    def device(self):
+        """The torch device the model runs on."""
+        return self.encoder.code_mean.device
+
     def codes(self, prompt: str, seed: int = 0):
         """(shape code [S], colour code [C], main colour sRGB [3], the prompt's analysis)."""
         import torch
@@ -84,7 +101,7 @@ class OfflineTextModel:
         from backend.text.vocab import analyse
 
         analysis = analyse(prompt, self.vocabulary)
-        ids = pad_batch([[self.vocabulary.index(word) for word in analysis.known]]).to(self.encoder.code_mean.device)
+        ids = pad_batch([[self.vocabulary.index(word) for word in analysis.known]]).to(self.device)
         with torch.no_grad():
             standard = self.encoder(ids)
             if seed:
@@ -99,5 +116,5 @@ class OfflineTextModel:
 
         from backend.pipelines.stylize_fields import ShapeModelColorField, TintedColorField
 
-        points = torch.as_tensor(surface_points, dtype=torch.float32, device=self.encoder.code_mean.device)
+        points = torch.as_tensor(surface_points, dtype=torch.float32, device=self.device)
         return TintedColorField(ShapeModelColorField(self.shape_model, color_code), points, rgb)

@@ -220,16 +220,12 @@ class StylizePipeline(Pipeline):
                                              f"{clip_missing_reason(self.clip_config)}")
 
     def _run_offline(self, request: StylizeRequest, ctx: JobContext) -> PipelineOutput:
-        from backend.pipelines.generate_offline import OfflineTextModel
+        from backend.pipelines.generate_offline import load_offline_model
 
         started = time.monotonic()
         if self._offline is None:
-            reason = self.unavailable_reason()
-            if reason is not None:
-                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE, reason)
-            ctx.progress("load", 0.0, "loading the offline text model")
-            self._offline = OfflineTextModel.load(self.device, self._offline_model)
-        preset = stylize_preset(str(self._offline.encoder.code_mean.device.type), request.common.quality)
+            self._offline = load_offline_model(self._offline_model, self.device, self.unavailable_reason(), ctx)
+        preset = stylize_preset(str(self._offline.device.type), request.common.quality)
         if request.mode != "texture":
             ctx.warn("without CLIP, stylization changes the texture only; the shape is kept")
         texture = "uv" if request.texture == "none" else request.texture
