@@ -518,6 +518,65 @@ def cmd_batch(args: argparse.Namespace, registry=None) -> int:
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    """A folder of photos -> DIR/cluster_NN.glb per object found, and DIR/clusters.json."""
+    from backend.geometry.mesh_files import MeshFileError
+    from backend.requests import MAX_MINE_IMAGES
+    from backend.result_files import write_mined_files
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{args.folder} is not a folder" if folder.exists() else f"{args.folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    photos = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if not photos:
+        raise UsageError(f"{args.folder} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
+    if len(photos) > MAX_MINE_IMAGES:
+        raise UsageError(f"{args.folder} holds {len(photos)} photos; a mine job takes at most {MAX_MINE_IMAGES}: "
+                         "split the folder")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    _check_creatable_folder(out, f"--out {out}")
+    max_bytes = ServerConfig().limits.max_message_bytes
+    data = [_read_input(str(p), "photo", max_bytes) for p in photos]
+    if sum(len(d) for d in data) > max_bytes:
+        raise UsageError(f"the photos of {args.folder} add up to more than {max_bytes} bytes: use fewer or smaller ones")
+    params = _common_params(args)
+    if args.min_photos != 2:
+        params["min_photos"] = args.min_photos
+    message = protocol.submit_mine(_job_id(), data, [p.name for p in photos], params)
+    device = _checked_device(args.device)
+    printer = ProgressPrinter()
+    try:
+        final = run_local(message, device, printer)
+    finally:
+        printer.close()
+    if final.type != "result":
+        return _report_failure(final)
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that are not photos: {', '.join(skipped[:5])}"
+              f"{', ...' if len(skipped) > 5 else ''}", file=sys.stderr)
+    try:
+        index, meshes = write_mined_files(final, out, f".{args.format}", {"skipped": skipped})
+    except MeshFileError as exc:
+        print(f"error: --out {out}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    meta = final.get("metadata")
+    for warning in meta.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    for cluster in meta["clusters"]:
+        print(f"{cluster['name']}: {len(cluster['images'])} photos -> {out / (cluster['name'] + '.' + args.format)}")
+    aside = len(meta.get("outliers", [])) + len(meta.get("rejected", []))
+    print(f"wrote {len(meshes)} mesh(es) and {index} ({aside} photo(s) set apart, "
+          f"{meta.get('timings', {}).get('run_s', 0):.1f} s)")
+    return EXIT_OK
+
+
 def _stop_on_eof(server) -> None:
     while sys.stdin.buffer.read(4096):
         pass
@@ -702,6 +761,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_options(batch, output=False)
     _add_ray_options(batch, "the items")
 
+    mine = sub.add_parser("mine", help="a folder of photos → one mesh per object found in it",
+                          description="Group the photos by the object they show, and reconstruct each group's "
+                                      "object from all its photos: --out gets NAME.glb per object and clusters.json "
+                                      "(each object's photos, mesh file and per-photo cameras; outliers apart). "
+                                      "See docs/mining.md.")
+    mine.add_argument("folder", help="a folder of photos (.png, .jpg, .jpeg, .webp; at most 60)")
+    mine.add_argument("--out", required=True, help="output folder")
+    mine.add_argument("--format", choices=("glb", "obj", "ply"), default="glb")
+    mine.add_argument("--min-photos", type=int, default=2,
+                      help="photos an object needs to be mined; smaller groups are outliers (default 2)")
+    mine.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    _add_job_options(mine, output=False)
+
     keys = sub.add_parser("keys", help="create CURVE keys for remote use")
     keys.add_argument("directory")
     keys.add_argument("--client", default="blender", help="name of the client key pair to create")
@@ -716,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     handlers = {"serve": cmd_serve, "reconstruct": cmd_run, "generate": cmd_run, "stylize": cmd_run,
-                "batch": cmd_batch, "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
+                "batch": cmd_batch, "mine": cmd_mine, "client": cmd_client, "keys": cmd_keys, "info": cmd_info}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -37,7 +37,7 @@ MAX_INT_DIGITS = 20
 MAX_DIMENSION = 2**31 - 1
 """Largest extent of one axis of a binary frame's array."""
 
-TASKS = ("reconstruct", "generate", "stylize")
+TASKS = ("reconstruct", "generate", "stylize", "mine")
 QUALITIES = ("preview", "default", "high")
 TEXTURE_MODES = ("uv", "vertex", "none")
 RECONSTRUCT_METHODS = ("auto", "outline", "model", "silhouette")
@@ -525,6 +525,15 @@ def submit_reconstruct(job: str, images: list[bytes], params: dict[str, Any] | N
                    {f"image{i}": data for i, data in enumerate(images)})
 
 
+def submit_mine(job: str, images: list[bytes], names: list[str] | None = None,
+                params: dict[str, Any] | None = None) -> Message:
+    """``images``: encoded photos of a collection; ``names``: their file names (reported back in
+    the result's clusters), default ``image0``...; see `split_mined`."""
+    extra = {"names": list(names)} if names is not None else {}
+    return Message("submit", job, {"task": "mine", "params": {**extra, **(params or {})}},
+                   {f"image{i}": data for i, data in enumerate(images)})
+
+
 def submit_generate(job: str, prompt: str, params: dict[str, Any] | None = None) -> Message:
     return Message("submit", job, {"task": "generate", "params": {"prompt": prompt, **(params or {})}})
 
@@ -596,6 +605,28 @@ def pong(server: dict[str, Any], t: float | None = None) -> Message:
 def error(code: ErrorCode, message: str, job: str | None = None, state: str | None = None) -> Message:
     """``state`` names the job's final state when the error ends (or rejects) a job."""
     return Message("error", job, {"code": code.value, "message": message, "state": state})
+
+
+def split_mined(mesh: MeshPayload, metadata: Mapping[str, Any]) -> list[tuple[dict[str, Any], MeshPayload]]:
+    """The objects of a ``mine`` result: its mesh holds every cluster's mesh one after the other,
+    side by side; ``metadata["clusters"][k]`` says which ``vertices`` and ``faces`` (``[start,
+    end)``) are cluster k's and the ``offset`` it was moved by. Returns (cluster metadata, its mesh
+    moved back to its own frame) per cluster. A texture is one atlas shared by every cluster,
+    each cluster's UVs inside its ``uv_tile`` ``[u0, v0, u1, v1]``."""
+    out = []
+    for cluster in metadata.get("clusters") or []:
+        (v0, v1), (f0, f1) = cluster["vertices"], cluster["faces"]
+        if not (0 <= v0 < v1 <= len(mesh.vertices) and 0 <= f0 < f1 <= len(mesh.faces)):
+            raise ProtocolError(ErrorCode.INVALID_MESH, f"cluster {cluster.get('name')!r} has ranges outside the mesh")
+        faces = mesh.faces[f0:f1] - v0
+        if faces.min() < 0 or faces.max() >= v1 - v0:
+            raise ProtocolError(ErrorCode.INVALID_MESH, f"cluster {cluster.get('name')!r} has faces outside its vertices")
+        part = MeshPayload(
+            mesh.vertices[v0:v1] - np.asarray(cluster.get("offset", (0.0, 0.0, 0.0)), np.float32), faces,
+            *(None if a is None else a[v0:v1] for a in (mesh.normals, mesh.uvs, mesh.colors)),
+            mesh.texture_png, mesh.shading)
+        out.append((dict(cluster), part))
+    return out
 
 
 def result_mesh(message: Message, max_triangles: int | None = None) -> MeshPayload:

@@ -111,7 +111,34 @@ class StylizeRequest:
         """Nothing to decode: a prompt (and a mesh) arrive as they are used."""
 
 
-JobRequest = Union[ReconstructRequest, GenerateRequest, StylizeRequest]
+MAX_MINE_IMAGES = 60
+"""Photos per mine job (a message carries at most 64 binary frames)."""
+
+
+@dataclass
+class MineRequest:
+    """A photo collection to mine for shapes (`backend.pipelines.mine`)."""
+
+    names: list[str]
+    """The photos' file names, in frame order."""
+    common: CommonParams = field(default_factory=CommonParams)
+    texture: str = "uv"
+    face_budget: int | None = None
+    """Triangles per cluster's mesh (default: the preset's)."""
+    min_photos: int = 2
+    """A cluster of fewer photos is set apart as outliers."""
+    encoded: list[EncodedImage] = field(default_factory=list)
+    """The photos as they arrived; the pipeline decodes one at a time and keeps only its crops (60
+    decoded 36 MP photos would take 8 GB)."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Photos that could not be decoded: name -> why (rejected, the others are mined)."""
+    task: str = "mine"
+
+    def decode_inputs(self) -> None:
+        """Nothing to decode up front (see ``encoded``)."""
+
+
+JobRequest = Union[ReconstructRequest, GenerateRequest, StylizeRequest, MineRequest]
 
 
 class _Params:
@@ -170,6 +197,8 @@ def parse_submit(message: Message, limits: ServiceLimits) -> JobRequest:
     p = _Params(dict(message.get("params") or {}), task)
     if task == "reconstruct":
         return _reconstruct(message, p, limits)
+    if task == "mine":
+        return _mine(message, p, limits)
     if task == "generate":
         if message.blobs:
             raise ProtocolError(ErrorCode.INVALID_FIELD, "generate takes no binary frames")
@@ -238,6 +267,48 @@ def _reconstruct(message: Message, p: _Params, limits: ServiceLimits) -> Reconst
         method=p.get("method", str, "auto", lambda v: v in RECONSTRUCT_METHODS,
                      f"one of {list(RECONSTRUCT_METHODS)}"),
         output=p.get("output", str, "mesh", lambda v: v in RECONSTRUCT_OUTPUTS, f"one of {list(RECONSTRUCT_OUTPUTS)}"),
+    )
+    p.finish()
+    return request
+
+
+def _mine(message: Message, p: _Params, limits: ServiceLimits) -> MineRequest:
+    frames = list(message.blobs)
+    if frames != [f"image{i}" for i in range(len(frames))]:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"mine frames must be named image0..imageN-1, got {frames}")
+    if not frames:
+        raise InputError(ErrorCode.INVALID_IMAGE, "mine needs at least one photo")
+    if len(frames) > MAX_MINE_IMAGES:
+        raise InputError(ErrorCode.INVALID_FIELD, f"{len(frames)} photos exceed the limit of {MAX_MINE_IMAGES} per "
+                                                  "mine job")
+    names = p.get("names", list, [f"image{i}" for i in range(len(frames))],
+                  lambda v: len(v) == len(frames) and all(isinstance(n, str) and 0 < len(n) <= 255 for n in v)
+                  and len(set(v)) == len(v),
+                  f"a list of {len(frames)} distinct file names (1-255 characters), one per photo")
+    encoded, unreadable = [], {}
+    for frame, name in zip(frames, names):
+        data = message.blobs[frame]
+        if not isinstance(data, bytes):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{frame} must be a bytes frame holding an encoded image")
+        image = EncodedImage(data, name, limits.max_image_pixels, limits.min_image_side)
+        try:
+            image.decode()  # one unusable photo is set apart; the rest of the collection is mined
+        except InputError as exc:
+            unreadable[name] = exc.message
+            continue
+        encoded.append(image)
+    if not encoded:
+        raise InputError(ErrorCode.INVALID_IMAGE, f"none of the {len(frames)} photos can be read: "
+                         + "; ".join(f"{n}: {why}" for n, why in list(unreadable.items())[:3]))
+    request = MineRequest(
+        names=[image.name for image in encoded],
+        common=_common(p, limits),
+        texture=_texture(p),
+        face_budget=_face_budget(p),
+        min_photos=p.get("min_photos", int, 2, lambda v: 2 <= v <= MAX_MINE_IMAGES,
+                         f"an integer in [2, {MAX_MINE_IMAGES}]"),
+        encoded=encoded,
+        unreadable=unreadable,
     )
     p.finish()
     return request

@@ -113,7 +113,7 @@ def test_real_backend_process_serves_a_reconstruction(backend_process, tmp_path)
     process, address = backend_process
     with BackendClient(address) as client:
         pipelines = client.request_pong(10).get("server")["pipelines"]
-        assert set(pipelines) == {"reconstruct", "generate", "stylize"}
+        assert set(pipelines) == {"reconstruct", "generate", "stylize", "mine"}
         seen = []
         image = (ROOT / "examples" / "mug.png").read_bytes()
         final = client.run_job(protocol.submit_reconstruct("proc1", [image], {"quality": "preview"}), 120, seen.append)

@@ -73,8 +73,11 @@ def texture_image(name: str, png: bytes) -> bpy.types.Image:
     return image
 
 
-def result_material(name: str, arrays: MeshArrays) -> bpy.types.Material:
-    """Principled BSDF with the texture (UV) or the colour attribute (vertex colours) as base colour."""
+def result_material(name: str, arrays: MeshArrays, image: bpy.types.Image | None = None) -> bpy.types.Material:
+    """Principled BSDF with the texture (UV) or the colour attribute (vertex colours) as base colour.
+
+    ``image``: the texture to use instead of a new image of ``arrays.texture_png`` (the objects of a
+    mine result share one atlas: one image in memory, not one copy per object)."""
     material = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):
         material.use_nodes = True  # Blender 5 materials always have a node tree (and deprecate the flag)
@@ -83,7 +86,7 @@ def result_material(name: str, arrays: MeshArrays) -> bpy.types.Material:
     bsdf.inputs["Roughness"].default_value = 0.6
     if arrays.texture_png is not None:
         tex = nodes.new("ShaderNodeTexImage")
-        tex.image = texture_image(name, arrays.texture_png)
+        tex.image = image if image is not None else texture_image(name, arrays.texture_png)
         tex.location = (bsdf.location.x - 320, bsdf.location.y)
         links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
     elif arrays.point_colors is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import bpy
 from bpy_extras.io_utils import ImportHelper
 
-from ..core import placement
+from ..core import mining, placement
 from ..core.batch import BatchInputError, list_image_folder, object_name_for, read_prompt_file, parse_prompt_lines
 from ..core.images import ImageSourceError, read_image_file
 from ..core.jobs import JobError, JobSpec, JobState
@@ -351,6 +351,48 @@ def _new_batch_key(source_name: str) -> str:
     return f"Stepstone Batch {number} · {source_name}"
 
 
+# ------------------------------------------------------------------------------------ mine
+class STEPSTONE_OT_mine_folder(bpy.types.Operator):
+    """Group a folder's photos by the object they show and make one 3D object per group, in a new collection \
+(at the Batch panel's Quality)"""
+
+    bl_idname = "stepstone.mine_folder"
+    bl_label = "Mine shapes from folder"
+
+    directory: bpy.props.StringProperty(name="Folder", subtype="DIR_PATH", options={"SKIP_SAVE"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        if not self.directory:
+            self.directory = context.scene.stepstone.mine_folder
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        settings = context.scene.stepstone
+        folder = bpy.path.abspath(self.directory) if self.directory else ""
+        limits = (get_session().server_info() or {}).get("limits") or {}
+        try:
+            photos = mining.read_photos(folder, limits.get("max_message_bytes"))
+            params = mining.mine_params(preferences.job_params(preferences.get_preferences(context), settings.seed),
+                                        settings.batch_quality, settings.mine_min_photos)
+        except mining.MineInputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.mine_folder = self.directory
+        for skipped in photos.skipped:
+            self.report({"WARNING"}, f"skipped: {skipped['reason']}")
+        target = _target(context, name=photos.folder, props={"source_folder": folder},
+                         collection=mining.collection_name(photos.folder))
+        target["mine"] = {"folder": photos.folder, "photos": photos.listed, "skipped": photos.skipped}
+        label = f"Mine · {photos.folder}"
+        if not _submit(self, JobSpec("mine", params, images=photos.images, names=photos.names), label, target):
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Stepstone: mining {len(photos.names)} photo(s) from '{photos.folder}'")
+        return {"FINISHED"}
+
+
 # ------------------------------------------------------------------------------------ job control
 class _JobOperator:
     job_id: bpy.props.StringProperty(options={"SKIP_SAVE"})
@@ -412,7 +454,7 @@ class STEPSTONE_OT_place_held(_JobOperator, bpy.types.Operator):
         except (MeshImportError, results.SceneGoneError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"placed {outcome.object.name}")
+        self.report({"INFO"}, outcome.summary or f"placed {outcome.object.name}")
         return {"FINISHED"}
 
 
@@ -539,6 +581,7 @@ class STEPSTONE_OT_clear_notices(bpy.types.Operator):
 CLASSES = (
     STEPSTONE_OT_reconstruct_selected, STEPSTONE_OT_reconstruct_image_editor, STEPSTONE_OT_reconstruct_files,
     STEPSTONE_OT_text_to_shape, STEPSTONE_OT_use_prompt, STEPSTONE_OT_stylize_selected, STEPSTONE_OT_batch,
+    STEPSTONE_OT_mine_folder,
     STEPSTONE_OT_cancel_job, STEPSTONE_OT_retry_job, STEPSTONE_OT_place_held, STEPSTONE_OT_cancel_batch,
     STEPSTONE_OT_retry_failed, STEPSTONE_OT_clear_finished, STEPSTONE_OT_start_backend, STEPSTONE_OT_stop_backend,
     STEPSTONE_OT_check_backend, STEPSTONE_OT_dismiss_notice, STEPSTONE_OT_clear_notices,

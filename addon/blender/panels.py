@@ -256,6 +256,7 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
         ray = ray_summary(session.server_info())  # the last pong's info: drawing never waits for the backend
         if ray:
             draw_wrapped(layout, context, ray, "NETWORK_DRIVE")
+        draw_mine(layout, context)
         tracker = session.tracker
         for batch_id, batch in tracker.batches.items():
             counts = tracker.batch_counts(batch_id)
@@ -271,6 +272,15 @@ class STEPSTONE_PT_batch(_StepstonePanel, bpy.types.Panel):
                 job = tracker.jobs[job_id]
                 if job.state.value in ("failed", "timed_out") and job.retried_as is None:
                     draw_wrapped(box, context, f"{job.label}: {job.error_message}", alert=True)
+
+
+def draw_mine(layout, context) -> None:
+    """Mine Shapes from Folder, a folder tool like the image-folder batch (and with its Quality)."""
+    settings = context.scene.stepstone
+    box = layout.box()
+    pipeline_note(box, context, "mine")
+    box.prop(settings, "mine_min_photos")
+    box.operator("stepstone.mine_folder", icon="FILE_FOLDER", text="Mine shapes from folder")
 
 
 class STEPSTONE_PT_jobs(_StepstonePanel, bpy.types.Panel):

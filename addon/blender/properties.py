@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..core.mining import DEFAULT_MIN_PHOTOS, MIN_PHOTOS_LIMITS
 from . import preferences
 
 MAX_HISTORY = 20
@@ -78,6 +79,14 @@ class StepstoneSceneSettings(bpy.types.PropertyGroup):
         items=[("GRID", "Grid at Cursor", "Lay results out on a grid around the 3D cursor"),
                ("PLACEHOLDERS", "Selected Placeholders",
                 "Item n replaces the n-th selected object (by name); the rest go on a grid")])
+    # mine shapes from folder (uses the batch's Quality)
+    mine_min_photos: bpy.props.IntProperty(
+        name="Minimum photos per object", default=DEFAULT_MIN_PHOTOS, min=MIN_PHOTOS_LIMITS[0],
+        max=MIN_PHOTOS_LIMITS[1],
+        description="Photos that must show the same object for it to be mined; smaller groups are outliers")
+    mine_folder: bpy.props.StringProperty(
+        name="Photo Folder", subtype="DIR_PATH",
+        description="The folder last mined (the file browser opens there)")
 
 
 class StepstoneJobItem(bpy.types.PropertyGroup):

@@ -11,18 +11,22 @@ A job's ``target`` (filled by the operator that made it) says where the result g
     target_size        metres on the longest side for "cursor"
     name               object name
     props              custom properties recorded on the object (prompt, source image, ...)
+    mine               a mine job's folder (name), photos (how many it held) and skipped (photos
+                       the add-on could not read): its result becomes one object per cluster in
+                       a new collection, on a grid around ``location`` (``import_mined``)
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..core import placement
+from ..core import mining, placement
 from ..core.backend_api import protocol
 from ..core.jobs import JobRecord
 from ..core.mesh_arrays import MeshImportError, pack_mesh, pack_payload, pack_points, payload_from_message
@@ -38,7 +42,14 @@ class SceneGoneError(RuntimeError):
 @dataclass
 class ImportOutcome:
     object: bpy.types.Object
+    """The result's object (a mine result's first one)."""
     import_s: float
+    objects: list[bpy.types.Object] = field(default_factory=list)
+    """Every object made (a mine result makes one per cluster)."""
+    summary: str = ""
+    """What the job made, where "done → <object>" would not say it (a mine result)."""
+    warning: str = ""
+    """With ``summary``: what the user should look at (photos left out, the backend's warnings)."""
 
 
 def find_scene(target: dict) -> bpy.types.Scene | None:
@@ -132,7 +143,10 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
 
     A point cloud (``output="points"``: no faces) becomes a vertices-only mesh with its colours as
     the active colour attribute and no material; it is placed and recorded like a mesh.
-    Raises ``MeshImportError`` (nothing is created, the preview is removed) or ``SceneGoneError``."""
+    Raises ``MeshImportError`` (nothing is created, the preview is removed) or ``SceneGoneError``.
+    A mine job's result is several objects: ``import_mined``."""
+    if job.spec.task == "mine":
+        return import_mined(job, message, max_triangles)
     started = time.perf_counter()
     scene = find_scene(job.target)
     if scene is None:
@@ -168,6 +182,85 @@ def import_result(job: JobRecord, message: protocol.Message, max_triangles: int 
     elapsed = time.perf_counter() - started
     obj["stepstone_import_s"] = round(elapsed, 4)
     return ImportOutcome(obj, elapsed)
+
+
+def import_mined(job: JobRecord, message: protocol.Message, max_triangles: int | None = None) -> ImportOutcome:
+    """A mine result → a new collection ``Mined: <folder>`` holding one object per cluster, side by
+    side on a grid around the cursor, each with the cluster's provenance as custom properties.
+
+    A textured result's clusters share one atlas: one packed image that every object's material
+    uses. All or nothing: the collection joins the scene once every object is built, and whatever
+    was built is removed again when something fails. Raises ``MeshImportError`` or ``SceneGoneError``."""
+    started = time.perf_counter()
+    scene = find_scene(job.target)
+    if scene is None:
+        raise SceneGoneError(f"the scene {job.target.get('scene')!r} that asked for it no longer exists")
+    mine = job.target.get("mine") or {}
+    folder = str(mine.get("folder") or job.target.get("name") or job.label)
+    plan = mining.plan_mined(payload_from_message(message, max_triangles), message.get("metadata") or {},
+                             folder=folder, target_size=float(job.target.get("target_size", 1.0)),
+                             origin=tuple(job.target.get("location", (0.0, 0.0, 0.0))), photos=mine.get("photos"),
+                             skipped=mine.get("skipped") or ())
+    made: list[bpy.types.ID] = []
+    try:
+        collection, objects = _build_mined(job, message, plan, made)
+        scene.collection.children.link(collection)
+    except Exception:
+        _remove_all(made)
+        raise
+    job.target["collection"] = collection.name
+    elapsed = time.perf_counter() - started
+    for obj in objects:
+        obj["stepstone_import_s"] = round(elapsed, 4)
+    return ImportOutcome(objects[0], elapsed, objects, plan.summary(), plan.details())
+
+
+def _build_mined(job: JobRecord, message: protocol.Message, plan: mining.MinedResult, made: list
+                 ) -> tuple[bpy.types.Collection, list[bpy.types.Object]]:
+    """The collection (not yet in a scene) and its objects; every datablock made goes into ``made``."""
+    collection = bpy.data.collections.new(mining.collection_name(plan.folder))
+    made.append(collection)
+    collection[JOB_PROP] = job.id
+    collection[mining.MINED_PREFIX + "summary"] = plan.summary()
+    collection[mining.MINED_PREFIX + "outliers"] = json.dumps(plan.outliers)
+    collection[mining.MINED_PREFIX + "rejected"] = json.dumps(plan.rejected)
+    if plan.warnings:
+        collection["stepstone_warnings"] = "; ".join(plan.warnings)
+    atlases: dict[bytes, bpy.types.Image] = {}  # the clusters' texture is the same atlas
+    objects = []
+    for spec in plan.objects:
+        png = spec.arrays.texture_png
+        if png is not None and png not in atlases:
+            atlases[png] = mesh_import.texture_image(f"{plan.folder} atlas", png)
+            made.append(atlases[png])
+        mesh = mesh_import.new_mesh(spec.name, spec.arrays)
+        made.append(mesh)
+        material = mesh_import.result_material(spec.name, spec.arrays, atlases.get(png))
+        made.append(material)
+        mesh_import.assign_material(mesh, material)
+        obj = bpy.data.objects.new(spec.name, mesh)
+        made.append(obj)
+        obj.location = spec.location
+        obj[JOB_PROP] = job.id
+        collection.objects.link(obj)
+        _record_properties(obj, job, message, spec.arrays)
+        obj["stepstone_output"] = "mesh"
+        for key, value in spec.properties.items():
+            obj[key] = value
+        objects.append(obj)
+    return collection, objects
+
+
+def _remove_all(made: list) -> None:
+    """Remove what a failed import built, newest first (objects before their meshes and materials)."""
+    kinds = ((bpy.types.Object, bpy.data.objects), (bpy.types.Collection, bpy.data.collections),
+             (bpy.types.Mesh, bpy.data.meshes), (bpy.types.Material, bpy.data.materials),
+             (bpy.types.Image, bpy.data.images))
+    for block in reversed(made):
+        for kind, datablocks in kinds:
+            if isinstance(block, kind):
+                datablocks.remove(block)
+                break
 
 
 def _hide_reference(name: str | None) -> None:

@@ -158,7 +158,7 @@ class Session:
         """Import a held result into ``scene`` (the one the user is looking at now)."""
         job.target.update(scene=scene.name, scene_uid=scene.session_uid)
         outcome = results.import_result(job, job.held_result)
-        self.tracker.finish_import(job)
+        self.tracker.finish_import(job, outcome.summary)
         return outcome
 
     def notify(self, level: str, text: str, topic: str = "") -> None:
@@ -268,10 +268,11 @@ class Session:
             results.remove_job_object(job)
             self.pending.extend(self.tracker.fail_import(job, "IMPORT_FAILED", f"{type(exc).__name__}: {exc}"))
             return
-        self.tracker.finish_import(job)
-        warning = outcome.object.get("stepstone_warnings")
-        self.notify("WARNING" if warning else "INFO", f"{job.label}: done → {outcome.object.name}"
-                    + (f" ({warning})" if warning else ""))
+        self.tracker.finish_import(job, outcome.summary)
+        # a mine result says what it made (several objects) and which photos it left out
+        warning = outcome.warning if outcome.summary else outcome.object.get("stepstone_warnings")
+        what = outcome.summary or f"done → {outcome.object.name}"
+        self.notify("WARNING" if warning else "INFO", f"{job.label}: {what}" + (f" ({warning})" if warning else ""))
         _undo_push(f"Stepstone: {job.label}")
 
     def start_install(self, installer: BackendInstaller | BackendRemoval) -> None:

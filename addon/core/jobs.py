@@ -52,11 +52,13 @@ class JobSpec:
     """Everything needed to (re)submit a job; kept so a failed job can be retried as it was."""
 
     task: str
-    """``reconstruct``, ``generate`` or ``stylize``."""
+    """``reconstruct``, ``generate``, ``stylize`` or ``mine``."""
     params: dict[str, Any] = field(default_factory=dict)
     """Protocol params (quality, seed, texture, ...); see backend/requests.py."""
     images: list[bytes] = field(default_factory=list)
-    """Encoded image files (reconstruct); several = several views of one object."""
+    """Encoded image files (reconstruct: several = several views of one object; mine: a folder's photos)."""
+    names: list[str] = field(default_factory=list)
+    """The photos' file names, one per image (mine: the result's clusters list photos by them)."""
     prompt: str = ""
     """Text prompt (generate, stylize)."""
     mesh: MeshPayload | None = None
@@ -65,6 +67,8 @@ class JobSpec:
     def message(self, job_id: str) -> Message:
         if self.task == "reconstruct":
             return protocol.submit_reconstruct(job_id, self.images, self.params)
+        if self.task == "mine":
+            return protocol.submit_mine(job_id, self.images, self.names or None, self.params)
         if self.task == "generate":
             return protocol.submit_generate(job_id, self.prompt, self.params)
         if self.task == "stylize":
@@ -102,6 +106,8 @@ class JobRecord:
     retried_as: str | None = None
     held_result: Message | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    """What a finished job made, when its result says more than "done" (a mine job's objects)."""
 
     @property
     def final(self) -> bool:
@@ -139,6 +145,8 @@ class JobRecord:
             return f"{self.stage or 'running'} {self.fraction:.0%}" + (f" · {self.message}" if self.message else "")
         if self.state == JobState.WAITING:
             return "waiting for the backend"
+        if self.state == JobState.DONE and self.summary:
+            return f"done: {self.summary}"
         return self.state.value
 
 
@@ -299,8 +307,9 @@ class JobTracker:
         return [JobEvent("ended", job),
                 JobEvent("report", job, level=level, text=f"{job.label}: {what}" + (f" — {text}" if text else ""))]
 
-    def finish_import(self, job: JobRecord) -> None:
+    def finish_import(self, job: JobRecord, summary: str = "") -> None:
         job.state = JobState.DONE
+        job.summary = summary
         job.ended_at = self._clock()
         job.held_result = None
         self._touch()

@@ -28,6 +28,12 @@ def _stylize(device: str) -> Pipeline:
     return StylizePipeline(device)
 
 
+def _mine(device: str) -> Pipeline:
+    from backend.pipelines.mine.pipeline import MinePipeline
+
+    return MinePipeline(device)
+
+
 def default_registry(shape_weights: str | Path | None = None) -> PipelineRegistry:
     """The shipped pipelines; ``shape_weights`` replaces the reconstruct model's default checkpoint
     (a checkpoint ``NAME`` or a folder holding one, e.g. what scripts/train.py exports)."""
@@ -35,4 +41,5 @@ def default_registry(shape_weights: str | Path | None = None) -> PipelineRegistr
     registry.register("reconstruct", partial(_reconstruct, weights=Path(shape_weights)) if shape_weights else _reconstruct)
     registry.register("generate", _generate)
     registry.register("stylize", _stylize)
+    registry.register("mine", _mine)
     return registry

@@ -260,14 +260,8 @@ def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
     in an anti-aliased photo), take the colour of the nearest pixel well inside it, so the
     background never bleeds onto the rim of the shape, which the sides see edge-on.
     """
-    from scipy import ndimage
-
     size = rgb.shape[0]
-    inside = ndimage.binary_erosion(mask >= 0.5, iterations=2)
-    if not inside.any():  # a sliver thinner than the margin: keep what there is
-        inside = mask >= 0.5
-    _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
-    filled = rgb[iy, ix]
+    filled = carried_colours(rgb, mask)
 
     def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
         # x runs along the image's columns, z up its rows (top row = z 0.5)
@@ -275,3 +269,15 @@ def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
         return sample_bilinear(filled, uv)
 
     return colour
+
+
+def carried_colours(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[S, S, 3] the crop with every pixel outside the outline, and the outline's own pixels,
+    given the colour of the nearest pixel well inside it."""
+    from scipy import ndimage
+
+    inside = ndimage.binary_erosion(mask >= 0.5, iterations=2)
+    if not inside.any():  # a sliver thinner than the margin: keep what there is
+        inside = mask >= 0.5
+    _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
+    return rgb[iy, ix]

@@ -41,9 +41,9 @@ def resolve_weights(path: str | Path) -> Path:
     return path
 
 
-def check_weights(path: Path) -> str:
+def check_weights(path: Path, expected_kind: str = "shape_model") -> str:
     """Check ``NAME.json`` + ``NAME.safetensors`` (and any shards) without importing torch: the
-    manifest parses, is a shape-model checkpoint, and its recorded hashes match the weights.
+    manifest parses, is a checkpoint of ``expected_kind``, and its recorded hashes match the weights.
     Returns the checkpoint id (``"shape_model:<sha256 prefix>"``, as
     `backend.models.checkpoint.checkpoint_id`)."""
     manifest_path, weights_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
@@ -55,8 +55,8 @@ def check_weights(path: Path) -> str:
         kind, recorded = manifest["kind"], manifest["weights_sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise WeightsUnavailable(f"{manifest_path} is not a checkpoint manifest: {exc}") from exc
-    if kind != "shape_model":
-        raise WeightsUnavailable(f"{manifest_path} holds a {kind!r}, not a shape model")
+    if kind != expected_kind:
+        raise WeightsUnavailable(f"{manifest_path} holds a {kind!r}, not a {expected_kind.replace('_', ' ')}")
     files = [(weights_path, recorded)]
     for shard in manifest.get("shards") or []:
         files.append((weights_path.with_name(str(shard.get("file"))), shard.get("sha256")))
