@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench_results"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", nargs="+", help="these collections only")
+    parser.add_argument("--embedding", help="photo embedding checkpoint NAME (default: the shipped one)")
     parser.add_argument("--single-only", action="store_true", help="only fill the single-image cache")
     parser.add_argument("--fresh", action="store_true", help="recompute the cached single-image scores")
     args = parser.parse_args(argv)
@@ -107,16 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True))
     if args.single_only:
         return 0
-    rows = [mine_collection(folder, json.loads((folder / "truth.json").read_text()), cache, args.device)
-            for folder in folders]
-    record = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "collections": rows}
+    rows = [mine_collection(folder, json.loads((folder / "truth.json").read_text()), cache, args.device,
+                            args.embedding) for folder in folders]
+    record = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "collections": rows,
+              "embedding": args.embedding or "backend/weights/photo_embedding"}
     (out / "mining.json").write_text(json.dumps(record, indent=1))
     (out / "mining.md").write_text(markdown(record))
     print(markdown(record))
     return 0
 
 
-def mine_collection(folder: Path, truth: dict, single: dict, device: str) -> dict:
+def mine_collection(folder: Path, truth: dict, single: dict, device: str, embedding: str | None = None) -> dict:
     """Mine the whole folder and score its clusters."""
     from backend import protocol
     from backend.pipelines.mine.pipeline import MinePipeline
@@ -126,7 +128,8 @@ def mine_collection(folder: Path, truth: dict, single: dict, device: str) -> dic
     request = MineRequest(names=names, common=CommonParams(), texture="none", encoded=[
         EncodedImage((folder / "photos" / n).read_bytes(), n, 64_000_000, 16) for n in names])
     t0 = time.perf_counter()
-    output = MinePipeline(device).run(request, context(device))
+    pipeline = MinePipeline(device) if embedding is None else MinePipeline(device, embedding)
+    output = pipeline.run(request, context(device))
     seconds = time.perf_counter() - t0
     meta = output.metadata
     shows = {n: e["object"] for n, e in truth["photos"].items()}

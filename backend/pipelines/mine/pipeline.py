@@ -33,6 +33,7 @@ from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 from backend.pipelines.reconstruct.weights import WEIGHTS_DIR, WeightsUnavailable, check_weights
 from backend.protocol import ErrorCode, MeshPayload
 from backend.requests import MineRequest
+from backend.segmentation import LOW_CONFIDENCE
 
 DEFAULT_EMBEDDING = WEIGHTS_DIR / "photo_embedding"
 """The committed photo embedding (scripts/train_photo_embedding.py)."""
@@ -117,6 +118,7 @@ class MinePipeline(Pipeline):
         features_s = time.perf_counter() - started
 
         ctx.progress("cluster", 0.3, f"grouping {len(photos)} photos")
+        unsure_members: set[int] = set()
         if len(photos) == 1:
             grouping_clusters, outliers = [[0]], []
             ctx.warn(f"only one photo ({photos[0].name}) shows an object: it is reconstructed on its own, nothing "
@@ -124,6 +126,12 @@ class MinePipeline(Pipeline):
         else:
             grouping = group_photos(photo_distances(np.stack(embeddings), np.stack(histograms)), request.min_photos)
             grouping_clusters, outliers = grouping.clusters, grouping.outliers
+            # a group in which the object was nowhere found with confidence is most likely a group
+            # of failed segmentations (the same floor, the same shadow), not an object
+            unsure_groups = [c for c in grouping_clusters if max(photos[i].confidence for i in c) < LOW_CONFIDENCE]
+            grouping_clusters = [c for c in grouping_clusters if c not in unsure_groups]
+            unsure_members = {i for c in unsure_groups for i in c}
+            outliers = sorted([*outliers, *unsure_members])
             if not grouping_clusters:
                 ctx.warn(f"no {request.min_photos} of the {len(photos)} photos look like the same object: each "
                          "is an outlier, no shape was mined")
@@ -148,7 +156,10 @@ class MinePipeline(Pipeline):
             "method": self.method,
             "photos": len(request.names),
             "clusters": entries,
-            "outliers": [{"image": photos[i].name, "reason": "looks like no other photo's object"} for i in outliers],
+            "outliers": [{"image": photos[i].name,
+                          "reason": ("grouped only with photos in which no object was found with confidence"
+                                     if i in unsure_members else "looks like no other photo's object")}
+                         for i in outliers],
             "rejected": [{"image": name, "reason": why} for name, why in rejected.items()],
             "embedding": {"id": self.embedding_id, "path": self.embedding_path.name},
             "timings_s": {"features_s": round(features_s, 3), "cluster_s": round(cluster_s, 3),
@@ -239,6 +250,31 @@ class MinePipeline(Pipeline):
         return mesh, entry
 
 
+    def _model_candidates(self, photos, sources, confident: list[int], request: MineRequest, ctx: JobContext):
+        """The shape model's reconstructions of the most confident photos whose surfaces are clean
+        (the rule `auto` keeps them by), as candidates."""
+        from backend.geometry.surface_quality import surface_quality
+        from backend.pipelines.mine.pooled import Candidate
+        from backend.pipelines.reconstruct.dispatch import shredded
+        from backend.requests import CommonParams, ReconstructRequest
+
+        ranked = sorted(confident, key=lambda i: -photos[i].confidence)[:MODEL_CANDIDATES]
+        candidates = []
+        quiet = _Quiet(ctx)
+        for index in ranked:
+            ctx.check()
+            image = sources[index].decode()
+            single = ReconstructRequest([image], CommonParams(quality=request.common.quality, seed=request.common.seed),
+                                        texture="none")
+            shaped = self.shape_model.shape(single, quiet)
+            if shredded(surface_quality(shaped.vertices, shaped.faces)) is not None:
+                continue
+            candidates.append(Candidate(index, math.degrees(float(shaped.refined["angles"][0, 1])),
+                                        model_field(self.shape_model.model, shaped.refined),
+                                        f"the shape model's reconstruction of {photos[index].name}"))
+        return candidates
+
+
 class _Quiet:
     """The job's context for work whose progress, previews and warnings are not the user's (a
     candidate shape that may be thrown away): only cancel and the deadline pass through."""
@@ -274,31 +310,6 @@ class _Unsure(_Quiet):
     def warn(self, text: str) -> None:
         if self.current not in self.names:
             self.names.append(self.current)
-
-
-    def _model_candidates(self, photos, sources, confident: list[int], request: MineRequest, ctx: JobContext):
-        """The shape model's reconstructions of the most confident photos whose surfaces are clean
-        (the rule `auto` keeps them by), as candidates."""
-        from backend.geometry.surface_quality import surface_quality
-        from backend.pipelines.mine.pooled import Candidate
-        from backend.pipelines.reconstruct.dispatch import shredded
-        from backend.requests import CommonParams, ReconstructRequest
-
-        ranked = sorted(confident, key=lambda i: -photos[i].confidence)[:MODEL_CANDIDATES]
-        candidates = []
-        quiet = _Quiet(ctx)
-        for index in ranked:
-            ctx.check()
-            image = sources[index].decode()
-            single = ReconstructRequest([image], CommonParams(quality=request.common.quality, seed=request.common.seed),
-                                        texture="none")
-            shaped = self.shape_model.shape(single, quiet)
-            if shredded(surface_quality(shaped.vertices, shaped.faces)) is not None:
-                continue
-            candidates.append(Candidate(index, math.degrees(float(shaped.refined["angles"][0, 1])),
-                                        model_field(self.shape_model.model, shaped.refined),
-                                        f"the shape model's reconstruction of {photos[index].name}"))
-        return candidates
 
 
 def model_field(model, refined: dict):
