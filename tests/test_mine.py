@@ -235,8 +235,17 @@ def collection(folder, extra: bool = True) -> dict[str, str]:
         (folder / f"ball_{k}.png").write_bytes(photo(ball(), azimuth + 40, elevation, (40, 60, 210)))
         shows[f"post_{k}.png"], shows[f"ball_{k}.png"] = "post", "ball"
     if extra:
+        from PIL import Image
+
         (folder / "empty.png").write_bytes(encode_png(np.zeros((64, 64, 4), np.uint8)))
         (folder / "notes.txt").write_text("not a photo")
+        # mixed formats and sizes: a post on white as a JPEG, a ball photo twice as large
+        post = Image.open(io.BytesIO(photo(l_shape(), 80.0, 20.0, (200, 40, 30)))).convert("RGBA")
+        white = Image.new("RGBA", post.size, (255, 255, 255, 255))
+        Image.alpha_composite(white, post).convert("RGB").save(folder / "post_4.jpg", quality=92)
+        big = Image.open(io.BytesIO(photo(ball(), 320.0, 20.0, (40, 60, 210))))
+        big.resize((big.width * 2, big.height * 2)).save(folder / "ball_4.png")
+        shows["post_4.jpg"], shows["ball_4.png"] = "post", "ball"
     return shows
 
 
@@ -250,6 +259,8 @@ def test_mine_cli_writes_one_mesh_per_object_and_the_clusters(tmp_path, capsys):
     assert main(["mine", str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "--quality", "preview",
                  "--device", "cpu"]) == EXIT_OK
     index = json.loads((tmp_path / "out" / "clusters.json").read_text())
+    accounted = [n for c in index["clusters"] for n in c["images"]] + [o["image"] for o in index["outliers"]]
+    assert sorted(accounted + [r["image"] for r in index["rejected"]]) == sorted([*shows, "empty.png"])
     groups = sorted(sorted(c["images"]) for c in index["clusters"])
     assert groups == [sorted(n for n, s in shows.items() if s == "ball"), sorted(n for n, s in shows.items() if s == "post")]
     for cluster in index["clusters"]:
@@ -321,3 +332,22 @@ def test_mine_cli_refuses_folders_it_cannot_mine(tmp_path, capsys, setup, words)
     setup(tmp_path / "photos")
     assert main(["mine", str(tmp_path / "photos"), "--out", str(tmp_path / "out")]) == EXIT_USAGE
     assert words in capsys.readouterr().err
+
+
+@needs_embedding
+def test_mine_pipeline_stops_when_cancelled():
+    from backend.errors import JobCancelled
+    from backend.pipelines.base import JobContext
+    from backend.pipelines.mine.pipeline import MinePipeline
+    from backend.requests import CommonParams, EncodedImage
+
+    images = [photo(ball(), a, 10.0, (40, 60, 210)) for a in (0.0, 90.0, 180.0)]
+    request = MineRequest([f"b{k}.png" for k in range(3)], CommonParams(quality="preview"),
+                          encoded=[EncodedImage(d, f"b{k}.png", 10**7, 16) for k, d in enumerate(images)])
+    stages = []
+    ctx = JobContext("t", "cpu", emit_progress=lambda stage, *a: stages.append(stage),
+                     emit_preview_mesh=lambda *a: None, emit_preview_points=lambda *a: None,
+                     is_cancelled=lambda: "reconstruct" in stages, deadline=float("inf"))
+    with pytest.raises(JobCancelled):
+        MinePipeline("cpu").run(request, ctx)
+    assert stages[0] == "features" and "cluster" in stages and "texture" not in stages

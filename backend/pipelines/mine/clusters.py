@@ -21,6 +21,9 @@ pair's)."""
 
 HISTOGRAM_BINS = 6
 
+CHROMA_RANGE = 60.0
+"""CIELAB a* and b* are binned over [-60, 60] (beyond it, into the outer bins)."""
+
 
 def colour_histogram(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """[6*6 + 6] square-rooted CIELAB histogram (a*, b* jointly, then L*) of the object's pixels
@@ -34,7 +37,10 @@ def colour_histogram(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     lab = rgb2lab(np.clip(rgb, 0.0, 1.0))[inside]
     if len(lab) == 0:
         return np.zeros(HISTOGRAM_BINS * HISTOGRAM_BINS + HISTOGRAM_BINS)
-    chroma, _, _ = np.histogram2d(lab[:, 1], lab[:, 2], bins=HISTOGRAM_BINS, range=[[-60, 60], [-60, 60]])
+    # saturated colours reach |a*|, |b*| of 80-100: clipped into the outer bins, never dropped
+    ab = np.clip(lab[:, 1:], -CHROMA_RANGE + 1e-3, CHROMA_RANGE - 1e-3)
+    chroma, _, _ = np.histogram2d(ab[:, 0], ab[:, 1], bins=HISTOGRAM_BINS,
+                                  range=[[-CHROMA_RANGE, CHROMA_RANGE]] * 2)
     lightness, _ = np.histogram(lab[:, 0], bins=HISTOGRAM_BINS, range=(0, 100))
     return np.concatenate([np.sqrt(chroma.ravel() / len(lab)), 0.5 * np.sqrt(lightness / len(lab))])
 

@@ -6,8 +6,9 @@ looks like; but other photos of the cluster do. So:
 1. **Candidates.** Each confidently segmented photo of the cluster (`carving_photos`; at most
    `CANDIDATES`, the most confident and largest first) becomes the outline solid
    (`backend.pipelines.reconstruct.silhouette.OutlineReconstructPipeline.solid`: a surface of
-   revolution or an inflation of its outline), upright, seen from azimuth 0 at each of
-   `ELEVATION_GUESSES`.
+   revolution or an inflation of its outline), built level and upright, its photo at azimuth 0
+   (from an elevation searched with the cameras); and the shape model's clean reconstructions
+   (`backend.pipelines.mine.pipeline`).
 2. **Cameras.** For a candidate, every photo of the cluster gets the viewpoint (azimuth every 10
    degrees, six elevations, no roll: photos are upright) from which the candidate's silhouette best
    matches its outline (`views.best_views`), then a finer search round it, framed as its crop
@@ -55,8 +56,6 @@ SEARCH_GRID = 40
 GUESS_SCALE = 0.75
 """The first guess is shrunk by this much so that tilting it keeps it inside the volume."""
 
-ELEVATION_GUESSES = (0.0, 20.0, 40.0)
-"""Elevations tried for the reference photo (product and reference photos: level to 40 degrees)."""
 
 CANDIDATES = 6
 """Photos whose outline solids are tried as the cluster's shape (the most confidently segmented,
@@ -111,7 +110,7 @@ class ClusterFit:
     reference: int
     """The photo whose outline solid the shape is."""
     elevation: float
-    """Elevation of the reference photo's camera (assumed: one of `ELEVATION_GUESSES`)."""
+    """Elevation of the reference photo's camera."""
     score: float
     """Mean IoU over the confident photos: how well the shape explains the cluster's outlines."""
 
@@ -230,14 +229,19 @@ def carve(views: list[DistantView], distances: dict, chosen: list[int], points: 
                       len(chosen) // 6)
 
 
-def fit_candidate(photos: list[ClusterPhoto], masks: torch.Tensor, reference: int, elevation: float,
+def fit_candidate(photos: list[ClusterPhoto], masks: torch.Tensor, reference: int, elevation: float | None,
                   field: torch.Tensor, confident: list[int], pose_grid: PoseGrid) -> ClusterFit:
     """Cameras of every photo for the shape ``field`` (at the `SEARCH_GRID` points) whose
-    reference photo is seen from azimuth 0 at ``elevation``, and how well it explains them."""
+    reference photo is seen from azimuth 0 at ``elevation`` (None: the elevation that explains
+    it best), and how well it explains them."""
     volume = occupancy(field, SEARCH_GRID)
     azimuths, elevations = pose_grid.angles()
     views, _ = best_views(volume, masks, azimuths, elevations)
     views, _ = refine_views(volume, masks, views)
+    if elevation is None:  # the reference photo looks at the front; from how high is searched
+        levels = np.asarray(pose_grid.elevations)
+        (found,), _ = best_views(volume, masks[reference:reference + 1], np.zeros_like(levels), levels)
+        elevation = found.elevation
     views[reference] = reference_view(volume, elevation)
     views = frame(volume, views)
     axes = np.stack([v.axes() for v in views])
@@ -253,7 +257,8 @@ class Candidate:
     sees it from azimuth 0 at ``elevation``."""
 
     reference: int
-    elevation: float
+    elevation: float | None
+    """None: unknown, searched with the other cameras."""
     field: Callable[[torch.Tensor], torch.Tensor]
     """points [N, 3] -> [N] inside-positive field (world units)."""
     label: str
@@ -261,11 +266,14 @@ class Candidate:
 
 
 def outline_candidates(photos: list[ClusterPhoto], confident: list[int]) -> list[Candidate]:
-    """The outline solids of the most confident photos at each of `ELEVATION_GUESSES`."""
+    """The outline solids of the most confident photos, upright. The solid extrudes the outline
+    straight back, so it is built level (tilting it by the photo's elevation would tilt the
+    object: a can photographed from above would lean towards the camera); the photo's own
+    camera is then searched like the others'."""
     ranked = sorted(confident, key=lambda i: (-round(photos[i].confidence, 1), -float(photos[i].small_mask.sum())))
-    return [Candidate(r, e, lambda points, r=r, e=e: guess_field(photos[r], e, points),
+    return [Candidate(r, None, lambda points, r=r: guess_field(photos[r], 0.0, points),
                       f"the outline solid of {photos[r].name}")
-            for r in ranked[:CANDIDATES] for e in ELEVATION_GUESSES]
+            for r in ranked[:CANDIDATES]]
 
 
 def pool_cluster(photos: list[ClusterPhoto], candidates: list[Candidate], grid: int, max_faces: int, ctx: JobContext,
