@@ -29,11 +29,11 @@ from backend.errors import PipelineError
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.mine.clusters import colour_histogram, group_photos, photo_distances
 from backend.pipelines.mine.photos import crop_photo
+from backend.pipelines.mine.pooled import CARVE_CONFIDENCE
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 from backend.pipelines.reconstruct.weights import WEIGHTS_DIR, WeightsUnavailable, check_weights
 from backend.protocol import ErrorCode, MeshPayload
 from backend.requests import MineRequest
-from backend.segmentation import LOW_CONFIDENCE
 
 DEFAULT_EMBEDDING = WEIGHTS_DIR / "photo_embedding"
 """The committed photo embedding (scripts/train_photo_embedding.py)."""
@@ -126,9 +126,9 @@ class MinePipeline(Pipeline):
         else:
             grouping = group_photos(photo_distances(np.stack(embeddings), np.stack(histograms)), request.min_photos)
             grouping_clusters, outliers = grouping.clusters, grouping.outliers
-            # a group in which the object was nowhere found with confidence is most likely a group
-            # of failed segmentations (the same floor, the same shadow), not an object
-            unsure_groups = [c for c in grouping_clusters if max(photos[i].confidence for i in c) < LOW_CONFIDENCE]
+            # a group in which no photo's outline can be trusted (`pooled.CARVE_CONFIDENCE`) would
+            # get a shape made from failed segmentations (a floor, a shadow, half the object)
+            unsure_groups = [c for c in grouping_clusters if max(photos[i].confidence for i in c) < CARVE_CONFIDENCE]
             grouping_clusters = [c for c in grouping_clusters if c not in unsure_groups]
             unsure_members = {i for c in unsure_groups for i in c}
             outliers = sorted([*outliers, *unsure_members])
@@ -157,7 +157,8 @@ class MinePipeline(Pipeline):
             "photos": len(request.names),
             "clusters": entries,
             "outliers": [{"image": photos[i].name,
-                          "reason": ("grouped only with photos in which no object was found with confidence"
+                          "reason": ("grouped only with photos in which the object was not found clearly "
+                                     "(a busy background): no outline to shape it by"
                                      if i in unsure_members else "looks like no other photo's object")}
                          for i in outliers],
             "rejected": [{"image": name, "reason": why} for name, why in rejected.items()],

@@ -130,12 +130,11 @@ class PooledShape:
 
 
 def carving_photos(photos: list[ClusterPhoto]) -> list[int]:
-    """Indices of the photos whose outlines cut the shape: those at `CARVE_CONFIDENCE`, or the
-    two most confident when fewer reach it."""
+    """Indices of the photos whose outlines judge and cut the shape: those at `CARVE_CONFIDENCE`
+    (a single one is enough: an outline that is wrong judges worse than none), or the most
+    confident photo when none reaches it."""
     sure = [i for i, p in enumerate(photos) if p.confidence >= CARVE_CONFIDENCE]
-    if len(sure) >= 2:
-        return sure
-    return sorted(range(len(photos)), key=lambda i: -photos[i].confidence)[:2]
+    return sure or [max(range(len(photos)), key=lambda i: photos[i].confidence)]
 
 
 def signed_distance(mask: np.ndarray) -> np.ndarray:
