@@ -54,8 +54,8 @@ SEARCH_GRID = 40
 """Occupancy grid of the shapes the cameras are searched against."""
 
 GUESS_SCALE = 0.75
-"""The first guess is shrunk by this much so that tilting it keeps it inside the volume."""
-
+"""Candidates are shrunk by this much so that they stay inside the volume's box whichever way the
+search turns them (a unit box's diagonal is 1.7)."""
 
 CANDIDATES = 6
 """Photos whose outline solids are tried as the cluster's shape (the most confidently segmented,
@@ -108,7 +108,7 @@ class ClusterFit:
     used: np.ndarray
     """[K] bool: the photo's outline cut the shape."""
     reference: int
-    """The photo whose outline solid the shape is."""
+    """The photo whose candidate the shape is (seen by it from azimuth 0)."""
     elevation: float
     """Elevation of the reference photo's camera."""
     score: float
