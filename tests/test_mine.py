@@ -351,3 +351,21 @@ def test_mine_pipeline_stops_when_cancelled():
     with pytest.raises(JobCancelled):
         MinePipeline("cpu").run(request, ctx)
     assert stages[0] == "features" and "cluster" in stages and "texture" not in stages
+
+
+@needs_embedding
+def test_mine_pipeline_with_nothing_in_common_says_so():
+    from backend.errors import PipelineError
+    from backend.pipelines.base import JobContext
+    from backend.pipelines.mine.pipeline import MinePipeline
+    from backend.requests import CommonParams, EncodedImage
+
+    images = {"post.png": photo(l_shape(), 30.0, 10.0, (200, 40, 30)), "ball.png": photo(ball(), 0.0, 10.0, (40, 60, 210))}
+    request = MineRequest(list(images), CommonParams(quality="preview"),
+                          encoded=[EncodedImage(d, n, 10**7, 16) for n, d in images.items()])
+    ctx = JobContext("t", "cpu", emit_progress=lambda *a: None, emit_preview_mesh=lambda *a: None,
+                     emit_preview_points=lambda *a: None, is_cancelled=lambda: False, deadline=float("inf"))
+    with pytest.raises(PipelineError) as caught:
+        MinePipeline("cpu").run(request, ctx)
+    assert caught.value.code == protocol.ErrorCode.NO_OBJECT
+    assert "no 2 photos look like the same object" in caught.value.message and "post.png" in caught.value.message

@@ -112,8 +112,9 @@ class MinePipeline(Pipeline):
         started = time.perf_counter()
         photos, sources, embeddings, histograms, rejected = self._features(request, ctx)
         rejected = {**{name: f"cannot be read: {why}" for name, why in request.unreadable.items()}, **rejected}
+        total = len(request.names) + len(request.unreadable)
         if not photos:
-            raise PipelineError(ErrorCode.NO_OBJECT, f"no object was found in any of the {len(request.names)} photos: "
+            raise PipelineError(ErrorCode.NO_OBJECT, f"no object was found in any of the {total} photos: "
                                 + "; ".join(f"{n}: {why}" for n, why in list(rejected.items())[:3]))
         features_s = time.perf_counter() - started
 
@@ -132,9 +133,6 @@ class MinePipeline(Pipeline):
             grouping_clusters = [c for c in grouping_clusters if c not in unsure_groups]
             unsure_members = {i for c in unsure_groups for i in c}
             outliers = sorted([*outliers, *unsure_members])
-            if not grouping_clusters:
-                ctx.warn(f"no {request.min_photos} of the {len(photos)} photos look like the same object: each "
-                         "is an outlier, no shape was mined")
         cluster_s = time.perf_counter() - started - features_s
 
         meshes, entries = [], []
@@ -146,15 +144,17 @@ class MinePipeline(Pipeline):
             meshes.append(mesh)
             entries.append(entry)
         if not meshes:
-            raise PipelineError(ErrorCode.NO_OBJECT, "no shape was mined: no photos were grouped together (each "
-                                f"group needs at least {request.min_photos}); outliers: "
+            why = (f"no {request.min_photos} photos look like the same object"
+                   + ("; the groups that were found have no clearly segmented photo (a plain or transparent "
+                      "background works best)" if unsure_members else ""))
+            raise PipelineError(ErrorCode.NO_OBJECT, f"no shape was mined: {why}; outliers: "
                                 + ", ".join(photos[i].name for i in outliers))
         ctx.progress("assemble", 0.97, f"{len(meshes)} object(s)")
         combined = combine(meshes, entries, request.texture)
         total_s = time.perf_counter() - started
         metadata = {
             "method": self.method,
-            "photos": len(request.names),
+            "photos": total,
             "clusters": entries,
             "outliers": [{"image": photos[i].name,
                           "reason": ("grouped only with photos in which the object was not found clearly "
