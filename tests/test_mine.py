@@ -115,7 +115,7 @@ def test_group_photos_finds_groups_and_sets_a_loner_apart():
 def test_photo_distances_weigh_embedding_and_colour_alike():
     embeddings = np.eye(4)[[0, 0, 1, 1]]
     histograms = np.eye(4)[[0, 0, 0, 0]] * 10  # colour says nothing here
-    d = photo_distances(embeddings, histograms)
+    d = photo_distances([embeddings], histograms)
     assert d[0, 1] < d[0, 2] and np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
 
 

@@ -200,9 +200,13 @@ class ImageEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> ShapeCodes:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, feature_dim] backbone features the heads read (photo similarity uses them too)."""
         check_images(images)
-        features = self.feature_dropout(self.backbone((images - self.mean) / self.std))
+        return self.backbone((images - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> ShapeCodes:
+        features = self.feature_dropout(self.features(images))
         viewpoint = None
         if self.view_head is not None:
             sincos = nn.functional.normalize(self.view_head(features).view(-1, 3, 2), dim=-1)

@@ -110,7 +110,7 @@ class MinePipeline(Pipeline):
     def run(self, request: MineRequest, ctx: JobContext) -> PipelineOutput:
         preset = PRESETS[request.common.quality]
         started = time.perf_counter()
-        photos, sources, embeddings, histograms, rejected = self._features(request, ctx)
+        photos, sources, descriptors, histograms, rejected = self._features(request, ctx)
         rejected = {**{name: f"cannot be read: {why}" for name, why in request.unreadable.items()}, **rejected}
         total = len(request.names) + len(request.unreadable)
         if not photos:
@@ -125,7 +125,8 @@ class MinePipeline(Pipeline):
             ctx.warn(f"only one photo ({photos[0].name}) shows an object: it is reconstructed on its own, nothing "
                      "was pooled")
         else:
-            grouping = group_photos(photo_distances(np.stack(embeddings), np.stack(histograms)), request.min_photos)
+            per_kind = [np.stack([d[k] for d in descriptors]) for k in range(len(descriptors[0]))]
+            grouping = group_photos(photo_distances(per_kind, np.stack(histograms)), request.min_photos)
             grouping_clusters, outliers = grouping.clusters, grouping.outliers
             # a group in which no photo's outline can be trusted (`pooled.CARVE_CONFIDENCE`) would
             # get a shape made from failed segmentations (a floor, a shadow, half the object)
@@ -176,7 +177,7 @@ class MinePipeline(Pipeline):
         from backend.pipelines.reconstruct.inputs import object_crop
 
         model = self.model()
-        photos, sources, embeddings, histograms, rejected = [], [], [], [], {}
+        photos, sources, descriptors, histograms, rejected = [], [], [], [], {}
         unsure = _Unsure(ctx)
         for index, encoded in enumerate(request.encoded):
             ctx.check()
@@ -193,18 +194,23 @@ class MinePipeline(Pipeline):
                 continue
             crop, _ = object_crop(image.rgba, image.segmentation.mask, model.config.image_size)
             with torch.no_grad():
-                embedding = model.embed(torch.from_numpy(crop.transpose(2, 0, 1)[None].copy()).to(
-                    next(model.parameters()).device))[0].cpu().numpy()
+                descriptor = [model.embed(torch.from_numpy(crop.transpose(2, 0, 1)[None].copy()).to(
+                    next(model.parameters()).device))[0].cpu().numpy()]
+                if self.shape_model is not None:
+                    encoder = self.shape_model.model.encoder
+                    crop, _ = object_crop(image.rgba, image.segmentation.mask, encoder.config.image_size)
+                    x = torch.from_numpy(crop.transpose(2, 0, 1)[None].copy()).to(self.shape_model.torch_device)
+                    descriptor.append((encoder.features(x) + encoder.features(x.flip(-1)))[0].float().cpu().numpy())
             photos.append(photo)
             sources.append(encoded)
-            embeddings.append(embedding)
+            descriptors.append(descriptor)
             histograms.append(colour_histogram(photo.rgb, photo.colour_mask))
         if unsure.names:
             ctx.warn(f"the object was found with low confidence in {len(unsure.names)} photo(s) "
                      f"({', '.join(unsure.names[:5])}{', ...' if len(unsure.names) > 5 else ''}): they are grouped "
                      "and get cameras, but do not judge the shape. Photos on a plain or transparent background "
                      "work best.")
-        return photos, sources, embeddings, histograms, rejected
+        return photos, sources, descriptors, histograms, rejected
 
     def _cluster(self, number: int, photos, sources, request: MineRequest, preset: MinePreset, span,
                  ctx: JobContext):
