@@ -518,11 +518,9 @@ def cmd_batch(args: argparse.Namespace, registry=None) -> int:
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
 def cmd_mine(args: argparse.Namespace) -> int:
     """A folder of photos -> DIR/cluster_NN.glb per object found, and DIR/clusters.json."""
+    from addon.core.images import IMAGE_SUFFIXES
     from backend.geometry.mesh_files import MeshFileError
     from backend.requests import MAX_MINE_IMAGES
     from backend.result_files import write_mined_files

@@ -46,7 +46,7 @@ def cluster_colour(vertices: np.ndarray, faces: np.ndarray, views: list[DistantV
             facing = np.clip(towards, 0.0, 1.0)
             uv, depth = views[k].project(points, size)
             seen = sample_bilinear(photo.rgb, uv)
-            zuv, _ = views[k].project(points, ZBUFFER_SIZE)
+            zuv = uv * (ZBUFFER_SIZE / size)  # the same crop at the depth buffer's size
             col = np.clip(np.floor(zuv[:, 0]).astype(int), 0, ZBUFFER_SIZE - 1)
             row = np.clip(np.floor(zuv[:, 1]).astype(int), 0, ZBUFFER_SIZE - 1)
             visible = depth + 2.0 * extent + 1.0 <= buffers[k][row, col] + 0.03 * extent

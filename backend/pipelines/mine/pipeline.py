@@ -228,9 +228,11 @@ class MinePipeline(Pipeline):
             ctx.progress("reconstruct", lo, f"{name}: the shape model's candidates")
             candidates += self._model_candidates(photos, sources, confident, request, ctx)
         ctx.progress("reconstruct", lo, f"{name}: fitting {len(photos)} photos")
-        pooled = pool_cluster(photos, candidates, preset.grid, request.face_budget or preset.max_faces, ctx,
-                              on_step=lambda share, text: ctx.progress("reconstruct", lo + (hi - lo) * 0.8 * share,
-                                                                       f"{name}: {text}"))
+        def on_step(share: float, text: str) -> None:
+            ctx.progress("reconstruct", lo + (hi - lo) * 0.8 * share, f"{name}: {text}")
+
+        pooled = pool_cluster(photos, candidates, confident, preset.grid, request.face_budget or preset.max_faces,
+                              ctx, on_step=on_step)
         ctx.progress("texture", lo + (hi - lo) * 0.85, f"{name}: texture")
         colour = cluster_colour(pooled.vertices, pooled.faces, pooled.fit.views, photos, pooled.colour_weights)
         mesh = finish_mesh(pooled.vertices, pooled.faces, colour, texture=request.texture,
@@ -250,7 +252,7 @@ class MinePipeline(Pipeline):
             "cameras": cameras,
             "fidelity": fidelity,
             "shape_from": pooled.shape_from,
-            "judged_by": [photos[i].name for i in pooled.confident],
+            "judged_by": [photos[i].name for i in confident],
             "cut_by": [photos[i].name for i in np.nonzero(pooled.fit.used)[0]],
             "self_check_iou": round(pooled.fit.score, 4),
         }

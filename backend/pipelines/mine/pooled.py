@@ -125,8 +125,6 @@ class PooledShape:
     explains badly: their camera is wrong)."""
     shape_from: str
     """What the shape is, in words (for the metadata)."""
-    confident: list[int]
-    """The photos whose outlines judged the candidates (`carving_photos`)."""
 
 
 def carving_photos(photos: list[ClusterPhoto]) -> list[int]:
@@ -275,27 +273,26 @@ def outline_candidates(photos: list[ClusterPhoto], confident: list[int]) -> list
             for r in ranked[:CANDIDATES]]
 
 
-def pool_cluster(photos: list[ClusterPhoto], candidates: list[Candidate], grid: int, max_faces: int, ctx: JobContext,
-                 pose_grid: PoseGrid = PoseGrid(), on_step=None) -> PooledShape:
-    """The cluster's shape and cameras (see the module's docstring) from ``candidates``, meshed on
-    a ``grid``^3 grid and decimated to ``max_faces``."""
+def pool_cluster(photos: list[ClusterPhoto], candidates: list[Candidate], confident: list[int], grid: int,
+                 max_faces: int, ctx: JobContext, pose_grid: PoseGrid = PoseGrid(), on_step=None) -> PooledShape:
+    """The cluster's shape and cameras (see the module's docstring) from ``candidates``, judged by
+    the ``confident`` photos (`carving_photos`), meshed on a ``grid``^3 grid and decimated to
+    ``max_faces``."""
     from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface
 
     masks = torch.as_tensor(np.stack([p.small_mask for p in photos]), dtype=torch.float32)
-    confident = carving_photos(photos)
     points = grid_points(SEARCH_GRID)
     best: ClusterFit | None = None
     chosen: Candidate | None = None
     for number, candidate in enumerate(candidates):
         ctx.check()
-        fit = fit_candidate(photos, masks, candidate.reference, candidate.elevation, candidate.field(points),
-                            confident, pose_grid)
+        field = candidate.field(points)
+        fit = fit_candidate(photos, masks, candidate.reference, candidate.elevation, field, confident, pose_grid)
         if best is None or fit.score > best.score:
-            best, chosen = fit, candidate
+            best, chosen, guess = fit, candidate, field
         if on_step is not None:
             on_step((number + 1) / (len(candidates) + 1), f"candidate {number + 1}/{len(candidates)}")
     ctx.check()
-    guess = chosen.field(points)
     cutting = [i for i in confident if best.ious[i] >= WELL_EXPLAINED or i == best.reference]
     distances = {i: torch.as_tensor(signed_distance(photos[i].carve_mask)) for i in cutting}
     carved = fit_candidate(photos, masks, best.reference, best.elevation,
@@ -319,4 +316,4 @@ def pool_cluster(photos: list[ClusterPhoto], candidates: list[Candidate], grid: 
     shape_from = (chosen.label
                   + (f", cut by the outlines of {len(cutting) - 1} other photo(s)" if use_carve else "")
                   + f"; chosen among {len(candidates)} candidates by how well it explains {len(confident)} photos")
-    return PooledShape(vertices, faces, fit, weights, shape_from, confident)
+    return PooledShape(vertices, faces, fit, weights, shape_from)
