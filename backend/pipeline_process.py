@@ -1,6 +1,6 @@
 """The process that runs pipelines for one device, apart from the server's I/O loop.
 
-A pipeline spends seconds inside C extensions (xatlas, marching cubes, segmentation) that hold the
+A pipeline spends seconds inside C extensions (decimation, marching cubes, segmentation) that hold the
 GIL and never reach a check point; in the server's own process that froze pings and made cancel
 wait for the step to end. Here each device has a child process, kept warm with its built
 pipelines. The engine talks to it over a pipe: it sends a job, reads progress, previews and the

@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["preview", "default"], help="model presets to run")
     parser.add_argument("--methods", nargs="+", default=["model", "silhouette", "sphere"])
     parser.add_argument("--splits", nargs="+", default=["real", "test", "test_unseen"])
+    parser.add_argument("--backgrounds", nargs="+", choices=("alpha", "plain", "textured"),
+                        help="real split: only photos with these backgrounds (alpha: the photo carries its mask, so "
+                             "no segmentation, and no OpenCV, is needed)")
+    parser.add_argument("--max-cases", type=int, default=0,
+                        help="real split: at most this many photos, spread evenly over the objects (0 = all)")
     parser.add_argument("--per-category", type=int, default=0, help="shapes per category and split (0 = all)")
     parser.add_argument("--points", type=int, default=20_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--views", type=int, default=1,
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_workers(args, tasks, Path(tmp))
     report = {
         "dataset": str(args.data), "real_data": str(args.real_data), "weights": args.weights, "threads": args.threads, "jobs": args.jobs,
-        "views_per_shape": args.views,
+        "views_per_shape": args.views, "backgrounds": args.backgrounds or "all",
         "cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
         "definitions": {
             "chamfer_x1e3": "1000 x (mean squared distance prediction->reference + reference->prediction), "
@@ -154,6 +159,8 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
                    "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
                    "--views", str(args.views),
                    "--threads", str(args.threads), "--device", args.device, "--rows", str(rows_file)]
+            cmd += ["--backgrounds", *args.backgrounds] if args.backgrounds else []
+            cmd += ["--max-cases", str(args.max_cases)]
             log = (tmp / f"log_{index}.txt").open("w")
             running[index] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True),
                               rows_file, time.perf_counter())
@@ -189,7 +196,11 @@ def select_cases(args, split: str) -> list[dict]:
     """The benchmark's cases of one split: a name, its category, the input image files, the
     reference mesh and, for procedural shapes, the input cameras."""
     if split == "real":
-        return real_cases(Path(args.real_data))
+        cases = real_cases(Path(args.real_data))
+        cases = [c for c in cases if not args.backgrounds or c["background"] in args.backgrounds]
+        if 0 < args.max_cases < len(cases):
+            cases = [cases[i] for i in np.linspace(0, len(cases) - 1, args.max_cases).round().astype(int)]
+        return cases
     cases = []
     for name in select_shapes(args.data, split, args.per_category):
         shape_dir = Path(args.data) / name

@@ -118,7 +118,7 @@ def recording_context(cancel_after: int | None = None, events: list | None = Non
 
 
 def hold_the_gil(seconds: float) -> None:
-    """Busy in C code that never releases the GIL (as xatlas or a long numpy call does), in chunks
+    """Busy in C code that never releases the GIL (as decimation or a long numpy call does), in chunks
     of ~0.4 s so that the time stays near ``seconds`` on any machine."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:

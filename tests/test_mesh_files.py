@@ -5,7 +5,8 @@ import trimesh
 
 from backend.geometry.mesh_files import MeshFileError, export_mesh, load_mesh
 from backend.geometry.mesh_ops import vertex_normals
-from backend.geometry.texture import bake, unwrap
+from backend.geometry.charts import unwrap
+from backend.geometry.texture import bake
 from backend.images import encode_png
 from backend.protocol import MeshPayload
 

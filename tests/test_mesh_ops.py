@@ -45,3 +45,20 @@ def test_taubin_smoothing_removes_ripples_and_keeps_the_volume():
     assert spread(smoothed) < 0.3 * spread(bumpy)
     volume = trimesh.Trimesh(smoothed, sphere.faces).volume
     assert volume == pytest.approx(trimesh.Trimesh(bumpy, sphere.faces).volume, rel=0.1)
+
+
+def test_cleaning_merges_repeated_vertices_and_drops_broken_faces():
+    # two triangles of a square given as a triangle soup (corners repeated), plus a repeated
+    # face, a face with a corner twice, a zero-area face and a face on a non-finite vertex
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0],
+                         [0, 0, 0], [1, 1, 0], [0, 1, 0],
+                         [2, 2, 0], [np.nan, 0, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [3, 4, 5], [0, 1, 2], [0, 0, 1], [0, 1, 6], [0, 1, 7]], np.int32)
+    faces[4] = [0, 2, 6]  # (0,0), (1,1), (2,2): on one line
+    cleaned_v, cleaned_f = clean_mesh(vertices, faces)
+    assert len(cleaned_v) == 4 and len(cleaned_f) == 2
+    assert np.isfinite(cleaned_v).all()
+    mesh = trimesh.Trimesh(cleaned_v, cleaned_f, process=False)
+    assert mesh.area == pytest.approx(1.0)
+    assert len(mesh.split(only_watertight=False)) == 1  # the soup's two halves are joined
+    np.testing.assert_allclose(mesh.face_normals[:, 2], 1.0)  # winding kept

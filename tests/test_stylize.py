@@ -103,7 +103,7 @@ def test_texture_mode_keeps_the_geometry_exactly_and_changes_the_texture(clip, w
     if with_uvs:
         assert np.array_equal(out.vertices, mesh.vertices) and np.array_equal(out.faces, mesh.faces)
         assert np.array_equal(out.uvs, mesh.uvs)
-    # Same triangles in the same order, corner for corner (xatlas only splits vertices at seams).
+    # Same triangles in the same order, corner for corner (the UV charts only split vertices at seams).
     assert np.array_equal(out.vertices[out.faces], mesh.vertices[mesh.faces])
     assert out.uvs.shape == (len(out.vertices), 2)
     pixels = texture_pixels(out.texture_png)

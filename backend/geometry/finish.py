@@ -10,12 +10,13 @@ from typing import Callable
 import numpy as np
 
 from backend.geometry.mesh_ops import sample_surface, vertex_normals
-from backend.geometry.texture import ColorFn, bake, texture_error, unwrap
+from backend.geometry.charts import unwrap
+from backend.geometry.texture import ColorFn, bake, texture_error
 from backend.images import encode_png
 from backend.protocol import TEXTURE_MODES, MeshPayload
 
 FinishStep = Callable[[str], None]
-"""Told each slow step as it starts: ``"unwrap"`` (xatlas) or ``"bake"``; a pipeline reports
+"""Told each step as it starts: ``"unwrap"`` (`charts.unwrap`) or ``"bake"``; a pipeline reports
 progress (and so checks for cancellation) from it."""
 
 
@@ -45,7 +46,7 @@ def finish_mesh(
         texture_size: side of the baked texture.
         out_vertices: [N, 3] positions to return, when they differ from ``vertices`` (another
             frame, or displaced); default ``vertices``.
-        uvs: [N, 2] texture coordinates to keep (``texture="uv"``); made with xatlas when None
+        uvs: [N, 2] texture coordinates to keep (``texture="uv"``); made by `charts.unwrap` when None
             (seams duplicate vertices, face order is kept).
         normals: [N, 3] normals of ``out_vertices`` to keep; computed when None.
         on_step: see `FinishStep`.

@@ -1,4 +1,4 @@
-"""UV unwrapping (xatlas) and texture baking from a colour function defined on the surface."""
+"""Texture baking from a colour function defined on the surface (the UVs: `charts`)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,6 @@ from backend.geometry.raster import covered_pixels
 
 ColorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(points [K,3], normals [K,3]) → RGB [K,3] float in 0..1."""
-
-
-def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas charts → ``(mapping [N'], faces [M, 3], uvs [N', 2])``: new vertex ``i`` is old
-    vertex ``mapping[i]`` (seams duplicate vertices), face order is kept.
-
-    UV origin is bottom-left (Blender's and glTF-after-flip convention used on the wire).
-    """
-    import xatlas
-
-    mapping, new_faces, uvs = xatlas.parametrize(vertices.astype(np.float32), faces.astype(np.uint32))
-    return mapping.astype(np.int64), new_faces.astype(np.int32), uvs.astype(np.float32)
 
 
 def bake(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray,

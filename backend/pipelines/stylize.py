@@ -7,7 +7,7 @@ views (``backend.pipelines.stylize_core``). Both fields are functions of positio
 then evaluated on the full mesh:
 
 - ``texture``: the returned vertices and faces are the input's, unchanged (and its UVs when it
-  has some; otherwise xatlas UVs, which only duplicate vertices along seams). The new texture is
+  has some; otherwise projection-chart UVs, which only duplicate vertices along seams). The new texture is
   baked into the UVs.
 - ``texture_shape``: every vertex moved by at most ``max_offset`` along its normal, same faces.
 

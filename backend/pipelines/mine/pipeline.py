@@ -49,9 +49,9 @@ class MinePreset:
 
 
 PRESETS = {
-    "preview": MinePreset(grid=48, max_faces=4_000, texture_size=256),
-    "default": MinePreset(grid=96, max_faces=10_000, texture_size=512),
-    "high": MinePreset(grid=144, max_faces=40_000, texture_size=1024),
+    "preview": MinePreset(grid=48, max_faces=4_000, texture_size=320),
+    "default": MinePreset(grid=96, max_faces=10_000, texture_size=640),
+    "high": MinePreset(grid=144, max_faces=40_000, texture_size=1280),
 }
 
 MAX_ATLAS = 4096

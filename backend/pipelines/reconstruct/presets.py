@@ -26,7 +26,9 @@ class ModelPreset:
     max_faces: int
     """Faces kept after decimation when the request sets no budget."""
     texture_size: int
-    """Side of the baked texture."""
+    """Side of the baked texture: 1.25 times the powers of two xatlas's atlas used, because the
+    projection charts (`backend.geometry.charts`) cover less of it and stretch tilted faces; at
+    1.25 the texture error matched xatlas's (docs/reconstruction.md)."""
     lr_shape: float = 0.005
     """Adam step of the shape code (0 keeps the encoder's shape; the camera is still fitted).
     Small: one silhouette, seen by a camera that is itself being fitted, says little about the
@@ -57,15 +59,15 @@ class ModelPreset:
 
 PRESETS = {
     "preview": ModelPreset(refine_steps=4, refine_rays=192, refine_samples=24, target_size=48, preview_every=4,
-                           preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=256,
+                           preview_resolution=32, mesh_resolution=48, max_faces=4_000, texture_size=320,
                            azimuth_hypotheses=2, carve_margin=0.02),
     "default": ModelPreset(refine_steps=10, refine_rays=384, refine_samples=32, target_size=64, preview_every=5,
-                           preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=512,
+                           preview_resolution=40, mesh_resolution=96, max_faces=20_000, texture_size=640,
                            azimuth_hypotheses=2, carve_margin=0.02),
     # high refines as default does: 100 steps of 768 rays scored F@5% 0.786 against default's
     # 0.813 on 21 held-in shapes (the shape drifts to fit one mask); it adds mesh and texture detail
     "high": ModelPreset(refine_steps=10, refine_rays=384, refine_samples=32, target_size=64, preview_every=5,
-                        preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1024,
+                        preview_resolution=48, mesh_resolution=128, max_faces=60_000, texture_size=1280,
                         azimuth_hypotheses=2, carve_margin=0.02),
 }
 

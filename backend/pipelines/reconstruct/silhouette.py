@@ -48,14 +48,15 @@ class SilhouettePreset:
     max_faces: int
     """Faces kept after decimation (before UV unwrapping)."""
     texture_size: int
+    """Side of the baked texture (1.25 times a power of two: see `ModelPreset.texture_size`)."""
     thickness: float = 1.0
     """Depth of the inflation relative to a circular cross-section."""
 
 
 PRESETS = {
-    "preview": SilhouettePreset(image_size=96, grid=48, max_faces=4_000, texture_size=256),
-    "default": SilhouettePreset(image_size=192, grid=96, max_faces=10_000, texture_size=512),
-    "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1024),
+    "preview": SilhouettePreset(image_size=96, grid=48, max_faces=4_000, texture_size=320),
+    "default": SilhouettePreset(image_size=192, grid=96, max_faces=10_000, texture_size=640),
+    "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1280),
 }
 
 CAMERA_FOV = 5.0
