@@ -11,7 +11,8 @@ solid and 1.4-5.6 s for the shape model's 20k-face surfaces (more than the whole
 GPU), where this takes 10-50 ms. Its charts fill more of the square (0.56-0.71 against 0.42-0.66
 on five real-split results) and it does not stretch tilted faces (projection keeps down to
 cos 54.7° = 0.58 of the texel density along the tilt), so the reconstruction presets bake 1.25
-times larger textures, which brings the texture error level with xatlas's.
+times larger textures. The texture error (`texture.texture_error`) is then 0.33 / 255 on the
+real and the held-in benchmarks' results, against 0.31 and 0.29 with xatlas at the old sizes.
 """
 
 from __future__ import annotations
