@@ -614,6 +614,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from backend.pipelines.registry import default_registry
 
     info["pipelines"] = default_registry().tasks()
+    from backend.pipelines.clip_mapper_prep import latest_preparation
+
+    preparation = latest_preparation()
+    info["text_path"] = preparation.describe() if preparation else "offline text model (no CLIP preparation started)"
     if args.json:
         print(json.dumps(info))
     else:

@@ -198,6 +198,7 @@ class Server:
                 "max_prompt_chars": self.config.limits.max_prompt_chars,
                 "max_mesh_triangles": self.config.limits.max_mesh_triangles,
             },
+            "text_path": _text_path_status(),
             **self.engine.summary(),
         }
 
@@ -272,3 +273,12 @@ def _warm_up_tokenizer() -> None:
         count_clip_tokens("warm up")
     except Exception:  # noqa: BLE001 - a missing tokenizer shows up, with its reason, at the first prompt
         log.exception("could not load CLIP's tokenizer")
+
+
+def _text_path_status() -> dict | None:
+    """The CLIP text path's first-use preparation on this machine, for the add-on's panel (None:
+    never started). Read from its status file: the server loads no model for it."""
+    from backend.pipelines.clip_mapper_prep import latest_preparation
+
+    found = latest_preparation()
+    return None if found is None else found.as_dict()

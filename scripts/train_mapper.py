@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,13 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shape-model and either --data or --rendered are required for training")
 
     from backend.models.checkpoint import checkpoint_id, load_shape_model
-    from backend.train.mapper import (
-        MapperTrainConfig,
-        code_error,
-        save_iss,
-        train_mapper,
-    )
-    from backend.train.mapper_data import cached_features
+    from backend.train.mapper import MapperTrainConfig, fit_and_save
 
     shape_model, _ = load_shape_model(args.shape_model, device=device)
     shape_model.eval()
@@ -88,21 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         pairs = shape_pairs(CATEGORIES, args.rendered, MAPPER_SEED_OFFSET)[: args.max_shapes]
         names = record_names(pairs, args.views, 128)
         source, where = (lambda: rendered_records(pairs, args.views)), "rendered by the project's renderer"
+        data = {"rendered_per_category": args.rendered, "views_per_shape": args.views}
     else:
         from backend.data.dataset import ProceduralDataset
 
         dataset = ProceduralDataset(args.data, split=args.split, load=("views",))
         names = dataset.names[: args.max_shapes] if args.max_shapes else dataset.names
         source, where = (lambda: (dataset.read(n) for n in names)), f"{args.data} ({args.split})"
+        data = {"root": str(args.data), "split": args.split}
     print(f"data: {len(names)} shapes {where}; shape model {shape_id}")
-
-    started = time.monotonic()
-    cache, path, was_cached = cached_features(
-        source, names, clip, shape_model, shape_id, args.cache_dir,
-        on_record=lambda i: print(f"  features {i}/{len(names)}", end="\r", flush=True),
-    )
-    print(f"features: {len(cache)} views, {'read from' if was_cached else 'written to'} {path} "
-          f"({time.monotonic() - started:.1f} s)")
 
     config = MapperTrainConfig.preset(args.config)
     if args.epochs:
@@ -114,20 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         render = f", render {stats.render:.4f}" if stats.render is not None else ""
         print(f"epoch {stats.epoch + 1}/{config.epochs}: mapper L1 {stats.mapper:.4f}{render} ({stats.seconds:.1f} s)")
 
-    result = train_mapper(cache, shape_model, config, device=device, on_epoch=report)
-    fit = code_error(result.mapper, cache, device)
-    metadata = {
-        "stage": "ISS stage 1",
-        "base_shape_model": shape_id,
-        "clip": clip.model_id,
-        "data": ({"rendered_per_category": args.rendered, "views_per_shape": args.views} if args.rendered
-                 else {"root": str(args.data), "split": args.split}) | {"shapes": len(names), "views": len(cache)},
-        "config": asdict(config),
-        "final": {"mapper_l1": result.history[-1].mapper, "render": result.history[-1].render,
-                  "clean_feature_code_l1": fit},
-    }
-    written = save_iss(args.out, result, clip_model_id=clip.model_id, metadata=metadata)
-    print(json.dumps({"written": written, "clean_feature_code_l1": round(fit, 5)}, indent=2))
+    started = time.monotonic()
+    summary = fit_and_save(source, names, data, clip, shape_model, shape_id, args.out, config, device=device,
+                           cache_dir=args.cache_dir, on_epoch=report,
+                           on_record=lambda i: print(f"  features {i}/{len(names)}", end="\r", flush=True))
+    print(f"features: {'read from' if summary['features_cached'] else 'written to'} {summary['features']}; "
+          f"{time.monotonic() - started:.1f} s in all")
+    print(json.dumps({"written": summary["written"], "clean_feature_code_l1": round(summary["clean_feature_code_l1"], 5)},
+                     indent=2))
     return 0
 
 

@@ -127,6 +127,16 @@ def ray_summary(info: dict | None) -> str:
     return f"{text} ({', '.join(where)})"
 
 
+def text_path_line(info: dict | None) -> tuple[str, bool] | None:
+    """The backend's line on preparing its CLIP text path, and whether it is a failure; None when
+    there is nothing to say (never started, or ready: the panel then just works)."""
+    status = (info or {}).get("text_path")
+    if not isinstance(status, dict) or status.get("state") not in ("running", "failed"):
+        return None
+    line = str(status.get("describe") or "")
+    return (line[:1].upper() + line[1:], status["state"] == "failed") if line else None
+
+
 def draw_reconstruct_options(layout, context) -> None:
     """Method and Output: both panels that reconstruct (sidebar and Image Editor) send them."""
     settings = context.scene.stepstone
@@ -203,6 +213,9 @@ class STEPSTONE_PT_text(_StepstonePanel, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.stepstone
         pipeline_note(layout, context, "generate")
+        preparing = text_path_line(get_session().server_info())  # the last pong's: drawing never waits
+        if preparing:
+            draw_wrapped(layout, context, preparing[0], "ERROR" if preparing[1] else "TIME", alert=preparing[1])
         layout.prop(settings, "prompt", text="")
         layout.prop(settings, "negative_prompt")
         row = layout.row(align=True)

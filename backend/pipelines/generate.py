@@ -276,11 +276,34 @@ class GeneratePipeline(Pipeline):
         self._assets = assets
         self._offline_model = offline_model
         self._offline = None
+        self._restarted_preparation = False
 
     def _iss_ready(self) -> bool:
-        from backend.pipelines.generate_assets import iss_missing_reason
+        """Whether the CLIP path can run; switches to the first-use mapper once it is done."""
+        from backend.pipelines.generate_assets import first_use, iss_missing_reason
 
-        return self._assets is not None or iss_missing_reason(self.assets_config) is None
+        if self._assets is not None or iss_missing_reason(self.assets_config) is None:
+            return True
+        prepared = first_use(self.assets_config)
+        if prepared is not None and prepared.ready:
+            self.assets_config = prepared.config
+            return True
+        return False
+
+    def _prepare_clip_path(self) -> str | None:
+        """Make sure the first-use mapper is being trained when CLIP is here without one; returns
+        the line saying how far it is (None: no CLIP, or the explicit ISS folder is used). A failed
+        preparation is started again once per backend start, then reported."""
+        from backend.pipelines.generate_assets import first_use
+
+        prepared = first_use(self.assets_config)
+        if prepared is None:
+            return None
+        state = prepared.status.state
+        if state == "absent" or (state == "failed" and not self._restarted_preparation):
+            self._restarted_preparation = state == "failed"
+            prepared.start(self.device)
+        return prepared.status.describe()
 
     def unavailable_reason(self) -> str | None:
         if self._iss_ready():
@@ -310,10 +333,13 @@ class GeneratePipeline(Pipeline):
 
     def run(self, request: GenerateRequest, ctx: JobContext) -> PipelineOutput:
         if not self._iss_ready() and self._offline_model is not None:
+            preparing = self._prepare_clip_path()
             if self._offline is None:
                 from backend.pipelines.generate_offline import load_offline_model
 
                 self._offline = load_offline_model(self._offline_model, self.device, self.unavailable_reason(), ctx)
+            if preparing is not None:
+                ctx.warn(f"{preparing}; until then the offline text model answers")
             preset = generate_preset(str(self._offline.device.type), request.common.quality)
             return generate_offline(request, self._offline, preset, ctx)
         ctx.progress("load", 0.0, "loading CLIP and the ISS mapper")

@@ -23,6 +23,7 @@ from backend.models.clip import CHECKPOINT_ENV_VAR, ClipConfig, ClipWeightsUnava
 
 if TYPE_CHECKING:
     from backend.models.clip import ClipModel
+    from backend.pipelines.clip_mapper_prep import Preparation
     from backend.models.mapper import Clip2ShapeMapper
     from backend.models.shape_model import ShapeModel
 
@@ -34,6 +35,9 @@ MAPPER_NAME = "mapper"
 """``<iss dir>/mapper.safetensors`` + ``mapper.json``."""
 SHAPE_MODEL_NAME = "shape_model"
 """``<iss dir>/shape_model.safetensors`` + ``shape_model.json``."""
+
+FIRST_USE_TIME = "about 10 minutes on a 2-core CPU"
+"""How long the first-use preparation takes (docs/text_to_shape.md)."""
 
 TRAIN_COMMAND = (
     ".venv/bin/python scripts/train_mapper.py --rendered 16 "
@@ -57,6 +61,14 @@ class TextAssetsConfig:
     iss_dir: str | None = None
     """Folder with ``mapper.*`` and ``shape_model.*``; None = ``STEPSTONE_ISS_DIR`` or
     ``backend/weights/iss``."""
+
+    prepare_on_first_use: bool = True
+    """When CLIP weights are present and that folder lacks the mapper, train one in the background
+    the first time text to shape runs (`clip_mapper_prep`) and use it once it is done."""
+
+    first_use_max_shapes: int | None = None
+    """Photograph at most this many procedural shapes for that mapper (None: the trainer's 184).
+    Tests make it tiny; the result is not worth using."""
 
     def resolved_iss_dir(self) -> Path:
         """The ISS folder this config points to."""
@@ -108,26 +120,83 @@ def clip_missing_reason(config: ClipConfig) -> str | None:
 
 def iss_missing_reason(config: TextAssetsConfig) -> str | None:
     """None when text → shape can run; otherwise every missing piece and the command that makes it."""
-    from backend.models.checkpoint import CheckpointFiles
-    from backend.models.mapper import mapper_paths
-
     reasons = []
     clip_reason = clip_missing_reason(config.clip)
     if clip_reason:
         reasons.append(clip_reason)
     iss_dir = config.resolved_iss_dir()
-    weights, meta = mapper_paths(iss_dir / MAPPER_NAME)
-    shape = CheckpointFiles.at(iss_dir / SHAPE_MODEL_NAME)
-    missing = [str(p) for p in (weights, meta, shape.weights, shape.manifest) if not p.is_file()]
+    missing = missing_iss_files(iss_dir)
     if missing:
         reasons.append(
             f"the trained ISS CLIP2Shape mapper is missing: no {', '.join(missing)} (folder set by "
-            f"{ISS_DIR_ENV_VAR}, default backend/weights/iss). Train it once, with the CLIP above and a GPU "
-            f"for the full preset: {TRAIN_COMMAND.format(iss_dir=iss_dir)}"
+            f"{ISS_DIR_ENV_VAR}, default backend/weights/iss). With the CLIP weights present it is trained "
+            f"automatically, in the background, the first time text to shape runs ({FIRST_USE_TIME}); or train "
+            f"it by hand: {TRAIN_COMMAND.format(iss_dir=iss_dir)}"
         )
     if not reasons:
         return None
     return "text → shape is unavailable: " + " Also: ".join(reasons)
+
+
+def missing_iss_files(iss_dir: Path) -> list[str]:
+    """The files of an ISS folder that are not there."""
+    from backend.models.checkpoint import CheckpointFiles
+    from backend.models.mapper import mapper_paths
+
+    weights, meta = mapper_paths(iss_dir / MAPPER_NAME)
+    shape = CheckpointFiles.at(iss_dir / SHAPE_MODEL_NAME)
+    return [str(p) for p in (weights, meta, shape.weights, shape.manifest) if not p.is_file()]
+
+
+@dataclass
+class FirstUse:
+    """The first-use preparation that stands in for a missing ISS folder."""
+
+    status: Preparation
+    config: TextAssetsConfig
+    """``config`` pointed at the preparation's folder."""
+    clip_model_name: str
+    clip_pretrained: str | None
+    clip_weights: Path
+    shape_model: Path
+    max_shapes: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status.state == "done" and not missing_iss_files(Path(self.status.folder))
+
+    def start(self, device: str) -> Preparation:
+        from backend.pipelines.clip_mapper_prep import start
+
+        self.status = start(Path(self.status.folder), clip_model_name=self.clip_model_name,
+                            clip_pretrained=self.clip_pretrained, clip_weights=self.clip_weights,
+                            shape_model=self.shape_model, device=device, max_shapes=self.max_shapes)
+        return self.status
+
+
+def first_use(config: TextAssetsConfig) -> FirstUse | None:
+    """The first-use preparation for ``config``'s CLIP, when CLIP weights are on this machine and
+    the configured ISS folder lacks its files; None otherwise (or when switched off). Loads nothing."""
+    from dataclasses import replace
+
+    from backend.models.clip import resolve_weights_source
+    from backend.pipelines.clip_mapper_prep import preparation_dir, read_status
+    from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, WeightsUnavailable, check_weights
+
+    if not config.prepare_on_first_use or not missing_iss_files(config.resolved_iss_dir()):
+        return None
+    if clip_missing_reason(config.clip) is not None:
+        return None
+    try:
+        source = resolve_weights_source(config.clip)
+        shape_id = check_weights(DEFAULT_WEIGHTS)
+    except (ClipWeightsUnavailable, WeightsUnavailable):
+        return None
+    if source.path is None:  # random test weights: nothing on disk to key the preparation by
+        return None
+    folder = preparation_dir(config.clip.model_name, source.path, shape_id)
+    return FirstUse(read_status(folder), replace(config, iss_dir=str(folder)), config.clip.model_name,
+                    config.clip.pretrained, source.path, DEFAULT_WEIGHTS, config.first_use_max_shapes)
 
 
 def load_iss_assets(config: TextAssetsConfig, device: str) -> IssAssets:

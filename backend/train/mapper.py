@@ -238,3 +238,29 @@ def code_error(mapper: Clip2ShapeMapper, cache: FeatureCache, device: str = "cpu
     with torch.no_grad():
         data = to_tensors(cache, device)
         return float((mapper.to(device)(data["clip_features"]) - data["codes"]).abs().mean())
+
+
+def fit_and_save(records, names: list[str], data: dict[str, Any], clip, shape_model: ShapeModel, shape_model_id: str,
+                 out_dir: str | Path, config: MapperTrainConfig, *, device: str, cache_dir: str | Path,
+                 on_record: Callable[[int], None] | None = None,
+                 on_epoch: Callable[[EpochStats], None] | None = None) -> dict[str, Any]:
+    """Stage 1 end to end: CLIP features and codes of ``records`` (a function yielding them, only
+    called when ``cache_dir`` does not hold them yet), the mapper trained on them, and the ISS
+    folder written to ``out_dir``. ``data`` describes where the records came from (metadata).
+    Returns what was written, the clean-feature code error and whether the features were cached."""
+    from dataclasses import asdict
+
+    from backend.train.mapper_data import cached_features
+
+    cache, path, was_cached = cached_features(records, names, clip, shape_model, shape_model_id, cache_dir,
+                                              on_record=on_record)
+    result = train_mapper(cache, shape_model, config, device=device, on_epoch=on_epoch)
+    fit = code_error(result.mapper, cache, device)
+    metadata = {
+        "stage": "ISS stage 1", "base_shape_model": shape_model_id, "clip": clip.model_id,
+        "data": {**data, "shapes": len(names), "views": len(cache)}, "config": asdict(config),
+        "final": {"mapper_l1": result.history[-1].mapper, "render": result.history[-1].render,
+                  "clean_feature_code_l1": fit},
+    }
+    written = save_iss(out_dir, result, clip_model_id=clip.model_id, metadata=metadata)
+    return {"written": written, "clean_feature_code_l1": fit, "features": str(path), "features_cached": was_cached}
