@@ -63,7 +63,7 @@ class GeneratePreset:
 
 
 _CPU_ALIGN = AlignConfig(steps=15, views=3, resolution=32, samples=32)
-_GPU_ALIGN = AlignConfig(steps=20, views=10, resolution=90, samples=64)
+_GPU_ALIGN = AlignConfig(steps=20, views=10, resolution=90, samples=64, backward_chunk_rays=2048)
 _CPU_STYLE = StylizeConfig(steps=20, views=3, resolution=64)
 _GPU_STYLE = StylizeConfig(steps=100, views=3, resolution=112)
 

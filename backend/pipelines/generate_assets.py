@@ -36,7 +36,7 @@ MAPPER_NAME = "mapper"
 SHAPE_MODEL_NAME = "shape_model"
 """``<iss dir>/shape_model.safetensors`` + ``shape_model.json``."""
 
-FIRST_USE_TIME = "about 10 minutes on a 2-core CPU"
+FIRST_USE_TIME = "about 6 minutes on a 2-core CPU"
 """How long the first-use preparation takes (docs/text_to_shape.md)."""
 
 TRAIN_COMMAND = (
