@@ -145,6 +145,13 @@ class RecordingLayout:
             else:
                 yield from child.items()
 
+    def layouts(self):
+        """Every nested layout (rows, columns, boxes...), depth first."""
+        for child in self.children:
+            if not isinstance(child, Item):
+                yield child
+                yield from child.layouts()
+
     def texts(self, kind: str = "label") -> list[str]:
         return [item.text for item in self.items() if item.kind == kind]
 

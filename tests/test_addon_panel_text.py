@@ -142,18 +142,11 @@ def draw(blender, panel: str, width: float):
 def notice_rows(record) -> dict:
     """The labels drawn for each message, by the id its dismiss button carries."""
     rows = {}
-    for node in (record, *walk(record)):
+    for node in (record, *record.layouts()):
         buttons = [c for c in node.children if getattr(c, "name", "") == "stepstone.dismiss_notice"]
         if node.kind == "row" and buttons:
             rows[buttons[0].args.notice_id] = node.texts()
     return rows
-
-
-def walk(layout):
-    for child in layout.children:
-        if hasattr(child, "children"):
-            yield child
-            yield from walk(child)
 
 
 def test_the_status_line_and_messages_wrap_to_the_sidebar_and_nothing_is_cut(blender, staged):

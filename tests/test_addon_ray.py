@@ -212,20 +212,13 @@ def staged(blender):
 def batch_lines(blender, width: float = 300) -> list[str]:
     """The Batch panel's Ray line (wrapped labels joined again), or [] when it draws none."""
     record = blender.dump.draw_panel("STEPSTONE_PT_batch", blender.dump.SizedContext(width))
-    for node in [record, *walk(record)]:
+    for node in [record, *record.layouts()]:
         texts = [item.text for item in node.children if getattr(item, "kind", "") == "label"]
         if texts and texts[0].startswith("Runs on Ray"):
             assert node.children[0].icon == "NETWORK_DRIVE"
             return [" ".join(texts)]
     assert not any("Ray" in text for text in record.texts()), record.texts()
     return []
-
-
-def walk(layout):
-    for child in layout.children:
-        if hasattr(child, "children"):
-            yield child
-            yield from walk(child)
 
 
 def test_the_preferences_set_the_ray_fields_of_the_link_settings(blender, staged):

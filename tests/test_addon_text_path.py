@@ -34,18 +34,11 @@ def panel_lines(blender, width: float = 300) -> list[tuple[str, str, bool]]:
     """(text, icon, alert) of each wrapped note above the prompt field (labels of one note joined)."""
     record = blender.dump.draw_panel("STEPSTONE_PT_text", blender.dump.SizedContext(width))
     notes = []
-    for node in [record, *walk(record)]:
+    for node in [record, *record.layouts()]:
         labels = [item for item in node.children if getattr(item, "kind", "") == "label"]
         if labels and node is not record:
             notes.append((" ".join(item.text for item in labels), labels[0].icon, bool(getattr(node, "alert", False))))
     return notes
-
-
-def walk(layout):
-    for child in layout.children:
-        if hasattr(child, "children"):
-            yield child
-            yield from walk(child)
 
 
 def test_the_text_panel_shows_the_preparation_while_it_runs_and_when_it_fails(blender, staged):
