@@ -28,7 +28,7 @@ class ModelPreset:
     texture_size: int
     """Side of the baked texture: 1.25 times the powers of two xatlas's atlas used, because the
     projection charts (`backend.geometry.charts`) cover less of it and stretch tilted faces
-    (texture error 0.33 / 255 against xatlas's 0.29-0.31: docs/reconstruction.md)."""
+    (at 1.25 the texture error is level with xatlas's at the old size: docs/reconstruction.md)."""
     lr_shape: float = 0.005
     """Adam step of the shape code (0 keeps the encoder's shape; the camera is still fitted).
     Small: one silhouette, seen by a camera that is itself being fitted, says little about the
