@@ -153,3 +153,18 @@ def test_the_trainer_writes_a_failure_where_the_backend_reads_it(tmp_path):
                  "--clip-checkpoint", str(tmp_path / "missing.safetensors")])
     status = read_status(folder)
     assert code == 1 and status.state == "failed" and "missing.safetensors" in status.error
+
+
+def test_a_preparation_that_cannot_start_leaves_the_job_to_the_offline_model(cache, clip_file, tmp_path, monkeypatch):
+    def refuse(command, **kw):
+        raise PermissionError(13, "Permission denied", command[0])
+
+    monkeypatch.setattr(clip_mapper_prep.subprocess, "Popen", refuse)
+    ctx = _context()
+    out = GeneratePipeline("cpu", _config(tmp_path, clip_file)).run(
+        GenerateRequest(prompt="a red car", common=CommonParams(quality="preview")), ctx)
+    assert out.metadata["method"].startswith("offline text model")
+    assert any("could not be prepared" in w and "Permission denied" in w for w in ctx.warnings)
+    (folder,) = (cache / "clip_mapper").iterdir()
+    assert read_status(folder).state == "failed"  # not "running" with no process behind it
+

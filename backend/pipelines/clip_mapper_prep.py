@@ -156,9 +156,13 @@ def start(folder: Path, *, clip_model_name: str, clip_pretrained: str | None, cl
         # its own session / process group: a job's cancel or the backend's exit does not stop it
         detach = ({"start_new_session": True} if os.name == "posix" else
                   {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW})
-        with (folder / "train.log").open("ab") as log:
-            process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, **detach)
+        try:
+            with (folder / "train.log").open("ab") as log:
+                process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT, **detach)
+        except OSError as exc:
+            write_status(folder, state="failed", error=f"the trainer could not be started: {exc}")
+            raise
         write_status(folder, pid=process.pid)
         return read_status(folder)
     finally:

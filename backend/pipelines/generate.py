@@ -302,7 +302,10 @@ class GeneratePipeline(Pipeline):
         state = prepared.status.state
         if state == "absent" or (state == "failed" and not self._restarted_preparation):
             self._restarted_preparation = state == "failed"
-            prepared.start(self.device)
+            try:
+                prepared.start(self.device)
+            except OSError as exc:  # an unwritable cache or no interpreter: the job itself goes on
+                return f"the CLIP text path could not be prepared ({exc})"
         return prepared.status.describe()
 
     def unavailable_reason(self) -> str | None:
