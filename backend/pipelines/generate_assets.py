@@ -23,9 +23,9 @@ from backend.models.clip import CHECKPOINT_ENV_VAR, ClipConfig, ClipWeightsUnava
 
 if TYPE_CHECKING:
     from backend.models.clip import ClipModel
-    from backend.pipelines.clip_mapper_prep import Preparation
     from backend.models.mapper import Clip2ShapeMapper
     from backend.models.shape_model import ShapeModel
+    from backend.pipelines.clip_mapper_prep import Preparation
 
 ISS_DIR_ENV_VAR = "STEPSTONE_ISS_DIR"
 """Environment variable naming the folder with the trained mapper and its shape model."""
@@ -67,7 +67,7 @@ class TextAssetsConfig:
     the first time text to shape runs (`clip_mapper_prep`) and use it once it is done."""
 
     first_use_max_shapes: int | None = None
-    """Photograph at most this many procedural shapes for that mapper (None: the trainer's 184).
+    """Photograph at most this many procedural shapes for that mapper (None: the trainer's 368).
     Tests make it tiny; the result is not worth using."""
 
     def resolved_iss_dir(self) -> Path:
