@@ -52,25 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+    lock = threading.Lock()  # the heartbeat must never write back a status read before the last one
 
     def heartbeat() -> None:
         while not stop.wait(HEARTBEAT_S):
-            write_status(folder)
+            with lock:
+                write_status(folder)
 
     def report(stage: str, progress: float, message: str) -> None:
-        write_status(folder, state="running", stage=stage, progress=round(progress, 4), message=message)
+        with lock:
+            write_status(folder, state="running", stage=stage, progress=round(progress, 4), message=message)
 
     write_status(folder, state="running", started_at=time.time(), error=None)
-    threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
+    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beat.start()
     started = time.monotonic()
     try:
         summary = _prepare(args, folder, report)
     except Exception as exc:  # noqa: BLE001 - every failure is written where the backend reads it
         traceback.print_exc()
         stop.set()
+        beat.join()
         write_status(folder, state="failed", error=f"{type(exc).__name__}: {exc}", eta_s=None)
         return 1
     stop.set()
+    beat.join()
     write_status(folder, state="done", stage="done", progress=1.0, message="done", eta_s=0.0,
                  seconds=round(time.monotonic() - started, 1), summary=summary)
     print(f"done in {time.monotonic() - started:.0f} s: {summary}", flush=True)
