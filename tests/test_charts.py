@@ -80,3 +80,14 @@ def test_the_front_chart_shows_the_photo_side_upright():
 def test_no_faces_is_refused():
     with pytest.raises(ValueError, match="no faces"):
         unwrap(np.zeros((3, 3), np.float32), np.zeros((0, 3), np.int32))
+
+
+def test_a_surface_too_rough_for_padding_still_fits_the_square():
+    # 80k faces whose vertices jump by 5 % of the radius: about 14,000 charts, more than fit with
+    # two texels of padding each
+    sphere = trimesh.creation.icosphere(subdivisions=6)
+    rng = np.random.default_rng(0)
+    vertices = (sphere.vertices * (1 + 0.05 * rng.standard_normal((len(sphere.vertices), 1)))).astype(np.float32)
+    mapping, faces, uvs = unwrap(vertices, sphere.faces.astype(np.int32))
+    assert uvs.min() >= 0.0 and uvs.max() <= 1.0
+    np.testing.assert_array_equal(vertices[mapping][faces], vertices[sphere.faces])

@@ -17,6 +17,8 @@ times larger textures, which keeps the texture error (`texture.texture_error`) l
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 AXES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64)
@@ -70,7 +72,7 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, padding: float = PADDING
     chart = _charts(direction, pairs, len(faces))
 
     # one new vertex per (chart, old vertex)
-    corner_chart = np.repeat(chart, 3)
+    corner_chart = np.repeat(chart.astype(np.int64), 3)
     keys = corner_chart * len(vertices) + faces.reshape(-1)
     unique_keys, new_corner = np.unique(keys, return_inverse=True)
     mapping = unique_keys % len(vertices)
@@ -164,39 +166,44 @@ def _pack(flat: np.ndarray, vertex_chart: np.ndarray, chart_direction: np.ndarra
 
 def _shelf_pack(extent: np.ndarray, padding: float) -> tuple[float, np.ndarray]:
     """The largest scale at which boxes of ``extent`` [C, 2] (plus ``padding`` all round) fit the
-    unit square on shelves, and each box's lower-left corner there."""
+    unit square on shelves, and each box's lower-left corner there. Padding is halved until the
+    boxes fit at all (tens of thousands of charts, from a surface as rough as a hedgehog)."""
     order = np.argsort(-extent[:, 1], kind="stable")
 
-    def shelves(scale: float) -> tuple[np.ndarray, float]:
-        """Corners at this scale and the height used: first fit by decreasing height (a box goes
-        on the lowest shelf with room left)."""
+    def shelves(scale: float, padding: float) -> tuple[np.ndarray, float]:
+        """Corners at this scale and the height used: best fit by decreasing height (a box goes
+        on the shelf with the least room left that still holds it; every earlier shelf is tall
+        enough). The shelves' room is kept sorted, so thousands of charts (a rough 80k-face
+        surface makes 13,000) cost milliseconds, not the seconds of scanning every shelf."""
+        boxes = (extent[order] * scale + 2 * padding).tolist()
         corner = np.zeros_like(extent)
+        room: list[tuple[float, int]] = []  # (width left, shelf), sorted
         shelf_y: list[float] = []
         shelf_x: list[float] = []
         top = 0.0
-        for c in order:
-            w, h = extent[c] * scale + 2 * padding
-            for s, x in enumerate(shelf_x):
-                if x + w <= 1.0:
-                    break
+        for c, (w, h) in zip(order.tolist(), boxes):
+            i = bisect.bisect_left(room, (w, -1))
+            if i < len(room):
+                left, shelf = room.pop(i)
             else:
-                s = len(shelf_x)
+                left, shelf = 1.0, len(shelf_x)
                 shelf_y.append(top)
                 shelf_x.append(0.0)
                 top += h
-            corner[c] = (shelf_x[s] + padding, shelf_y[s] + padding)
-            shelf_x[s] += w
+            corner[c] = (shelf_x[shelf] + padding, shelf_y[shelf] + padding)
+            shelf_x[shelf] += w
+            bisect.insort(room, (left - w, shelf))
         return corner, top
 
+    while padding > 1e-7 and shelves(0.0, padding)[1] > 1.0:
+        padding /= 2.0
     # bisection between 0 and the scale at which the boxes' area alone fills the square
     area = float((extent[:, 0] * extent[:, 1]).sum())
     lo, hi = 0.0, min(1.0 / np.sqrt(area), (1.0 - 2 * padding) / extent.max())
     for _ in range(20):
         mid = 0.5 * (lo + hi)
-        if shelves(mid)[1] <= 1.0:
+        if shelves(mid, padding)[1] <= 1.0:
             lo = mid
         else:
             hi = mid
-    return lo, shelves(lo)[0]
-
-
+    return lo, shelves(lo, padding)[0]
