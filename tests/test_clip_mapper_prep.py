@@ -85,6 +85,15 @@ def test_first_use_trains_the_mapper_in_the_background_then_the_clip_path_takes_
     assert again._iss_ready() and len(list((cache / "clip_mapper").iterdir())) == 1
 
 
+    # a done folder whose mapper was deleted is prepared again, not reported ready
+    for part in folder.glob("mapper.*"):
+        part.unlink()
+    fresh = GeneratePipeline("cpu", _config(tmp_path, clip_file))
+    assert not fresh._iss_ready()
+    assert "being prepared" in fresh._prepare_clip_path()
+    assert _wait_until_finished(folder).state == "done" and fresh._iss_ready()
+
+
 def test_without_clip_weights_nothing_is_prepared(cache, tmp_path):
     config = TextAssetsConfig(clip=ClipConfig(cache_dir=str(tmp_path / "empty"), allow_download=False),
                               iss_dir=str(tmp_path / "no-iss"))

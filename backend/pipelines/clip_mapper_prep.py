@@ -131,7 +131,8 @@ def write_status(folder: Path, **fields) -> None:
 
 def start(folder: Path, *, clip_model_name: str, clip_pretrained: str | None, clip_weights: Path,
           shape_model: Path, device: str, max_shapes: int | None = None) -> Preparation:
-    """Start the trainer for ``folder`` unless a run is going or done; returns the status."""
+    """Start the trainer for ``folder`` unless a run is going; returns the status. (A "done" run
+    whose files have gone is the caller's to judge: it knows which files make a complete one.)"""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / "start.lock"
     try:
@@ -145,7 +146,7 @@ def start(folder: Path, *, clip_model_name: str, clip_pretrained: str | None, cl
                      clip_weights=clip_weights, shape_model=shape_model, device=device, max_shapes=max_shapes)
     try:
         status = read_status(folder)
-        if status.state in ("running", "done"):
+        if status.state == "running":
             return status
         command = [sys.executable, "-m", TRAINER_MODULE, "--out", str(folder), "--shape-model", str(shape_model),
                    "--clip-model", clip_model_name, "--clip-pretrained", clip_pretrained or "none",

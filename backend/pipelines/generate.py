@@ -300,7 +300,8 @@ class GeneratePipeline(Pipeline):
         if prepared is None:
             return None
         state = prepared.status.state
-        if state == "absent" or (state == "failed" and not self._restarted_preparation):
+        if state == "absent" or (state == "done" and not prepared.ready) or (
+                state == "failed" and not self._restarted_preparation):
             self._restarted_preparation = state == "failed"
             try:
                 prepared.start(self.device)
