@@ -90,7 +90,7 @@ def test_first_use_trains_the_mapper_in_the_background_then_the_clip_path_takes_
         part.unlink()
     fresh = GeneratePipeline("cpu", _config(tmp_path, clip_file))
     assert not fresh._iss_ready()
-    assert "being prepared" in fresh._prepare_clip_path()
+    assert "being prepared" in fresh._clip_path_pending(start=True)
     assert _wait_until_finished(folder).state == "done" and fresh._iss_ready()
 
 
@@ -141,16 +141,16 @@ def test_a_run_that_stopped_beating_is_reported_failed_and_started_again_once(ca
 
     monkeypatch.setattr(clip_mapper_prep.subprocess, "Popen", lambda command, **kw: started.append(command) or FakeProcess())
     pipeline = GeneratePipeline("cpu", _config(tmp_path, clip_file))
-    assert "being prepared" in pipeline._prepare_clip_path()
+    assert "being prepared" in pipeline._clip_path_pending(start=True)
     (folder,) = (cache / "clip_mapper").iterdir()
     data = json.loads((folder / "status.json").read_text())
     data["updated_at"] = time.time() - clip_mapper_prep.STALE_AFTER_S - 5  # killed: no heartbeat since
     (folder / "status.json").write_text(json.dumps(data))
     assert read_status(folder).state == "failed" and "stopped without finishing" in read_status(folder).describe()
 
-    assert "being prepared" in pipeline._prepare_clip_path() and len(started) == 2  # once more
+    assert "being prepared" in pipeline._clip_path_pending(start=True) and len(started) == 2  # once more
     write_status(folder, state="failed", error="RuntimeError: out of memory")
-    line = pipeline._prepare_clip_path()
+    line = pipeline._clip_path_pending(start=True)
     assert len(started) == 2 and "failed: RuntimeError: out of memory" in line and "train.log" in line
 
 

@@ -280,28 +280,26 @@ class GeneratePipeline(Pipeline):
 
     def _iss_ready(self) -> bool:
         """Whether the CLIP path can run; switches to the first-use mapper once it is done."""
+        return self._clip_path_pending(start=False) is None
+
+    def _clip_path_pending(self, start: bool) -> str | None:
+        """None when the CLIP path can run (switching to the first-use mapper once it is done);
+        otherwise why not yet: "" with no CLIP to prepare for (or the explicit ISS folder in use),
+        else the line saying how far the preparation is. With ``start``, a preparation that is not
+        going is started: a failed one again once per backend start, then reported."""
         from backend.pipelines.generate_assets import first_use, iss_missing_reason
 
         if self._assets is not None or iss_missing_reason(self.assets_config) is None:
-            return True
-        prepared = first_use(self.assets_config)
-        if prepared is not None and prepared.ready:
-            self.assets_config = prepared.config
-            return True
-        return False
-
-    def _prepare_clip_path(self) -> str | None:
-        """Make sure the first-use mapper is being trained when CLIP is here without one; returns
-        the line saying how far it is (None: no CLIP, or the explicit ISS folder is used). A failed
-        preparation is started again once per backend start, then reported."""
-        from backend.pipelines.generate_assets import first_use
-
+            return None
         prepared = first_use(self.assets_config)
         if prepared is None:
+            return ""
+        if prepared.ready:
+            self.assets_config = prepared.config
             return None
         state = prepared.status.state
-        if state == "absent" or (state == "done" and not prepared.ready) or (
-                state == "failed" and not self._restarted_preparation):
+        if start and (state in ("absent", "done") or (state == "failed" and not self._restarted_preparation)):
+            # "done" but not ready: its files have gone
             self._restarted_preparation = state == "failed"
             try:
                 prepared.start(self.device)
@@ -336,14 +334,15 @@ class GeneratePipeline(Pipeline):
         return self._assets
 
     def run(self, request: GenerateRequest, ctx: JobContext) -> PipelineOutput:
-        if not self._iss_ready() and self._offline_model is not None:
-            preparing = self._prepare_clip_path()
+        # one look at the CLIP path per job (it hashes the shape model's weights to find its mapper)
+        pending = self._clip_path_pending(start=self._offline_model is not None)
+        if pending is not None and self._offline_model is not None:
             if self._offline is None:
                 from backend.pipelines.generate_offline import load_offline_model
 
                 self._offline = load_offline_model(self._offline_model, self.device, self.unavailable_reason(), ctx)
-            if preparing is not None:
-                ctx.warn(f"{preparing}; until then the offline text model answers")
+            if pending:
+                ctx.warn(f"{pending}; until then the offline text model answers")
             preset = generate_preset(str(self._offline.device.type), request.common.quality)
             return generate_offline(request, self._offline, preset, ctx)
         ctx.progress("load", 0.0, "loading CLIP and the ISS mapper")
