@@ -75,13 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     shape_model.eval()
     shape_id = checkpoint_id(args.shape_model)
     if args.rendered:
-        from backend.data.procedural import CATEGORIES
-        from backend.train.rendered_records import MAPPER_SEED_OFFSET, record_names, rendered_records
-        from backend.train.text_codes import shape_pairs
+        from backend.train.rendered_records import mapper_photographs
 
-        pairs = shape_pairs(CATEGORIES, args.rendered, MAPPER_SEED_OFFSET)[: args.max_shapes]
-        names = record_names(pairs, args.views, 128)
-        source, where = (lambda: rendered_records(pairs, args.views)), "rendered by the project's renderer"
+        _, names, source = mapper_photographs(args.rendered, args.views, args.max_shapes)
+        where = "rendered by the project's renderer"
         data = {"rendered_per_category": args.rendered, "views_per_shape": args.views}
     else:
         from backend.data.dataset import ProceduralDataset

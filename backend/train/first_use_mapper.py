@@ -86,14 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 def _prepare(args, folder: Path, report) -> dict:
     import torch
 
-    from backend.data.procedural import CATEGORIES
     from backend.models.checkpoint import checkpoint_id, load_shape_model
     from backend.models.clip import ClipConfig, load_clip
     from backend.models.clip_testing import TINY_CLIP_MODEL_NAME, register_tiny_clip
     from backend.pipelines.generate_assets import MAPPER_NAME, SHAPE_MODEL_NAME
     from backend.train.mapper import MapperTrainConfig, fit_and_save
-    from backend.train.rendered_records import MAPPER_SEED_OFFSET, record_names, rendered_records
-    from backend.train.text_codes import shape_pairs
+    from backend.train.rendered_records import mapper_photographs
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     report("loading", 0.01, "loading CLIP and the shape model")
@@ -105,13 +103,12 @@ def _prepare(args, folder: Path, report) -> dict:
     shape_model, _ = load_shape_model(args.shape_model, device=args.device)
     shape_model.requires_grad_(False).eval()
     shape_id = checkpoint_id(args.shape_model)
-    pairs = shape_pairs(CATEGORIES, args.per_category, MAPPER_SEED_OFFSET)[: args.max_shapes]
-    names = record_names(pairs, args.views, 128)
+    pairs, names, photographs = mapper_photographs(args.per_category, args.views, args.max_shapes)
     config = replace(MapperTrainConfig.preset("full"), epochs=args.epochs, decoder_finetune=False)
     scratch = folder / "partial"
     shutil.rmtree(scratch, ignore_errors=True)
     summary = fit_and_save(
-        lambda: rendered_records(pairs, args.views), names,
+        photographs, names,
         {"rendered_per_category": args.per_category, "views_per_shape": args.views, "first_use": True},
         clip, shape_model, shape_id, scratch, config, device=args.device, cache_dir=folder / "features",
         on_record=lambda i: report("photographing", 0.02 + 0.88 * i / len(pairs),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -82,3 +82,16 @@ def rendered_records(pairs: list[tuple[str, int]], views: int = 8, size: int = 1
 def record_names(pairs: list[tuple[str, int]], views: int, size: int) -> list[str]:
     """What a feature cache of these records depends on (its key), renderer settings included."""
     return [f"rendered:{category}/{seed}:{views}x{size}" for category, seed in pairs]
+
+
+def mapper_photographs(per_category: int, views: int, max_shapes: int | None = None
+                       ) -> tuple[list[tuple[str, int]], list[str], Callable[[], Iterator[ShapeRecord]]]:
+    """The CLIP mapper's training shapes: ``per_category`` seeds of every procedural category
+    (at most ``max_shapes``) -> ``(pairs, feature-cache names, a function yielding their
+    records)``, the records made only when the function is called."""
+    from backend.data.procedural import CATEGORIES
+    from backend.train.text_codes import shape_pairs
+
+    size = 128
+    pairs = shape_pairs(CATEGORIES, per_category, MAPPER_SEED_OFFSET)[:max_shapes]
+    return pairs, record_names(pairs, views, size), lambda: rendered_records(pairs, views, size)
