@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-data", default=str(ROOT / "data_cache" / "real_split"),
                         help="real-object split (scripts/render_real_split.py)")
     parser.add_argument("--weights", default=str(ROOT / "backend" / "weights" / "shape_model_cpu"))
+    parser.add_argument("--layered-weights", default=str(ROOT / "backend" / "weights" / "layered_depth"),
+                        help="layered-depth network for the layered method (scripts/train_layered_depth.py)")
     parser.add_argument("--presets", nargs="+", default=["preview", "default"], help="model presets to run")
     parser.add_argument("--methods", nargs="+", default=["model", "silhouette", "sphere"])
     parser.add_argument("--splits", nargs="+", default=["real", "test", "test_unseen"])
@@ -96,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     if args.views < 1:
         parser.error("--views must be at least 1")
-    if args.views > 1 and {"silhouette", "outline"} & set(args.methods):
-        parser.error("the silhouette and outline methods reconstruct from one view; leave them out with --views > 1")
+    if args.views > 1 and {"silhouette", "outline", "layered"} & set(args.methods):
+        parser.error("the silhouette, outline and layered methods reconstruct from one view; leave them out with --views > 1")
 
     tasks = []
     for split in args.splits:
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "silhouette": "view-frame prediction rotated into the object frame with the known camera "
                           "azimuth/elevation, then re-normalised",
             "outline": "as silhouette",
+            "layered": "as silhouette",
             "sphere": "sphere of diameter 1 at the origin",
             "real split": "pose-free for every method: unit boxes, best of 48 signed axis permutations, "
                           "similarity ICP; thresholds are fractions of the unit size",
@@ -156,6 +159,7 @@ def run_workers(args, tasks: list[tuple[str, str]], tmp: Path) -> list[dict]:
             rows_file = tmp / f"rows_{index}.json"
             cmd = [sys.executable, __file__, "--worker", method, "--data", str(args.data),
                    "--real-data", args.real_data, "--weights", args.weights,
+                   "--layered-weights", args.layered_weights,
                    "--splits", split, "--per-category", str(args.per_category), "--points", str(args.points),
                    "--views", str(args.views),
                    "--threads", str(args.threads), "--device", args.device, "--rows", str(rows_file)]
@@ -262,7 +266,7 @@ def worker(args) -> int:
     split = args.splits[0]
     cases = select_cases(args, split)
     method, _, preset = args.worker.partition(":")
-    pipeline = build_method(method, args.weights, args.device)
+    pipeline = build_method(method, args.weights, args.device, args.layered_weights)
     rows = []
     stage_times: list[dict[str, float]] = []
     texture_errors: list[float] = []
@@ -352,7 +356,7 @@ def dataset_category(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def build_method(method: str, weights: str, device: str = "cpu"):
+def build_method(method: str, weights: str, device: str = "cpu", layered_weights: str | None = None):
     if method == "model":
         from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 
@@ -365,13 +369,17 @@ def build_method(method: str, weights: str, device: str = "cpu"):
         from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 
         return OutlineReconstructPipeline(device)
+    if method == "layered":
+        from backend.pipelines.reconstruct.layered import LayeredReconstructPipeline
+
+        return LayeredReconstructPipeline(device, layered_weights)
     if method == "auto":
         from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
 
         return ReconstructPipeline(device, weights)
     if method in ("sphere", "hull"):
         return None
-    raise SystemExit(f"unknown method {method!r}; use auto, model:<preset>, silhouette, outline, sphere or hull")
+    raise SystemExit(f"unknown method {method!r}; use auto, model:<preset>, layered, silhouette, outline, sphere or hull")
 
 
 def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:

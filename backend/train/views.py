@@ -441,9 +441,9 @@ def simulated_segmentation(alpha: torch.Tensor, grow_px: int, shrink_px: int, ge
     return _gaussian_blur(mask, torch.full((b,), 0.6, device=alpha.device))[:, 0]
 
 
-def crop_over_white(photo: torch.Tensor, mask: torch.Tensor, size: int, margin: float = CROP_MARGIN) -> torch.Tensor:
-    """The encoder input of each photo [B, H, W, 3] with soft mask [B, H, W]: `object_crop`'s rule
-    (square around the mask's box, ``margin`` each side, over white), resampled to ``size``."""
+def crop_grid(mask: torch.Tensor, size: int, margin: float = CROP_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where `crop_over_white` samples each photo: ``(grid [B, size, size, 2]`` for `grid_sample`
+    (align_corners=False), the crop's side in the photo's pixels ``[B]``)."""
     b, h, w = mask.shape
     solid = mask > 0.5
     rows, cols = solid.any(2), solid.any(1)
@@ -456,15 +456,21 @@ def crop_over_white(photo: torch.Tensor, mask: torch.Tensor, size: int, margin: 
     x1 = torch.where(cols, idx_w, -big).amax(1).float() + 1
     side = torch.ceil(torch.maximum(y1 - y0, x1 - x0) * (1 + 2 * margin))
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    over_white = photo * mask[..., None] + (1.0 - mask[..., None])
     # affine_grid maps output [-1, 1] to input [-1, 1] (align_corners=False: pixel edges)
     theta = torch.zeros(b, 2, 3, device=mask.device)
     theta[:, 0, 0] = side / w
     theta[:, 1, 1] = side / h
     theta[:, 0, 2] = 2 * cx / w - 1
     theta[:, 1, 2] = 2 * cy / h - 1
+    return F.affine_grid(theta, [b, 1, size, size], align_corners=False), side
+
+
+def crop_over_white(photo: torch.Tensor, mask: torch.Tensor, size: int, margin: float = CROP_MARGIN) -> torch.Tensor:
+    """The encoder input of each photo [B, H, W, 3] with soft mask [B, H, W]: `object_crop`'s rule
+    (square around the mask's box, ``margin`` each side, over white), resampled to ``size``."""
+    grid, side = crop_grid(mask, size, margin)
+    over_white = photo * mask[..., None] + (1.0 - mask[..., None])
     src = 1.0 - over_white.permute(0, 3, 1, 2)  # zero padding = white
     scale = (side / size).clamp_min(1.0)
     src = _gaussian_blur(src, (scale - 1.0) / 2.0)  # the anti-aliasing of skimage's resize
-    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
     return 1.0 - F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -186,8 +186,8 @@ def guess_field(photo: ClusterPhoto, elevation: float, points: torch.Tensor, gri
     solid, shrunk by `GUESS_SCALE`, seen from azimuth 0 at ``elevation``."""
     from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 
-    field, _, _ = OutlineReconstructPipeline("cpu").solid(photo.solid_rgb, photo.solid_mask, grid, 1.0)
-    field_t = torch.as_tensor(field, dtype=torch.float32)
+    solid = OutlineReconstructPipeline("cpu").solid(photo.solid_rgb, photo.solid_mask, grid, 1.0)
+    field_t = torch.as_tensor(solid.field, dtype=torch.float32)
     right, down, forward = (torch.as_tensor(a, dtype=torch.float32)
                             for a in view_axes(np.array([0.0]), np.array([elevation]))[0])
     # the solid's frame: x image right, y away from the camera, z image up

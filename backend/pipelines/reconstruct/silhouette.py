@@ -19,6 +19,7 @@ the photo's outline from it (``metadata["fidelity"]``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
+from backend.geometry.layers import inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
 from backend.geometry.outline import fit_revolution, revolution_field
 from backend.geometry.texture import ColorFn
@@ -59,9 +61,10 @@ PRESETS = {
     "high": SilhouettePreset(image_size=320, grid=160, max_faces=60_000, texture_size=1280),
 }
 
-CAMERA_FOV = 5.0
-"""Field of view (degrees) reported for the camera: both methods extrude the outline straight
-back, as a distant camera sees it, so the reported camera is a long lens framing the crop."""
+CAMERA_FOV = 1.0
+"""Field of view (degrees) reported for the camera: the outline solids extrude the outline straight
+back, as a distant camera sees it, so the reported camera is a long lens framing the crop (long
+enough that a layered solid deeper than it is wide shows no perspective from it)."""
 
 TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the texture")}
 """Progress reported at each step of `finish_mesh`."""
@@ -77,28 +80,38 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0) -> tuple[
 
     size = mask.shape[0]
     smooth = ndimage.gaussian_filter(mask.astype(np.float64), sigma=max(0.5, size / 160.0)) >= 0.5
-    inside = ndimage.distance_transform_edt(smooth) / size
     outside = ndimage.distance_transform_edt(~smooth) / size
-    radius = float(inside.max())
-    profile = np.sqrt(np.clip(2.0 * radius * inside - inside ** 2, 0.0, None)) * thickness
+    profile = inflation_profile(smooth) * thickness
     height = np.where(smooth, profile, -outside)  # [row (down), col (right)]
     # image rows run top→bottom, world z bottom→top; columns are world x.
     height_xz = resize(height, (grid, grid), order=1)[::-1].T  # [x, z]
     depth = np.linspace(-0.5, 0.5, grid)
     field = height_xz[:, None, :] - np.abs(depth)[None, :, None]
-    return field, radius * thickness
+    return field, float(profile.max())
+
+
+@dataclass
+class OutlineSolid:
+    """A solid built from one crop, in the crop's frame (x right, y away from the camera, z up;
+    the crop is [-0.5, 0.5] in x and z)."""
+
+    field: np.ndarray
+    """[X, Y, Z] inside-positive values on grid nodes spanning ``lo``..``hi``."""
+    metadata: dict
+    object_mask: np.ndarray
+    """The mask of what it took for the object (a vessel's cast shadow is not)."""
+    lo: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, -0.5))
+    hi: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, 0.5))
 
 
 class SilhouetteReconstructPipeline(Pipeline):
     task = "reconstruct"
     method = "silhouette inflation (baseline)"
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float
-              ) -> tuple[np.ndarray, dict, np.ndarray]:
-        """The object's field over [-0.5,0.5]^3 from the crop (colours and mask) -> (field,
-        metadata, the mask of what it took for the object)."""
-        field, half_depth = inflate_field(mask, grid, thickness)
-        return field, {"half_depth": round(half_depth, 4)}, mask
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float) -> OutlineSolid:
+        """The object's solid from the crop (colours and mask)."""
+        values, half_depth = inflate_field(mask, grid, thickness)
+        return OutlineSolid(values, {"half_depth": round(half_depth, 4)}, mask)
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         return self.finish(self.shape(request, ctx), request, ctx)
@@ -118,21 +131,21 @@ class SilhouetteReconstructPipeline(Pipeline):
         ctx.progress("inflate", 0.2, "building the solid from the outline")
 
         t1 = time.perf_counter()
-        coarse, _, _ = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
-        vertices, faces = extract_surface(coarse, np.full(3, -0.5), np.full(3, 0.5))
+        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
+        vertices, faces = extract_surface(coarse.field, coarse.lo, coarse.hi)
         ctx.preview_mesh(MeshPayload(vertices, faces))
 
-        field, solid_metadata, object_mask = self.solid(rgb, mask, preset.grid, preset.thickness)
+        solid = self.solid(rgb, mask, preset.grid, preset.thickness)
         timings["solid_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
-        vertices, faces = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
+        vertices, faces = extract_surface(solid.field, solid.lo, solid.hi)
         vertices, faces = clean_mesh(vertices, faces)
         ctx.check()
         vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
         timings["mesh_s"] = time.perf_counter() - t2
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
-        return SolidShape(vertices, faces, rgb, mask, object_mask, image, seg, preset, solid_metadata, timings)
+        return SolidShape(vertices, faces, rgb, mask, solid.object_mask, image, seg, preset, solid.metadata, timings)
 
     def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
@@ -189,20 +202,20 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
 
     method = "outline solid (surface of revolution or inflation)"
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float
-              ) -> tuple[np.ndarray, dict, np.ndarray]:
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float) -> OutlineSolid:
         fit = fit_revolution(mask)
         if fit is None:
-            field, metadata, _ = super().solid(rgb, mask, grid, thickness)
-            return field, {**metadata, "solid": "inflation"}, mask
-        field = revolution_field(fit, mask.shape[0], grid)
+            inflated = super().solid(rgb, mask, grid, thickness)
+            inflated.metadata["solid"] = "inflation"
+            return inflated
+        values = revolution_field(fit, mask.shape[0], grid)
         parts, shadows = attached_parts(rgb, fit)
         if parts.any():
             inflated, _ = inflate_field(parts.astype(np.float64), grid, thickness)
-            field = np.maximum(field, inflated)
+            values = np.maximum(values, inflated)
         metadata = {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
                     "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows}
-        return field, metadata, np.where(fit.attached & ~parts, 0.0, mask)
+        return OutlineSolid(values, metadata, np.where(fit.attached & ~parts, 0.0, mask))
 
 
 SHADOW_DARKNESS = 0.7
