@@ -4,10 +4,12 @@
 # own python3 has torch, numpy, scipy, scikit-image, safetensors, pillow and tqdm) plus
 # data_cache/real_split carried along for the real-object evaluation.
 #
-#   scripts/gpu_train.sh [MINUTES] [finetune|gpu]
+#   scripts/gpu_train.sh [MINUTES] [finetune|gpu|layered]
 #
 #   finetune (default): the committed weights' architecture, fine-tuned at batch 256
 #   gpu:                the ResNet-34 `gpu` model preset from scratch, batch 128
+#   layered:            the layered-depth network (reconstruct's `layered` method) carried on from
+#                       the committed weights, 128 photos a step -> $OUT/layered_depth.{json,safetensors}
 #
 # Writes to $OUT (the device tool's return folder; default out/gpu): shape_model.json and its
 # float16 .safetensors shards (each under 15 MiB) and logs.tar.gz (throughput benchmark, training
@@ -26,6 +28,13 @@ export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then  # wheels carried for packages the machine lacks
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site:${PYTHONPATH:-} || exit 1
+fi
+if [ "$MODE" = layered ]; then
+    { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
+      "$PY" scripts/train_layered_depth.py --minutes "$MINUTES" --device "${DEVICE:-cuda}" --views-per-step 128 \
+          --init-from backend/weights/layered_depth --seed 8200000 --out "$OUT/layered_depth"
+      echo "train_layered_depth.py exit $?"; date -u; } 2>&1 | tee "$OUT/console.log"
+    exit 0
 fi
 case "$MODE" in
     finetune) PRESET=cpu; BATCH=256; EXTRA=(--init-from backend/weights/shape_model_cpu --lr 3e-4) ;;

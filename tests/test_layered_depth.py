@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from backend.config import ServiceLimits
-from backend.errors import PipelineError
 from backend.geometry.layers import layered_field
 from backend.geometry.mesh_ops import extract_surface
 from backend.geometry.surface_quality import surface_quality
@@ -200,11 +199,20 @@ def test_a_vessel_stays_a_surface_of_revolution(tiny_weights):
     assert output.metadata["solid"] == "surface of revolution"
 
 
-def test_layered_without_weights_is_refused_by_name_and_auto_still_answers(tmp_path):
-    from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
+def test_missing_weights_are_named(tmp_path):
+    from backend.pipelines.reconstruct.layered import LayeredReconstructPipeline
+    from backend.pipelines.reconstruct.weights import WeightsUnavailable
 
-    pipe = ReconstructPipeline("cpu", tmp_path / "no_model", layered_weights=tmp_path / "no_layers")
-    with pytest.raises(PipelineError, match="layered-depth weights no_layers could not be loaded"):
-        pipe.run(request_for(odd_shape_png()), recording_context())
-    output = pipe.run(request_for(odd_shape_png(), method="auto"), recording_context())
-    assert output.metadata["auto"]["chose"] == "outline"
+    with pytest.raises(WeightsUnavailable, match="no_layers.json is missing"):
+        LayeredReconstructPipeline("cpu", tmp_path / "no_layers")
+
+
+def test_the_committed_network_gives_one_clean_solid():
+    from backend.pipelines.reconstruct.layered import DEFAULT_LAYERED_WEIGHTS, LayeredReconstructPipeline
+
+    pipe = LayeredReconstructPipeline("cpu", DEFAULT_LAYERED_WEIGHTS)
+    output = pipe.run(request_for(odd_shape_png()), recording_context())
+    quality = surface_quality(output.mesh.vertices, output.mesh.faces)
+    assert output.metadata["solid"] == "layered depth"
+    assert quality.pieces == 1 and quality.sharp_edge_share < 0.05
+    assert output.metadata["fidelity"]["silhouette_iou"] >= 0.9

@@ -290,6 +290,7 @@ def render_result(mesh_glb: str | Path, cameras: list[ResultCamera], resolution:
         cam.data.lens_unit = "FOV"
         cam.data.sensor_fit = "HORIZONTAL"
         cam.data.angle = math.radians(camera.fov)
+        cam.data.clip_end = max(100.0, 2.0 * camera.distance)  # the outline solids' long lenses stand far off
         cam.matrix_world = Matrix(look_at_blender(eye, target).tolist())
         # key light over the camera's left shoulder, so the visible side is lit
         sun.matrix_world = Matrix(look_at_blender(spherical(camera.azimuth - 40, 50, 10.0)).tolist())

@@ -8,7 +8,6 @@ from pathlib import Path
 from backend.errors import PipelineError
 from backend.geometry.surface_quality import surface_quality
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
-from backend.pipelines.reconstruct.layered import DEFAULT_LAYERED_WEIGHTS, LayeredReconstructPipeline
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline, SilhouetteReconstructPipeline
 from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, WeightsUnavailable
@@ -36,17 +35,10 @@ class ReconstructPipeline(Pipeline):
 
     task = "reconstruct"
 
-    def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS,
-                 layered_weights: str | Path = DEFAULT_LAYERED_WEIGHTS):
+    def __init__(self, device: str, weights: str | Path = DEFAULT_WEIGHTS):
         super().__init__(device)
         self.silhouette = SilhouetteReconstructPipeline(device)
         self.outline = OutlineReconstructPipeline(device)
-        try:
-            self.layered: LayeredReconstructPipeline | None = LayeredReconstructPipeline(device, layered_weights)
-            self.layered_problem: str | None = None
-        except (WeightsUnavailable, OSError) as exc:
-            self.layered = None
-            self.layered_problem = f"layered-depth weights {Path(layered_weights).name} could not be loaded: {exc}"
         weights = Path(weights)
         try:
             self.model: ModelReconstructPipeline | None = ModelReconstructPipeline(device, weights)
@@ -58,20 +50,12 @@ class ReconstructPipeline(Pipeline):
     def warm_up(self) -> None:
         if self.model is not None:
             self.model.warm_up()
-        if self.layered is not None:
-            self.layered.warm_up()
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         if request.method == "silhouette":
             return self.silhouette.run(request, ctx)
         if request.method == "outline":
             return self.outline.run(request, ctx)
-        if request.method == "layered":
-            if self.layered is None:
-                raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,
-                                    f"{self.layered_problem}. Train or restore them (scripts/train_layered_depth.py), "
-                                    "or ask for method 'outline'.")
-            return self.layered.run(request, ctx)
         if request.method == "model":
             if self.model is None:
                 raise PipelineError(ErrorCode.PIPELINE_UNAVAILABLE,

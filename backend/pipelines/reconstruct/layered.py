@@ -5,6 +5,11 @@ outline solid's rule): for vessels, bottles and cans the symmetry says more than
 
 The solid is built in the photo's camera frame with the photo's pixels, as the outline solid is,
 and is finished, reported and judged by the same code (`silhouette.SilhouetteReconstructPipeline`).
+
+Not offered to users yet: the benchmark runs it (`scripts/bench_reconstruct.py --methods layered`).
+With the committed network (an hour of CPU training) it beats the outline solid on held-in
+procedural shapes and not on the real-object split (docs/reconstruction.md, "Layered depth"), so
+`auto` does not use it and the request's `method` does not name it.
 """
 
 from __future__ import annotations
