@@ -130,6 +130,23 @@ def test_training_targets_of_a_sphere_are_its_depth_in_crop_sides():
         assert float(batch.front[k][rows[middle], cols[middle]].mean()) < float(batch.front[k][valid[k]].mean())
 
 
+def test_a_training_run_saves_a_network_the_pipeline_loads_and_a_second_run_carries_it_on(tmp_path):
+    from backend.models.layered_depth import load_layered_depth
+    from backend.train.layered_depth import LayeredTrainConfig, train
+
+    config = LayeredTrainConfig(model=TINY, views_per_step=4, data_preset="tiny")
+    first = train(config, minutes=0.01, out=tmp_path / "first", log=lambda _: None)
+    assert first["steps"] >= 1 and first["loss_last"] is not None
+    network, metadata = load_layered_depth(tmp_path / "first")
+    assert network.config == TINY and metadata["steps"] == first["steps"]
+    second = train(config, minutes=0.01, out=tmp_path / "second", log=lambda _: None, init_from=tmp_path / "first")
+    assert second["earlier"]["steps"] == first["steps"]
+    other = LayeredTrainConfig(model=LayeredDepthConfig(image_size=32, widths=(8, 24)), views_per_step=4,
+                               data_preset="tiny")
+    with pytest.raises(ValueError, match="another architecture"):
+        train(other, minutes=0.01, out=tmp_path / "third", log=lambda _: None, init_from=tmp_path / "first")
+
+
 def test_the_real_split_check_measures_a_spheres_thickness(tmp_path):
     """`_mesh_layers` (the real-split evaluation) against a sphere seen by a pinhole camera."""
     import trimesh

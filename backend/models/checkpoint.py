@@ -337,6 +337,18 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
     model.load_state_dict(state_dict, strict=True)
 
 
+def load_network(path: str | Path, config_type: type[ConfigT], network_type, *, kind: str,
+                 device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The ``network_type(config)`` of a small single-network checkpoint ``path`` in eval mode
+    without gradients (weights in float32 whatever they were saved as), and its metadata."""
+    checkpoint = read_checkpoint(path, config_type, kind=kind, device=device)
+    model = network_type(checkpoint.config).to(device)
+    load_state_dict_strict(model, {k: v.float() for k, v in checkpoint.state_dict.items()},
+                           source=str(CheckpointFiles.at(path).weights))
+    model.eval().requires_grad_(False)
+    return model, checkpoint.metadata
+
+
 def _short(names: list[str], limit: int = 10) -> str:
     more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more

@@ -118,11 +118,6 @@ LAYERED_DEPTH_KIND = "layered_depth"
 
 def load_layered_depth(path, device="cpu") -> tuple[LayeredDepthNet, dict]:
     """The network of checkpoint ``path`` in eval mode without gradients, and its metadata."""
-    from backend.models.checkpoint import CheckpointFiles, load_state_dict_strict, read_checkpoint
+    from backend.models.checkpoint import load_network
 
-    checkpoint = read_checkpoint(path, LayeredDepthConfig, kind=LAYERED_DEPTH_KIND, device=device)
-    model = LayeredDepthNet(checkpoint.config).to(device)
-    load_state_dict_strict(model, {k: v.float() for k, v in checkpoint.state_dict.items()},
-                           source=str(CheckpointFiles.at(path).weights))
-    model.eval().requires_grad_(False)
-    return model, checkpoint.metadata
+    return load_network(path, LayeredDepthConfig, LayeredDepthNet, kind=LAYERED_DEPTH_KIND, device=device)

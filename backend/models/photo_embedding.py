@@ -67,11 +67,6 @@ PHOTO_EMBEDDING_KIND = "photo_embedding"
 
 def load_photo_embedding(path, device="cpu") -> tuple[PhotoEmbedding, dict]:
     """The network of checkpoint ``path`` in eval mode without gradients, and its metadata."""
-    from backend.models.checkpoint import CheckpointFiles, load_state_dict_strict, read_checkpoint
+    from backend.models.checkpoint import load_network
 
-    checkpoint = read_checkpoint(path, PhotoEmbeddingConfig, kind=PHOTO_EMBEDDING_KIND, device=device)
-    model = PhotoEmbedding(checkpoint.config).to(device)
-    load_state_dict_strict(model, {k: v.float() for k, v in checkpoint.state_dict.items()},
-                           source=str(CheckpointFiles.at(path).weights))
-    model.eval().requires_grad_(False)
-    return model, checkpoint.metadata
+    return load_network(path, PhotoEmbeddingConfig, PhotoEmbedding, kind=PHOTO_EMBEDDING_KIND, device=device)

@@ -140,3 +140,15 @@ def _prune(folder: Path, keep: int) -> None:
         stem = old.name[: -len(".train.json")]
         for path in folder.glob(stem + ".*"):  # model, training state and their shards
             path.unlink(missing_ok=True)
+
+
+def carry_on_from(model: torch.nn.Module, init_from: str | Path, load, device) -> dict:
+    """Put the weights of checkpoint ``init_from`` (read by ``load(path, device) -> (network,
+    metadata)``) into ``model``, which must have the same config; returns that run's record, which
+    the new run keeps under ``earlier``."""
+    loaded, earlier = load(init_from, device)
+    if loaded.config != model.config:
+        raise ValueError(f"{init_from} has another architecture ({loaded.config}) than {model.config}")
+    model.load_state_dict(loaded.state_dict())
+    model.train().requires_grad_(True)
+    return earlier

@@ -42,6 +42,9 @@ class LayeredTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 8_000_000
     """Bank seed: apart from the other trainers' shapes."""
+    data_preset: str = "cpu"
+    """Shape pool and views (`GeneratedConfig.for_training`): ``cpu`` (the gpu pool on CUDA), or
+    ``tiny`` for tests."""
 
 
 @dataclass
@@ -209,18 +212,15 @@ def train(config: LayeredTrainConfig, minutes: float, out: Path, real_split: Pat
     from backend.models.checkpoint import save_checkpoint
 
     torch.manual_seed(config.seed)
-    generated = GeneratedConfig.for_training("cpu", device, config.model.image_size)
+    generated = GeneratedConfig.for_training(config.data_preset, device, config.model.image_size)
     bank = ShapeBank(generated.bank, config.seed, torch.device(device), log)
     model = LayeredDepthNet(config.model).to(device)
     earlier = None
     if init_from is not None:
         from backend.models.layered_depth import load_layered_depth
+        from backend.train.checkpoints import carry_on_from
 
-        loaded, earlier = load_layered_depth(init_from, device)
-        if loaded.config != config.model:
-            raise ValueError(f"{init_from} has another architecture ({loaded.config}) than {config.model}")
-        model.load_state_dict(loaded.state_dict())
-    model.train().requires_grad_(True)
+        earlier = carry_on_from(model, init_from, load_layered_depth, device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     real = real_split_layers(real_split, config.model.image_size) if real_split else []
     baseline = real_split_errors(None, real) if real else None

@@ -104,12 +104,9 @@ def train(config: EmbeddingTrainConfig, minutes: float, out: Path, real_split: P
     earlier = None
     if init_from is not None:
         from backend.models.photo_embedding import load_photo_embedding
+        from backend.train.checkpoints import carry_on_from
 
-        loaded, earlier = load_photo_embedding(init_from, device)
-        if loaded.config != config.model:
-            raise ValueError(f"{init_from} has another architecture ({loaded.config}) than {config.model}")
-        model.load_state_dict(loaded.state_dict())
-        model.train().requires_grad_(True)
+        earlier = carry_on_from(model, init_from, load_photo_embedding, device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = time.monotonic()
     deadline = start + minutes * 60
