@@ -96,7 +96,7 @@ def test_several_views_leave_out_the_single_view_baseline(tmp_path, capsys):
     bench = load_bench()
     with pytest.raises(SystemExit):
         bench.main(["--data", str(tmp_path), "--methods", "model", "silhouette", "--views", "2"])
-    assert "silhouette and outline methods reconstruct from one view" in capsys.readouterr().err
+    assert "outline and layered methods reconstruct from one view" in capsys.readouterr().err
 
 
 @pytest.mark.slow
