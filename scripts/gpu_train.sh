@@ -9,7 +9,9 @@
 #   finetune (default): the committed weights' architecture, fine-tuned at batch 256
 #   gpu:                the ResNet-34 `gpu` model preset from scratch, batch 128
 #   layered:            the layered-depth network (reconstruct's `layered` method) carried on from
-#                       the committed weights, 128 photos a step -> $OUT/layered_depth.{json,safetensors}
+#                       the committed weights, 128 photos a step at lr 5e-4 (a fresh run starts at
+#                       2e-3, which one step of a carried-on run already pays for on the real split)
+#                       -> $OUT/layered_depth.{json,safetensors}
 #
 # Writes to $OUT (the device tool's return folder; default out/gpu): shape_model.json and its
 # float16 .safetensors shards (each under 15 MiB) and logs.tar.gz (throughput benchmark, training
@@ -31,7 +33,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then  # wheels carried for packages the m
 fi
 if [ "$MODE" = layered ]; then
     { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
-      "$PY" scripts/train_layered_depth.py --minutes "$MINUTES" --device "${DEVICE:-cuda}" --views-per-step 128 \
+      "$PY" scripts/train_layered_depth.py --minutes "$MINUTES" --device "${DEVICE:-cuda}" --views-per-step 128 --lr 5e-4 \
           --init-from backend/weights/layered_depth --seed 8200000 --out "$OUT/layered_depth"
       echo "train_layered_depth.py exit $?"; date -u; } 2>&1 | tee "$OUT/console.log"
     exit 0

@@ -3,7 +3,7 @@
 (docs/reconstruction.md).
 
     .venv/bin/python scripts/train_layered_depth.py --minutes 60     # -> backend/weights/layered_depth.*
-    .venv/bin/python scripts/train_layered_depth.py --minutes 60 --init-from backend/weights/layered_depth \\
+    .venv/bin/python scripts/train_layered_depth.py --minutes 60 --init-from backend/weights/layered_depth --lr 5e-4 \\
         --seed 8100000                                               # carry on, on other shapes
     .venv/bin/python scripts/train_layered_depth.py --minutes 8 --device cuda --out $OUT/layered_depth
 
