@@ -206,15 +206,21 @@ def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarra
     return centres, np.bincount(assign, minlength=k) / len(points)
 
 
-def crop_to_object(rgba: np.ndarray, mask: np.ndarray, size: int, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Square crop around the mask with ``margin``, resized to ``size``² → (rgb float [S,S,3], mask float [S,S])."""
-    from skimage.transform import resize
-
+def crop_square(mask: np.ndarray, margin: float = 0.1) -> tuple[int, int, int]:
+    """The square `crop_to_object` cuts around the mask's box with ``margin`` each side ->
+    (top row, left column, side), in the image's pixels (it may reach past the image)."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     side = int(np.ceil(max(y1 - y0, x1 - x0) * (1.0 + 2.0 * margin)))
     cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
-    top, left = int(round(cy - side / 2.0)), int(round(cx - side / 2.0))
+    return int(round(cy - side / 2.0)), int(round(cx - side / 2.0)), side
+
+
+def crop_to_object(rgba: np.ndarray, mask: np.ndarray, size: int, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Square crop around the mask with ``margin``, resized to ``size``² → (rgb float [S,S,3], mask float [S,S])."""
+    from skimage.transform import resize
+
+    top, left, side = crop_square(mask, margin)
     canvas_rgb = np.ones((side, side, 3), dtype=np.float32)
     canvas_mask = np.zeros((side, side), dtype=np.float32)
     sy0, sx0 = max(0, top), max(0, left)

@@ -86,11 +86,11 @@ class LayeredDepthNet(nn.Module):
         the front's mean over the mask at 0. The mirror image's prediction is averaged in."""
         size = self.config.image_size
         device = next(self.parameters()).device
-        image = torch.as_tensor(np.ascontiguousarray(rgb), dtype=torch.float32, device=device).permute(2, 0, 1)[None]
-        soft = torch.as_tensor(np.ascontiguousarray(mask), dtype=torch.float32, device=device)[None, None]
-        small = F.interpolate(image, size=(size, size), mode="area" if rgb.shape[0] > size else "bilinear")
-        small_mask = F.interpolate(soft, size=(size, size), mode="area" if rgb.shape[0] > size else "bilinear")
-        both = self(torch.cat([small, small.flip(-1)]), torch.cat([small_mask, small_mask.flip(-1)]))
+        crop = np.concatenate([rgb, mask[..., None]], axis=-1)
+        crop = torch.as_tensor(crop, dtype=torch.float32, device=device).permute(2, 0, 1)[None]
+        small = F.interpolate(crop, size=(size, size), mode="area" if rgb.shape[0] > size else "bilinear")
+        small = torch.cat([small, small.flip(-1)])
+        both = self(small[:, :3], small[:, 3:])
         maps = (both[:1] + both[1:].flip(-1)) / 2
         maps = F.interpolate(maps, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0].cpu().numpy()
         front, thickness = maps[0], maps[1]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.geometry.layers import inflation_profile
 from backend.models.layered_depth import LAYERED_DEPTH_KIND, LayeredDepthConfig, LayeredDepthNet
 from backend.train.generated import GeneratedConfig, step_generator
 from backend.train.shape_bank import GRID_LIMIT, ShapeBank
@@ -148,6 +149,7 @@ def real_split_layers(root: Path, size: int) -> list[RealLayers]:
 def _mesh_layers(vertices: np.ndarray, faces: np.ndarray, view: dict, mask: np.ndarray, size: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from backend.geometry.raster import covered_pixels
+    from backend.segmentation import crop_square
 
     width = mask.shape[1]
     world_to_cam = np.asarray(view["world_to_cam"], dtype=np.float64)
@@ -155,10 +157,7 @@ def _mesh_layers(vertices: np.ndarray, faces: np.ndarray, view: dict, mask: np.n
     focal = (width / 2) / math.tan(math.radians(view["fov"]) / 2)
     columns = focal * points[:, 0] / points[:, 2] + width / 2 - 0.5
     rows = focal * points[:, 1] / points[:, 2] + mask.shape[0] / 2 - 0.5
-    ys, xs = np.nonzero(mask)  # crop_to_object's square
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = int(np.ceil(max(y1 - y0, x1 - x0) * 1.2))
-    top, left = int(round((y0 + y1) / 2 - side / 2)), int(round((x0 + x1) / 2 - side / 2))
+    top, left, side = crop_square(mask)
     crop_xy = np.stack([(columns - left + 0.5) * size / side - 0.5, (rows - top + 0.5) * size / side - 0.5], 1)
     tri, x, y, weights = covered_pixels(crop_xy[faces], size, size)
     z = (points[faces[tri], 2] * weights).sum(1)
@@ -176,11 +175,7 @@ def _mesh_layers(vertices: np.ndarray, faces: np.ndarray, view: dict, mask: np.n
 
 def inflation_layers(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The silhouette inflation's front and back depth (`inflate_field`'s profile), crop sides."""
-    from scipy import ndimage
-
-    inside = ndimage.distance_transform_edt(mask >= 0.5) / mask.shape[0]
-    radius = float(inside.max())
-    half = np.sqrt(np.clip(2.0 * radius * inside - inside ** 2, 0.0, None))
+    half = inflation_profile(mask >= 0.5)
     return -half, half
 
 
