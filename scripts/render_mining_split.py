@@ -39,8 +39,12 @@ COLLECTIONS = {
              "distractors": ["lemon", "gearwheel", "elephant", "cactus"]},
     "yard": {"objects": {"horse": 8, "lego_brick": 8, "soda_can": 10, "mushroom": 6},
              "distractors": ["bread", "nut"]},
+    "tune": {"objects": {"duck": 8, "cat": 8, "stanford_dragon": 8, "standing_man": 8, "motorbike": 8, "bone": 6},
+             "distractors": ["airplane", "asteroid"]},
 }
-"""Collections: objects with their photo counts, and distractors (one photo each)."""
+"""Collections: objects with their photo counts, and distractors (one photo each). ``tune`` is the
+validation collection: mining's settings are chosen on it, never on ``shop`` and ``yard``, whose
+objects it does not share."""
 
 
 def render(name: str, count: int, meshes: Path, out: Path, cfg: PhotoConfig) -> dict:

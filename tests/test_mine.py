@@ -115,8 +115,19 @@ def test_group_photos_finds_groups_and_sets_a_loner_apart():
 def test_photo_distances_weigh_embedding_and_colour_alike():
     embeddings = np.eye(4)[[0, 0, 1, 1]]
     histograms = np.eye(4)[[0, 0, 0, 0]] * 10  # colour says nothing here
-    d = photo_distances([embeddings], histograms)
+    d = photo_distances([(embeddings, 1.0)], histograms)
     assert d[0, 1] < d[0, 2] and np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
+
+
+def test_photo_distances_follow_the_heavier_descriptor_where_two_disagree():
+    # one descriptor pairs photo 0 with 1, the other pairs it with 2; colour is silent
+    pairs_01 = np.eye(4)[[0, 0, 1, 2]]
+    pairs_02 = np.eye(4)[[0, 1, 0, 3]]
+    histograms = np.zeros((4, 4))
+    first_heavier = photo_distances([(pairs_01, 2.0), (pairs_02, 1.0)], histograms, colour_weight=0.0)
+    second_heavier = photo_distances([(pairs_01, 1.0), (pairs_02, 2.0)], histograms, colour_weight=0.0)
+    assert first_heavier[0, 1] < first_heavier[0, 2]
+    assert second_heavier[0, 2] < second_heavier[0, 1]
 
 
 def test_colour_histogram_tells_red_from_blue_and_ignores_the_background():

@@ -27,7 +27,13 @@ import numpy as np
 
 from backend.errors import PipelineError
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
-from backend.pipelines.mine.clusters import colour_histogram, group_photos, photo_distances
+from backend.pipelines.mine.clusters import (
+    EMBEDDING_WEIGHT,
+    ENCODER_WEIGHT,
+    colour_histogram,
+    group_photos,
+    photo_distances,
+)
 from backend.pipelines.mine.photos import crop_photo
 from backend.pipelines.mine.pooled import CARVE_CONFIDENCE
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
@@ -125,7 +131,8 @@ class MinePipeline(Pipeline):
             ctx.warn(f"only one photo ({photos[0].name}) shows an object: it is reconstructed on its own, nothing "
                      "was pooled")
         else:
-            per_kind = [np.stack([d[k] for d in descriptors]) for k in range(len(descriptors[0]))]
+            weights = (EMBEDDING_WEIGHT, ENCODER_WEIGHT)  # the encoder's when the shape model is installed
+            per_kind = [(np.stack([d[k] for d in descriptors]), weights[k]) for k in range(len(descriptors[0]))]
             grouping = group_photos(photo_distances(per_kind, np.stack(histograms)), request.min_photos)
             grouping_clusters, outliers = grouping.clusters, grouping.outliers
             # a group in which no photo's outline can be trusted (`pooled.CARVE_CONFIDENCE`) would
