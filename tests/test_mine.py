@@ -101,6 +101,23 @@ def test_distant_view_projects_into_its_crop():
 # ------------------------------------------------------------------ grouping
 
 
+def test_model_field_keeps_the_networks_inside_and_nothing_beyond_its_box():
+    from backend.pipelines.mine.pipeline import MODEL_BOUND, model_field
+
+    class Ball:  # an SDF network's stand-in: a ball of radius 0.3 in the model's frame
+        def sdf_field(self, shape):
+            return lambda points: points.norm(dim=-1) - 0.3
+
+    refined = {"angles": torch.zeros(1, 3), "shape": torch.zeros(1, 4)}
+    field = model_field(Ball(), refined)
+    scale = pooled.GUESS_SCALE
+    centre, rim, far = torch.tensor([[0.0, 0, 0], [0.3 * scale, 0, 0], [0.49, 0.49, 0.49]])
+    values = field(torch.stack([centre, rim, far]))
+    assert values[0] == pytest.approx(0.3 * scale, abs=1e-5)  # inside is positive, in world units
+    assert abs(float(values[1])) < 1e-5
+    assert values[2] < -(0.49 / scale - MODEL_BOUND) * scale + 1e-5  # outside the trusted box
+
+
 def test_group_photos_finds_groups_and_sets_a_loner_apart():
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(0, 0.05, (5, 4)), rng.normal(3, 0.05, (4, 4)), [[10.0, -10, 10, 0]]])

@@ -346,7 +346,8 @@ def model_field(model, refined: dict):
         with torch.no_grad():
             values = -sdf(local.to(device)).float().cpu()
         outside = (local.abs() - MODEL_BOUND).clamp_min(0).norm(dim=-1)
-        return torch.minimum(values, -outside) * GUESS_SCALE
+        # beyond the trusted box nothing is inside; within it the network's field stands
+        return torch.where(outside > 0, torch.minimum(values, -outside), values) * GUESS_SCALE
 
     return field
 
