@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.protocol import RECONSTRUCT_METHODS  # noqa: E402
 
-EXAMPLES = ("mug.png", "vase_on_grey.jpg")
+EXAMPLES = ("mug.png", "vaseon_grey.jpg")
 PANEL = 256
 
 
@@ -115,14 +115,14 @@ def compose_sheet(image_path: Path, glb: Path, metadata: dict, title: str):
     from PIL import Image, ImageDraw
 
     cameras = review_cameras(metadata)
-    renders = _in_blender_process(glb, cameras)
+    renders = render_in_blender(glb, cameras)
     photo = Image.open(image_path)
-    photo = _on_grey(np.asarray(photo.convert("RGBA"), dtype=np.float32) / 255.0) if photo.mode in ("RGBA", "LA", "P") \
+    photo = on_grey(np.asarray(photo.convert("RGBA"), dtype=np.float32) / 255.0) if photo.mode in ("RGBA", "LA", "P") \
         else photo.convert("RGB")
     photo.thumbnail((PANEL, PANEL))
     labels = ["input", "fitted camera" if metadata.get("camera") else "front (no fitted camera)",
               "right side", "back", "left side, from above"]
-    panels = [photo] + [_on_grey(r) for r in renders]
+    panels = [photo] + [on_grey(r) for r in renders]
     sheet = Image.new("RGB", (PANEL * len(panels), PANEL + 40), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     draw.text((6, 4), title, fill=(0, 0, 0))
@@ -132,7 +132,7 @@ def compose_sheet(image_path: Path, glb: Path, metadata: dict, title: str):
     return sheet
 
 
-def _on_grey(rgba: np.ndarray):
+def on_grey(rgba: np.ndarray):
     from PIL import Image
 
     alpha = rgba[..., 3:4]
@@ -140,7 +140,7 @@ def _on_grey(rgba: np.ndarray):
     return Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
 
 
-def _in_blender_process(glb: Path, cameras) -> list[np.ndarray]:
+def render_in_blender(glb: Path, cameras) -> list[np.ndarray]:
     """Render in a child process: bpy keeps global state, and the backend's torch should not
     share a process with Blender's libraries."""
     import subprocess

@@ -397,3 +397,34 @@ def test_mine_pipeline_with_nothing_in_common_says_so():
         MinePipeline("cpu").run(request, ctx)
     assert caught.value.code == protocol.ErrorCode.NO_OBJECT
     assert "no 2 photos look like the same object" in caught.value.message and "post.png" in caught.value.message
+
+
+@needs_embedding
+@pytest.mark.slow
+def test_review_sheet_has_a_row_per_mined_object(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        spec = importlib.util.spec_from_file_location("review_mining", scripts / "review_mining.py")
+        review = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(review)
+        collection(tmp_path / "photos", extra=False)
+        assert review.main(["--photos", str(tmp_path / "photos"), "--out", str(tmp_path / "review")]) == 0
+    finally:
+        sys.path.remove(str(scripts))
+    from review_reconstruct import PANEL
+
+    index = json.loads((tmp_path / "review" / "mined" / "clusters.json").read_text())
+    sheet = np.asarray(Image.open(tmp_path / "review" / "mining.png").convert("RGB")).astype(int)
+    assert sheet.shape == ((PANEL + 22) * len(index["clusters"]), 7 * PANEL, 3)
+    for row, cluster in enumerate(index["clusters"]):
+        renders = sheet[row * (PANEL + 22) + 22:(row + 1) * (PANEL + 22), 3 * PANEL:]
+        # the mined object shows in its renders: red (the post) or blue (the ball) on grey
+        colour = np.abs(renders[..., 0] - renders[..., 2])
+        assert (colour > 40).mean() > 0.02, cluster["name"]
