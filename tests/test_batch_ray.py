@@ -171,7 +171,10 @@ def test_an_interrupted_driver_resumes_without_redoing_or_duplicating_anything(t
     out = tmp_path / "out"
     env = {**os.environ, "STEPSTONE_TEST_RUN_LOG": str(log)}
     command = [sys.executable, str(DRIVER), str(prompts), "--out", str(out), "--ray", "local", "--workers", "2"]
-    driver = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started in the background (`scripts/test &`) hands its children SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: the driver must get Ctrl+C as a terminal gives it
+    driver = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + 90
     while time.monotonic() < end:
         if (out / "manifest.json").exists() and sum(
