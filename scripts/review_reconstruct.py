@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.protocol import RECONSTRUCT_METHODS  # noqa: E402
 
-EXAMPLES = ("mug.png", "vaseon_grey.jpg")
+EXAMPLES = ("mug.png", "vase_on_grey.jpg")
 PANEL = 256
 
 
