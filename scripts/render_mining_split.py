@@ -41,10 +41,13 @@ COLLECTIONS = {
              "distractors": ["bread", "nut"]},
     "tune": {"objects": {"duck": 8, "cat": 8, "stanford_dragon": 8, "standing_man": 8, "motorbike": 8, "bone": 6},
              "distractors": ["airplane", "asteroid"]},
+    "check": {"objects": {"ant": 8, "colored_airplane": 8, "snowden_bust": 8},
+              "distractors": ["lemon", "cactus"]},
 }
-"""Collections: objects with their photo counts, and distractors (one photo each). ``tune`` is the
-validation collection: mining's settings are chosen on it, never on ``shop`` and ``yard``, whose
-objects it does not share."""
+"""Collections: objects with their photo counts, and distractors (one photo each; an object that is
+a distractor anywhere is one everywhere, so its one photo is rendered once). ``tune`` and
+``check`` are the validation collections: mining's settings are chosen on them, never on ``shop``
+and ``yard``, whose objects they do not share; ``check`` settles what ``tune`` cannot tell apart."""
 
 
 def render(name: str, count: int, meshes: Path, out: Path, cfg: PhotoConfig) -> dict:
