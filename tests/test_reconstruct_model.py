@@ -395,3 +395,32 @@ def test_the_first_preview_is_coloured_points_on_the_encoders_surface_before_any
     assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 3 and len(points) > 50
     assert colors.dtype == np.uint8 and colors.shape == points.shape
     assert np.abs(points).max() <= 0.6 + 1e-3  # inside the field's sampled cube
+
+
+def test_palette_transfer_moves_the_mean_and_never_widens_the_spread():
+    from backend.pipelines.reconstruct.colour import PaletteTransfer, _lab
+
+    rng = np.random.default_rng(0)
+    beige = np.clip(np.array([0.8, 0.7, 0.55]) + rng.normal(0, 0.05, (500, 3)), 0, 1)
+    dark_brown = np.clip(np.array([0.3, 0.15, 0.08]) + rng.normal(0, 0.01, (400, 3)), 0, 1)
+    moved = PaletteTransfer.fit(beige, dark_brown)(beige)
+    assert np.abs(_lab(moved).mean(0) - _lab(dark_brown).mean(0)).max() < 3.0
+    assert (_lab(moved).std(0) <= _lab(beige).std(0) + 1e-6).all()
+    # a flat field's noise is not amplified into a pattern by a varied photo
+    flat = np.clip(np.array([0.5, 0.5, 0.5]) + rng.normal(0, 0.002, (300, 3)), 0, 1)
+    varied = rng.uniform(0, 1, (300, 3))
+    assert _lab(PaletteTransfer.fit(flat, varied)(flat)).std(0).max() < 1.0
+    # nothing to learn from: the colours stay
+    assert np.allclose(PaletteTransfer.fit(beige, np.zeros((0, 3)))(beige), beige, atol=1e-3)
+
+
+def test_the_side_turned_away_from_the_camera_continues_the_red_image(weights):
+    pipe = ModelReconstructPipeline("cpu", weights)
+    out = pipe.run(request(disc(), texture="vertex"), recording_context())
+    mesh = out.mesh
+    az, el, _ = np.radians(out.metadata["viewpoint_deg"][0])
+    towards_camera = np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
+    hidden = mesh.vertices @ towards_camera < -0.25
+    assert hidden.sum() > 10
+    red = mesh.colors[hidden, :3].astype(float).mean(0)
+    assert red[0] > red[1] + 60 and red[0] > red[2] + 60

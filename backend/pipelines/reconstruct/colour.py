@@ -1,7 +1,16 @@
 """The reconstructed surface's colour: the input views where a point is visible, the refined
-colour field elsewhere."""
+colour field elsewhere, carried into the photos' palette.
+
+The colour field was trained on procedural shapes' colours, so on a real photo it paints the
+hidden side in colours the object does not have (a dark oak chair came out beige). Its pattern
+is kept (where one part differs from another), but its colours are moved to the palette of the
+object's own pixels in the photos: in CIELAB, the field's mean over the surface becomes the
+photos' mean and its spread shrinks to theirs, never grows (a flat field stays flat rather than
+have its noise amplified into a pattern)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -36,11 +45,14 @@ def view_colour_function(model, vertices: np.ndarray, faces: np.ndarray, refined
     masks = [v.mask for v in views]
     centres = cams.centers.cpu().numpy()
     extent = float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+    with torch.no_grad():
+        surface_field = model.color(dense.unsqueeze(0), refined["color"].unsqueeze(0))[0].cpu().numpy()
+    palette = PaletteTransfer.fit(surface_field, np.concatenate([v.rgb[v.mask > 0.5] for v in views]))
 
     def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
         pts = torch.from_numpy(points).float().to(dev)
         with torch.no_grad():
-            field = model.color(pts.unsqueeze(0), refined["color"].unsqueeze(0))[0].cpu().numpy()
+            field = palette(model.color(pts.unsqueeze(0), refined["color"].unsqueeze(0))[0].cpu().numpy())
         total = np.zeros_like(points)
         weight = np.zeros(len(points))
         for i in range(len(views)):
@@ -61,6 +73,40 @@ def view_colour_function(model, vertices: np.ndarray, faces: np.ndarray, refined
         return blend * seen + (1.0 - blend) * field
 
     return colour
+
+
+class PaletteTransfer:
+    """Colours [N, 3] (RGB 0..1) moved, in CIELAB, from one palette's mean and spread to another's."""
+
+    def __init__(self, source_mean: np.ndarray, target_mean: np.ndarray, gain: np.ndarray):
+        self.source_mean, self.target_mean, self.gain = source_mean, target_mean, gain
+
+    @classmethod
+    def fit(cls, source: np.ndarray, target: np.ndarray) -> "PaletteTransfer":
+        """From the colours ``source`` [N, 3] to the palette of ``target`` [M, 3]; with no
+        target colours, the identity."""
+        source_lab = _lab(source)
+        if len(target) == 0:
+            return cls(source_lab.mean(0), source_lab.mean(0), np.ones(3))
+        target_lab = _lab(target)
+        spread = source_lab.std(0)
+        gain = np.minimum(1.0, target_lab.std(0) / np.maximum(spread, 1e-6))
+        return cls(source_lab.mean(0), target_lab.mean(0), gain)
+
+    def __call__(self, colours: np.ndarray) -> np.ndarray:
+        from skimage.color import lab2rgb
+
+        lab = (_lab(colours) - self.source_mean) * self.gain + self.target_mean
+        with warnings.catch_warnings():  # colours outside the RGB gamut are clipped to it, as meant
+            warnings.simplefilter("ignore")
+            rgb = lab2rgb(lab[:, None, :])[:, 0, :]
+        return np.clip(rgb, 0.0, 1.0)
+
+
+def _lab(colours: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.clip(colours, 0.0, 1.0)[:, None, :].astype(np.float64))[:, 0, :]
 
 
 def zbuffer(uv: np.ndarray, z: np.ndarray, size: int) -> np.ndarray:
