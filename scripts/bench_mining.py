@@ -14,7 +14,11 @@ each, shuffled with distractor photos): the mining pipeline runs on the whole fo
   mean over the same photos of single-image reconstructions (the default ``auto`` method, one
   photo each), both pose-free: best of 48 axis rotations and mirrorings, then ICP with scale,
   in a unit bounding box; F-score at 2 % and 5 % of the unit size
-  (`backend.geometry.metrics.compare_meshes_pose_free`).
+  (`backend.geometry.metrics.compare_meshes_pose_free`);
+- **cameras**: each photo's reported camera against the true one it was rendered from, over the
+  photos of the cluster's majority object (`camera_errors`): azimuths compared up to one turn of
+  the whole set about the vertical and its mirror image (the result's frame is its own, and a
+  symmetric object's mirror image looks the same), elevations as they are.
 
 Single-image scores are cached in ``bench_results/mining_single.json`` (they do not depend on
 mining); ``--fresh`` recomputes them.
@@ -50,6 +54,29 @@ def score(vertices: np.ndarray, faces: np.ndarray, reference: Path) -> dict[str,
     with np.load(reference) as ref:
         scores = compare_meshes_pose_free(vertices, faces, ref["vertices"], ref["faces"], n_points=POINTS)
     return {"f@2": round(scores.fscore[0.02], 4), "f@5": round(scores.fscore[0.05], 4)}
+
+
+def camera_errors(reported: dict[str, dict], true: dict[str, dict]) -> dict[str, float] | None:
+    """Errors of the ``reported`` cameras ({photo: {"azimuth", "elevation"}}, degrees) against the
+    ``true`` ones, for the photos in both: the azimuths after the one turn of the whole set (and
+    mirror image, ``sign`` -1) that fits them best (least median error), the elevations as they
+    are -> {"azimuth_median", "azimuth_within_30", "elevation_median"}; None for fewer than two
+    photos (one photo's azimuth says nothing: the frame is its own)."""
+    names = sorted(set(reported) & set(true))
+    if len(names) < 2:
+        return None
+    got = np.array([reported[n]["azimuth"] for n in names], dtype=np.float64)
+    want = np.array([true[n]["azimuth"] for n in names], dtype=np.float64)
+    best = None
+    for sign in (1.0, -1.0):
+        for offset in np.arange(0.0, 360.0, 0.5):
+            error = np.abs((sign * got + offset - want + 180.0) % 360.0 - 180.0)
+            if best is None or np.median(error) < np.median(best):
+                best = error
+    elevation = np.abs(np.array([reported[n]["elevation"] - true[n]["elevation"] for n in names]))
+    return {"photos": len(names), "azimuth_median": round(float(np.median(best)), 1),
+            "azimuth_within_30": round(float(np.mean(best <= 30.0)), 3),
+            "elevation_median": round(float(np.median(elevation)), 1)}
 
 
 def single_image_scores(folder: Path, truth: dict, cache: dict, device: str) -> dict[str, dict]:
@@ -151,6 +178,8 @@ def mine_collection(folder: Path, truth: dict, single: dict, device: str, embedd
             for key in ("f@2", "f@5"):
                 row[f"single_{key}"] = round(float(np.mean([single[f"{folder.name}/{n}"][key] for n in same])), 4)
             row["beats_single"] = row["pooled_f@5"] > row["single_f@5"]
+            row["cameras"] = camera_errors({n: cluster["cameras"][n] for n in same},
+                                           {n: truth["photos"][n] for n in same})
         clusters.append(row)
     set_apart = [e["image"] for e in meta["outliers"] + meta["rejected"]]
     distractors = [n for n, e in truth["photos"].items() if e["object"] is None]
@@ -172,16 +201,28 @@ def markdown(record: dict) -> str:
         lines.append(f"| {row['collection']} | {row['photos']} | {row['objects']} | {row['clusters_found']} | "
                      f"{row['objects_found']} | {row['purity']:.2f} | {row['clustered_photos']}/{row['object_photos']} | "
                      f"{row['distractors_set_apart']} | {row['seconds']:.0f} |")
+    lines += ["", "Cameras (photos of a cluster's majority object, in clusters with two or more): reported "
+                  "azimuth within 30° of the true one, up to a turn of the whole set and its mirror image:", ""]
+    for row in record["collections"]:
+        scored = [c["cameras"] for c in row["clusters"] if c.get("cameras")]
+        photos = sum(e["photos"] for e in scored)
+        within = sum(e["azimuth_within_30"] * e["photos"] for e in scored)
+        lines.append(f"- {row['collection']}: {within:.0f} of {photos} photos" if photos else
+                     f"- {row['collection']}: no cluster with two photos of its object")
     lines += ["", "| collection | cluster | object (photos of it / in cluster) | pooled F@2 / F@5 | "
-                  "single-image mean F@2 / F@5 | pooled better |", "|---|---|---|---|---|---|"]
+                  "single-image mean F@2 / F@5 | pooled better | camera azimuth error (median °, within 30°) "
+                  "/ elevation error (median °) |", "|---|---|---|---|---|---|---|"]
     for row in record["collections"]:
         for c in row["clusters"]:
             if c["object"] is None:
-                lines.append(f"| {row['collection']} | {c['name']} | distractors only ({c['photos']}) | - | - | - |")
+                lines.append(f"| {row['collection']} | {c['name']} | distractors only ({c['photos']}) | - | - | - | - |")
                 continue
+            cams = c.get("cameras")
+            camera = (f"{cams['azimuth_median']:.0f}, {cams['azimuth_within_30']:.0%} / {cams['elevation_median']:.0f}"
+                      if cams else "-")
             lines.append(f"| {row['collection']} | {c['name']} | {c['object']} ({c['of_object']}/{c['photos']}) | "
                          f"{c['pooled_f@2']:.3f} / {c['pooled_f@5']:.3f} | {c['single_f@2']:.3f} / "
-                         f"{c['single_f@5']:.3f} | {'yes' if c['beats_single'] else 'no'} |")
+                         f"{c['single_f@5']:.3f} | {'yes' if c['beats_single'] else 'no'} | {camera} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,53 @@
+"""The mining benchmark's camera score (scripts/bench_mining.py)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_mining", ROOT / "scripts" / "bench_mining.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_mining"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def cameras(azimuths, elevations):
+    return {f"p{i}": {"azimuth": float(a), "elevation": float(e)} for i, (a, e) in enumerate(zip(azimuths, elevations))}
+
+
+def test_a_turned_and_mirrored_set_of_cameras_is_right(bench):
+    true = cameras([10, 100, 200, 310], [5, 20, 35, 10])
+    turned = cameras([(-a + 77) % 360 for a in (10, 100, 200, 310)], [5, 20, 35, 10])
+    errors = bench.camera_errors(turned, true)
+    assert errors["azimuth_median"] == pytest.approx(0.0, abs=0.5)
+    assert errors["azimuth_within_30"] == 1.0 and errors["elevation_median"] == 0.0 and errors["photos"] == 4
+
+
+def test_cameras_off_by_a_half_turn_count_as_wrong(bench):
+    true = cameras([0, 90, 180, 270, 45], [10] * 5)
+    # three right, two seen from behind (the front/back confusion of a symmetric outline)
+    reported = cameras([0, 90, 180, 90, 225], [30] * 5)
+    errors = bench.camera_errors(reported, true)
+    assert errors["azimuth_within_30"] == pytest.approx(0.6)
+    assert errors["elevation_median"] == 20.0
+
+
+def test_one_photo_says_nothing_about_cameras(bench):
+    assert bench.camera_errors(cameras([10], [5]), cameras([50], [5])) is None
+    # only the photos both sides know are compared
+    assert bench.camera_errors(cameras([10, 20], [5, 5]), {"p0": {"azimuth": 0.0, "elevation": 5.0}}) is None
+
+
+def test_random_cameras_are_mostly_wrong(bench):
+    rng = np.random.default_rng(0)
+    true = cameras(rng.uniform(0, 360, 40), np.zeros(40))
+    reported = cameras(rng.uniform(0, 360, 40), np.zeros(40))
+    assert bench.camera_errors(reported, true)["azimuth_within_30"] < 0.5
