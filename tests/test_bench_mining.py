@@ -1,22 +1,13 @@
 """The mining benchmark's camera score (scripts/bench_mining.py)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_mining", ROOT / "scripts" / "bench_mining.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mining"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_mining")
 
 
 def cameras(azimuths, elevations):

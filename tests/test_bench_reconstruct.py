@@ -1,28 +1,22 @@
 """The reconstruction benchmark script on a tiny dataset made here (tests/test_train_shape.py)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from test_train_shape import make_dataset
+from script_modules import load_script
 
 from backend.models.checkpoint import save_shape_model
 from backend.models.shape_model import ShapeModel
 from backend.train.config import model_config
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_reconstruct", ROOT / "scripts" / "bench_reconstruct.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_reconstruct"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_reconstruct")
 
 
 def tiny_weights(tmp_path: Path) -> Path:

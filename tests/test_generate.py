@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from script_modules import load_script
 
 from backend import protocol
 from backend.errors import JobCancelled, PipelineError
@@ -259,15 +260,9 @@ def test_registry_has_the_text_tasks():
 
 
 def test_benchmark_r_precision_scores_results_with_another_clip():
-    import importlib.util
-    from pathlib import Path
-
     from backend.models.clip_testing import tiny_clip_config
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_generate.py"
-    spec = importlib.util.spec_from_file_location("bench_generate_script", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_generate")
     assets = tiny_assets()
     prompts = ["a chair", "a vase"]
     outputs = [generate_mesh(GenerateRequest(prompt=p, texture=t), assets, replace(SMALL, preview_every=100),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from script_modules import load_script
 
 from backend.data.procedural.torch_sdf import grid_points, make_torch_shape
 from backend.render.cameras import orbit_cameras
@@ -215,12 +216,8 @@ def test_step_generator_streams_differ_by_step_and_seed():
 
 # ------------------------------------------------------------------ scripts/train.py end to end
 def _train(args: list[str]) -> int:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(args + ["--quiet", "--threads", "1", "--real-photos", "0", "--heldin", "/nonexistent"])
+    quiet = ["--quiet", "--threads", "1", "--real-photos", "0", "--heldin", "/nonexistent"]
+    return load_script("train").main(args + quiet)
 
 
 @pytest.mark.slow
@@ -311,11 +308,7 @@ def test_fp16_sharded_checkpoints_round_trip(tmp_path):
 
 
 def test_throughput_benchmark_reports_every_stage(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_train_data", ROOT / "scripts" / "bench_train_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_train_data")
     out = tmp_path / "bench.json"
     assert module.main(["--model-preset", "tiny", "--shapes", "2", "--repeats", "1", "--threads", "1",
                         "--out", str(out)]) == 0

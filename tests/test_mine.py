@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from script_modules import load_script
 
 from backend import protocol
 from backend.config import ServiceLimits
@@ -402,7 +403,6 @@ def test_mine_pipeline_with_nothing_in_common_says_so():
 @needs_embedding
 @pytest.mark.slow
 def test_review_sheet_has_a_row_per_mined_object(tmp_path):
-    import importlib.util
     import sys
     from pathlib import Path
 
@@ -411,9 +411,7 @@ def test_review_sheet_has_a_row_per_mined_object(tmp_path):
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     sys.path.insert(0, str(scripts))
     try:
-        spec = importlib.util.spec_from_file_location("review_mining", scripts / "review_mining.py")
-        review = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(review)
+        review = load_script("review_mining")
         collection(tmp_path / "photos", extra=False)
         assert review.main(["--photos", str(tmp_path / "photos"), "--out", str(tmp_path / "review")]) == 0
     finally:

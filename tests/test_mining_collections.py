@@ -1,19 +1,17 @@
 """The mining benchmark's collections keep validation apart from scoring
 (scripts/render_mining_split.py; docs/mining.md)."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATION = {"tune", "check"}
 
 
 def collections() -> dict:
-    spec = importlib.util.spec_from_file_location("render_mining_split", ROOT / "scripts" / "render_mining_split.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.COLLECTIONS
+    return load_script("render_mining_split").COLLECTIONS
 
 
 def test_validation_collections_share_no_object_with_the_scored_ones():

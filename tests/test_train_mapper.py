@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from script_modules import load_script
 
 from backend.data.records import ShapeRecord
 from backend.models.clip_testing import load_tiny_clip
@@ -242,11 +243,4 @@ def test_script_trains_without_a_dataset_from_shapes_it_renders(clip, tmp_path):
 
 
 def _load_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_mapper.py"
-    spec = importlib.util.spec_from_file_location("train_mapper_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("train_mapper")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from script_modules import load_script
 
 from backend.data.cameras import blender_to_world_to_cam, intrinsics, look_at_blender, spherical
 from backend.render.losses import soft_iou_loss
@@ -403,13 +404,9 @@ def test_empty_dataset_is_a_named_error(tmp_path):
 
 
 def test_train_script_on_disk_data_resumes_and_exports_with_heldin_metrics(dataset, tmp_path):
-    import importlib.util
-
     from backend.models.checkpoint import checkpoint_id, load_shape_model
 
-    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).parents[1] / "scripts" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("train")
     run = tmp_path / "run"
     common = ["--data", str(dataset), "--model-preset", "tiny", "--quiet", "--real-photos", "0"]
     assert script.main(common + ["--out", str(run), "--steps", "3"]) == 0

@@ -3,14 +3,13 @@ the analytic test datasets of test_train_shape."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from script_modules import load_script
 
 from backend.models.checkpoint import load_shape_model, save_shape_model
 from backend.models.encoders import azimuth_sector
@@ -170,10 +169,7 @@ def test_encoder_checkpoint_folders_follow_the_settings(tmp_path):
 
 
 def _train_script():
-    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).parents[1] / "scripts" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("train")
 
 
 def test_script_fits_reuses_stage_one_and_exports(dataset, tmp_path):
