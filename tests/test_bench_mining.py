@@ -42,3 +42,9 @@ def test_random_cameras_are_mostly_wrong(bench):
     true = cameras(rng.uniform(0, 360, 40), np.zeros(40))
     reported = cameras(rng.uniform(0, 360, 40), np.zeros(40))
     assert bench.camera_errors(reported, true)["azimuth_within_30"] < 0.5
+
+
+def test_a_pair_is_scored_by_its_relative_azimuth_not_split_between_the_two(bench):
+    # 80 degrees apart in truth, 150 as reported: one photo is 70 degrees off wherever the set is turned
+    errors = bench.camera_errors(cameras([0, 150], [0, 0]), cameras([0, 80], [0, 0]))
+    assert errors["azimuth_within_30"] == 0.5
