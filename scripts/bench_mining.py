@@ -58,9 +58,9 @@ def score(vertices: np.ndarray, faces: np.ndarray, reference: Path) -> dict[str,
 
 def camera_errors(reported: dict[str, dict], true: dict[str, dict]) -> dict[str, float] | None:
     """Errors of the ``reported`` cameras ({photo: {"azimuth", "elevation"}}, degrees) against the
-    ``true`` ones, for the photos in both: the azimuths after the one turn of the whole set (and
-    mirror image, ``sign`` -1) that fits them best (least total error), the elevations as they
-    are -> {"azimuth_median", "azimuth_within_30", "elevation_median"}; None for fewer than two
+    ``true`` ones, for the photos in both: the azimuths after the one turn of the whole set (or of
+    its mirror image) that fits them best (least total error), the elevations as they are ->
+    {"photos", "azimuth_median", "azimuth_within_30", "elevation_median"}; None for fewer than two
     photos (one photo's azimuth says nothing: the frame is its own)."""
     names = sorted(set(reported) & set(true))
     if len(names) < 2:
