@@ -403,20 +403,12 @@ def test_mine_pipeline_with_nothing_in_common_says_so():
 @needs_embedding
 @pytest.mark.slow
 def test_review_sheet_has_a_row_per_mined_object(tmp_path):
-    import sys
-    from pathlib import Path
-
     from PIL import Image
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        review = load_script("review_mining")
-        collection(tmp_path / "photos", extra=False)
-        assert review.main(["--photos", str(tmp_path / "photos"), "--out", str(tmp_path / "review")]) == 0
-    finally:
-        sys.path.remove(str(scripts))
-    from review_reconstruct import PANEL
+    collection(tmp_path / "photos", extra=False)
+    assert load_script("review_mining").main(["--photos", str(tmp_path / "photos"),
+                                              "--out", str(tmp_path / "review")]) == 0
+    PANEL = load_script("review_reconstruct").PANEL
 
     index = json.loads((tmp_path / "review" / "mined" / "clusters.json").read_text())
     sheet = np.asarray(Image.open(tmp_path / "review" / "mining.png").convert("RGB")).astype(int)

@@ -221,15 +221,19 @@ def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monke
     assert asymmetry[5.0] < 0.7 * asymmetry[0.0]
 
 
+def towards_fitted_camera(metadata: dict) -> np.ndarray:
+    """Unit vector from the object towards the first view's fitted camera."""
+    az, el, _ = np.radians(metadata["viewpoint_deg"][0])
+    return np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
+
+
 def test_vertex_colours_follow_the_red_image(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
     out = pipe.run(request(disc(), texture="vertex"), recording_context())
     mesh = out.mesh
     assert mesh.colors.shape == (len(mesh.vertices), 4)
     # the side facing the fitted camera (a random model predicts any viewpoint)
-    az, el, _ = np.radians(out.metadata["viewpoint_deg"][0])
-    towards_camera = np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
-    seen = mesh.vertices @ towards_camera > 0.25
+    seen = mesh.vertices @ towards_fitted_camera(out.metadata) > 0.25
     assert seen.sum() > 10
     red = mesh.colors[seen, :3].astype(float).mean(0)
     assert red[0] > red[1] + 60 and red[0] > red[2] + 60
@@ -418,9 +422,7 @@ def test_the_side_turned_away_from_the_camera_continues_the_red_image(weights):
     pipe = ModelReconstructPipeline("cpu", weights)
     out = pipe.run(request(disc(), texture="vertex"), recording_context())
     mesh = out.mesh
-    az, el, _ = np.radians(out.metadata["viewpoint_deg"][0])
-    towards_camera = np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
-    hidden = mesh.vertices @ towards_camera < -0.25
+    hidden = mesh.vertices @ towards_fitted_camera(out.metadata) < -0.25
     assert hidden.sum() > 10
     red = mesh.colors[hidden, :3].astype(float).mean(0)
     assert red[0] > red[1] + 60 and red[0] > red[2] + 60
