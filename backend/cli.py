@@ -37,9 +37,10 @@ WEIGHTS_HELP = ("shape model checkpoint for reconstruction instead of the shippe
 class ProgressPrinter:
     """Progress on a terminal (a bar) or in a log (one line per stage change)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        # sys.stderr when called, not when this module was imported: it may have been replaced since
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
         self._bar = None
         self._stage = None
 
