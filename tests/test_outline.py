@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backend.geometry.outline import fit_revolution, mirror_axis, revolution_field
+from backend.geometry.outline import find_rim, fit_revolution, mirror_axis, revolution_field, tilted_revolution_field
 
 S = 128
 
@@ -78,3 +78,70 @@ def test_revolution_field_is_a_solid_of_the_fitted_radius():
     assert (inside_y.max() - inside_y.min()) / 2 == pytest.approx(radius, abs=step)
     # nothing above or below the outline's rows
     assert (field[:, :, g > 0.5 - 15 / S] < 0).all()
+
+
+# ---------------------------------------------------------------- seen from above: the rim
+
+def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, height: float = 70.0):
+    """A can seen from ``elevation`` degrees, near-orthographic: its wall orange, its lid's
+    ellipse blue -> (rgb [S,S,3] on white, soft mask [S,S])."""
+    sine, cosine = np.sin(np.radians(elevation)), np.cos(np.radians(elevation))
+    rows, cols = np.mgrid[:size, :size].astype(np.float64)
+    dx = cols - size / 2
+    lid_row = size / 2 - height * cosine / 2
+    base_row = size / 2 + height * cosine / 2
+
+    def in_ellipse(row):
+        return (dx / radius) ** 2 + ((rows - row) / max(radius * sine, 1e-6)) ** 2 <= 1
+
+    wall = ((np.abs(dx) <= radius) & (rows >= lid_row) & (rows <= base_row)) | in_ellipse(base_row)
+    lid = in_ellipse(lid_row)
+    rgb = np.ones((size, size, 3))
+    rgb[wall] = (0.9, 0.5, 0.2)
+    rgb[lid] = (0.2, 0.3, 0.8)
+    return rgb, (wall | lid).astype(np.float64)
+
+
+@pytest.mark.parametrize("elevation", [20.0, 35.0])
+def test_the_rim_of_a_can_seen_from_above_gives_the_elevation(elevation):
+    rgb, mask = can_from_above(elevation)
+    fit = fit_revolution(mask)
+    rim = find_rim(rgb, fit)
+    assert rim is not None
+    assert rim.elevation == pytest.approx(elevation, abs=4.0)
+    assert rim.radius == pytest.approx(40.0, abs=3.0)
+
+
+def test_no_rim_without_an_edge_inside_the_outline():
+    # the same outline in one colour: a can from above, or a capsule seen level; nothing says which
+    rgb, mask = can_from_above(35.0)
+    rgb[mask > 0] = (0.9, 0.5, 0.2)
+    assert find_rim(rgb, fit_revolution(mask)) is None
+    # a level can whose bands of colour are straight lines, not ellipses
+    rgb, mask = can_from_above(0.0)
+    rows = np.arange(192)[:, None]
+    rgb[(mask > 0) & ((rows // 12) % 2 == 0)] = (0.2, 0.3, 0.8)
+    assert find_rim(rgb, fit_revolution(mask)) is None
+
+
+def test_the_tilted_solid_is_a_can_of_the_true_height_that_casts_the_outline():
+    elevation, size, grid = 35.0, 192, 97
+    rgb, mask = can_from_above(elevation)
+    fit = fit_revolution(mask)
+    rim = find_rim(rgb, fit)
+    field, lo, hi = tilted_revolution_field(fit, rim, size, grid)
+    # seen along the depth axis, it covers the outline
+    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
+    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
+    assert (seen & target).sum() / (seen | target).sum() > 0.93
+    # turned upright, it is a cylinder: its height along the axis is the can's (70 px), not the
+    # outline's (70 cos e + 2 * 40 sin e), and its top is flat
+    e = np.radians(rim.elevation)
+    x, y, z = np.meshgrid(np.linspace(-0.5, 0.5, grid), np.linspace(lo[1], hi[1], field.shape[1]),
+                          np.linspace(-0.5, 0.5, grid), indexing="ij")
+    inside = field > 0
+    heights = (z * np.cos(e) - y * np.sin(e))[inside] * size
+    assert np.ptp(heights) == pytest.approx(70.0, rel=0.1)
+    radial = np.hypot(x, y * np.cos(e) + z * np.sin(e))[inside] * size
+    top = heights > heights.max() - 3
+    assert np.percentile(radial[top], 95) == pytest.approx(40.0, abs=4.0)

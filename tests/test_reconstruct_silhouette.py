@@ -208,3 +208,28 @@ def test_points_output_samples_the_same_solid_in_the_same_frame_with_the_photos_
     assert left[:, 0].mean() > 150 > left[:, 1].mean() and right[:, 1].mean() > 120 > right[:, 0].mean()
     assert output.metadata["fidelity"]["silhouette_iou"] > 0.9
     assert {"segment_s", "solid_s", "mesh_s", "texture_s", "total_s"} <= set(output.metadata["timings_s"])
+
+
+def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
+    from backend.geometry.fidelity import mask_iou, silhouette
+    from backend.segmentation import crop_to_object
+    from test_outline import can_from_above
+
+    rgb, mask = can_from_above(35.0)
+    rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+                                                   recording_context())
+    camera, v = output.metadata["camera"], output.mesh.vertices
+    assert output.metadata["rim"]["elevation"] == pytest.approx(35.0, abs=4.0)
+    assert camera["elevation"] == pytest.approx(35.0, abs=4.0)
+    # seen from the reported camera it is the photo
+    _, crop_mask = crop_to_object(rgba, rgba[..., 3] >= 128, 128)
+    assert mask_iou(silhouette(v, output.mesh.faces, camera, 128), crop_mask >= 0.5) >= 0.95
+    assert output.metadata["fidelity"]["silhouette_iou"] >= 0.95
+    # upright: a cylinder 70 high and 80 across stands on Blender's floor (Z up), as round in
+    # plan as it is wide
+    width, depth, height = np.ptp(v, axis=0)
+    assert height / width == pytest.approx(70 / 80, rel=0.1)
+    assert depth == pytest.approx(width, rel=0.06)

@@ -29,6 +29,10 @@ class RevolutionFit:
     """bool [S,S]: the outline's parts outside the symmetric body (handles, spouts)."""
     symmetry_iou: float
     """IoU of the outline with its mirror image about the axis."""
+    half_width: np.ndarray
+    """[S] the radius per row before smoothing."""
+    smoothing: float
+    """Pixels of smoothing along the rows that made ``radius``."""
 
 
 def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
@@ -90,12 +94,15 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     # the soft edge reaches a pixel or two past the binary body
     left = np.where((columns >= first - 2) & (columns <= axis), mask, 0.0).sum(1)
     right = np.where((columns > axis) & (columns <= last + 2), mask, 0.0).sum(1)
-    radius = np.minimum(left, right)
+    half_width = np.minimum(left, right)
+    radius = half_width.copy()
     top, bottom = rows.min(), rows.max() + 1
     radius[top:bottom] = ndimage.gaussian_filter1d(radius[top:bottom], smoothing, mode="nearest")
     radius[:top] = radius[bottom:] = 0.0
     attached = binary & ~ndimage.binary_dilation(body, iterations=2)
-    return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou)
+    half_width[:top] = half_width[bottom:] = 0.0
+    return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou, half_width=half_width,
+                         smoothing=smoothing)
 
 
 def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
@@ -110,3 +117,153 @@ def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
     field = radius[None, None, :] - distance[:, :, None]
     # rows without body are outside everywhere (a zero radius would leave a seam on the axis)
     return np.where(radius[None, None, :] > 0, field, -1.0)
+
+
+# ---------------------------------------------------------------- photos taken from above
+# A vessel photographed from above shows the ellipse of its rim: a circle of radius r seen at
+# elevation e projects to an ellipse of semi-axes r and r sin e. The outline alone cannot tell
+# that ellipse from a domed top seen level (both bound the same silhouette), but the rim's near
+# half is also an edge *inside* the outline: between the opening or the lid and the wall below.
+
+RIM_MIN_CONTRAST = 0.1
+"""Least colour step (RGB 0..1, the median across the arc) along the rim's near half for the
+ellipse to be taken for a rim; a dome has no such edge."""
+
+RIM_OUTLINE_ERROR = 0.08
+"""Largest mean gap between the outline's top and the rim ellipse's far half, as a share of the
+rim's radius."""
+
+MAX_ELEVATION = 60.0
+"""Steepest elevation (degrees) considered: beyond it the outline says little about the height."""
+
+RIM_MIN_SAG = 1 / 24
+"""Least depth of the rim's ellipse below its ends, as a share of the crop's side (8 px on the
+default 192 px crop): a flatter ellipse is close enough to a straight line that a horizontal band
+of colour (a label, a stripe) would pass for a rim."""
+
+RIM_SHRINK = (1.0, 0.95, 0.9, 0.85)
+"""Scales of the ellipse at which the edge is looked for: a mug's lip has a thickness, and the edge
+that shows is the opening's, inside the outer rim."""
+
+
+@dataclass(frozen=True)
+class Rim:
+    elevation: float
+    """Degrees above the rim's plane from which the photo sees it."""
+    row: float
+    """Image row of the ellipse's centre."""
+    radius: float
+    """Pixels."""
+    contrast: float
+    """Colour step across its near half (RGB 0..1)."""
+
+
+def _arc_step(image: np.ndarray, axis: float, row: float, a: float, b: float, offset: float = 2.0) -> float:
+    """Colour step across the near (lower) half of the ellipse centred at (``axis``, ``row``) with
+    semi-axes ``a`` (across) and ``b`` (down): the norm of the median difference between the
+    colours just outside and just inside it, so only an edge that runs along the whole arc
+    counts, not texture."""
+    from scipy import ndimage
+
+    theta = np.linspace(0.15 * np.pi, 0.85 * np.pi, 48)
+    x, y = axis + a * np.cos(theta), row + b * np.sin(theta)
+    nx, ny = np.cos(theta) / a, np.sin(theta) / b
+    norm = np.hypot(nx, ny)
+    nx, ny = nx / norm, ny / norm
+
+    def at(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return np.stack([ndimage.map_coordinates(image[..., c], [ys, xs], order=1, mode="nearest")
+                         for c in range(image.shape[-1])], -1)
+
+    step = at(x + offset * nx, y + offset * ny) - at(x - offset * nx, y - offset * ny)
+    return float(np.linalg.norm(np.median(step, axis=0)))
+
+
+def find_rim(rgb: np.ndarray, fit: RevolutionFit) -> Rim | None:
+    """The rim at the top of a surface of revolution seen from above, or None (seen level, or no
+    rim found). ``rgb`` is the crop [S,S,3] in 0..1 that ``fit`` was made on.
+
+    Each hypothesis puts the rim's ellipse under the outline's top row: its far half must follow
+    the outline (`RIM_OUTLINE_ERROR`) and its near half, or a slightly smaller copy of it (the
+    inside of a lip), must be an edge in the photo (`RIM_MIN_CONTRAST`). The strongest edge wins.
+    """
+    from scipy import ndimage
+
+    rows = np.nonzero(fit.radius > 0)[0]
+    if len(rows) == 0:
+        return None
+    top, bottom = int(rows.min()), int(rows.max())
+    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (1.0, 1.0, 0.0))
+    max_sine = np.sin(np.radians(MAX_ELEVATION))
+    best: Rim | None = None
+    least = max(4, int(np.ceil(RIM_MIN_SAG * fit.radius.shape[0])))
+    for half_height in range(least, (bottom - top) // 2):
+        centre = top + half_height
+        radius = float(fit.radius[centre])
+        if radius < 8 or half_height > max_sine * radius:
+            continue
+        far = np.arange(top, centre + 1)
+        ellipse = radius * np.sqrt(np.clip(1 - ((centre - far) / half_height) ** 2, 0, 1))
+        if np.mean(np.abs(fit.radius[far] - ellipse)) > RIM_OUTLINE_ERROR * radius:
+            continue
+        contrast = max(_arc_step(image, fit.axis, centre, k * radius, k * half_height) for k in RIM_SHRINK)
+        if contrast >= RIM_MIN_CONTRAST and (best is None or contrast > best.contrast):
+            best = Rim(float(np.degrees(np.arcsin(half_height / radius))), float(centre), radius, contrast)
+    return best
+
+
+def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body as a solid of revolution about an axis tilted towards the camera by the rim's
+    elevation, in the crop's frame (x right, y away from the camera, z image up) -> (field
+    [G, D, G] over ``lo``..``hi``, ``lo``, ``hi``). The depth axis reaches as far as the tilted
+    solid does, at the grid's spacing.
+
+    A circle at height h on the axis appears at image height h cos e; the body's radius at a
+    height is the outline's half-width at that image height, between the rim (flat, at the top)
+    and the base, whose ellipse's near half is the outline's bottom (flat too). Near-orthographic,
+    like `revolution_field`.
+    """
+    e = np.radians(rim.elevation)
+    cos_e, sin_e = np.cos(e), np.sin(e)
+    rows = np.nonzero(fit.radius > 0)[0]
+    bottom = int(rows.max())
+    # the base: the row whose half-width times sin e reaches down to the outline's bottom
+    lifts = np.arange(0, (bottom - rows.min()) // 2)
+    base = bottom - lifts[np.argmin(np.abs(lifts - fit.radius[bottom - lifts] * sin_e))]
+    top = int(round(rim.row))
+    if base <= top:
+        raise ValueError("the rim lies below the base")
+
+    def height(row: np.ndarray) -> np.ndarray:  # image row -> height along the axis (crop units)
+        return (0.5 - (row + 0.5) / size) / cos_e
+
+    h_top, h_base = float(height(np.float64(top))), float(height(np.float64(base)))
+    from scipy import ndimage
+
+    body_rows = np.arange(top, base + 1)
+    # smoothed between the rim and the base only: the narrow rows of the rim's ellipse above it
+    # would pinch the wall under the rim
+    radius = ndimage.gaussian_filter1d(fit.half_width[top:base + 1], fit.smoothing, mode="nearest") / size
+    radius[0] = max(radius[0], rim.radius / size)
+    axis_x = (fit.axis + 0.5) / size - 0.5
+
+    # depth reached: a circle at height h spans y in [-h sin e - r cos e, -h sin e + r cos e]
+    heights = height(body_rows.astype(np.float64))
+    near = float(np.min(-heights * sin_e - radius * cos_e))
+    far = float(np.max(-heights * sin_e + radius * cos_e))
+    spacing = 1.0 / (grid - 1)
+    lo_y = min(-0.5, -spacing * np.ceil((-near + 2 * spacing) / spacing))
+    hi_y = max(0.5, spacing * np.ceil((far + 2 * spacing) / spacing))
+    g = np.linspace(-0.5, 0.5, grid)
+    depth = np.arange(lo_y, hi_y + spacing / 2, spacing)
+
+    x, y, z = np.meshgrid(g, depth, g, indexing="ij")
+    h = z * cos_e - y * sin_e
+    forward = y * cos_e + z * sin_e
+    # heights increase upwards while rows increase downwards: interpolate on the reversed rows
+    r = np.interp(h, heights[::-1], radius[::-1], left=0.0, right=0.0)
+    field = np.minimum(np.minimum(r - np.hypot(x - axis_x, forward), h_top - h), h - h_base)
+    lo = np.array([-0.5, depth[0], -0.5])
+    hi = np.array([0.5, depth[-1], 0.5])
+    return field.astype(np.float32), lo, hi

@@ -6,8 +6,8 @@ looks like; but other photos of the cluster do. So:
 1. **Candidates.** Each confidently segmented photo of the cluster (`carving_photos`; at most
    `CANDIDATES`, the most confident and largest first) becomes the outline solid
    (`backend.pipelines.reconstruct.silhouette.OutlineReconstructPipeline.solid`: a surface of
-   revolution or an inflation of its outline), built level and upright, its photo at azimuth 0
-   (from an elevation searched with the cameras); and the shape model's clean reconstructions
+   revolution or an inflation of its outline), upright (a vessel whose rim shows tilted by the
+   elevation it shows), its photo at azimuth 0 (from an elevation searched with the cameras); and the shape model's clean reconstructions
    (`backend.pipelines.mine.pipeline`).
 2. **Cameras.** For a candidate, every photo of the cluster gets the viewpoint (azimuth every 10
    degrees, six elevations, no roll: photos are upright) from which the candidate's silhouette best
@@ -181,28 +181,25 @@ def occupancy(field: torch.Tensor, grid: int) -> torch.Tensor:
     return (0.5 + field.reshape(grid, grid, grid) / voxel).clamp(0, 1)
 
 
-def guess_field(photo: ClusterPhoto, elevation: float, points: torch.Tensor, grid: int = 64) -> torch.Tensor:
+def guess_field(photo: ClusterPhoto, points: torch.Tensor, grid: int = 64) -> torch.Tensor:
     """[N] inside-positive field (world units) at ``points`` [N, 3] of the photo's outline
-    solid, shrunk by `GUESS_SCALE`, seen from azimuth 0 at ``elevation``."""
+    solid, shrunk by `GUESS_SCALE`, upright: seen from azimuth 0 at the elevation the solid was
+    built for (0 unless its photo shows a vessel's rim from above)."""
     from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 
     solid = OutlineReconstructPipeline("cpu").solid(photo.solid_rgb, photo.solid_mask, grid, 1.0)
     field_t = torch.as_tensor(solid.field, dtype=torch.float32)
     right, down, forward = (torch.as_tensor(a, dtype=torch.float32)
-                            for a in view_axes(np.array([0.0]), np.array([elevation]))[0])
+                            for a in view_axes(np.array([0.0]), np.array([solid.elevation]))[0])
     # the solid's frame: x image right, y away from the camera, z image up
     local = torch.stack([points @ right, points @ forward, -(points @ down)], -1) / GUESS_SCALE
-    sample = local.flip(-1) / VOLUME_BOUND
+    lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in (solid.lo, solid.hi))
+    sample = ((local - lo) / (hi - lo) * 2 - 1).flip(-1)
     values = torch.nn.functional.grid_sample(field_t[None, None], sample.reshape(1, 1, 1, -1, 3), mode="bilinear",
                                              padding_mode="border", align_corners=True).reshape(-1)
     # the solid's field is in units of its own box; a point outside it is outside the object
-    outside = (local.abs() - VOLUME_BOUND).clamp_min(0).norm(dim=-1)
+    outside = torch.maximum(lo - local, local - hi).clamp_min(0).norm(dim=-1)
     return (values - outside) * GUESS_SCALE
-
-
-def first_guess(photo: ClusterPhoto, elevation: float, grid: int) -> torch.Tensor:
-    """Occupancy [G, G, G] of `guess_field`."""
-    return occupancy(guess_field(photo, elevation, grid_points(grid)), grid)
 
 
 def reference_view(volume: torch.Tensor, elevation: float) -> DistantView:
@@ -263,12 +260,10 @@ class Candidate:
 
 
 def outline_candidates(photos: list[ClusterPhoto], confident: list[int]) -> list[Candidate]:
-    """The outline solids of the most confident photos, upright. The solid extrudes the outline
-    straight back, so it is built level (tilting it by the photo's elevation would tilt the
-    object: a can photographed from above would lean towards the camera); the photo's own
+    """The outline solids of the most confident photos, upright (`guess_field`); the photo's own
     camera is then searched like the others'."""
     ranked = sorted(confident, key=lambda i: (-round(photos[i].confidence, 1), -float(photos[i].small_mask.sum())))
-    return [Candidate(r, None, lambda points, r=r: guess_field(photos[r], 0.0, points),
+    return [Candidate(r, None, lambda points, r=r: guess_field(photos[r], points),
                       f"the outline solid of {photos[r].name}")
             for r in ranked[:CANDIDATES]]
 

@@ -30,7 +30,7 @@ from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
-from backend.geometry.outline import fit_revolution, revolution_field
+from backend.geometry.outline import find_rim, fit_revolution, revolution_field, tilted_revolution_field
 from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
@@ -70,10 +70,13 @@ TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the t
 """Progress reported at each step of `finish_mesh`."""
 
 
-def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0) -> tuple[np.ndarray, float]:
-    """Silhouette mask [S,S] (float 0..1) → inside-positive field [G,G,G] over [-0.5,0.5]³ (x, y=depth, z).
+def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0, depth: np.ndarray | None = None,
+                  middle: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Silhouette mask [S,S] (float 0..1) → inside-positive field [G,D,G] over [-0.5,0.5] in x and z
+    and the ``depth`` nodes in y (default: G nodes over [-0.5,0.5]).
 
-    Returns the field and the largest half-thickness.
+    The inflation is symmetric about the depth ``middle`` [G] at each z node (default 0: the image
+    plane). Returns the field and the largest half-thickness.
     """
     from scipy import ndimage
     from skimage.transform import resize
@@ -85,8 +88,9 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0) -> tuple[
     height = np.where(smooth, profile, -outside)  # [row (down), col (right)]
     # image rows run top→bottom, world z bottom→top; columns are world x.
     height_xz = resize(height, (grid, grid), order=1)[::-1].T  # [x, z]
-    depth = np.linspace(-0.5, 0.5, grid)
-    field = height_xz[:, None, :] - np.abs(depth)[None, :, None]
+    depth = np.linspace(-0.5, 0.5, grid) if depth is None else np.asarray(depth)
+    middle = np.zeros(grid) if middle is None else np.asarray(middle)
+    field = height_xz[:, None, :] - np.abs(depth[None, :, None] - middle[None, None, :])
     return field, float(profile.max())
 
 
@@ -102,6 +106,8 @@ class OutlineSolid:
     """The mask of what it took for the object (a vessel's cast shadow is not)."""
     lo: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, -0.5))
     hi: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, 0.5))
+    elevation: float = 0.0
+    """Degrees by which the photo looks down on the solid; the result is turned upright by it."""
 
 
 class SilhouetteReconstructPipeline(Pipeline):
@@ -145,7 +151,8 @@ class SilhouetteReconstructPipeline(Pipeline):
         vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
         timings["mesh_s"] = time.perf_counter() - t2
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
-        return SolidShape(vertices, faces, rgb, mask, solid.object_mask, image, seg, preset, solid.metadata, timings)
+        return SolidShape(vertices, faces, rgb, mask, solid.object_mask, image, seg, preset, solid.metadata, timings,
+                          solid.elevation)
 
     def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
@@ -156,10 +163,14 @@ class SilhouetteReconstructPipeline(Pipeline):
                            texture_size=shaped.preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
         texture_error = baked_texture_error(mesh, colour)
+        upright = upright_rotation(shaped.elevation)
+        mesh.vertices = (mesh.vertices @ upright.T).astype(np.float32)
+        if mesh.normals is not None:
+            mesh.normals = (mesh.normals @ upright.T).astype(np.float32)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
-        camera = crop_camera(scale, centre)
+        camera = crop_camera(scale, centre, shaped.elevation)
         # a point cloud is judged by the surface it was sampled on
-        surface = (shaped.vertices - centre) * scale if points else mesh.vertices
+        surface = (shaped.vertices @ upright.T - centre) * scale if points else mesh.vertices
         fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, shaped.object_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
@@ -195,6 +206,8 @@ class SolidShape:
     preset: Any
     solid_metadata: dict
     timings: dict[str, float]
+    elevation: float = 0.0
+    """See `OutlineSolid.elevation`."""
 
 
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
@@ -208,14 +221,54 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             return inflated
-        values = revolution_field(fit, mask.shape[0], grid)
+        rim = find_rim(rgb, fit)
+        if rim is None:
+            values = revolution_field(fit, mask.shape[0], grid)
+            lo, hi, elevation = np.full(3, -0.5), np.full(3, 0.5), 0.0
+        else:
+            values, lo, hi = tilted_revolution_field(fit, rim, mask.shape[0], grid)
+            elevation = rim.elevation
         parts, shadows = attached_parts(rgb, fit)
         if parts.any():
-            inflated, _ = inflate_field(parts.astype(np.float64), grid, thickness)
-            values = np.maximum(values, inflated)
+            depth = np.linspace(lo[1], hi[1], values.shape[1])
+            for part, middle in part_planes(parts, values, depth, elevation):
+                inflated, _ = inflate_field(part.astype(np.float64), grid, thickness, depth, middle)
+                values = np.maximum(values, inflated)
         metadata = {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
-                    "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows}
-        return OutlineSolid(values, metadata, np.where(fit.attached & ~parts, 0.0, mask))
+                    "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows,
+                    "rim": None if rim is None else {"elevation": round(rim.elevation, 1),
+                                                     "contrast": round(rim.contrast, 3)}}
+        return OutlineSolid(values, metadata, np.where(fit.attached & ~parts, 0.0, mask), lo, hi, elevation)
+
+
+def part_planes(parts: np.ndarray, body: np.ndarray, depth: np.ndarray, elevation: float):
+    """Each attached part (bool [S,S] pieces of ``parts``) with the depth of its mid-surface at
+    each z node [G] of the ``body`` field [G,D,G]: a plane through the body's middle where the part
+    meets it, parallel to the body's axis (a handle's plane holds the axis; seen from above the
+    axis leans towards the camera, and a spout at the rim meets the body behind the image plane)."""
+    from scipy import ndimage
+
+    size, grid = parts.shape[0], body.shape[0]
+    g = np.linspace(-0.5, 0.5, grid)
+    lean = np.tan(np.radians(elevation))
+    inside = body > 0
+    labels, count = ndimage.label(parts)
+    for index in range(1, count + 1):
+        part = labels == index
+        if not elevation:
+            yield part, np.zeros(grid)
+            continue
+        rows, cols = np.nonzero(ndimage.binary_dilation(part, iterations=4) & ~part)
+        ix = np.clip(np.round((cols + 0.5) / size * (grid - 1)).astype(int), 0, grid - 1)
+        iz = np.clip(np.round((1 - (rows + 0.5) / size) * (grid - 1)).astype(int), 0, grid - 1)
+        touching = inside[ix, :, iz]  # [pixels, D]
+        met = touching.any(1)
+        if not met.any():
+            yield part, -lean * g
+            continue
+        centres = (touching[met] * depth).sum(1) / touching[met].sum(1)
+        z_met = g[iz[met]]
+        yield part, float(centres.mean()) - lean * (g - float(z_met.mean()))
 
 
 SHADOW_DARKNESS = 0.7
@@ -256,15 +309,26 @@ def attached_parts(rgb: np.ndarray, fit) -> tuple[np.ndarray, int]:
     return keep, dropped
 
 
-def crop_camera(scale: float, centre: np.ndarray) -> dict:
+def upright_rotation(elevation: float) -> np.ndarray:
+    """[3,3] from the crop's frame (x right, y away from the camera, z image up) to the output
+    frame of a camera looking down by ``elevation`` degrees: there the camera's forward is
+    (0, cos e, -sin e) and its up (0, sin e, cos e), so the object stands on the XY plane."""
+    e = np.radians(elevation)
+    return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(e), np.sin(e)], [0.0, -np.sin(e), np.cos(e)]])
+
+
+def crop_camera(scale: float, centre: np.ndarray, elevation: float = 0.0) -> dict:
     """The camera that sees the crop (the square [-0.5,0.5] in x and z of the solid's frame) as
-    the photo's crop, in the output frame (the solid moved by -``centre`` and scaled by ``scale``)."""
+    the photo's crop, in the output frame (the solid turned upright by `upright_rotation`, then
+    moved by -``centre`` and scaled by ``scale``)."""
     side = scale  # the crop's side, 1 in the solid's frame
     target = (-np.asarray(centre, dtype=np.float64) * scale).tolist()
     distance = side / 2 / np.tan(np.radians(CAMERA_FOV) / 2)
-    return {"azimuth": 0.0, "elevation": 0.0, "fov": CAMERA_FOV, "distance": round(float(distance), 4),
-            "target": [round(float(t), 5) for t in target],
-            "note": "a distant camera: the solid extrudes the outline straight back; elevation not estimated"}
+    how_high = ("elevation from the rim's ellipse" if elevation else
+                "elevation 0 unless a rim's ellipse shows how far above the camera was")
+    return {"azimuth": 0.0, "elevation": round(float(elevation), 2), "fov": CAMERA_FOV,
+            "distance": round(float(distance), 4), "target": [round(float(t), 5) for t in target],
+            "note": f"a distant camera: the solid extrudes the outline straight back; {how_high}"}
 
 
 def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
