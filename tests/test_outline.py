@@ -106,7 +106,7 @@ def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, heig
 def test_the_rim_of_a_can_seen_from_above_gives_the_elevation(elevation):
     rgb, mask = can_from_above(elevation)
     fit = fit_revolution(mask)
-    rim = find_rim(rgb, fit)
+    rim = find_rim(rgb, mask, fit)
     assert rim is not None
     assert rim.elevation == pytest.approx(elevation, abs=4.0)
     assert rim.radius == pytest.approx(40.0, abs=3.0)
@@ -116,19 +116,25 @@ def test_no_rim_without_an_edge_inside_the_outline():
     # the same outline in one colour: a can from above, or a capsule seen level; nothing says which
     rgb, mask = can_from_above(35.0)
     rgb[mask > 0] = (0.9, 0.5, 0.2)
-    assert find_rim(rgb, fit_revolution(mask)) is None
+    assert find_rim(rgb, mask, fit_revolution(mask)) is None
+    # an egg lying down: an elliptical outline, its lower half the outline's own edge
+    rows, cols = np.mgrid[:192, :192]
+    mask = ((((cols - 96) / 60.0) ** 2 + ((rows - 96) / 35.0) ** 2) <= 1).astype(np.float64)
+    rgb = np.ones((192, 192, 3))
+    rgb[mask > 0] = (0.9, 0.8, 0.6)
+    assert find_rim(rgb, mask, fit_revolution(mask)) is None
     # a level can whose bands of colour are straight lines, not ellipses
     rgb, mask = can_from_above(0.0)
     rows = np.arange(192)[:, None]
     rgb[(mask > 0) & ((rows // 12) % 2 == 0)] = (0.2, 0.3, 0.8)
-    assert find_rim(rgb, fit_revolution(mask)) is None
+    assert find_rim(rgb, mask, fit_revolution(mask)) is None
 
 
 def test_the_tilted_solid_is_a_can_of_the_true_height_that_casts_the_outline():
     elevation, size, grid = 35.0, 192, 97
     rgb, mask = can_from_above(elevation)
     fit = fit_revolution(mask)
-    rim = find_rim(rgb, fit)
+    rim = find_rim(rgb, mask, fit)
     field, lo, hi = tilted_revolution_field(fit, rim, size, grid)
     # seen along the depth axis, it covers the outline
     target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
@@ -145,3 +151,25 @@ def test_the_tilted_solid_is_a_can_of_the_true_height_that_casts_the_outline():
     radial = np.hypot(x, y * np.cos(e) + z * np.sin(e))[inside] * size
     top = heights > heights.max() - 3
     assert np.percentile(radial[top], 95) == pytest.approx(40.0, abs=4.0)
+
+
+def test_a_dish_seen_from_above_is_a_slab_the_grid_resolves():
+    # no wall: its base hides behind the rim's near half; the rim is a band round a darker well
+    rgb, mask = can_from_above(40.0, height=0.0)
+    rows, cols = np.mgrid[:192, :192]
+    radius, sine = 40.0 * 0.9, np.sin(np.radians(40.0))
+    rgb[((cols - 96) / radius) ** 2 + ((rows - 96) / (radius * sine)) ** 2 <= 1] = (0.5, 0.5, 0.4)
+    fit = fit_revolution(mask)
+    rim = find_rim(rgb, mask, fit)
+    assert rim is not None
+    grid = 97
+    field, lo, hi = tilted_revolution_field(fit, rim, 192, grid)
+    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
+    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
+    assert (seen & target).sum() / (seen | target).sum() > 0.9
+    # every line of sight through the dish, away from its outline, meets at least three grid nodes
+    # inside it (no slits)
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(target, iterations=2)
+    assert (field > 0).sum(axis=1)[:grid - 1, :grid - 1][inner].min() >= 3

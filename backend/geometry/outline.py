@@ -141,6 +141,9 @@ RIM_MIN_SAG = 1 / 24
 default 192 px crop): a flatter ellipse is close enough to a straight line that a horizontal band
 of colour (a label, a stripe) would pass for a rim."""
 
+RIM_INSIDE = 0.9
+"""Share of the arc's outer side that must lie inside the outline."""
+
 RIM_SHRINK = (1.0, 0.95, 0.9, 0.85)
 """Scales of the ellipse at which the edge is looked for: a mug's lip has a thickness, and the edge
 that shows is the opening's, inside the outer rim."""
@@ -158,11 +161,14 @@ class Rim:
     """Colour step across its near half (RGB 0..1)."""
 
 
-def _arc_step(image: np.ndarray, axis: float, row: float, a: float, b: float, offset: float = 2.0) -> float:
+def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a: float, b: float,
+              offset: float = 2.0) -> float:
     """Colour step across the near (lower) half of the ellipse centred at (``axis``, ``row``) with
     semi-axes ``a`` (across) and ``b`` (down): the norm of the median difference between the
     colours just outside and just inside it, so only an edge that runs along the whole arc
-    counts, not texture."""
+    counts, not texture. 0 where the arc runs along the outline (``inside``: the binary mask)
+    rather than inside it: there the step is the background's, and an elliptical outline (an egg
+    lying down) would pass for a dish seen from above."""
     from scipy import ndimage
 
     theta = np.linspace(0.15 * np.pi, 0.85 * np.pi, 48)
@@ -175,13 +181,19 @@ def _arc_step(image: np.ndarray, axis: float, row: float, a: float, b: float, of
         return np.stack([ndimage.map_coordinates(image[..., c], [ys, xs], order=1, mode="nearest")
                          for c in range(image.shape[-1])], -1)
 
+    # two pixels further out than the colours are read: the photo is blurred and its mask soft
+    beyond = ndimage.map_coordinates(inside.astype(np.float64), [y + (offset + 2) * ny, x + (offset + 2) * nx],
+                                     order=0, mode="constant")
+    if beyond.mean() < RIM_INSIDE:
+        return 0.0
     step = at(x + offset * nx, y + offset * ny) - at(x - offset * nx, y - offset * ny)
     return float(np.linalg.norm(np.median(step, axis=0)))
 
 
-def find_rim(rgb: np.ndarray, fit: RevolutionFit) -> Rim | None:
+def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | None:
     """The rim at the top of a surface of revolution seen from above, or None (seen level, or no
-    rim found). ``rgb`` is the crop [S,S,3] in 0..1 that ``fit`` was made on.
+    rim found). ``rgb`` is the crop [S,S,3] in 0..1 and ``mask`` the soft mask [S,S] that ``fit``
+    was made on.
 
     Each hypothesis puts the rim's ellipse under the outline's top row: its far half must follow
     the outline (`RIM_OUTLINE_ERROR`) and its near half, or a slightly smaller copy of it (the
@@ -194,6 +206,7 @@ def find_rim(rgb: np.ndarray, fit: RevolutionFit) -> Rim | None:
         return None
     top, bottom = int(rows.min()), int(rows.max())
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (1.0, 1.0, 0.0))
+    inside = np.asarray(mask) >= 0.5
     max_sine = np.sin(np.radians(MAX_ELEVATION))
     best: Rim | None = None
     least = max(4, int(np.ceil(RIM_MIN_SAG * fit.radius.shape[0])))
@@ -206,7 +219,7 @@ def find_rim(rgb: np.ndarray, fit: RevolutionFit) -> Rim | None:
         ellipse = radius * np.sqrt(np.clip(1 - ((centre - far) / half_height) ** 2, 0, 1))
         if np.mean(np.abs(fit.radius[far] - ellipse)) > RIM_OUTLINE_ERROR * radius:
             continue
-        contrast = max(_arc_step(image, fit.axis, centre, k * radius, k * half_height) for k in RIM_SHRINK)
+        contrast = max(_arc_step(image, inside, fit.axis, centre, k * radius, k * half_height) for k in RIM_SHRINK)
         if contrast >= RIM_MIN_CONTRAST and (best is None or contrast > best.contrast):
             best = Rim(float(np.degrees(np.arcsin(half_height / radius))), float(centre), radius, contrast)
     return best
@@ -224,23 +237,25 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     and the base, whose ellipse's near half is the outline's bottom (flat too). Near-orthographic,
     like `revolution_field`.
     """
+    from scipy import ndimage
+
     e = np.radians(rim.elevation)
     cos_e, sin_e = np.cos(e), np.sin(e)
     rows = np.nonzero(fit.radius > 0)[0]
     bottom = int(rows.max())
     # the base: the row whose half-width times sin e reaches down to the outline's bottom
     lifts = np.arange(0, (bottom - rows.min()) // 2)
-    base = bottom - lifts[np.argmin(np.abs(lifts - fit.radius[bottom - lifts] * sin_e))]
     top = int(round(rim.row))
-    if base <= top:
-        raise ValueError("the rim lies below the base")
+    base = max(top + 1, int(bottom - lifts[np.argmin(np.abs(lifts - fit.radius[bottom - lifts] * sin_e))]))
 
     def height(row: np.ndarray) -> np.ndarray:  # image row -> height along the axis (crop units)
         return (0.5 - (row + 0.5) / size) / cos_e
 
+    spacing = 1.0 / (grid - 1)
     h_top, h_base = float(height(np.float64(top))), float(height(np.float64(base)))
-    from scipy import ndimage
-
+    # a dish seen from above: its base hides behind the rim's near half, and the body between
+    # them would be thinner than the grid resolves (see-through slits)
+    h_base = min(h_base, h_top - 2.5 * spacing)
     body_rows = np.arange(top, base + 1)
     # smoothed between the rim and the base only: the narrow rows of the rim's ellipse above it
     # would pinch the wall under the rim
@@ -252,9 +267,8 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     heights = height(body_rows.astype(np.float64))
     near = float(np.min(-heights * sin_e - radius * cos_e))
     far = float(np.max(-heights * sin_e + radius * cos_e))
-    spacing = 1.0 / (grid - 1)
-    lo_y = min(-0.5, -spacing * np.ceil((-near + 2 * spacing) / spacing))
-    hi_y = max(0.5, spacing * np.ceil((far + 2 * spacing) / spacing))
+    lo_y = min(-0.5, -spacing * np.ceil((-near + 4 * spacing) / spacing))
+    hi_y = max(0.5, spacing * np.ceil((far + 4 * spacing) / spacing))
     g = np.linspace(-0.5, 0.5, grid)
     depth = np.arange(lo_y, hi_y + spacing / 2, spacing)
 
@@ -262,7 +276,7 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     h = z * cos_e - y * sin_e
     forward = y * cos_e + z * sin_e
     # heights increase upwards while rows increase downwards: interpolate on the reversed rows
-    r = np.interp(h, heights[::-1], radius[::-1], left=0.0, right=0.0)
+    r = np.interp(h, heights[::-1], radius[::-1])  # the caps below cut it at the rim and the base
     field = np.minimum(np.minimum(r - np.hypot(x - axis_x, forward), h_top - h), h - h_base)
     lo = np.array([-0.5, depth[0], -0.5])
     hi = np.array([0.5, depth[-1], 0.5])

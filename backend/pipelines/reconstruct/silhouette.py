@@ -221,7 +221,7 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             return inflated
-        rim = find_rim(rgb, fit)
+        rim = find_rim(rgb, mask, fit)
         if rim is None:
             values = revolution_field(fit, mask.shape[0], grid)
             lo, hi, elevation = np.full(3, -0.5), np.full(3, 0.5), 0.0
