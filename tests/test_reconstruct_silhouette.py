@@ -219,8 +219,9 @@ def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
     rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(rgba).save(buffer, format="PNG")
+    events = []
     output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
-                                                   recording_context())
+                                                   recording_context(events=events))
     camera, v = output.metadata["camera"], output.mesh.vertices
     assert output.metadata["rim"]["elevation"] == pytest.approx(35.0, abs=4.0)
     assert camera["elevation"] == pytest.approx(35.0, abs=4.0)
@@ -233,3 +234,7 @@ def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
     width, depth, height = np.ptp(v, axis=0)
     assert height / width == pytest.approx(70 / 80, rel=0.1)
     assert depth == pytest.approx(width, rel=0.06)
+    # and so is the preview that came before it
+    preview = [mesh for kind, mesh in events if kind == "preview"][0].vertices
+    width, depth, height = np.ptp(preview, axis=0)
+    assert height / width == pytest.approx(70 / 80, rel=0.15)

@@ -139,7 +139,8 @@ class SilhouetteReconstructPipeline(Pipeline):
         t1 = time.perf_counter()
         coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
         vertices, faces = extract_surface(coarse.field, coarse.lo, coarse.hi)
-        ctx.preview_mesh(MeshPayload(vertices, faces))
+        # upright like the result it previews
+        ctx.preview_mesh(MeshPayload((vertices @ upright_rotation(coarse.elevation).T).astype(np.float32), faces))
 
         solid = self.solid(rgb, mask, preset.grid, preset.thickness)
         timings["solid_s"] = time.perf_counter() - t1
