@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def majority_object(objects: list[str]) -> str | None:
+    """The object most photos of a cluster show; of a tie, the first by name (a set's order
+    changes from run to run with the string hash)."""
+    return max(sorted(set(objects)), key=objects.count) if objects else None
+
+
 def mine_collection(folder: Path, truth: dict, single: dict, device: str, embedding: str | None = None) -> dict:
     """Mine the whole folder and score its clusters."""
     from backend import protocol
@@ -167,7 +173,7 @@ def mine_collection(folder: Path, truth: dict, single: dict, device: str, embedd
     for cluster, mesh in protocol.split_mined(output.mesh, meta):
         members = [shows[n] for n in cluster["images"]]
         objects = [m for m in members if m is not None]
-        majority = max(set(objects), key=objects.count) if objects else None
+        majority = majority_object(objects)
         clustered += len(members)
         majority_total += objects.count(majority) if majority else 0
         row = {"name": cluster["name"], "photos": len(members), "object": majority,

@@ -48,3 +48,10 @@ def test_a_pair_is_scored_by_its_relative_azimuth_not_split_between_the_two(benc
     # 80 degrees apart in truth, 150 as reported: one photo is 70 degrees off wherever the set is turned
     errors = bench.camera_errors(cameras([0, 150], [0, 0]), cameras([0, 80], [0, 0]))
     assert errors["azimuth_within_30"] == 0.5
+
+
+def test_a_tied_cluster_is_scored_against_the_same_object_every_run(bench):
+    assert bench.majority_object(["lego_brick", "horse"]) == "horse"
+    assert bench.majority_object(["horse", "lego_brick"]) == "horse"
+    assert bench.majority_object(["lego_brick", "horse", "lego_brick"]) == "lego_brick"
+    assert bench.majority_object([]) is None
