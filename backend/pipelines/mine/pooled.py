@@ -6,8 +6,9 @@ looks like; but other photos of the cluster do. So:
 1. **Candidates.** Each confidently segmented photo of the cluster (`carving_photos`; at most
    `CANDIDATES`, the most confident and largest first) becomes the outline solid
    (`backend.pipelines.reconstruct.silhouette.OutlineReconstructPipeline.solid`: a surface of
-   revolution or an inflation of its outline), upright (a vessel whose rim shows tilted by the
-   elevation it shows), its photo at azimuth 0 (from an elevation searched with the cameras); and the shape model's clean reconstructions
+   revolution or an inflation of its outline), upright (a vessel whose rim shows is built about
+   an axis tilted by the elevation the rim gives), its photo at azimuth 0 (from an elevation
+   searched with the cameras); and the shape model's clean reconstructions
    (`backend.pipelines.mine.pipeline`).
 2. **Cameras.** For a candidate, every photo of the cluster gets the viewpoint (azimuth every 10
    degrees, six elevations, no roll: photos are upright) from which the candidate's silhouette best
