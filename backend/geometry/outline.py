@@ -133,8 +133,9 @@ RIM_OUTLINE_ERROR = 0.08
 """Largest mean gap between the outline's top and the rim ellipse's far half, as a share of the
 rim's radius."""
 
-MAX_ELEVATION = 60.0
-"""Steepest elevation (degrees) considered: beyond it the outline says little about the height."""
+MAX_ELEVATION = 50.0
+"""Steepest elevation (degrees) considered. Photos of objects are rarely taken from higher, and an
+ellipse that round can be a whole part: a lamp's shade passed for a rim seen from 56-58°."""
 
 RIM_MIN_SAG = 1 / 24
 """Least depth of the rim's ellipse below its ends, as a share of the crop's side (8 px on the
