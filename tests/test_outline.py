@@ -84,7 +84,7 @@ def test_revolution_field_is_a_solid_of_the_fitted_radius():
 
 def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, height: float = 70.0):
     """A can seen from ``elevation`` degrees, near-orthographic: its wall orange, its lid's
-    ellipse blue -> (rgb [S,S,3] on white, soft mask [S,S])."""
+    ellipse blue -> (rgb [S,S,3] on white, mask [S,S] of 0 and 1)."""
     sine, cosine = np.sin(np.radians(elevation)), np.cos(np.radians(elevation))
     rows, cols = np.mgrid[:size, :size].astype(np.float64)
     dx = cols - size / 2
