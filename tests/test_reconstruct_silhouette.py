@@ -238,3 +238,22 @@ def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
     preview = [mesh for kind, mesh in events if kind == "preview"][0].vertices
     width, depth, height = np.ptp(preview, axis=0)
     assert height / width == pytest.approx(70 / 80, rel=0.15)
+
+
+def test_the_parts_of_a_vessel_seen_level_are_inflated_as_one_outline():
+    # a body with a big lug on the left and a small one on the right, lower: the small one is as
+    # thick as the one inflation of both parts makes it, not as its own inflation would
+    from backend.geometry.outline import fit_revolution, revolution_field
+
+    size, grid = 128, 64
+    mask = np.zeros((size, size))
+    mask[20:110, 44:84] = 1.0
+    mask[45:65, 30:44] = 1.0
+    mask[85:91, 84:94] = 1.0
+    rgb = np.full((size, size, 3), 0.6)
+    solid = OutlineReconstructPipeline("cpu").solid(rgb, mask, grid, 1.0)
+    fit = fit_revolution(mask)
+    parts = fit.attached
+    assert solid.metadata["attached_parts"] and solid.metadata["rim"] is None
+    joint, _ = inflate_field(parts.astype(np.float64), grid, 1.0)
+    assert np.allclose(solid.field, np.maximum(revolution_field(fit, size, grid), joint))

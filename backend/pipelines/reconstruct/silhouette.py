@@ -75,8 +75,8 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0, depth: np
     """Silhouette mask [S,S] (float 0..1) → inside-positive field [G,D,G] over [-0.5,0.5] in x and z
     and the ``depth`` nodes in y (default: G nodes over [-0.5,0.5]).
 
-    The inflation is symmetric about the depth ``middle`` [G] at each z node (default 0: the image
-    plane). Returns the field and the largest half-thickness.
+    The inflation is symmetric about the depth ``middle`` [G, G] at each (x, z) grid column
+    (default 0: the image plane). Returns the field and the largest half-thickness.
     """
     from scipy import ndimage
     from skimage.transform import resize
@@ -89,8 +89,8 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0, depth: np
     # image rows run top→bottom, world z bottom→top; columns are world x.
     height_xz = resize(height, (grid, grid), order=1)[::-1].T  # [x, z]
     depth = np.linspace(-0.5, 0.5, grid) if depth is None else np.asarray(depth)
-    middle = np.zeros(grid) if middle is None else np.asarray(middle)
-    field = height_xz[:, None, :] - np.abs(depth[None, :, None] - middle[None, None, :])
+    middle = np.zeros((grid, grid)) if middle is None else np.asarray(middle)
+    field = height_xz[:, None, :] - np.abs(depth[None, :, None] - middle[:, None, :])
     return field, float(profile.max())
 
 
@@ -232,9 +232,9 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
         parts, shadows = attached_parts(rgb, fit)
         if parts.any():
             depth = np.linspace(lo[1], hi[1], values.shape[1])
-            for part, middle in part_planes(parts, values, depth, elevation):
-                inflated, _ = inflate_field(part.astype(np.float64), grid, thickness, depth, middle)
-                values = np.maximum(values, inflated)
+            inflated, _ = inflate_field(parts.astype(np.float64), grid, thickness, depth,
+                                        parts_middle(parts, values, depth, elevation))
+            values = np.maximum(values, inflated)
         metadata = {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
                     "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows,
                     "rim": None if rim is None else {"elevation": round(rim.elevation, 1),
@@ -242,34 +242,39 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
         return OutlineSolid(values, metadata, np.where(fit.attached & ~parts, 0.0, mask), lo, hi, elevation)
 
 
-def part_planes(parts: np.ndarray, body: np.ndarray, depth: np.ndarray, elevation: float):
-    """Each attached part (bool [S,S] pieces of ``parts``) with the depth of its mid-surface at
-    each z node [G] of the ``body`` field [G,D,G]: a plane through the body's middle where the part
-    meets it, parallel to the body's axis (a handle's plane holds the axis; seen from above the
-    axis leans towards the camera, and a spout at the rim meets the body behind the image plane)."""
+def parts_middle(parts: np.ndarray, body: np.ndarray, depth: np.ndarray, elevation: float) -> np.ndarray:
+    """[G, G] (x, z) depth of the attached parts' (bool [S,S]) mid-surface, for the ``body`` field
+    [G,D,G] sampled at ``depth``: the image plane for a body seen level; seen from above, for each
+    part, a plane through the body's middle where the part meets it, parallel to the body's axis
+    (a handle's plane holds the axis, which leans towards the camera, and a spout at the rim meets
+    the body behind the image plane). Each grid column takes the plane of the part nearest to it,
+    so the field stays continuous between the parts."""
     from scipy import ndimage
 
-    size, grid = parts.shape[0], body.shape[0]
+    grid = body.shape[0]
+    if not elevation:
+        return np.zeros((grid, grid))
+    size = parts.shape[0]
     g = np.linspace(-0.5, 0.5, grid)
     lean = np.tan(np.radians(elevation))
     inside = body > 0
     labels, count = ndimage.label(parts)
+    planes = np.tile(-lean * g, (count + 1, 1))  # [label, z]
     for index in range(1, count + 1):
         part = labels == index
-        if not elevation:
-            yield part, np.zeros(grid)
-            continue
         rows, cols = np.nonzero(ndimage.binary_dilation(part, iterations=4) & ~part)
         ix = np.clip(np.round((cols + 0.5) / size * (grid - 1)).astype(int), 0, grid - 1)
         iz = np.clip(np.round((1 - (rows + 0.5) / size) * (grid - 1)).astype(int), 0, grid - 1)
         touching = inside[ix, :, iz]  # [pixels, D]
         met = touching.any(1)
-        if not met.any():
-            yield part, -lean * g
-            continue
-        centres = (touching[met] * depth).sum(1) / touching[met].sum(1)
-        z_met = g[iz[met]]
-        yield part, float(centres.mean()) - lean * (g - float(z_met.mean()))
+        if met.any():
+            centres = (touching[met] * depth).sum(1) / touching[met].sum(1)
+            planes[index] = float(centres.mean()) - lean * (g - float(g[iz[met]].mean()))
+    _, (near_row, near_col) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    nearest = labels[near_row, near_col]  # [S, S] the label of the nearest part's pixel
+    node = np.clip(np.round((g + 0.5) * size - 0.5).astype(int), 0, size - 1)
+    label_xz = nearest[node[::-1][None, :], node[:, None]]  # [x, z]: rows run down, z up
+    return planes[label_xz, np.arange(grid)[None, :]]
 
 
 SHADOW_DARKNESS = 0.7
