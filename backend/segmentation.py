@@ -114,7 +114,7 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     scale = min(1.0, 256.0 / max(height, width))
     small = rgb if scale == 1.0 else (resize(rgb, (max(8, round(height * scale)), max(8, round(width * scale))),
                                              order=1, anti_aliasing=True, preserve_range=True)).astype(np.uint8)
-    distance, border = background_distance(small)
+    distance, lit_distance, border = background_distance(small)
     if float(distance.max()) < 10.0:
         raise PipelineError(ErrorCode.NO_OBJECT, "no object stands out from the background (the image is nearly uniform)")
     threshold = max(10.0, float(threshold_otsu(distance)))
@@ -126,7 +126,7 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     mask = fill_small_holes(mask)
     if not mask.any():
         raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
-    mask = pick_object(mask)
+    mask = _enclosed_shade(pick_object(mask), (lit_distance > threshold) & ~(distance > threshold))
     area = float(mask.mean())
     if area < 0.005:
         raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
@@ -163,9 +163,9 @@ SHADOW_MIN_CHROMA = 10.0
 shadow is the grey of a white object's shaded side."""
 
 
-def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How far each pixel of ``rgb`` [H,W,3] uint8 is from the background -> (ΔE [H,W], the
-    border ring, bool [H,W]).
+def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far each pixel of ``rgb`` [H,W,3] uint8 is from the background -> (ΔE [H,W]; the
+    same without the cast-shadow match [H,W]; the border ring, bool [H,W]).
 
     The references are the border ring's main colours (k-means in CIELAB, k=3) and, for every
     row whose left and right border agree, that row's colour: a sky, a wall or a studio sweep
@@ -189,15 +189,36 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.where(band[:, None], rows, centres[0])
         references.append(np.broadcast_to(rows[:, None, :], lab.shape))
     linear = _linear(rgb / 255.0)
-    distance = np.full((h, w), np.inf)
+    lit = np.full((h, w), np.inf)
+    shade = np.full((h, w), np.inf)
     for reference in references:
         diff = lab - reference
         diff[..., 0] *= np.where(diff[..., 0] < 0, 0.5, 1.0)
-        distance = np.minimum(distance, np.linalg.norm(diff, axis=-1))
+        lit = np.minimum(lit, np.linalg.norm(diff, axis=-1))
         chromatic = np.linalg.norm(reference[..., 1:], axis=-1) >= SHADOW_MIN_CHROMA
         if chromatic.any():
-            distance = np.where(chromatic, np.minimum(distance, _shadow_distance(lab, linear, reference)), distance)
-    return distance, border
+            shade = np.where(chromatic, np.minimum(shade, _shadow_distance(lab, linear, reference)), shade)
+    return np.minimum(lit, shade), lit, border
+
+
+def _enclosed_shade(mask: np.ndarray, shaded: np.ndarray) -> np.ndarray:
+    """The object's ``mask`` with back the ``shaded`` pixels (those only the cast-shadow match
+    took for background) whose pieces lie mostly against it: a cast shadow lies on the floor,
+    but a band of dark cake between cream and case, or pale letters on a can, are the object's
+    own colours that happen to match a dimmed background."""
+    from scipy import ndimage
+
+    shaded = shaded & ~mask
+    labels, count = ndimage.label(shaded)
+    if count == 0:
+        return mask
+    index = np.arange(1, count + 1)
+    rim = ndimage.binary_dilation(shaded) & ~shaded  # the pixels around each shaded piece
+    rim_labels = ndimage.grey_dilation(labels, size=3) * rim
+    against_object = ndimage.sum(mask, rim_labels, index=index)
+    around = ndimage.sum(rim, rim_labels, index=index)
+    enclosed = index[against_object > ENCLOSED_SHARE * np.maximum(around, 1)]
+    return mask | np.isin(labels, enclosed)
 
 
 def _background_rows(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +256,10 @@ def _linear(srgb: np.ndarray) -> np.ndarray:
 def _srgb(linear: np.ndarray) -> np.ndarray:
     linear = np.clip(linear, 0.0, 1.0)
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+ENCLOSED_SHARE = 0.7
+"""A shaded piece with more of its surroundings on the object than this is the object's."""
 
 
 FRAME_PENALTY = 5.0
