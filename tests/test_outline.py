@@ -48,6 +48,17 @@ def test_a_handle_is_attached_and_does_not_widen_the_body():
     assert fit.attached[65, 96:99].all() and not fit.attached[65, 50:70].any()
 
 
+def test_holes_inside_the_body_are_segmentation_not_see_through():
+    """Pale letters on a can that segmentation took for the floor: the body is still one solid of
+    revolution, its radius unchanged where the letters are."""
+    mask = np.zeros((S, S))
+    mask[20:110, 40:80] = 1.0  # a can, half-width 20 about column 59.5
+    mask[60:68, 62:72] = 0.0   # the letters, right of the axis
+    fit = fit_revolution(mask)
+    assert fit is not None
+    assert np.abs(fit.radius[30:100] - 20).max() < 1.0
+
+
 @pytest.mark.parametrize("shape", ["two_legs", "lopsided"])
 def test_outlines_that_are_not_of_revolution(shape):
     mask = np.zeros((S, S))

@@ -80,7 +80,11 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     valid = (source >= 0) & (source < width)
     mirrored = np.zeros_like(binary)
     mirrored[:, valid] = binary[:, source[valid]]
-    body = binary & mirrored
+    # A body of revolution seen from the side cannot be seen through: holes inside it are
+    # segmentation's (pale letters on a can that matched the floor), and would split its rows.
+    body = ndimage.binary_fill_holes(binary & mirrored)
+    mask = np.where(body & ~binary, 1.0, mask)
+    binary = binary | body
     if body.sum() < min_body * binary.sum():
         return None
     rows = np.nonzero(body.any(1))[0]
