@@ -166,3 +166,17 @@ def test_an_object_parted_by_a_band_of_background_colour_is_kept_whole():
     assert (seg.mask & cream & (yy < 95)).sum() > 0.9 * (cream & (yy < 95)).sum()
     assert (seg.mask & case).sum() > 0.9 * case.sum()
     assert iou(seg.mask, obj) > 0.8
+
+
+def test_an_object_found_far_off_the_centre_is_doubted():
+    """Without alpha, a mask far from the photo's centre is more often a floor tile than the
+    object: the user is told, and it still comes back."""
+    rgba, disc = disc_image()
+    shifted = np.zeros_like(rgba)
+    shifted[...] = rgba[0, 0]
+    shifted[:120, :120] = rgba[40:160, 20:140]  # the disc now sits high and left of the centre
+    seg = segment(shifted, has_alpha=False)
+    assert seg.mask.sum() > 0.9 * disc.sum()
+    assert seg.confidence < 0.5 and any("off the photo's centre" in note for note in seg.notes)
+    centred = segment(rgba, has_alpha=False)
+    assert centred.confidence > 0.8 and not centred.notes
