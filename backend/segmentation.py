@@ -290,17 +290,24 @@ def pick_object(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+    def per_piece(where: np.ndarray) -> np.ndarray:
+        return np.bincount(labels[where], minlength=count + 1)[1:].astype(np.float64)
+
+    sizes = per_piece(mask)
     frame = np.zeros_like(mask)
     frame[0], frame[-1], frame[:, 0], frame[:, -1] = True, True, True, True
-    outline = mask & ~ndimage.binary_erosion(mask, border_value=1)
-    on_frame = ndimage.sum(mask & frame, labels, index=np.arange(1, count + 1))
-    edge = ndimage.sum(outline, labels, index=np.arange(1, count + 1))
+    on_frame = per_piece(mask & frame)
+    edge = per_piece(mask & ~ndimage.binary_erosion(mask, border_value=1))
     scores = sizes * np.maximum(0.05, 1.0 - FRAME_PENALTY * on_frame / np.maximum(1.0, edge))
     best = int(np.argmax(scores))
     chosen = labels == best + 1
-    near = ndimage.binary_dilation(chosen, iterations=max(1, round(JOIN_DISTANCE * max(mask.shape))))
-    touching = np.unique(labels[near & mask])
+    reach = max(1, round(JOIN_DISTANCE * max(mask.shape)))
+    # city-block distance within the chosen piece's box widened by the reach: the same pixels as
+    # `reach` 4-connected dilations, at one pass's cost on a large photo
+    ys, xs = np.nonzero(chosen)
+    window = (slice(max(0, ys.min() - reach), ys.max() + reach + 1), slice(max(0, xs.min() - reach), xs.max() + reach + 1))
+    near = ndimage.distance_transform_cdt(~chosen[window], metric="taxicab") <= reach
+    touching = np.unique(labels[window][near & mask[window]])
     for label in touching:
         if label != best + 1 and sizes[label - 1] >= 0.1 * sizes[best]:
             chosen |= labels == label
