@@ -173,6 +173,8 @@ SHADOW_LIGHT = (0.1, 1.0)
 SHADOW_MIN_CHROMA = 10.0
 """A background colour greyer than this (CIELAB chroma) casts no shadow model: a grey floor's
 shadow is the grey of a white object's shaded side."""
+ENCLOSED_SHARE = 0.7
+"""A shaded piece with more of its surroundings on the object than this is the object's."""
 
 
 def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,10 +272,6 @@ def _srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
-ENCLOSED_SHARE = 0.7
-"""A shaded piece with more of its surroundings on the object than this is the object's."""
-
-
 FRAME_PENALTY = 5.0
 """A piece of the mask loses this times the share of its outline that lies on the frame: floor
 tiles and bands of sky run off the frame, an object mostly does not."""
@@ -290,6 +288,7 @@ def pick_object(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
+
     def per_piece(where: np.ndarray) -> np.ndarray:
         return np.bincount(labels[where], minlength=count + 1)[1:].astype(np.float64)
 
