@@ -106,7 +106,7 @@ def grabcut_mask(rgb: np.ndarray, seed: np.ndarray, max_side: int = 320, iterati
     ring = max(2, min(h, w) // 50)
     for run in range(runs):
         labels = np.where(guess, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-        labels[:ring], labels[-ring:], labels[:, :ring], labels[:, -ring:] = (cv2.GC_BGD,) * 4
+        labels[frame_ring(labels.shape, ring)] = cv2.GC_BGD
         cv2.setRNGSeed(run)
         cv2.grabCut(bgr, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
         votes += (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
@@ -130,23 +130,22 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     if float(distance.max()) < 10.0:
         raise PipelineError(ErrorCode.NO_OBJECT, "no object stands out from the background (the image is nearly uniform)")
     threshold = max(10.0, float(threshold_otsu(distance)))
-    mask = distance > threshold
+    above = distance > threshold
     # Pad by repeating the edge so erosion does not eat an object that runs off the frame.
     pad = 3
-    mask = np.pad(mask, pad, mode="edge")
+    mask = np.pad(above, pad, mode="edge")
     mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)[pad:-pad, pad:-pad]
     mask = fill_small_holes(mask)
     if not mask.any():
         raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
-    mask = _enclosed_shade(pick_object(mask), (lit_distance > threshold) & ~(distance > threshold))
+    mask = _enclosed_shade(pick_object(mask), (lit_distance > threshold) & ~above)
     area = float(mask.mean())
     if area < 0.005:
         raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
 
     notes = []
     border_bg = float((distance[border] <= threshold).mean())
-    frame = np.zeros_like(mask)
-    frame[0], frame[-1], frame[:, 0], frame[:, -1] = True, True, True, True
+    frame = frame_ring(mask.shape)
     outline = mask & ~ndimage.binary_erosion(mask)
     touching = float((mask & frame).sum() / max(1, outline.sum()))  # share of the outline on the frame
     separation = float(np.clip((np.median(distance[mask]) - threshold) / threshold, 0.0, 1.0))
@@ -192,8 +191,7 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     lab = rgb2lab(rgb)
     h, w = lab.shape[:2]
     ring = max(2, min(h, w) // 64)
-    border = np.zeros((h, w), dtype=bool)
-    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    border = frame_ring((h, w), ring)
     centres, shares = _kmeans(lab[border], k=3)
     # An object cut by the frame puts its own colour on the border: such a minor cluster is not background.
     centres = centres[(shares >= 0.15) | (shares == shares.max())]
@@ -213,6 +211,13 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
         if chromatic.any():
             shade = np.where(chromatic, np.minimum(shade, _shadow_distance(lab, linear, reference)), shade)
     return np.minimum(lit, shade), lit, border
+
+
+def frame_ring(shape: tuple[int, ...], width: int = 1) -> np.ndarray:
+    """bool [H,W]: the ``width`` pixels along the frame's four edges."""
+    ring = np.zeros(shape[:2], dtype=bool)
+    ring[:width], ring[-width:], ring[:, :width], ring[:, -width:] = True, True, True, True
+    return ring
 
 
 def _enclosed_shade(mask: np.ndarray, shaded: np.ndarray) -> np.ndarray:
@@ -293,9 +298,7 @@ def pick_object(mask: np.ndarray) -> np.ndarray:
         return np.bincount(labels[where], minlength=count + 1)[1:].astype(np.float64)
 
     sizes = per_piece(mask)
-    frame = np.zeros_like(mask)
-    frame[0], frame[-1], frame[:, 0], frame[:, -1] = True, True, True, True
-    on_frame = per_piece(mask & frame)
+    on_frame = per_piece(mask & frame_ring(mask.shape))
     edge = per_piece(mask & ~ndimage.binary_erosion(mask, border_value=1))
     scores = sizes * np.maximum(0.05, 1.0 - FRAME_PENALTY * on_frame / np.maximum(1.0, edge))
     best = int(np.argmax(scores))

@@ -99,12 +99,11 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     left = np.where((columns >= first - 2) & (columns <= axis), mask, 0.0).sum(1)
     right = np.where((columns > axis) & (columns <= last + 2), mask, 0.0).sum(1)
     half_width = np.minimum(left, right)
-    radius = half_width.copy()
     top, bottom = rows.min(), rows.max() + 1
-    radius[top:bottom] = ndimage.gaussian_filter1d(radius[top:bottom], smoothing, mode="nearest")
-    radius[:top] = radius[bottom:] = 0.0
-    attached = binary & ~ndimage.binary_dilation(body, iterations=2)
     half_width[:top] = half_width[bottom:] = 0.0
+    radius = half_width.copy()
+    radius[top:bottom] = ndimage.gaussian_filter1d(half_width[top:bottom], smoothing, mode="nearest")
+    attached = binary & ~ndimage.binary_dilation(body, iterations=2)
     return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou, half_width=half_width,
                          smoothing=smoothing)
 
