@@ -375,6 +375,24 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
     assert timings["total_s"] == pytest.approx(sum(v for k, v in timings.items() if k != "total_s"), abs=0.01)
 
 
+def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
+    """One piece, no sharp edge, but rounded ridges all over: what the committed weights make of
+    most photos unlike their training renders."""
+    from backend.geometry.mesh_ops import extract_surface
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    g = np.linspace(-0.5, 0.5, 96)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    ribbed = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2) + 0.02 * np.sin(2 * np.pi * x / 0.08)
+    vertices, faces = extract_surface(ribbed, np.full(3, -0.5), np.full(3, 0.5))
+    pipe = ReconstructPipeline("cpu", weights)
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(vertices, faces, False, {}, [], [], None, {}))
+    replaced = pipe.run(request(disc()), recording_context())
+    assert replaced.metadata["method"] == OutlineReconstructPipeline.method
+    assert replaced.metadata["auto"]["reason"].startswith("the shape model's surface is rippled over")
+    assert replaced.metadata["auto"]["model_surface"]["pieces"] == 1
+
+
 def test_registry_uses_the_dispatching_pipeline_for_reconstruct():
     from backend.pipelines.registry import default_registry
 

@@ -22,6 +22,11 @@ MAX_SHARP_EDGES = 0.05
 """A model result sharp along more than this share of its edges is shredded (clean results: under
 0.01; the committed weights on photos unlike their training data: 0.2-0.3)."""
 
+MAX_RIPPLES = 0.10
+"""A model result rippled over more than this share of its area is ribbed (docs/reconstruction.md,
+"Ripples": every result that looked ribbed or finned in the review sheets was over 0.10, and those
+under it smooth or faintly striped)."""
+
 
 class ReconstructPipeline(Pipeline):
     """The "reconstruct" task.
@@ -98,4 +103,6 @@ def shredded(quality) -> str | None:
         return f"in {quality.pieces} pieces"
     if quality.sharp_edge_share > MAX_SHARP_EDGES:
         return f"sharp along {quality.sharp_edge_share:.0%} of its edges"
+    if quality.ripple_share > MAX_RIPPLES:
+        return f"rippled over {quality.ripple_share:.0%} of its area"
     return None
