@@ -47,6 +47,23 @@ def test_taubin_smoothing_removes_ripples_and_keeps_the_volume():
     assert volume == pytest.approx(trimesh.Trimesh(bumpy, sphere.faces).volume, rel=0.1)
 
 
+def test_smoothing_over_a_distance_takes_as_many_steps_as_the_mesh_is_fine():
+    from backend.geometry.mesh_ops import smooth_over_distance
+
+    coarse, fine = (trimesh.creation.icosphere(subdivisions=k) for k in (3, 5))  # 1,280 and 20,480 faces
+    moved = []
+    for sphere in (coarse, fine):
+        # ripples of one angular period whatever the tessellation
+        longitude = np.arctan2(sphere.vertices[:, 1], sphere.vertices[:, 0])
+        bumpy = sphere.vertices * (1 + 0.03 * np.sin(12 * longitude))[:, None]
+        smoothed = smooth_over_distance(bumpy.astype(np.float32), sphere.faces.astype(np.int32), 20)
+        spread = lambda v: np.linalg.norm(v, axis=1).std()  # noqa: E731
+        moved.append(spread(smoothed) / spread(bumpy))
+    # the same ripples are flattened about as much on both: 1 step on the coarse one, 20 on the fine one
+    assert moved[0] < 0.9 and moved[1] < 0.9 and abs(moved[0] - moved[1]) < 0.15  # 20 steps on both: 0.21
+    assert np.array_equal(smooth_over_distance(coarse.vertices, coarse.faces, 0), coarse.vertices.astype(np.float32))
+
+
 def test_cleaning_merges_repeated_vertices_and_drops_broken_faces():
     # two triangles of a square given as a triangle soup (corners repeated), plus a repeated
     # face, a face with a corner twice, a zero-area face and a face on a non-finite vertex

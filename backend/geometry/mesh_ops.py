@@ -88,6 +88,20 @@ def smooth_taubin(vertices: np.ndarray, faces: np.ndarray, iterations: int = 20)
     return np.asarray(mesh.vertices, dtype=np.float32)
 
 
+SMOOTHING_FACES = 20_000
+"""The face count `smooth_over_distance` counts its steps at."""
+
+
+def smooth_over_distance(vertices: np.ndarray, faces: np.ndarray, steps: int) -> np.ndarray:
+    """Taubin smoothing by ``steps`` for a mesh of `SMOOTHING_FACES` faces, and proportionally more
+    or fewer for a finer or coarser one: each step moves a vertex towards its neighbours, so the
+    distance a number of steps smooths over shrinks with the edges' length."""
+    if steps <= 0:
+        return np.asarray(vertices, dtype=np.float32)
+    scaled = int(np.clip(round(steps * len(faces) / SMOOTHING_FACES), 1, 3 * steps))
+    return smooth_taubin(vertices, faces, scaled)
+
+
 def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """Quadric decimation down to ``max_faces`` triangles (no-op when already below)."""
     if len(faces) <= max_faces:

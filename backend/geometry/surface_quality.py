@@ -13,8 +13,8 @@ object apart). Three figures catch them:
   none below that.
 - ``ripple_share``: the share of the surface's area whose normal turns by more than
   ``RIPPLE_ANGLE`` degrees when the surface is smoothed (Taubin, ``RIPPLE_SMOOTHING`` steps at
-  ``RIPPLE_FACES`` faces, as many more or fewer as the mesh has more or fewer faces, so the same
-  distance is smoothed over). Rounded ridges turn their flanks by 30-60° and vanish under that
+  20,000 faces, as many more or fewer as the mesh has more or fewer faces, so the same distance
+  is smoothed over). Rounded ridges turn their flanks by 30-60° and vanish under that
   smoothing; a smooth surface, a thin leg or a handle keeps its normals. It measures the surface
   at the scale of a 96³ grid: detail finer than that (fur, sprinkles) counts as ripple too.
 """
@@ -31,8 +31,7 @@ SHARP_ANGLE = 60.0
 RIPPLE_ANGLE = 30.0
 """Degrees a face's normal turns under smoothing above which the face is part of a ripple."""
 RIPPLE_SMOOTHING = 30
-"""Taubin steps the ripple figure smooths by, for a mesh of ``RIPPLE_FACES`` faces."""
-RIPPLE_FACES = 20_000
+"""Taubin steps the ripple figure smooths by (`mesh_ops.smooth_over_distance`)."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +68,11 @@ def surface_quality(vertices: np.ndarray, faces: np.ndarray) -> SurfaceQuality:
 
 def ripple_share(mesh) -> float:
     """See the module's doc: the area share of a trimesh whose normals smoothing turns."""
-    from backend.geometry.mesh_ops import smooth_taubin
+    from backend.geometry.mesh_ops import smooth_over_distance
 
     if len(mesh.faces) == 0 or mesh.area <= 0:
         return 0.0
-    steps = int(np.clip(round(RIPPLE_SMOOTHING * len(mesh.faces) / RIPPLE_FACES), 5, 3 * RIPPLE_SMOOTHING))
-    smoothed = smooth_taubin(mesh.vertices, mesh.faces, steps)[mesh.faces].astype(np.float64)
+    smoothed = smooth_over_distance(mesh.vertices, mesh.faces, RIPPLE_SMOOTHING)[mesh.faces].astype(np.float64)
     normals = np.cross(smoothed[:, 1] - smoothed[:, 0], smoothed[:, 2] - smoothed[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     turned = np.sum(normals * mesh.face_normals, axis=1) < np.cos(np.radians(RIPPLE_ANGLE))

@@ -4,7 +4,8 @@ Steps: find the object and crop it the way the encoder was trained (`inputs`), e
 into shape + colour codes and a viewpoint, fit one shared shape/colour code and one camera per
 view to the views (`fitting`), mesh the refined field cut by the input silhouettes as the refined
 cameras see them (`backend.render.hull`) by coarse-to-fine marching cubes, clean it (small pieces
-dropped, NaN rejected), decimate it to the face budget and finish it (`backend.geometry.finish`)
+dropped, NaN rejected), decimate it to the face budget, smooth away the faint stripes the
+committed weights leave (`ModelPreset.smoothing_steps`) and finish it (`backend.geometry.finish`)
 with the input views' colours where they see the surface and the colour field elsewhere
 (`colour`).
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from backend.errors import PipelineError
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
+from backend.geometry.mesh_ops import smooth_over_distance
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct import fitting
 from backend.pipelines.reconstruct.inputs import CARVE_MASK_SIZE, PreparedView, prepare_view
@@ -151,11 +153,12 @@ class ModelReconstructPipeline(Pipeline):
         refined, views, preset, timings = shaped.refined, shaped.views, shaped.preset, shaped.timings
         t4 = time.perf_counter()
         points = point_count(request, preset.max_faces)
-        mesh, scale, centre, texture_error = self._finish(shaped.vertices, shaped.faces, refined, views,
+        vertices = smooth_over_distance(shaped.vertices, shaped.faces, preset.smoothing_steps)
+        mesh, scale, centre, texture_error = self._finish(vertices, shaped.faces, refined, views,
                                                           request.texture, preset, ctx, points)
         camera = fitting.output_camera(refined, scale, centre)
         # a point cloud is judged by the surface it was sampled on
-        surface = (shaped.vertices - centre) * scale if points else mesh.vertices
+        surface = (vertices - centre) * scale if points else mesh.vertices
         fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, views[0].carve_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "

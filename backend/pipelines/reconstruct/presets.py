@@ -51,6 +51,11 @@ class ModelPreset:
     best sectors, or without one the predicted azimuth and more spread round the circle); the
     one whose silhouette best matches the mask wins. Refinement is local, and a wrong front/back or
     side guess of the viewpoint head is the commonest failure it cannot undo."""
+    smoothing_steps: int = 10
+    """Taubin steps the surface is smoothed by before texturing (`mesh_ops.smooth_over_distance`):
+    it takes away the faint stripes the committed weights leave on the results `auto` keeps (a
+    lemon, a loaf) at no cost in F-score (docs/reconstruction.md, "Ripples"). 0 keeps the
+    surface as extracted."""
     carve_margin: float | None = None
     """Cut the final surface by the input masks as the refined cameras see them (the visual-hull
     intersection, `backend.render.hull`), each mask widened by this share of the crop's side so a
