@@ -32,8 +32,9 @@ class ReconstructPipeline(Pipeline):
     """The "reconstruct" task.
 
     ``method="auto"`` (the default) runs the learned model when its weights load and keeps its
-    result when the surface is clean (`backend.geometry.surface_quality`); a shredded result, or no
-    model, gives the outline solid instead, and ``metadata["auto"]`` says which ran and why.
+    result when the surface is clean (`backend.geometry.surface_quality`); a shredded or ribbed
+    result, or no model, gives the outline solid instead, and ``metadata["auto"]`` says which ran
+    and why.
     ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it, its result whatever it
     looks like); ``"outline"`` and ``"silhouette"`` (the baseline) always run those.
     """
