@@ -16,7 +16,8 @@ object apart). Three figures catch them:
   20,000 faces, as many more or fewer as the mesh has more or fewer faces, so the same distance
   is smoothed over). Rounded ridges turn their flanks by 30-60° and vanish under that
   smoothing; a smooth surface, a thin leg or a handle keeps its normals. It measures the surface
-  at the scale of a 96³ grid: detail finer than that (fur, sprinkles) counts as ripple too.
+  at the scale of a 96³ grid: detail finer than that (fur, sprinkles) and crisp box edges close
+  together (a bookshelf's) count as ripple too (docs/reconstruction.md, "Ripples").
 """
 
 from __future__ import annotations
