@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "alignment": {
             "model": "object-centred prediction (Z up, front -Y) compared as predicted; no pose search",
-            "silhouette": "view-frame prediction rotated into the object frame with the known camera "
-                          "azimuth/elevation, then re-normalised",
+            "silhouette": "prediction turned into the view frame of the camera its metadata reports "
+                          "(level, or lifted by a vessel's rim), then into the object frame with the "
+                          "known camera azimuth/elevation, then re-normalised",
             "outline": "as silhouette",
             "layered": "as silhouette",
             "sphere": "sphere of diameter 1 at the origin",
@@ -290,9 +291,11 @@ def worker(args) -> int:
                 if output.metadata.get("texture_error") is not None:
                     texture_errors.append(output.metadata["texture_error"])
             chose = output.metadata.get("method", method)
-            # everything but the model (alone, or as auto's choice) reconstructs in the view frame
+            # everything but the model (alone, or as auto's choice) reconstructs in the frame of
+            # the camera its metadata reports (level, or lifted by a vessel's rim)
             if split != "real" and not chose.startswith("shape model"):
-                vertices = view_to_object(vertices, np.array(case["world_to_cam"]))
+                view = output_to_view(vertices, output.metadata.get("camera"))
+                vertices = view_to_object(view, np.array(case["world_to_cam"]))
         seconds = time.perf_counter() - t0
         if warm:  # the first run pays one-off imports and allocations; it is not timed or scored
             warm = False
@@ -380,6 +383,17 @@ def build_method(method: str, weights: str, device: str = "cpu", layered_weights
     if method in ("sphere", "hull"):
         return None
     raise SystemExit(f"unknown method {method!r}; use auto, model:<preset>, layered, silhouette, outline, sphere or hull")
+
+
+def output_to_view(vertices: np.ndarray, camera: dict | None) -> np.ndarray:
+    """A result in its output frame -> the view frame of the camera its metadata reports (x image
+    right, y depth, z image up); unchanged when it reports none."""
+    if camera is None:
+        return vertices
+    from backend.geometry.fidelity import camera_axes
+
+    right, down, forward = camera_axes(camera)
+    return np.stack([vertices @ right, vertices @ forward, -(vertices @ down)], axis=1)
 
 
 def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:

@@ -41,6 +41,19 @@ def test_view_frame_axes_map_to_the_camera_axes():
     assert np.allclose(mapped[2], [0, 0, 1], atol=1e-6)
 
 
+def test_results_stood_upright_are_laid_back_into_their_cameras_view_frame():
+    bench = load_bench()
+    camera = {"azimuth": 0.0, "elevation": 30.0, "fov": 1.0, "distance": 50.0}
+    upright = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    view = bench.output_to_view(upright, camera)
+    # seen from 30 degrees above, the object's up leans 30 degrees away from the camera's image up
+    assert np.allclose(view[0], [0.0, -np.sin(np.radians(30)), np.cos(np.radians(30))], atol=1e-9)
+    assert np.allclose(view[1], [1.0, 0.0, 0.0], atol=1e-9)
+    level = dict(camera, elevation=0.0)
+    assert np.allclose(bench.output_to_view(upright, level), upright)
+    assert bench.output_to_view(upright, None) is upright
+
+
 @pytest.mark.slow
 def test_benchmark_writes_json_and_markdown(tmp_path):
     bench = load_bench()

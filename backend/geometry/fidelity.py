@@ -31,9 +31,9 @@ def camera_position(camera: dict) -> np.ndarray:
     return np.asarray(camera.get("target", (0.0, 0.0, 0.0)), dtype=np.float64) + camera["distance"] * offset
 
 
-def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points [N,3] -> (pixel coordinates [N,2] as (column, row), pixel centres at integers;
-    depth along the viewing direction [N])."""
+def camera_axes(camera: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The camera's image right, image down and viewing direction, unit vectors in the output
+    frame."""
     eye = camera_position(camera)
     target = np.asarray(camera.get("target", (0.0, 0.0, 0.0)), dtype=np.float64)
     forward = (target - eye) / np.linalg.norm(target - eye)
@@ -44,6 +44,14 @@ def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np
     down = -np.cross(right, forward)
     roll = math.radians(camera.get("roll", 0.0))
     right, down = math.cos(roll) * right + math.sin(roll) * down, -math.sin(roll) * right + math.cos(roll) * down
+    return right, down, forward
+
+
+def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points [N,3] -> (pixel coordinates [N,2] as (column, row), pixel centres at integers;
+    depth along the viewing direction [N])."""
+    eye = camera_position(camera)
+    right, down, forward = camera_axes(camera)
     rel = np.asarray(points, dtype=np.float64) - eye
     depth = rel @ forward
     focal = (size / 2) / math.tan(math.radians(camera["fov"]) / 2)
