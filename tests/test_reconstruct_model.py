@@ -112,6 +112,26 @@ def test_single_view_gives_a_valid_unit_textured_mesh_and_streams_previews(weigh
     assert set(meta["timings_s"]) >= {"segment_s", "encode_s", "refine_s", "mesh_s", "texture_s", "total_s"}
 
 
+def test_served_field_is_blurred_and_its_unblurred_twin_is_meshed_alike(weights):
+    from backend.pipelines.reconstruct.weights import ENCODING_BLUR
+
+    pipe = ModelReconstructPipeline("cpu", weights)
+    shaped = pipe.shape(request(disc()), recording_context())
+    assert pipe.model.sdf_net.encoding_blur == ENCODING_BLUR > 0
+    vertices, faces = pipe.unblurred_surface(shaped, recording_context())
+    assert np.isfinite(vertices).all() and 0 < len(faces) <= len(shaped.faces)
+    # the same refined code: the two surfaces differ only by the encoding's high octaves
+    blurred = trimesh.Trimesh(shaped.vertices, shaped.faces)
+    plain = trimesh.Trimesh(vertices, faces)
+    assert np.abs(blurred.bounds - plain.bounds).max() < 0.1
+    # with no blur served, the unblurred surface is the result itself
+    pipe.model.sdf_net.encoding_blur = 0.0
+    plain_shaped = pipe.shape(request(disc()), recording_context())
+    same_vertices, same_faces = pipe.unblurred_surface(plain_shaped, recording_context())
+    assert len(same_faces) == len(plain_shaped.faces)
+    assert np.allclose(np.sort(same_vertices, 0), np.sort(plain_shaped.vertices, 0), atol=1e-5)
+
+
 def test_refinement_repairs_a_badly_framed_camera(weights, monkeypatch):
     # start with a focal length 35 % too short: the rendered object is far smaller than the mask,
     # and only the gradient through the renderer into the camera can fix it
@@ -356,8 +376,10 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
     monkeypatch.setattr(pipe.model, "shape", shape_of(
         MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))))
     monkeypatch.setattr(pipe.model, "finish", finish)
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (shaped.vertices, shaped.faces))
     kept = pipe.run(request(disc()), recording_context())
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
+    assert kept.metadata["auto"]["surface"]["unblurred_ripple_share"] < 0.01
     assert finished == [len(ball.faces)]
 
     monkeypatch.setattr(pipe.model, "shape", shape_of(_scraps(), "about the model's mesh"))
@@ -391,6 +413,18 @@ def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert replaced.metadata["auto"]["reason"].startswith("the shape model's surface is rippled over")
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 1
+
+    # smooth as served (the encoding blur), but ribbed in the network's own field: still turned away
+    smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)
+    blurred_vertices, blurred_faces = extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5))
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
+        blurred_vertices, blurred_faces, False, {}, [], [], None, {}))
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (vertices, faces))
+    replaced = pipe.run(request(disc()), recording_context())
+    assert replaced.metadata["method"] == OutlineReconstructPipeline.method
+    assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
+    surface = replaced.metadata["auto"]["model_surface"]
+    assert surface["ripple_share"] < 0.01 and surface["unblurred_ripple_share"] > 0.3
 
 
 def test_registry_uses_the_dispatching_pipeline_for_reconstruct():

@@ -13,6 +13,7 @@ from backend.models.shape_model import (
     ShapeModel,
     ShapeModelConfig,
     ShapeModelInputError,
+    positional_encoding,
 )
 from backend.render.cameras import orbit_cameras
 from backend.render.volsdf import VolSDFConfig, VolSDFRenderer, eikonal_loss
@@ -70,6 +71,40 @@ def test_sphere_initialisation_renders_the_sphere_silhouette(model):
         out = renderer(o.reshape(1, -1, 3), d.reshape(1, -1, 3), sdf_fn, color_fn)
     radius_px = math.sqrt(float((out.mask > 0.5).sum()) / math.pi)
     assert abs(radius_px - focal * math.tan(math.asin(0.5 / dist))) < 1.5
+
+
+def test_blurred_encoding_is_the_encoding_averaged_over_jittered_points():
+    torch.manual_seed(0)
+    x = torch.rand(5, 3, dtype=torch.float64) - 0.5
+    plain = positional_encoding(x, 6)
+    assert torch.equal(positional_encoding(x, 6, 0.0), plain)
+    jitter = 0.05 * torch.randn(100_000, 1, 3, dtype=torch.float64)
+    averaged = positional_encoding(x + jitter, 6).mean(0)
+    blurred = positional_encoding(x, 6, 0.05)
+    assert torch.allclose(blurred, averaged, atol=0.01)
+    assert torch.equal(blurred[:, :3], x)  # the coordinates themselves pass unchanged
+    # the top octave (2^5) fades to exp(-(32 * 0.05)^2 / 2) = 0.28 of its amplitude, the lowest hardly
+    top = slice(3 + 15, 3 + 18)
+    assert torch.allclose(blurred[:, top], plain[:, top] * math.exp(-0.5 * (32 * 0.05) ** 2))
+    assert torch.allclose(blurred[:, 3:6], plain[:, 3:6] * math.exp(-0.5 * 0.05 ** 2))
+
+
+def test_encoding_blur_is_the_networks_setting_unless_a_call_overrides_it():
+    torch.manual_seed(0)
+    model = ShapeModel(ShapeModelConfig.preset("cpu"))
+    codes = model.encode(torch.rand(1, 3, 64, 64))
+    with torch.no_grad():
+        for param in model.sdf_net.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    p = torch.rand(1, 50, 3) - 0.5
+    assert model.sdf_net.encoding_blur == 0.0  # what training sees
+    plain = model.sdf(p, codes.shape)
+    model.sdf_net.encoding_blur = 0.05
+    blurred = model.sdf(p, codes.shape)
+    assert not torch.allclose(blurred, plain)
+    assert torch.equal(model.sdf(p, codes.shape, encoding_blur=0.0), plain)
+    assert torch.equal(model.sdf_field(codes.shape[0], 0.0)(p[0]), plain[0])
+    assert torch.equal(model.sdf_field(codes.shape[0])(p[0]), blurred[0])
 
 
 def test_mirror_symmetry():

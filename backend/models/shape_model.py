@@ -104,13 +104,22 @@ _CODE_INIT_STD = 1e-4
 """Std of the initial code weights of the SDF network (see `SDFNetwork.geometric_init`)."""
 
 
-def positional_encoding(x: torch.Tensor, n_freqs: int) -> torch.Tensor:
-    """[..., 3] -> [..., 3 + 6 * n_freqs]: x, then sin and cos of 2^k x for k < n_freqs."""
+def positional_encoding(x: torch.Tensor, n_freqs: int, blur: float = 0.0) -> torch.Tensor:
+    """[..., 3] -> [..., 3 + 6 * n_freqs]: x, then sin and cos of 2^k x for k < n_freqs.
+
+    ``blur`` > 0 gives the encoding's mean over points jittered by a Gaussian of that standard
+    deviation (each octave's sin and cos scaled by exp(-(2^k blur)^2 / 2), as mip-NeRF's
+    integrated encoding): the high octaves fade, and with them the ribs a network trained on the
+    plain encoding lays along its axes (docs/reconstruction.md, "Ripples")."""
     if n_freqs == 0:
         return x
     freqs = 2.0 ** torch.arange(n_freqs, dtype=x.dtype, device=x.device)
     scaled = (x.unsqueeze(-2) * freqs.unsqueeze(-1)).flatten(-2)
-    return torch.cat([x, torch.sin(scaled), torch.cos(scaled)], dim=-1)
+    sin, cos = torch.sin(scaled), torch.cos(scaled)
+    if blur > 0:
+        fade = torch.exp(-0.5 * (freqs * blur) ** 2).repeat_interleave(x.shape[-1])
+        sin, cos = sin * fade, cos * fade
+    return torch.cat([x, sin, cos], dim=-1)
 
 
 def _fibonacci_sphere(n: int) -> torch.Tensor:
@@ -162,6 +171,9 @@ class SDFNetwork(nn.Module):
             self.hidden.append(nn.Linear(width_in, config.hidden))
         self.out = nn.Linear(config.hidden, 1)
         self.activation = nn.Softplus(beta=config.softplus_beta)
+        self.encoding_blur = 0.0
+        """`positional_encoding`'s ``blur`` when the field is evaluated: 0 in training; serving
+        sets `backend.pipelines.reconstruct.weights.ENCODING_BLUR` when it loads the weights."""
         self.geometric_init()
 
     @torch.no_grad()
@@ -203,11 +215,13 @@ class SDFNetwork(nn.Module):
         self.out.weight /= slope
         self.out.bias -= self.forward(dirs * radius, code).mean()
 
-    def forward(self, points: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """points [B, N, 3], code [B, D] -> sdf [B, N]."""
+    def forward(self, points: torch.Tensor, code: torch.Tensor, encoding_blur: float | None = None) -> torch.Tensor:
+        """points [B, N, 3], code [B, D] -> sdf [B, N]; ``encoding_blur`` overrides
+        `encoding_blur` for this call."""
         if self.config.symmetric:
             points = _mirror(points)
-        encoded = positional_encoding(points, self.config.pe_freqs)
+        blur = self.encoding_blur if encoding_blur is None else encoding_blur
+        encoded = positional_encoding(points, self.config.pe_freqs, blur)
         code = code.unsqueeze(1)
         x = encoded
         for i, layer in enumerate(self.hidden):
@@ -274,10 +288,11 @@ class ShapeModel(nn.Module):
 
     forward = encode
 
-    def sdf(self, points: torch.Tensor, shape_code: torch.Tensor) -> torch.Tensor:
-        """points [B, ..., 3], shape_code [B, shape_dim] -> signed distance [B, ...]."""
+    def sdf(self, points: torch.Tensor, shape_code: torch.Tensor, encoding_blur: float | None = None) -> torch.Tensor:
+        """points [B, ..., 3], shape_code [B, shape_dim] -> signed distance [B, ...]
+        (``encoding_blur``: see `SDFNetwork.forward`)."""
         flat = self._flatten(points, shape_code, self.config.shape_dim, "shape_code")
-        return self.sdf_net(flat, shape_code).reshape(points.shape[:-1])
+        return self.sdf_net(flat, shape_code, encoding_blur).reshape(points.shape[:-1])
 
     def color(self, points: torch.Tensor, color_code: torch.Tensor) -> torch.Tensor:
         """points [B, ..., 3], color_code [B, color_dim] -> rgb [B, ..., 3] in (0, 1)."""
@@ -297,15 +312,17 @@ class ShapeModel(nn.Module):
 
         return sdf_fn, color_fn
 
-    def sdf_field(self, shape_code: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def sdf_field(self, shape_code: torch.Tensor, encoding_blur: float | None = None
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
         """points [N, 3] -> SDF [N] of one shape code [shape_dim]: the single-shape field that
-        marching cubes, carving and the symmetry prior take."""
+        marching cubes, carving and the symmetry prior take (``encoding_blur``: see
+        `SDFNetwork.forward`)."""
         if shape_code.shape != (self.config.shape_dim,):
             raise ShapeModelInputError(
                 f"a single-shape field needs one shape code [{self.config.shape_dim}], got {list(shape_code.shape)}"
             )
         code = shape_code.unsqueeze(0)
-        return lambda points: self.sdf(points.unsqueeze(0), code).squeeze(0)
+        return lambda points: self.sdf(points.unsqueeze(0), code, encoding_blur).squeeze(0)
 
     def extract_mesh(self, shape_code: torch.Tensor, **options):
         """Mesh of one shape code [shape_dim]; ``options`` go to

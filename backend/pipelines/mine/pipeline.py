@@ -269,9 +269,8 @@ class MinePipeline(Pipeline):
     def _model_candidates(self, photos, sources, confident: list[int], request: MineRequest, ctx: JobContext):
         """The shape model's reconstructions of the most confident photos whose surfaces are clean
         (the rule `auto` keeps them by), as candidates."""
-        from backend.geometry.surface_quality import surface_quality
         from backend.pipelines.mine.pooled import Candidate
-        from backend.pipelines.reconstruct.dispatch import shredded
+        from backend.pipelines.reconstruct.dispatch import judge_model_result
         from backend.requests import CommonParams, ReconstructRequest
 
         ranked = sorted(confident, key=lambda i: -photos[i].confidence)[:MODEL_CANDIDATES]
@@ -283,7 +282,7 @@ class MinePipeline(Pipeline):
             single = ReconstructRequest([image], CommonParams(quality=request.common.quality, seed=request.common.seed),
                                         texture="none")
             shaped = self.shape_model.shape(single, quiet)
-            if shredded(surface_quality(shaped.vertices, shaped.faces)) is not None:
+            if judge_model_result(self.shape_model, shaped, quiet)[0] is not None:
                 continue
             candidates.append(Candidate(index, math.degrees(float(shaped.refined["angles"][0, 1])),
                                         model_field(self.shape_model.model, shaped.refined),

@@ -192,19 +192,30 @@ class ModelReconstructPipeline(Pipeline):
         """Fit one shape/colour code and per-view cameras to the views (`fitting.refine`)."""
         return fitting.refine(self.model, views, codes, preset, self.beta, ctx)
 
-    def _mesh(self, refined: dict, views: list[PreparedView], preset: ModelPreset, ctx: JobContext
-              ) -> tuple[np.ndarray, np.ndarray, bool]:
+    def unblurred_surface(self, shaped: "ModelShape", ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
+        """The same refined code's surface with the plain positional encoding (no
+        `weights.ENCODING_BLUR`), carved and decimated as ``shaped`` was: how ribbed the network's
+        own field is, which `auto` reads as a sign that the photo is unlike its training renders."""
+        from backend.geometry.mesh_ops import decimate
+
+        vertices, faces, _ = self._mesh(shaped.refined, shaped.views, shaped.preset, ctx, encoding_blur=0.0,
+                                        carve=shaped.carved)
+        return decimate(vertices, faces, max(len(shaped.faces), 1))
+
+    def _mesh(self, refined: dict, views: list[PreparedView], preset: ModelPreset, ctx: JobContext,
+              encoding_blur: float | None = None, carve: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """(vertices, faces, carved): the refined surface, carved by the silhouettes when the
-        preset asks; if carving leaves nothing (a camera far off), the uncarved one with a warning."""
+        preset asks (and ``carve``); if carving leaves nothing (a camera far off), the uncarved one
+        with a warning. ``encoding_blur`` overrides the network's (`SDFNetwork.forward`)."""
         import torch
 
         from backend.geometry.mesh_ops import clean_mesh
         from backend.render.extract import NoSurfaceError, extract_mesh
         from backend.render.hull import hull_field
 
-        model_field = self.model.sdf_field(refined["shape"])
+        model_field = self.model.sdf_field(refined["shape"], encoding_blur)
         fields = [(model_field, False)]
-        if preset.carve_margin is not None:
+        if carve and preset.carve_margin is not None:
             # the refined cameras, scaled from the target crop to the finer carving crop
             scale = CARVE_MASK_SIZE / refined["size"]
             cams = fitting.fitted_cameras(refined["angles"], refined["log_focal"] + math.log(scale),
