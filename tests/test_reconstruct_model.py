@@ -379,7 +379,7 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (shaped.vertices, shaped.faces))
     kept = pipe.run(request(disc()), recording_context())
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
-    assert kept.metadata["auto"]["surface"]["unblurred_ripple_share"] < 0.01
+    assert kept.metadata["auto"]["surface"]["unblurred"]["ripple_share"] < 0.01
     assert finished == [len(ball.faces)]
 
     monkeypatch.setattr(pipe.model, "shape", shape_of(_scraps(), "about the model's mesh"))
@@ -424,7 +424,7 @@ def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
     surface = replaced.metadata["auto"]["model_surface"]
-    assert surface["ripple_share"] < 0.01 and surface["unblurred_ripple_share"] > 0.3
+    assert surface["ripple_share"] < 0.01 and surface["unblurred"]["ripple_share"] > 0.3
 
 
 def test_registry_uses_the_dispatching_pipeline_for_reconstruct():
@@ -478,3 +478,32 @@ def test_the_side_turned_away_from_the_camera_continues_the_red_image(weights):
     assert hidden.sum() > 10
     red = mesh.colors[hidden, :3].astype(float).mean(0)
     assert red[0] > red[1] + 60 and red[0] > red[2] + 60
+
+
+def test_auto_judges_the_unblurred_field_by_its_large_pieces_not_its_crumbs(weights, monkeypatch):
+    from backend.pipelines.base import PipelineOutput
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    def spheres(radii_and_centres):
+        parts = [trimesh.creation.icosphere(subdivisions=3, radius=r).apply_translation(c) for r, c in radii_and_centres]
+        mesh = trimesh.util.concatenate(parts)
+        return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32)
+
+    served = spheres([(0.5, (0, 0, 0))])
+    pipe = ReconstructPipeline("cpu", weights)
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(*served, False, {}, [], [], None, {}))
+    monkeypatch.setattr(pipe.model, "finish", lambda shaped, req, ctx: PipelineOutput(
+        MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
+    crumbs = spheres([(0.5, (0, 0, 0)), (0.02, (0.8, 0, 0)), (0.02, (-0.8, 0, 0)), (0.02, (0, 0.8, 0))])
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: crumbs)
+    kept = pipe.run(request(disc()), recording_context())
+    assert kept.metadata["auto"]["chose"] == "model"
+    assert kept.metadata["auto"]["surface"]["unblurred"]["pieces"] == 4
+    assert kept.metadata["auto"]["surface"]["unblurred"]["large_pieces"] == 1
+
+    parts = spheres([(0.5, (0, 0, 0)), (0.2, (0.8, 0, 0)), (0.2, (-0.8, 0, 0))])
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: parts)
+    replaced = pipe.run(request(disc()), recording_context())
+    assert replaced.metadata["method"] == OutlineReconstructPipeline.method
+    assert replaced.metadata["auto"]["reason"] == ("the shape model's surface is in 3 large pieces before the "
+                                                   "encoding blur")

@@ -10,7 +10,8 @@ object apart). Three figures catch them:
   none; a box has its twelve edges; a stack of fins is sharp along every fin's edge.
 - ``smallest_piece_share``: the area of the smallest connected piece over the whole area.
   Pieces under 0.2 % of the largest one are dropped when a mesh is cleaned, so a clean result has
-  none below that.
+  none below that. ``large_pieces`` counts the pieces of at least ``LARGE_PIECE`` of the area: the
+  parts a field came apart into, without the crumbs.
 - ``ripple_share``: the share of the surface's area whose normal turns by more than
   ``RIPPLE_ANGLE`` degrees when the surface is smoothed (Taubin, ``RIPPLE_SMOOTHING`` steps at
   20,000 faces, as many more or fewer as the mesh has more or fewer faces, so the same distance
@@ -29,6 +30,9 @@ import numpy as np
 SHARP_ANGLE = 60.0
 """Degrees between two faces' normals above which their shared edge counts as sharp."""
 
+LARGE_PIECE = 0.01
+"""Share of the whole area from which a piece counts in ``large_pieces``."""
+
 RIPPLE_ANGLE = 30.0
 """Degrees a face's normal turns under smoothing above which the face is part of a ripple."""
 RIPPLE_SMOOTHING = 30
@@ -40,6 +44,8 @@ class SurfaceQuality:
     pieces: int
     smallest_piece_share: float
     """Area of the smallest connected piece / total area."""
+    large_pieces: int
+    """Pieces of at least `LARGE_PIECE` of the total area."""
     sharp_edge_share: float
     """Length of edges where the surface turns by more than SHARP_ANGLE / length of all shared edges."""
     ripple_share: float
@@ -63,6 +69,7 @@ def surface_quality(vertices: np.ndarray, faces: np.ndarray) -> SurfaceQuality:
     sharp = float(lengths[angles > SHARP_ANGLE].sum())
     return SurfaceQuality(pieces=int(len(areas)),
                           smallest_piece_share=float(areas.min() / total) if total > 0 else 0.0,
+                          large_pieces=int((areas >= LARGE_PIECE * total).sum()) if total > 0 else 0,
                           sharp_edge_share=sharp / shared if shared > 0 else 0.0,
                           ripple_share=ripple_share(mesh))
 
