@@ -2,8 +2,9 @@
 
 Steps: find the object and crop it the way the encoder was trained (`inputs`), encode every view
 into shape + colour codes and a viewpoint, fit one shared shape/colour code and one camera per
-view to the views (`fitting`), mesh the refined field cut by the input silhouettes as the refined
-cameras see them (`backend.render.hull`) by coarse-to-fine marching cubes, clean it (small pieces
+view to the views (`fitting`; the field is evaluated through the blurred positional encoding
+`weights.ENCODING_BLUR` throughout), mesh the refined field cut by the input silhouettes as the
+refined cameras see them (`backend.render.hull`) by coarse-to-fine marching cubes, clean it (small pieces
 dropped, NaN rejected), decimate it to the face budget, smooth away the faint stripes the
 committed weights leave (`ModelPreset.smoothing_steps`) and finish it (`backend.geometry.finish`)
 with the input views' colours where they see the surface and the colour field elsewhere
