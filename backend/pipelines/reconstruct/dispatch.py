@@ -116,27 +116,20 @@ def judge_model_result(model: ModelReconstructPipeline, shaped, ctx: JobContext)
     if problem is None:
         unblurred = surface_quality(*model.unblurred_surface(shaped, ctx))
         surface["unblurred"] = unblurred.as_dict()
-        problem = unsure(unblurred)
+        problem = shredded(unblurred, unblurred=True)
     return problem, surface
 
 
-def shredded(quality) -> str | None:
-    """What is wrong with a surface, or None when it is clean."""
-    if quality.pieces > MAX_PIECES:
-        return f"in {quality.pieces} pieces"
+def shredded(quality, unblurred: bool = False) -> str | None:
+    """What is wrong with a surface, or None when it is clean. ``unblurred``: the model's field
+    without the encoding blur, judged by its large pieces and the looser ripple limit."""
+    pieces, what = (quality.large_pieces, "large pieces") if unblurred else (quality.pieces, "pieces")
+    max_ripples = MAX_UNBLURRED_RIPPLES if unblurred else MAX_RIPPLES
+    where = " before the encoding blur" if unblurred else ""
+    if pieces > MAX_PIECES:
+        return f"in {pieces} {what}{where}"
     if quality.sharp_edge_share > MAX_SHARP_EDGES:
-        return f"sharp along {quality.sharp_edge_share:.0%} of its edges"
-    if quality.ripple_share > MAX_RIPPLES:
-        return f"rippled over {quality.ripple_share:.0%} of its area"
-    return None
-
-
-def unsure(unblurred) -> str | None:
-    """What the model's field without the encoding blur says is wrong, or None."""
-    if unblurred.large_pieces > MAX_PIECES:
-        return f"in {unblurred.large_pieces} large pieces before the encoding blur"
-    if unblurred.sharp_edge_share > MAX_SHARP_EDGES:
-        return f"sharp along {unblurred.sharp_edge_share:.0%} of its edges before the encoding blur"
-    if unblurred.ripple_share > MAX_UNBLURRED_RIPPLES:
-        return f"rippled over {unblurred.ripple_share:.0%} of its area before the encoding blur"
+        return f"sharp along {quality.sharp_edge_share:.0%} of its edges{where}"
+    if quality.ripple_share > max_ripples:
+        return f"rippled over {quality.ripple_share:.0%} of its area{where}"
     return None
