@@ -39,6 +39,17 @@ def test_the_shipped_text_model_fits_the_shipped_shape_model_and_is_small():
     assert size < 20e6
 
 
+def test_the_text_path_decodes_through_the_plain_encoding_and_reconstruction_through_the_blur(text_model):
+    from backend.pipelines.generate_offline import TEXT_ENCODING_BLUR
+    from backend.pipelines.reconstruct.model import ModelReconstructPipeline
+    from backend.pipelines.reconstruct.weights import ENCODING_BLUR
+
+    assert text_model.shape_model.sdf_net.encoding_blur == TEXT_ENCODING_BLUR == 0.0
+    reconstruct = ModelReconstructPipeline("cpu")
+    reconstruct.load()
+    assert reconstruct.model.sdf_net.encoding_blur == ENCODING_BLUR > 0
+
+
 def test_missing_or_mismatched_files_say_what_to_do(tmp_path):
     assert "is missing" in offline_missing_reason(tmp_path / "text_model")
     other = tmp_path / "text_model"

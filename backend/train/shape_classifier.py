@@ -426,10 +426,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                                          "train_seconds": round(report.seconds)})
     model, metadata = load_classifier()
 
+    from backend.pipelines.generate_offline import TEXT_ENCODING_BLUR
     from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, check_weights, load_model
 
     weights = Path(args.shape_model) if args.shape_model else DEFAULT_WEIGHTS
-    shape_model, _, _ = load_model(weights, "cpu")
+    shape_model, _, _ = load_model(weights, "cpu", TEXT_ENCODING_BLUR)  # the text path's decoder
     n, offset = args.eval_per_category, TEXT_EVAL_SEED_OFFSET
     started = time.monotonic()
     truth = _first_per_category(build_occupancy_set(CACHE_DIR / f"eval_{offset}.npz", n, offset), n)

@@ -89,10 +89,10 @@ def torch_device(device: str):
     return torch.device("cpu")
 
 
-def load_model(weights: Path, device: str):
-    """``(model, metadata, torch device)``: the network in eval mode without gradients; a
-    checkpoint that passed `check_weights` but does not fit the code gives
-    ``PIPELINE_UNAVAILABLE`` with what to do."""
+def load_model(weights: Path, device: str, encoding_blur: float = ENCODING_BLUR):
+    """``(model, metadata, torch device)``: the network in eval mode without gradients, its field
+    evaluated with ``encoding_blur``; a checkpoint that passed `check_weights` but does not fit the
+    code gives ``PIPELINE_UNAVAILABLE`` with what to do."""
     from backend.models.checkpoint import CheckpointError, load_shape_model
 
     dev = torch_device(device)
@@ -103,5 +103,5 @@ def load_model(weights: Path, device: str):
                             f"the shape model weights {weights} cannot be used: {exc}. Re-export them "
                             "with scripts/train.py --export (docs/training.md).") from exc
     model.eval().requires_grad_(False)
-    model.sdf_net.encoding_blur = ENCODING_BLUR
+    model.sdf_net.encoding_blur = encoding_blur
     return model, metadata, dev
