@@ -173,7 +173,7 @@ class SDFNetwork(nn.Module):
         self.activation = nn.Softplus(beta=config.softplus_beta)
         self.encoding_blur = 0.0
         """`positional_encoding`'s ``blur`` when the field is evaluated: 0 in training; serving
-        sets `backend.pipelines.reconstruct.weights.ENCODING_BLUR` when it loads the weights."""
+        sets it when it loads the weights (`backend.pipelines.reconstruct.weights.load_model`)."""
         self.geometric_init()
 
     @torch.no_grad()
