@@ -507,3 +507,27 @@ def test_auto_judges_the_unblurred_field_by_its_large_pieces_not_its_crumbs(weig
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert replaced.metadata["auto"]["reason"] == ("the shape model's surface is in 3 large pieces before the "
                                                    "encoding blur")
+
+
+def test_an_uncut_fallback_warns_only_for_the_surface_the_user_gets(weights, monkeypatch):
+    import backend.render.extract as extract
+
+    monkeypatch.setitem(presets.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=0.02))
+    pipe = ModelReconstructPipeline("cpu", weights)
+    shaped = pipe.shape(request(disc()), recording_context())
+    real_extract = extract.extract_mesh
+    calls = []
+
+    def carving_leaves_nothing(field, **options):
+        calls.append(1)
+        if len(calls) % 2 == 1:  # the first field tried is the carved one
+            raise extract.NoSurfaceError("nothing left")
+        return real_extract(field, **options)
+
+    monkeypatch.setattr(extract, "extract_mesh", carving_leaves_nothing)
+    told = recording_context()
+    assert not pipe._mesh(shaped.refined, shaped.views, shaped.preset, told)[2]
+    assert len(told.warnings) == 1 and "uncut shape" in told.warnings[0]
+    quiet = recording_context()
+    pipe._mesh(shaped.refined, shaped.views, shaped.preset, quiet, encoding_blur=0.0, warn=False)
+    assert quiet.warnings == []

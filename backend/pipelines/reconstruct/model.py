@@ -200,14 +200,16 @@ class ModelReconstructPipeline(Pipeline):
         from backend.geometry.mesh_ops import decimate
 
         vertices, faces, _ = self._mesh(shaped.refined, shaped.views, shaped.preset, ctx, encoding_blur=0.0,
-                                        carve=shaped.carved)
+                                        carve=shaped.carved, warn=False)
         return decimate(vertices, faces, max(len(shaped.faces), 1))
 
     def _mesh(self, refined: dict, views: list[PreparedView], preset: ModelPreset, ctx: JobContext,
-              encoding_blur: float | None = None, carve: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
+              encoding_blur: float | None = None, carve: bool = True, warn: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
         """(vertices, faces, carved): the refined surface, carved by the silhouettes when the
         preset asks (and ``carve``); if carving leaves nothing (a camera far off), the uncarved one
-        with a warning. ``encoding_blur`` overrides the network's (`SDFNetwork.forward`)."""
+        with a warning (unless not ``warn``: a surface the user never gets). ``encoding_blur``
+        overrides the network's (`SDFNetwork.forward`)."""
         import torch
 
         from backend.geometry.mesh_ops import clean_mesh
@@ -230,8 +232,9 @@ class ModelReconstructPipeline(Pipeline):
                                     device=refined["shape"].device)
             except NoSurfaceError as exc:
                 if carved:
-                    ctx.warn("cutting the shape by the input silhouette left nothing (the fitted camera is far "
-                             "off); the uncut shape is used")
+                    if warn:
+                        ctx.warn("cutting the shape by the input silhouette left nothing (the fitted camera is far "
+                                 "off); the uncut shape is used")
                     continue
                 raise PipelineError(ErrorCode.INVALID_RESULT, f"the shape model produced no surface: {exc}") from exc
             except ValueError as exc:  # non-finite field values
