@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from backend.geometry.outline import find_rim, fit_revolution, mirror_axis, revolution_field, tilted_revolution_field
+from backend.geometry.outline import (
+    bridge_notches,
+    find_rim,
+    fit_revolution,
+    mirror_axis,
+    revolution_field,
+    row_spans,
+    tilted_revolution_field,
+)
 
 S = 128
 
@@ -71,6 +79,31 @@ def test_outlines_that_are_not_of_revolution(shape):
         mask[20:50, 90:120] = 1
         mask[80:110, 25:32] = 1
     assert fit_revolution(mask) is None
+
+
+def test_a_gear_seen_edge_on_is_a_surface_of_revolution_despite_its_teeth():
+    """Its toothed rows have notches a few pixels across: one part, not several."""
+    mask = np.zeros((S, S))
+    mask[50:70, 14:114] = 1.0              # the gear's rim, edge-on
+    for centre in 63.5 + 8 * np.arange(-6, 7):  # teeth 6 px wide side by side: 2 x 4 px notches
+        mask[70:74, int(centre - 2.5):int(centre + 3.5)] = 1.0
+    assert row_spans(mask[70:74] >= 0.5).min() > 1
+    fit = fit_revolution(mask)
+    assert fit is not None
+    assert fit.axis == pytest.approx(63.5, abs=1.0)
+    assert np.abs(fit.radius[50:60] - 50).max() < 1.0  # above the teeth, which smoothing reaches
+    assert fit_revolution(mask, notch=0.0) is None
+
+
+def test_small_gaps_are_bridged_and_large_ones_kept():
+    body = np.zeros((S, S), bool)
+    body[20:100, 20:40] = body[20:100, 88:108] = True  # two legs, a wide gap between them
+    body[20:30, 40:88] = True                          # joined by a seat
+    body[100:103, 30:33] = body[100:103, 35:38] = True  # and a notched foot under the left leg
+    bridged = bridge_notches(body)
+    assert bridged[101, 33:35].all()                    # the notch, 6 px of a 5,000 px body
+    assert not bridged[60, 40:88].any()                 # not the space between the legs
+    assert row_spans(body)[101] == 2 and row_spans(bridged)[101] == 1 and row_spans(bridged)[60] == 2
 
 
 def test_revolution_field_is_a_solid_of_the_fitted_radius():

@@ -377,7 +377,16 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
         MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))))
     monkeypatch.setattr(pipe.model, "finish", finish)
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (shaped.vertices, shaped.faces))
-    kept = pipe.run(request(disc()), recording_context())
+    outline_shape = pipe.outline.shape
+
+    def warned_outline(req, ctx):  # auto builds the outline solid first, whichever it keeps
+        ctx.warn("about the outline solid")
+        return outline_shape(req, ctx)
+
+    monkeypatch.setattr(pipe.outline, "shape", warned_outline)
+    ctx = recording_context()
+    kept = pipe.run(request(disc()), ctx)
+    assert ctx.warnings == []  # the outline solid's warning is not about the mesh the user gets
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
     assert kept.metadata["auto"]["surface"]["unblurred"]["ripple_share"] < 0.01
     assert finished == [len(ball.faces)]
@@ -388,13 +397,32 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
     assert finished == [len(ball.faces)]  # the shredded surface was never textured
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     # warnings about the discarded mesh are not the result's
-    assert ctx.warnings == [] and replaced.metadata["auto"]["model_warnings"] == ["about the model's mesh"]
+    assert ctx.warnings == ["about the outline solid"]
+    assert replaced.metadata["auto"]["model_warnings"] == ["about the model's mesh"]
     assert "30 pieces" in replaced.metadata["auto"]["reason"]
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 30
     # the time spent on the discarded model is in the result's timings, and in the total
     timings = replaced.metadata["timings_s"]
     assert timings["model_mesh_s"] == 0.5 and {"segment_s", "mesh_s", "texture_s"} <= set(timings)
     assert timings["total_s"] == pytest.approx(sum(v for k, v in timings.items() if k != "total_s"), abs=0.01)
+
+
+def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_the_model(weights, monkeypatch):
+    from test_outline import can_from_above
+
+    rgb, mask = can_from_above(35.0)
+    rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
+    pipe = ReconstructPipeline("cpu", weights)
+
+    def no_model(req, ctx):
+        raise AssertionError("the model ran on a photo whose outline shows a rim")
+
+    monkeypatch.setattr(pipe.model, "shape", no_model)
+    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context())
+    assert output.metadata["method"] == OutlineReconstructPipeline.method
+    assert output.metadata["auto"]["chose"] == "outline"
+    assert output.metadata["auto"]["reason"].startswith("the outline shows the rim of a turned object seen from 3")
+    assert output.metadata["camera"]["elevation"] == pytest.approx(35.0, abs=4.0)
 
 
 def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
