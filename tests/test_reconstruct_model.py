@@ -424,6 +424,17 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
     assert output.metadata["auto"]["reason"].startswith("the outline shows the rim of a turned object seen from 3")
     assert output.metadata["camera"]["elevation"] == pytest.approx(35.0, abs=4.0)
 
+    # several photos are the model's to fit together, rim or not
+    class ModelRan(Exception):
+        pass
+
+    def model_ran(req, ctx):
+        raise ModelRan(len(req.images))
+
+    monkeypatch.setattr(pipe.model, "shape", model_ran)
+    with pytest.raises(ModelRan):
+        pipe.run(request(png(rgba), png(rgba), quality="default", texture="none"), recording_context())
+
 
 def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     """One piece, no sharp edge, but rounded ridges all over: what the committed weights make of

@@ -49,8 +49,8 @@ procedural split the model was never kept on a rim photo)."""
 class ReconstructPipeline(Pipeline):
     """The "reconstruct" task.
 
-    ``method="auto"`` (the default) builds the outline solid, and keeps it when the photo shows a
-    turned object's rim (`RIM_REASON`); otherwise it runs the learned model when its weights load
+    ``method="auto"`` (the default) builds the outline solid, and keeps it when the one photo shows
+    a turned object's rim (`RIM_REASON`); otherwise it runs the learned model when its weights load
     and keeps its result when the surface is clean (`backend.geometry.surface_quality`); a shredded
     or ribbed result, or no model, gives the outline solid instead, and ``metadata["auto"]`` says
     which ran and why.
@@ -95,11 +95,12 @@ class ReconstructPipeline(Pipeline):
             output.metadata["auto"] = {"chose": "outline", "reason": self.model_problem}
             return output
         before = len(ctx.warnings)
-        # The outline solid first (a second or so): when the photo shows a turned object's rim, it
-        # knows the whole object, its hidden side by symmetry and its elevation by the rim.
+        # The outline solid first (half a second): when the photo shows a turned object's rim, it
+        # knows the whole object, its hidden side by symmetry and its elevation by the rim. Several
+        # photos are the model's to fit together; the outline solid sees only the first.
         outlined = self.outline.shape(request, ctx)
         rim = outlined.solid_metadata.get("rim")
-        if rim is not None:
+        if rim is not None and len(request.images) == 1:
             output = self.outline.finish(outlined, request, ctx)
             output.metadata["auto"] = {"chose": "outline", "reason": RIM_REASON.format(**rim)}
             return output
