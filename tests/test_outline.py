@@ -101,7 +101,7 @@ def test_small_gaps_are_bridged_and_large_ones_kept():
     body[20:30, 40:88] = True                          # joined by a seat
     body[100:103, 30:33] = body[100:103, 35:38] = True  # and a notched foot under the left leg
     bridged = bridge_notches(body)
-    assert bridged[101, 33:35].all()                    # the notch, 6 px of a 5,000 px body
+    assert bridged[101, 33:35].all()                    # the notch, 6 px of a 3,700 px body
     assert not bridged[60, 40:88].any()                 # not the space between the legs
     assert row_spans(body)[101] == 2 and row_spans(bridged)[101] == 1 and row_spans(bridged)[60] == 2
 
