@@ -16,7 +16,7 @@ from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
 from backend.models.shape_model import ColorNetConfig, SDFNetConfig, ShapeModel, ShapeModelConfig
 from backend.pipelines.reconstruct import fitting, presets
-from backend.pipelines.reconstruct.dispatch import ReconstructPipeline
+from backend.pipelines.reconstruct.dispatch import OUTLINE_FIRST_SHARE, ReconstructPipeline
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
 from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 from backend.protocol import ErrorCode, MeshPayload
@@ -418,8 +418,13 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
         raise AssertionError("the model ran on a photo whose outline shows a rim")
 
     monkeypatch.setattr(pipe.model, "shape", no_model)
-    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context())
+    events = []
+    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context(events=events))
     assert output.metadata["method"] == OutlineReconstructPipeline.method
+    # built first, the outline solid reports into the bar's first sliver, where the model would start
+    fractions = [args[1] for kind, args in events if kind == "progress"]
+    assert fractions and max(fractions) <= OUTLINE_FIRST_SHARE
+    assert any(kind == "preview" for kind, _ in events)
     assert output.metadata["auto"]["chose"] == "outline"
     assert output.metadata["auto"]["reason"].startswith("the outline shows the rim of a turned object seen from 3")
     assert output.metadata["camera"]["elevation"] == pytest.approx(35.0, abs=4.0)

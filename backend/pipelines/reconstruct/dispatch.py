@@ -98,7 +98,7 @@ class ReconstructPipeline(Pipeline):
         # The outline solid first (half a second): when the photo shows a turned object's rim, it
         # knows the whole object, its hidden side by symmetry and its elevation by the rim. Several
         # photos are the model's to fit together; the outline solid sees only the first.
-        outlined = self.outline.shape(request, ctx)
+        outlined = self.outline.shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE))
         rim = outlined.solid_metadata.get("rim")
         if rim is not None and len(request.images) == 1:
             output = self.outline.finish(outlined, request, ctx)
@@ -116,7 +116,7 @@ class ReconstructPipeline(Pipeline):
         # the discarded result's warnings are about a mesh the user never gets
         model_warnings = ctx.warnings[before:]
         ctx.warnings[before:] = outline_warnings
-        ctx.progress("outline", 0.6, f"the shape model's surface is {problem}: finishing the outline solid")
+        ctx.progress("outline", 0.8, f"the shape model's surface is {problem}: finishing the outline solid")
         output = self.outline.finish(outlined, request, ctx)
         model_timings = {f"model_{k}": round(v, 3) for k, v in shaped.timings.items()}
         timings = {**model_timings, **output.metadata["timings_s"]}
@@ -125,6 +125,25 @@ class ReconstructPipeline(Pipeline):
         output.metadata["auto"] = {"chose": "outline", "reason": f"the shape model's surface is {problem}",
                                    "model_surface": surface, "model_warnings": model_warnings}
         return output
+
+
+OUTLINE_FIRST_SHARE = 0.02
+"""The share of the progress bar that the outline solid `auto` builds first reports into, so
+that the model's own progress, which starts there, does not run backwards."""
+
+
+class _Squeezed:
+    """The job's context with its progress fractions squeezed into [0, ``share``]; cancel, the
+    deadline, warnings and previews pass through."""
+
+    def __init__(self, ctx: JobContext, share: float):
+        self.ctx, self.share = ctx, share
+
+    def progress(self, stage: str, fraction: float, message: str = "", eta_s: float | None = None) -> None:
+        self.ctx.progress(stage, self.share * fraction, message, eta_s)
+
+    def __getattr__(self, name: str):
+        return getattr(self.ctx, name)
 
 
 def judge_model_result(model: ModelReconstructPipeline, shaped, ctx: JobContext) -> tuple[str | None, dict]:
