@@ -441,6 +441,33 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
         pipe.run(request(png(rgba), png(rgba), quality="default", texture="none"), recording_context())
 
 
+def test_auto_without_an_outline_solid_keeps_a_clean_model_result_or_says_why_it_has_none(weights, monkeypatch):
+    from backend.pipelines.base import PipelineOutput
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    pipe = ReconstructPipeline("cpu", weights)
+
+    def no_outline(req, ctx):
+        raise PipelineError(ErrorCode.NO_OBJECT, "the shape field has no surface inside the grid")
+
+    def shape_of(mesh):
+        return lambda req, ctx: ModelShape(mesh.vertices, mesh.faces, False, {}, [], [], None, {})
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    monkeypatch.setattr(pipe.outline, "shape", no_outline)
+    monkeypatch.setattr(pipe.model, "shape", shape_of(
+        MeshPayload(np.asarray(ball.vertices, np.float32), np.asarray(ball.faces, np.int32))))
+    monkeypatch.setattr(pipe.model, "finish", lambda shaped, req, ctx: PipelineOutput(
+        MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (shaped.vertices, shaped.faces))
+    assert pipe.run(request(disc()), recording_context()).metadata["auto"]["chose"] == "model"
+
+    monkeypatch.setattr(pipe.model, "shape", shape_of(_scraps()))
+    with pytest.raises(PipelineError) as info:
+        pipe.run(request(disc()), recording_context())
+    assert info.value.code == ErrorCode.NO_OBJECT and "no surface" in info.value.message
+
+
 def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     """One piece, no sharp edge, but rounded ridges all over: what the committed weights make of
     most photos unlike their training renders."""

@@ -98,8 +98,11 @@ class ReconstructPipeline(Pipeline):
         # The outline solid first (half a second): when the photo shows a turned object's rim, it
         # knows the whole object, its hidden side by symmetry and its elevation by the rim. Several
         # photos are the model's to fit together; the outline solid sees only the first.
-        outlined = self.outline.shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE))
-        rim = outlined.solid_metadata.get("rim")
+        try:
+            outlined, outline_error = self.outline.shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE)), None
+        except PipelineError as exc:  # no outline solid (an outline too thin to fill): the model may still do
+            outlined, outline_error = None, exc
+        rim = outlined.solid_metadata.get("rim") if outlined is not None else None
         if rim is not None and len(request.images) == 1:
             output = self.outline.finish(outlined, request, ctx)
             output.metadata["auto"] = {"chose": "outline", "reason": RIM_REASON.format(**rim)}
@@ -113,6 +116,8 @@ class ReconstructPipeline(Pipeline):
             modelled = self.model.finish(shaped, request, ctx)
             modelled.metadata["auto"] = {"chose": "model", "surface": surface}
             return modelled
+        if outline_error is not None:
+            raise outline_error
         # the discarded result's warnings are about a mesh the user never gets
         model_warnings = ctx.warnings[before:]
         ctx.warnings[before:] = outline_warnings
