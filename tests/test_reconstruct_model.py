@@ -437,8 +437,11 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
         raise ModelRan(len(req.images))
 
     monkeypatch.setattr(pipe.model, "shape", model_ran)
+    outlines = []
+    monkeypatch.setattr(pipe.outline, "shape", lambda req, ctx: outlines.append(req))
     with pytest.raises(ModelRan):
         pipe.run(request(png(rgba), png(rgba), quality="default", texture="none"), recording_context())
+    assert outlines == []  # no outline solid built ahead of the model for several photos
 
 
 def test_auto_without_an_outline_solid_keeps_a_clean_model_result_or_says_why_it_has_none(weights, monkeypatch):

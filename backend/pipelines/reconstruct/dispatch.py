@@ -9,7 +9,11 @@ from backend.errors import PipelineError
 from backend.geometry.surface_quality import surface_quality
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.model import ModelReconstructPipeline
-from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline, SilhouetteReconstructPipeline
+from backend.pipelines.reconstruct.silhouette import (
+    OutlineReconstructPipeline,
+    SilhouetteReconstructPipeline,
+    SolidShape,
+)
 from backend.pipelines.reconstruct.weights import DEFAULT_WEIGHTS, WeightsUnavailable
 from backend.protocol import ErrorCode
 from backend.requests import ReconstructRequest
@@ -49,11 +53,11 @@ procedural split the model was never kept on a rim photo)."""
 class ReconstructPipeline(Pipeline):
     """The "reconstruct" task.
 
-    ``method="auto"`` (the default) builds the outline solid, and keeps it when the one photo shows
-    a turned object's rim (`RIM_REASON`); otherwise it runs the learned model when its weights load
-    and keeps its result when the surface is clean (`backend.geometry.surface_quality`); a shredded
-    or ribbed result, or no model, gives the outline solid instead, and ``metadata["auto"]`` says
-    which ran and why.
+    ``method="auto"`` (the default) builds the outline solid of a single photo first, and keeps it
+    when the photo shows a turned object's rim (`RIM_REASON`); otherwise it runs the learned model
+    when its weights load and keeps its result when the surface is clean
+    (`backend.geometry.surface_quality`); a shredded or ribbed result, or no model, gives the
+    outline solid instead, and ``metadata["auto"]`` says which ran and why.
     ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it, its result whatever it
     looks like); ``"outline"`` and ``"silhouette"`` (the baseline) always run those.
     """
@@ -95,15 +99,15 @@ class ReconstructPipeline(Pipeline):
             output.metadata["auto"] = {"chose": "outline", "reason": self.model_problem}
             return output
         before = len(ctx.warnings)
-        # The outline solid first (half a second): when the photo shows a turned object's rim, it
-        # knows the whole object, its hidden side by symmetry and its elevation by the rim. Several
-        # photos are the model's to fit together; the outline solid sees only the first.
-        try:
-            outlined, outline_error = self.outline.shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE)), None
-        except PipelineError as exc:  # no outline solid (an outline too thin to fill): the model may still do
-            outlined, outline_error = None, exc
+        # One photo: the outline solid first (half a second). When the photo shows a turned
+        # object's rim, it knows the whole object, its hidden side by symmetry and its elevation by
+        # the rim. Several photos are the model's to fit together (the outline solid sees only the
+        # first), so theirs is built only if the model's result is turned away.
+        single = len(request.images) == 1
+        outlined, outline_error = (self._outline_shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE)) if single
+                                   else (None, None))
         rim = outlined.solid_metadata.get("rim") if outlined is not None else None
-        if rim is not None and len(request.images) == 1:
+        if rim is not None:
             output = self.outline.finish(outlined, request, ctx)
             output.metadata["auto"] = {"chose": "outline", "reason": RIM_REASON.format(**rim)}
             return output
@@ -116,12 +120,14 @@ class ReconstructPipeline(Pipeline):
             modelled = self.model.finish(shaped, request, ctx)
             modelled.metadata["auto"] = {"chose": "model", "surface": surface}
             return modelled
-        if outline_error is not None:
-            raise outline_error
         # the discarded result's warnings are about a mesh the user never gets
         model_warnings = ctx.warnings[before:]
         ctx.warnings[before:] = outline_warnings
-        ctx.progress("outline", 0.8, f"the shape model's surface is {problem}: finishing the outline solid")
+        ctx.progress("outline", 0.8, f"the shape model's surface is {problem}: the outline solid instead")
+        if not single:
+            outlined, outline_error = self._outline_shape(request, ctx)
+        if outline_error is not None:
+            raise outline_error
         output = self.outline.finish(outlined, request, ctx)
         model_timings = {f"model_{k}": round(v, 3) for k, v in shaped.timings.items()}
         timings = {**model_timings, **output.metadata["timings_s"]}
@@ -130,6 +136,14 @@ class ReconstructPipeline(Pipeline):
         output.metadata["auto"] = {"chose": "outline", "reason": f"the shape model's surface is {problem}",
                                    "model_surface": surface, "model_warnings": model_warnings}
         return output
+
+    def _outline_shape(self, request: ReconstructRequest, ctx) -> tuple[SolidShape | None, PipelineError | None]:
+        """(the outline solid's shape or None, the error that stopped it or None): an outline too
+        thin to fill has no solid, and the model may still do."""
+        try:
+            return self.outline.shape(request, ctx), None
+        except PipelineError as exc:
+            return None, exc
 
 
 OUTLINE_FIRST_SHARE = 0.02
