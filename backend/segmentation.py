@@ -2,8 +2,8 @@
 border-colour background model refined by GrabCut.
 
 Automatic method (documented in docs/reconstruction.md): the image border is assumed to show
-background. Its main colours (k-means in CIELAB, k=3), and for the rows whose left and right ends
-agree that row's colour (a sky or a wall that changes with height), are the background. A pixel's
+background. Its main colours (k-means in CIELAB, k=3), and each row's colours at its left and
+right ends (a sky, a wall or a floor that changes with height), are the background. A pixel's
 distance to it allows for shadows: darkening counts at half weight, and a coloured background
 dimmed in linear RGB (a cast shadow on a coloured floor) counts as that background. The distance
 is thresholded with Otsu's method (at least ΔE 10) and cleaned with morphological
@@ -163,10 +163,14 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     return Segmentation(mask, method, round(float(confidence), 3), notes)
 
 
-BAND_AGREEMENT = 8.0
-"""ΔE under which a row's left and right border colours are one horizontal band of background."""
-BAND_STEP = 3.0
-"""The most a band's colour changes from one row to the next (ΔE, at 256 px)."""
+SIDE_MARGIN = 0.04
+"""Share of the frame's width at each end of a row whose colour is that row's background."""
+SIDE_ROWS = 5
+"""Rows (at 256 px) over which a row's side colour is the median, so one odd pixel row is not."""
+SIDE_AGREEMENT = 10.0
+"""ΔE under which a row's two ends show one colour of background (a band of sky or wall)."""
+SIDE_KNOWN = 25.0
+"""ΔE under which a row's end shows a colour of the frame's top or bottom edge (a floor tile)."""
 SHADOW_LIGHT = (0.1, 1.0)
 """The share of its lit colour a background colour keeps in a cast shadow."""
 SHADOW_MIN_CHROMA = 10.0
@@ -181,9 +185,10 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     same without the cast-shadow match [H,W]; the border ring, bool [H,W]).
 
     The references are the border ring's main colours (k-means in CIELAB, k=3) and, for every
-    row whose left and right border agree, that row's colour: a sky, a wall or a studio sweep
-    changes from row to row, and the band just above a horizon matches no colour of the
-    frame's top. A pixel also matches a reference in shadow: that colour dimmed in linear RGB
+    row, the colour at its left end and the colour at its right end (`side_colours`): a sky,
+    a wall or a floor changes from row to row, and neither the band just above a horizon nor
+    the floor's tiles blurred together near it match a colour of the frame's top or bottom.
+    A pixel also matches one of the ring's colours in shadow: that colour dimmed in linear RGB
     (a cast shadow on a coloured floor is the floor's hue, darker). Any darkening counts at
     half weight, for soft shadows on a grey floor."""
     from skimage.color import rgb2lab
@@ -195,21 +200,18 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     centres, shares = _kmeans(lab[border], k=3)
     # An object cut by the frame puts its own colour on the border: such a minor cluster is not background.
     centres = centres[(shares >= 0.15) | (shares == shares.max())]
-    references = [np.broadcast_to(centre, lab.shape) for centre in centres]
-    band, rows = _background_rows(lab, ring)
-    if band.any():
-        rows = np.where(band[:, None], rows, centres[0])
-        references.append(np.broadcast_to(rows[:, None, :], lab.shape))
     linear = _linear(rgb / 255.0)
     lit = np.full((h, w), np.inf)
     shade = np.full((h, w), np.inf)
-    for reference in references:
-        diff = lab - reference
-        diff[..., 0] *= np.where(diff[..., 0] < 0, 0.5, 1.0)
-        lit = np.minimum(lit, np.linalg.norm(diff, axis=-1))
-        chromatic = np.linalg.norm(reference[..., 1:], axis=-1) >= SHADOW_MIN_CHROMA
-        if chromatic.any():
-            shade = np.where(chromatic, np.minimum(shade, _shadow_distance(lab, linear, reference)), shade)
+    for centre in centres:
+        reference = np.broadcast_to(centre, lab.shape)
+        lit = np.minimum(lit, _lit_distance(lab, reference))
+        if np.linalg.norm(centre[1:]) >= SHADOW_MIN_CHROMA:
+            shade = np.minimum(shade, _shadow_distance(lab, linear, reference))
+    # no shadow match for the sides: a dimmed side colour also matched the shaded flank of an
+    # object standing on that row (a cow on the mining benchmark lost its mask)
+    for colour in side_colours(lab, ring):
+        lit = np.fmin(lit, _lit_distance(lab, colour[:, None, :]))  # fmin: a dropped end (NaN) matches nothing
     return np.minimum(lit, shade), lit, border
 
 
@@ -240,22 +242,34 @@ def _enclosed_shade(mask: np.ndarray, shaded: np.ndarray) -> np.ndarray:
     return mask | np.isin(labels, enclosed)
 
 
-def _background_rows(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows that are one band of background -> (bool [H], their colour [H,3]): those whose
-    left and right border agree, in runs from the frame's top or bottom whose colour changes
-    smoothly (an object running off both sides is a jump, not a gradient)."""
-    left, right = np.median(lab[:, :ring], axis=1), np.median(lab[:, -ring:], axis=1)
-    colour = (left + right) / 2.0
-    agree = np.linalg.norm(left - right, axis=-1) < BAND_AGREEMENT
-    smooth = np.linalg.norm(np.diff(colour, axis=0), axis=-1) < BAND_STEP * 256.0 / len(lab)
-    band = np.zeros(len(lab), dtype=bool)
-    for rows in (range(len(lab)), range(len(lab) - 1, -1, -1)):
-        previous = None
-        for row in rows:
-            if not agree[row] or (previous is not None and not smooth[min(row, previous)]):
-                break
-            band[row], previous = True, row
-    return band, colour
+def side_colours(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray]:
+    """The background colour at each row's left and right end -> ([H,3], [H,3]) in CIELAB: the
+    median over the row's outer `SIDE_MARGIN` and `SIDE_ROWS` rows round it. The two ends need
+    not agree: a checker floor shows one tile at the left and another at the right. But an end
+    that matches neither the other end nor any colour of the frame's top and bottom edges (their
+    outer ``ring`` rows) is an object running off that side of the frame: a floor runs to the
+    bottom edge, a sky to the top. That end of that row is dropped (NaN: it matches nothing)."""
+    from scipy import ndimage
+
+    h, w = lab.shape[:2]
+    margin = max(2, round(SIDE_MARGIN * w))
+    rows = max(1, round(SIDE_ROWS * h / 256.0))
+    colours = [ndimage.median_filter(np.median(lab[:, end], axis=1), size=(rows, 1), mode="nearest")
+               for end in (slice(0, margin), slice(w - margin, w))]
+    agree = np.linalg.norm(colours[0] - colours[1], axis=-1) < SIDE_AGREEMENT
+    edges = np.concatenate([lab[:ring], lab[-ring:]]).reshape(-1, 3)[::max(1, ring)]
+    out = []
+    for colour in colours:
+        known = np.linalg.norm(colour[:, None] - edges[None], axis=-1).min(axis=1) < SIDE_KNOWN
+        out.append(np.where((agree | known)[:, None], colour, np.nan))
+    return out[0], out[1]
+
+
+def _lit_distance(lab: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """ΔE from each pixel to the reference colour, darkening at half weight."""
+    diff = lab - reference
+    diff[..., 0] *= np.where(diff[..., 0] < 0, 0.5, 1.0)
+    return np.linalg.norm(diff, axis=-1)
 
 
 def _shadow_distance(lab: np.ndarray, linear: np.ndarray, reference: np.ndarray) -> np.ndarray:
