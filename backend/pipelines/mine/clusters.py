@@ -23,8 +23,10 @@ import numpy as np
 
 CUT = 0.57
 """Average-linkage distance at which clusters stop merging (distances are in units of the median
-pair's): the largest at which the ``tune`` collection's purity stays at least 0.95 (0.6 until the
-segmentation changes of 2026-12-06, after which 0.6 grouped tune at 0.94)."""
+pair's): the largest at which the ``tune`` collection's purity stayed at least 0.95 (0.6 until the
+segmentation changes of 2026-12-06, after which 0.6 grouped tune at 0.94). Since segmentation
+takes each row's ends for background, tune would allow up to 0.63, but it no longer tells the
+cut well: at 0.6-0.63 shop's purity falls to 0.92-0.875 (docs/mining.md), so the cut stays."""
 
 EMBEDDING_WEIGHT = 1.0
 ENCODER_WEIGHT = 2.0
