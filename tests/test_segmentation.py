@@ -136,6 +136,28 @@ def test_renders_under_a_sky_and_over_a_cast_shadow(name, old_iou):
     assert iou(seg.mask, truth) > max(0.85, old_iou + 0.1)
 
 
+def test_each_rows_ends_are_background_unless_an_object_runs_off_that_side():
+    """A checker floor shows different tiles at a row's two ends: both are background. A disc cut
+    by the right edge shows its own colour there, found on neither the other end nor the frame's
+    top and bottom: that end is dropped on the disc's rows, the left one kept."""
+    from skimage.color import rgb2lab
+
+    from backend.segmentation import side_colours
+
+    size = 128
+    yy, xx = np.mgrid[0:size, 0:size]
+    tiles = ((xx // 32 + yy // 16) % 2).astype(bool)
+    rgb = np.where(tiles[..., None], np.array([200, 150, 150]), np.array([150, 200, 160])).astype(float)
+    disc = (xx - 128) ** 2 + (yy - 64) ** 2 < 30 ** 2  # cut by the right edge, rows 35-93
+    rgb[disc] = (60, 60, 200)
+    lab = rgb2lab(rgb.astype(np.uint8))
+    left, right = side_colours(lab, ring=2)
+    assert np.isfinite(left).all()  # tiles only: background on every row
+    assert np.isnan(right[45:84]).all() and np.isfinite(right[:30]).all() and np.isfinite(right[100:]).all()
+    # the two ends show different tiles on every row (they never agree), and are kept all the same
+    assert np.linalg.norm(left[4:12] - right[4:12], axis=-1).min() > 10  # inside the first row of tiles
+
+
 def test_a_floor_tile_running_off_the_frame_is_not_taken_for_a_larger_object():
     """A dark tile cut by the frame is larger than the figure beside it, but runs off the frame."""
     size = 192
