@@ -203,11 +203,10 @@ def background_distance(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     linear = _linear(rgb / 255.0)
     lit = np.full((h, w), np.inf)
     shade = np.full((h, w), np.inf)
-    for centre in centres:
-        reference = np.broadcast_to(centre, lab.shape)
-        lit = np.minimum(lit, _lit_distance(lab, reference))
-        if np.linalg.norm(centre[1:]) >= SHADOW_MIN_CHROMA:
-            shade = np.minimum(shade, _shadow_distance(lab, linear, reference))
+    for centre in centres[:, None, None, :]:  # [1,1,3]: broadcast over the image, converted once
+        lit = np.minimum(lit, _lit_distance(lab, centre))
+        if np.linalg.norm(centre[..., 1:]) >= SHADOW_MIN_CHROMA:
+            shade = np.minimum(shade, _shadow_distance(lab, linear, centre))
     # no shadow match for the sides: a dimmed side colour also matched the shaded flank of an
     # object standing on that row (a cow on the mining benchmark lost its mask)
     for colour in side_colours(lab, ring):
