@@ -205,3 +205,31 @@ def test_an_object_found_far_off_the_centre_is_doubted():
     assert seg.confidence < 0.5 and any("off the photo's centre" in note for note in seg.notes)
     centred = segment(rgba, has_alpha=False)
     assert centred.confidence > 0.8 and not centred.notes
+
+
+def _label_and_loop_under_a_white_sky():
+    """A red block on a pink floor under a white sky: one block carries a white label panel
+    (the sky's colour, so the colour model takes it for background), the other has a real hole
+    that shows the floor."""
+    size = 200
+    yy, xx = np.mgrid[0:size, 0:size]
+    rgb = np.empty((size, size, 3))
+    rgb[:] = (230, 185, 195)
+    rgb[:30] = (252, 252, 252)
+    block = (yy >= 60) & (yy < 170) & (xx >= 55) & (xx < 145)
+    inner = (yy >= 90) & (yy < 140) & (xx >= 80) & (xx < 120)
+    rgb[block] = (170, 30, 35)
+    labelled, looped = rgb.copy(), rgb.copy()
+    labelled[inner] = (252, 252, 252)
+    looped[inner] = (230, 185, 195)
+    return _opaque(labelled), _opaque(looped), block, inner
+
+
+def test_a_hole_is_kept_only_where_it_shows_the_background_round_the_object():
+    labelled, looped, block, inner = _label_and_loop_under_a_white_sky()
+    seg = segment(labelled, has_alpha=False)
+    assert (seg.mask & inner).sum() > 0.95 * inner.sum()  # the label is the object's
+    assert iou(seg.mask, block) > 0.95
+    seg = segment(looped, has_alpha=False)
+    assert (seg.mask & inner).sum() < 0.05 * inner.sum()  # the floor seen through the loop is not
+    assert iou(seg.mask, block & ~inner) > 0.9
