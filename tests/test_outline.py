@@ -156,6 +156,24 @@ def test_the_rim_of_a_can_seen_from_above_gives_the_elevation(elevation):
     assert rim.radius == pytest.approx(40.0, abs=3.0)
 
 
+@pytest.mark.parametrize("size", [96, 192, 320])
+def test_the_rim_is_found_at_every_preset_crop_size(size):
+    """The presets crop the photo at 96, 192 and 320 px; a soft photo's rim is the same edge at
+    each, spread over more pixels the larger the crop."""
+    from scipy import ndimage
+    from skimage.transform import resize
+
+    rgb, mask = can_from_above(35.0, size=96, radius=20.0, height=35.0)
+    lid = np.all(rgb == (0.2, 0.3, 0.8), axis=-1)
+    rgb[lid] = (0.75, 0.45, 0.3)  # a lid nearly the wall's colour: a faint rim, as photos show
+    rgb = ndimage.gaussian_filter(rgb, (1.0, 1.0, 0.0))  # and not a sharp one
+    rgb = np.clip(resize(rgb, (size, size), order=1), 0, 1)
+    mask = np.clip(resize(mask, (size, size), order=1), 0, 1)
+    rim = find_rim(rgb, mask, fit_revolution(mask))
+    assert rim is not None
+    assert rim.elevation == pytest.approx(35.0, abs=5.0)
+
+
 def test_no_rim_without_an_edge_inside_the_outline():
     # the same outline in one colour: a can from above, or a capsule seen level; nothing says which
     rgb, mask = can_from_above(35.0)

@@ -90,7 +90,7 @@ def row_spans(body: np.ndarray) -> np.ndarray:
 
 
 def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: float = 0.97,
-                   min_body: float = 0.8, smoothing: float = 4.0, notch: float = NOTCH_AREA
+                   min_body: float = 0.8, smoothing: float = 4.0 / 192, notch: float = NOTCH_AREA
                    ) -> RevolutionFit | None:
     """The outline as a surface of revolution, or None when it is not one.
 
@@ -101,7 +101,7 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     area are bridged, see `NOTCH_AREA`). The radius per row is the smaller of the
     two half-widths about the axis, measured on the soft mask (sub-pixel: no terraces), so an
     attached part on one side does not widen the body; it is smoothed along the rows
-    (``smoothing`` pixels) inside the body only, so the rims stay crisp.
+    (``smoothing`` of the crop's side) inside the body only, so the rims stay crisp.
     """
     from scipy import ndimage
 
@@ -136,6 +136,7 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     top, bottom = rows.min(), rows.max() + 1
     half_width[:top] = half_width[bottom:] = 0.0
     radius = half_width.copy()
+    smoothing *= mask.shape[0]
     radius[top:bottom] = ndimage.gaussian_filter1d(half_width[top:bottom], smoothing, mode="nearest")
     attached = binary & ~ndimage.binary_dilation(body, iterations=2)
     return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou, half_width=half_width,
@@ -187,6 +188,13 @@ RIM_SHRINK = (1.0, 0.95, 0.9, 0.85)
 that shows is the opening's, inside the outer rim."""
 
 
+RIM_CROP = 192
+"""Crop side (pixels) at which the rim's edge is read 2 pixels each side after a blur of 1
+pixel; other crop sizes scale both, so the preview, default and high presets find the same
+rims (read in fixed pixels, the edge's step fell with the crop's size, and at 320 px the rims of
+a gear and a nut seen from 40° above were lost)."""
+
+
 @dataclass(frozen=True)
 class Rim:
     elevation: float
@@ -200,11 +208,11 @@ class Rim:
 
 
 def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a: float, b: float,
-              offset: float = 2.0) -> float:
+              offset: float) -> float:
     """Colour step across the near (lower) half of the ellipse centred at (``axis``, ``row``) with
     semi-axes ``a`` (across) and ``b`` (down): the norm of the median difference between the
     colours just outside and just inside it, so only an edge that runs along the whole arc
-    counts, not texture. 0 where the arc runs along the outline (``inside``: the binary mask)
+    counts, not texture; ``offset`` pixels each side of it. 0 where the arc runs along the outline (``inside``: the binary mask)
     rather than inside it: there the step is the background's, and an elliptical outline (an egg
     lying down) would pass for a dish seen from above."""
     from scipy import ndimage
@@ -220,7 +228,7 @@ def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a:
                          for c in range(image.shape[-1])], -1)
 
     # two pixels further out than the colours are read: the photo is blurred and its mask soft
-    beyond = ndimage.map_coordinates(inside.astype(np.float64), [y + (offset + 2) * ny, x + (offset + 2) * nx],
+    beyond = ndimage.map_coordinates(inside.astype(np.float64), [y + 2 * offset * ny, x + 2 * offset * nx],
                                      order=0, mode="constant")
     if beyond.mean() < RIM_INSIDE:
         return 0.0
@@ -243,7 +251,8 @@ def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | Non
     if len(rows) == 0:
         return None
     top, bottom = int(rows.min()), int(rows.max())
-    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (1.0, 1.0, 0.0))
+    scale = fit.radius.shape[0] / RIM_CROP  # the same edge is measured at every crop size
+    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
     inside = np.asarray(mask) >= 0.5
     max_sine = np.sin(np.radians(MAX_ELEVATION))
     best: Rim | None = None
@@ -251,13 +260,14 @@ def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | Non
     for half_height in range(least, (bottom - top) // 2):
         centre = top + half_height
         radius = float(fit.radius[centre])
-        if radius < 8 or half_height > max_sine * radius:
+        if radius < 8 * scale or half_height > max_sine * radius:
             continue
         far = np.arange(top, centre + 1)
         ellipse = radius * np.sqrt(np.clip(1 - ((centre - far) / half_height) ** 2, 0, 1))
         if np.mean(np.abs(fit.radius[far] - ellipse)) > RIM_OUTLINE_ERROR * radius:
             continue
-        contrast = max(_arc_step(image, inside, fit.axis, centre, k * radius, k * half_height) for k in RIM_SHRINK)
+        contrast = max(_arc_step(image, inside, fit.axis, centre, k * radius, k * half_height, 2.0 * scale)
+                       for k in RIM_SHRINK)
         if contrast >= RIM_MIN_CONTRAST and (best is None or contrast > best.contrast):
             best = Rim(float(np.degrees(np.arcsin(half_height / radius))), float(centre), radius, contrast)
     return best
