@@ -63,7 +63,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
     Raises ``InputError`` with INVALID_IMAGE (empty, not an image, corrupt/truncated, too small) or
     IMAGE_TOO_LARGE (more than ``max_pixels``, read from the header before any pixel is decoded).
     16-bit, palette, greyscale and CMYK inputs are converted to 8-bit RGBA; of an animation only
-    the first frame is decoded.
+    the first frame is decoded. The pixels are turned as the file's EXIF orientation says, so the
+    image is upright as photo viewers show it (`upright_by_exif`).
     """
     label = f"image {name!r}" if name else "image"
     if not data:
@@ -77,7 +78,7 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
         _check_size(image.size, max_pixels, min_side, label)
         notes = _frame_notes(image)
         _load(image, label)
-        rgba = _to_rgba8(image, notes)
+        rgba = upright_by_exif(_to_rgba8(image, notes), _exif_orientation(image, notes), notes)
         mode = image.mode
     finally:
         # Pillow's file objects sit in reference cycles: without this their decoded pixels (as
@@ -240,6 +241,40 @@ def _load(image: ImageFile.ImageFile, label: str) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - corrupt data surfaces here in many kinds
         raise _invalid(f"{label} is corrupt or truncated ({exc})") from None
+
+
+_EXIF_ORIENTATION_TAG = 0x0112
+_ORIENTATIONS: dict[int, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    2: ("mirrored left to right", lambda a: a[:, ::-1]),
+    3: ("turned 180°", lambda a: a[::-1, ::-1]),
+    4: ("mirrored top to bottom", lambda a: a[::-1]),
+    5: ("mirrored across its diagonal", lambda a: a.transpose(1, 0, 2)),
+    6: ("turned 90° clockwise", lambda a: np.rot90(a, -1)),
+    7: ("mirrored across its other diagonal", lambda a: a[::-1, ::-1].transpose(1, 0, 2)),
+    8: ("turned 90° counter-clockwise", lambda a: np.rot90(a, 1)),
+}
+"""EXIF orientation -> (what was done, how the stored pixels [H,W,C] become the upright image)."""
+
+
+def _exif_orientation(image: Image.Image, notes: list[str]) -> int:
+    """The EXIF orientation tag (1-8) of a JPEG, PNG or WebP file; 1 when there is none. A phone
+    held upright stores its photo on its side with orientation 6 or 8."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - malformed EXIF blocks raise many kinds; the pixels are fine
+        notes.append("its EXIF metadata could not be read; the image is used as stored")
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def upright_by_exif(rgba: np.ndarray, orientation: int, notes: list[str]) -> np.ndarray:
+    """``rgba`` [H,W,C] as stored -> the image upright, as EXIF ``orientation`` (1-8) says it is
+    shown. Without this a portrait photo from a phone would be reconstructed lying on its side."""
+    if orientation not in _ORIENTATIONS:
+        return rgba
+    what, turn = _ORIENTATIONS[orientation]
+    notes.append(f"{what} to stand upright, as its EXIF orientation ({orientation}) says")
+    return np.ascontiguousarray(turn(rgba))
 
 
 def _to_rgba8(image: Image.Image, notes: list[str]) -> np.ndarray:

@@ -213,3 +213,28 @@ def test_large_image_converts_exactly():
     array = np.random.default_rng(1).integers(0, 256, (700, 1001, 3), dtype=np.uint8)
     decoded = decode_image(encode(Image.fromarray(array), "PNG"), max_pixels=LIMIT)
     assert np.array_equal(decoded.rgba[..., :3], array) and (decoded.rgba[..., 3] == 255).all()
+
+
+def _with_orientation(rgb, fmt, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    options = {"lossless": True} if fmt == "WEBP" else {"quality": 95}
+    Image.fromarray(rgb).save(buffer, format=fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_turns_the_image_upright_as_pillow_shows_it(fmt, orientation):
+    """A phone held upright stores its photo on its side and says so in EXIF; Pillow's
+    `ImageOps.exif_transpose` is the reference for all eight orientations."""
+    from PIL import ImageOps
+
+    rgb = np.random.default_rng(orientation).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    data = _with_orientation(rgb, fmt, orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGBA"))
+    image = decode_image(data, max_pixels=10_000)
+    assert image.rgba.shape == expected.shape and np.array_equal(image.rgba, expected)
+    assert image.rgba.shape[:2] == ((50, 30) if orientation >= 5 else (30, 50))
+    assert any("EXIF orientation" in note for note in image.warnings) == (orientation != 1)

@@ -132,6 +132,23 @@ def test_outline_of_a_bottle_is_a_surface_of_revolution():
         assert np.ptp(ring[:, 1]) == pytest.approx(np.ptp(ring[:, 0]), rel=0.06)
 
 
+def test_a_portrait_photo_stored_on_its_side_comes_back_upright():
+    """A phone held upright stores the bottle lying on its side, with EXIF orientation 6 (turn
+    90° clockwise to show): the result is the upright bottle, a surface of revolution."""
+    _, rgba = striped_bottle_png()
+    lying = np.ascontiguousarray(np.rot90(rgba, 1))  # what the sensor recorded
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(lying).save(buffer, format="PNG", exif=exif.tobytes())
+    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+                                                   recording_context())
+    assert output.metadata["solid"] == "surface of revolution"
+    extents = np.ptp(output.mesh.vertices, axis=0)
+    assert extents[2] == pytest.approx(1.0, abs=1e-5) and extents[0] < 0.8  # tall, upright along Z
+    assert any("EXIF orientation (6)" in note for note in output.metadata["input"]["notes"])
+
+
 def test_result_seen_from_its_camera_is_the_photo():
     from backend.geometry.fidelity import mask_iou, project, silhouette
     from backend.segmentation import crop_to_object
