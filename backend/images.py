@@ -62,6 +62,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
 
     Raises ``InputError`` with INVALID_IMAGE (empty, not an image, corrupt/truncated, too small) or
     IMAGE_TOO_LARGE (more than ``max_pixels``, read from the header before any pixel is decoded).
+    A JPEG over ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 of its size when that fits
+    (`JPEG_SCALES`): a 48 or 50 MP phone photo is no reason to refuse a job.
     16-bit, palette, greyscale and CMYK inputs are converted to 8-bit RGBA; of an animation only
     the first frame is decoded. The pixels are turned as the file's EXIF orientation says, so the
     image is upright as photo viewers show it (`upright_by_exif`).
@@ -75,8 +77,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
     _CONTAINER_CHECKS[fmt](data, label)
     image = _open(data, fmt, label)
     try:
-        _check_size(image.size, max_pixels, min_side, label)
         notes = _frame_notes(image)
+        _fit_size(image, fmt, max_pixels, min_side, label, notes)
         _load(image, label)
         rgba = upright_by_exif(_to_rgba8(image, notes), _exif_orientation(image, notes), notes)
         mode = image.mode
@@ -206,13 +208,29 @@ def _open(data: bytes, fmt: str, label: str) -> ImageFile.ImageFile:
         raise _invalid(f"{label} could not be read ({exc})") from None
 
 
-def _check_size(size: tuple[int, int], max_pixels: int, min_side: int, label: str) -> None:
-    width, height = size
+JPEG_SCALES = (2, 4, 8)
+"""Reductions a JPEG decoder makes while decoding (scaled inverse DCT): the reduced image is
+never held at full size, so a photo over the pixel limit costs no more memory than one under it."""
+
+
+def _fit_size(image: ImageFile.ImageFile, fmt: str, max_pixels: int, min_side: int, label: str,
+              notes: list[str]) -> None:
+    """Refuse an image over ``max_pixels`` or under ``min_side``, from its header; a JPEG over the
+    limit is set to decode at the least reduction of `JPEG_SCALES` that brings it under."""
+    width, height = image.size
     if width * height > max_pixels:
-        raise InputError(
-            ErrorCode.IMAGE_TOO_LARGE,
-            f"{label} is {width}×{height} = {width * height} pixels; the limit is {max_pixels}",
-        )
+        scale = next((s for s in JPEG_SCALES if _ceil_div(width, s) * _ceil_div(height, s) <= max_pixels), None)
+        if fmt == "JPEG" and scale is not None:
+            image.draft(image.mode, (_ceil_div(width, scale), _ceil_div(height, scale)))
+        if image.size[0] * image.size[1] > max_pixels:
+            beyond = ", even decoded at 1/8 of its size" if fmt == "JPEG" else ""
+            raise InputError(
+                ErrorCode.IMAGE_TOO_LARGE,
+                f"{label} is {width}×{height} = {width * height} pixels; the limit is {max_pixels}{beyond}",
+            )
+        notes.append(f"decoded at {image.size[0]}×{image.size[1]}, 1/{scale} of its {width}×{height} pixels (the "
+                     f"limit is {max_pixels})")
+        width, height = image.size
     if width < min_side or height < min_side:
         raise _invalid(f"{label} is {width}×{height}; at least {min_side}×{min_side} pixels are needed")
 

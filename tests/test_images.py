@@ -238,3 +238,24 @@ def test_exif_orientation_turns_the_image_upright_as_pillow_shows_it(fmt, orient
     assert image.rgba.shape == expected.shape and np.array_equal(image.rgba, expected)
     assert image.rgba.shape[:2] == ((50, 30) if orientation >= 5 else (30, 50))
     assert any("EXIF orientation" in note for note in image.warnings) == (orientation != 1)
+
+
+def test_a_jpeg_over_the_pixel_limit_is_decoded_reduced_not_refused(big_jpeg):
+    """A 48 or 50 MP phone photo: JPEG's own reduced decoding brings it under the limit."""
+    image = decode_image(big_jpeg, max_pixels=10_000_000)  # 36 M pixels: half the size fits
+    assert image.size == (3000, 3000)
+    assert np.abs(image.rgba[1500, 1500, :3].astype(int) - (120, 50, 30)).max() <= 12  # saved at quality 10
+    assert any("1/2 of its 6000×6000 pixels" in note for note in image.warnings)
+    image = decode_image(big_jpeg, max_pixels=1_000_000)  # a quarter of 6000 is too many: an eighth
+    assert image.size == (750, 750)
+    message = refused(big_jpeg, ErrorCode.IMAGE_TOO_LARGE, max_pixels=500_000)  # not even at 1/8
+    assert "even decoded at 1/8" in message
+
+
+def test_a_cut_jpeg_over_the_limit_is_still_refused_as_truncated(big_jpeg):
+    assert "truncated" in refused(big_jpeg[:1310], max_pixels=10_000_000)
+
+
+def test_a_png_over_the_limit_is_refused_as_before():
+    message = refused(encode(gradient(size=(100, 100)), "PNG"), ErrorCode.IMAGE_TOO_LARGE, max_pixels=9_999)
+    assert "even" not in message
