@@ -521,7 +521,7 @@ def cmd_batch(args: argparse.Namespace, registry=None) -> int:
 
 def cmd_mine(args: argparse.Namespace) -> int:
     """A folder of photos -> DIR/cluster_NN.glb per object found, and DIR/clusters.json."""
-    from addon.core.images import IMAGE_SUFFIXES
+    from addon.core.images import IMAGE_SUFFIXES, folder_hint
     from backend.geometry.mesh_files import MeshFileError
     from backend.requests import MAX_MINE_IMAGES
     from backend.result_files import write_mined_files
@@ -533,7 +533,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     photos = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
     if not photos:
-        raise UsageError(f"{args.folder} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
+        raise UsageError(f"{args.folder} holds no photos ({', '.join(IMAGE_SUFFIXES)}){folder_hint(files)}")
     if len(photos) > MAX_MINE_IMAGES:
         raise UsageError(f"{args.folder} holds {len(photos)} photos; a mine job takes at most {MAX_MINE_IMAGES}: "
                          "split the folder")

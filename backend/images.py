@@ -73,7 +73,9 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
         raise _invalid(f"{label} is empty (0 bytes)")
     fmt = _sniff_format(data)
     if fmt is None:
-        raise _invalid(f"{label} is not a PNG, JPEG or WebP file")
+        from addon.core.images import format_hint
+
+        raise _invalid(f"{label} is not a PNG, JPEG or WebP file{format_hint(data)}")
     _CONTAINER_CHECKS[fmt](data, label)
     image = _open(data, fmt, label)
     try:

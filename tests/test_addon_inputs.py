@@ -105,3 +105,21 @@ def test_encode_png_round_trips_through_pillow():
     np.testing.assert_array_equal(back, rgba)
     with pytest.raises(ValueError):
         png.encode_png(np.zeros((0, 3, 4), np.uint8))
+
+
+def test_photos_in_formats_the_backend_does_not_take_say_what_they_are_and_what_to_do(tmp_path):
+    """An iPhone saves HEIC by default; a folder of them, or one of them, is named as such with
+    the way out, not only refused."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+    (tmp_path / "IMG_0001.HEIC").write_bytes(heic)
+    (tmp_path / "IMG_0002.heic").write_bytes(heic)
+    with pytest.raises(batch.BatchInputError, match=r"holds 2 HEIC/HEIF photo\(s\).*export them as JPEG"):
+        batch.list_image_folder(tmp_path)
+    renamed = tmp_path / "IMG_0001.jpg"  # a HEIC file given a .jpg name
+    renamed.write_bytes(heic)
+    with pytest.raises(images.ImageSourceError, match="it is a HEIC photo.*export it as JPEG"):
+        images.read_image_file(renamed)
+    (tmp_path / "scan.png").write_bytes(b"II*\x00" + b"\x00" * 16)
+    with pytest.raises(images.ImageSourceError, match="it is a TIFF file; save it as PNG or JPEG"):
+        images.read_image_file(tmp_path / "scan.png")
+    assert images.folder_hint([tmp_path / "a.txt"]) == ""

@@ -159,6 +159,9 @@ def test_folder_problems_are_clear_messages(tmp_path):
     (empty / ".hidden.png").write_bytes(png_bytes())
     with pytest.raises(mining.MineInputError, match="'empty' holds no photos"):
         mining.list_photos(empty)
+    (empty / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(mining.MineInputError, match=r"holds 1 HEIC/HEIF photo\(s\)"):
+        mining.list_photos(empty)
 
 
 def test_more_photos_than_one_job_takes_say_to_split_the_folder(tmp_path):

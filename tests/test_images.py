@@ -259,3 +259,8 @@ def test_a_cut_jpeg_over_the_limit_is_still_refused_as_truncated(big_jpeg):
 def test_a_png_over_the_limit_is_refused_as_before():
     message = refused(encode(gradient(size=(100, 100)), "PNG"), ErrorCode.IMAGE_TOO_LARGE, max_pixels=9_999)
     assert "even" not in message
+
+
+def test_a_heic_photo_is_refused_by_name_with_the_way_out():
+    message = refused(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    assert "HEIC photo" in message and "export it as JPEG" in message

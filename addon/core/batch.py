@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, folder_hint
 
 
 class BatchInputError(ValueError):
@@ -103,10 +103,10 @@ def list_image_folder(path: str | Path) -> list[Path]:
     folder = Path(path)
     if not folder.is_dir():
         raise BatchInputError(f"image folder {str(folder)!r} does not exist")
-    images = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                    key=lambda p: p.name.lower())
+    files = [p for p in folder.iterdir() if p.is_file()]
+    images = sorted((p for p in files if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name.lower())
     if not images:
-        raise BatchInputError(f"image folder {folder.name!r} holds no PNG, JPEG or WebP files")
+        raise BatchInputError(f"image folder {folder.name!r} holds no PNG, JPEG or WebP files{folder_hint(files)}")
     return images
 
 

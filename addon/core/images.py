@@ -26,6 +26,35 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+_HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+_OTHER_SIGNATURES = ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"8BPS", "Photoshop"))
+
+
+def format_hint(data: bytes) -> str:
+    """For bytes that are no PNG, JPEG or WebP: what they are and how to get a file that works,
+    as the end of a sentence (empty when unrecognised)."""
+    kind = _HEIF_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
+    kind = kind or next((name for signature, name in _OTHER_SIGNATURES if data.startswith(signature)), None)
+    if kind in ("HEIC", "HEIF"):
+        return (f": it is a {kind} photo (an iPhone's default format); export it as JPEG, or set the iPhone to "
+                "Settings > Camera > Formats > Most Compatible")
+    return f": it is a {kind} file; save it as PNG or JPEG" if kind else ""
+
+
+HEIF_SUFFIXES = (".heic", ".heif", ".avif")
+
+
+def folder_hint(files: list[Path]) -> str:
+    """For a folder with no usable photo among ``files``: the iPhone photos it holds instead, and
+    what to do with them, as the end of a sentence (empty when there are none)."""
+    heif = [p for p in files if p.suffix.lower() in HEIF_SUFFIXES]
+    if not heif:
+        return ""
+    return (f"; it holds {len(heif)} HEIC/HEIF photo(s) (an iPhone's default format): export them as JPEG, or set "
+            "the iPhone to Settings > Camera > Formats > Most Compatible")
+
+
 def read_image_file(path: str | Path) -> bytes:
     """The bytes of a PNG/JPEG/WebP file, or ``ImageSourceError`` saying what is wrong with it."""
     if not str(path).strip():
@@ -46,5 +75,5 @@ def check_image_bytes(data: bytes, name: str) -> bytes:
     if not data:
         raise ImageSourceError(f"image {name!r} is empty (0 bytes)")
     if sniff_format(data) is None:
-        raise ImageSourceError(f"image {name!r} is not a PNG, JPEG or WebP file")
+        raise ImageSourceError(f"image {name!r} is not a PNG, JPEG or WebP file{format_hint(data)}")
     return data

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from . import placement
 from .backend_api import protocol
-from .images import IMAGE_SUFFIXES, ImageSourceError, read_image_file
+from .images import IMAGE_SUFFIXES, ImageSourceError, folder_hint, read_image_file
 from .mesh_arrays import MeshArrays, MeshImportError, pack_mesh
 
 MeshPayload = protocol.MeshPayload
@@ -74,7 +74,7 @@ def list_photos(folder: str | Path) -> list[Path]:
                      and p.is_file()), key=lambda p: (p.name.lower(), p.name))
     name = folder_label(path)
     if not photos:
-        raise MineInputError(f"folder {name!r} holds no photos (PNG, JPEG or WebP files)")
+        raise MineInputError(f"folder {name!r} holds no photos (PNG, JPEG or WebP files){folder_hint(entries)}")
     if len(photos) > MAX_PHOTOS:
         raise MineInputError(f"folder {name!r} holds {len(photos)} photos; one mine job takes at most {MAX_PHOTOS}: "
                              f"split the folder into folders of at most {MAX_PHOTOS} photos")
