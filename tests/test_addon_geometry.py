@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from addon_support.package import core
@@ -103,6 +103,8 @@ def test_fit_into_box_is_uniform_centred_and_on_the_floor():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(*[st.floats(-100, 100)] * 3), min_size=2, max_size=20),
        st.floats(0.01, 10))
+@example(points=[(0.0, 0.0, 27.0), (0.0, 1.192092896e-07, 27.0)], target=0.01)  # found by hypothesis
+@example(points=[(100.0, 0.0, 100.0), (100.0, 0.0, 100.001)], target=10.0)
 def test_normalize_property(points, target):
     pts = np.array(points, np.float32)
     bounds = placement.Bounds.of_points(pts)

@@ -72,10 +72,12 @@ class VertexTransform:
     offset: Vec3 = (0.0, 0.0, 0.0)
 
     def apply(self, vertices: np.ndarray) -> np.ndarray:
-        """[N,3] float32 → [N,3] float32."""
-        out = vertices * np.float32(self.scale)
-        out += np.asarray(self.offset, dtype=np.float32)
-        return out
+        """[N,3] float32 → [N,3] float32, computed in float64: scaling a tiny mesh far from the
+        origin up to size, float32 rounding of the large intermediate values moved it off its
+        place (by 0.25 for a 1e-7 mesh at z = 27 sized to 0.01)."""
+        out = np.asarray(vertices, dtype=np.float64) * self.scale
+        out += np.asarray(self.offset, dtype=np.float64)
+        return out.astype(np.float32)
 
     def apply_bounds(self, bounds: Bounds) -> Bounds:
         lo = tuple(bounds.lo[i] * self.scale + self.offset[i] for i in range(3))
