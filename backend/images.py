@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from addon.core.images import format_hint, sniff_format
 from backend.errors import InputError
 from backend.protocol import ErrorCode
 
@@ -71,10 +72,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
     label = f"image {name!r}" if name else "image"
     if not data:
         raise _invalid(f"{label} is empty (0 bytes)")
-    fmt = _sniff_format(data)
+    fmt = sniff_format(data)
     if fmt is None:
-        from addon.core.images import format_hint
-
         raise _invalid(f"{label} is not a PNG, JPEG or WebP file{format_hint(data)}")
     _CONTAINER_CHECKS[fmt](data, label)
     image = _open(data, fmt, label)
@@ -94,16 +93,6 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 16, name: str 
 
 def _invalid(message: str) -> InputError:
     return InputError(ErrorCode.INVALID_IMAGE, message)
-
-
-def _sniff_format(data: bytes) -> str | None:
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
 
 
 # ------------------------------------------------------------------------------------ containers
@@ -221,8 +210,9 @@ def _fit_size(image: ImageFile.ImageFile, fmt: str, max_pixels: int, min_side: i
     limit is set to decode at the least reduction of `JPEG_SCALES` that brings it under."""
     width, height = image.size
     if width * height > max_pixels:
-        scale = next((s for s in JPEG_SCALES if _ceil_div(width, s) * _ceil_div(height, s) <= max_pixels), None)
-        if fmt == "JPEG" and scale is not None:
+        fitting = [s for s in JPEG_SCALES if _ceil_div(width, s) * _ceil_div(height, s) <= max_pixels]
+        scale = fitting[0] if fmt == "JPEG" and fitting else None
+        if scale is not None:
             image.draft(image.mode, (_ceil_div(width, scale), _ceil_div(height, scale)))
         if image.size[0] * image.size[1] > max_pixels:
             beyond = ", even decoded at 1/8 of its size" if fmt == "JPEG" else ""

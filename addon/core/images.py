@@ -37,12 +37,14 @@ def format_hint(data: bytes) -> str:
     kind = _HEIF_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
     kind = kind or next((name for signature, name in _OTHER_SIGNATURES if data.startswith(signature)), None)
     if kind in ("HEIC", "HEIF"):
-        return (f": it is a {kind} photo (an iPhone's default format); export it as JPEG, or set the iPhone to "
-                "Settings > Camera > Formats > Most Compatible")
-    return f": it is a {kind} file; save it as PNG or JPEG" if kind else ""
+        return f": it is a {kind} photo {_IPHONE_WAY_OUT.format(it='it')}"
+    article = "an" if kind == "AVIF" else "a"
+    return f": it is {article} {kind} file; save it as PNG or JPEG" if kind else ""
 
 
-HEIF_SUFFIXES = (".heic", ".heif", ".avif")
+HEIF_SUFFIXES = (".heic", ".heif")
+_IPHONE_WAY_OUT = ("(an iPhone's default format): export {it} as JPEG, or set the iPhone to Settings > Camera > "
+                   "Formats > Most Compatible")
 
 
 def folder_hint(files: list[Path]) -> str:
@@ -51,8 +53,7 @@ def folder_hint(files: list[Path]) -> str:
     heif = [p for p in files if p.suffix.lower() in HEIF_SUFFIXES]
     if not heif:
         return ""
-    return (f"; it holds {len(heif)} HEIC/HEIF photo(s) (an iPhone's default format): export them as JPEG, or set "
-            "the iPhone to Settings > Camera > Formats > Most Compatible")
+    return f"; it holds {len(heif)} HEIC/HEIF photo(s) {_IPHONE_WAY_OUT.format(it='them')}"
 
 
 def read_image_file(path: str | Path) -> bytes:
