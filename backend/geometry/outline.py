@@ -57,6 +57,14 @@ def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
     return best_axis, best_iou
 
 
+TUNED_CROP = 192
+"""Crop side (pixels) at which the lengths below that are given in pixels were chosen (the
+default preset's): at other crop sizes they scale with the crop, so the preview, default and
+high presets find the same rims and smooth the same profiles (read in fixed pixels, the rim's
+edge step fell with the crop's size, and at 320 px the rims of a gear and a nut seen from 40°
+above were lost)."""
+
+
 NOTCH_AREA = 0.005
 """Largest gap between two spans of the outline's rows, as a share of the body's area, that is a
 notch in one part rather than the space between two parts: a gear's teeth, a knurled or ribbed
@@ -90,7 +98,7 @@ def row_spans(body: np.ndarray) -> np.ndarray:
 
 
 def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: float = 0.97,
-                   min_body: float = 0.8, smoothing: float = 4.0 / 192, notch: float = NOTCH_AREA
+                   min_body: float = 0.8, smoothing: float = 4.0 / TUNED_CROP, notch: float = NOTCH_AREA
                    ) -> RevolutionFit | None:
     """The outline as a surface of revolution, or None when it is not one.
 
@@ -188,13 +196,6 @@ RIM_SHRINK = (1.0, 0.95, 0.9, 0.85)
 that shows is the opening's, inside the outer rim."""
 
 
-RIM_CROP = 192
-"""Crop side (pixels) at which the rim's edge is read 2 pixels each side after a blur of 1
-pixel; other crop sizes scale both, so the preview, default and high presets find the same
-rims (read in fixed pixels, the edge's step fell with the crop's size, and at 320 px the rims of
-a gear and a nut seen from 40° above were lost)."""
-
-
 @dataclass(frozen=True)
 class Rim:
     elevation: float
@@ -211,8 +212,8 @@ def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a:
               offset: float) -> float:
     """Colour step across the near (lower) half of the ellipse centred at (``axis``, ``row``) with
     semi-axes ``a`` (across) and ``b`` (down): the norm of the median difference between the
-    colours just outside and just inside it, so only an edge that runs along the whole arc
-    counts, not texture; ``offset`` pixels each side of it. 0 where the arc runs along the outline (``inside``: the binary mask)
+    colours ``offset`` pixels outside and inside it, so only an edge that runs along the whole
+    arc counts, not texture. 0 where the arc runs along the outline (``inside``: the binary mask)
     rather than inside it: there the step is the background's, and an elliptical outline (an egg
     lying down) would pass for a dish seen from above."""
     from scipy import ndimage
@@ -227,7 +228,7 @@ def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a:
         return np.stack([ndimage.map_coordinates(image[..., c], [ys, xs], order=1, mode="nearest")
                          for c in range(image.shape[-1])], -1)
 
-    # two pixels further out than the colours are read: the photo is blurred and its mask soft
+    # twice as far out as the colours are read: the photo is blurred and its mask soft
     beyond = ndimage.map_coordinates(inside.astype(np.float64), [y + 2 * offset * ny, x + 2 * offset * nx],
                                      order=0, mode="constant")
     if beyond.mean() < RIM_INSIDE:
@@ -251,7 +252,7 @@ def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | Non
     if len(rows) == 0:
         return None
     top, bottom = int(rows.min()), int(rows.max())
-    scale = fit.radius.shape[0] / RIM_CROP  # the same edge is measured at every crop size
+    scale = fit.radius.shape[0] / TUNED_CROP  # the same edge is measured at every crop size
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
     inside = np.asarray(mask) >= 0.5
     max_sine = np.sin(np.radians(MAX_ELEVATION))
