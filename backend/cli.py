@@ -674,9 +674,9 @@ def _add_points_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_method_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=protocol.RECONSTRUCT_METHODS, default="auto",
-                        help="auto: the outline solid when the photo shows a turned object's rim, else the "
-                             "learned shape model when its result is clean, else the outline solid; "
-                             "outline: a surface of revolution or inflation of the photo's outline; "
+                        help="auto: the outline solid when the photo shows a turned object's rim or a box, "
+                             "else the learned shape model when its result is clean, else the outline solid; "
+                             "outline: a surface of revolution, a box or an inflation of the photo's outline; "
                              "silhouette: the inflation baseline")
 
 

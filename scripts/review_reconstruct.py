@@ -104,7 +104,8 @@ def review_cameras(metadata: dict):
     fitted = metadata.get("camera")
     if fitted:
         first = ResultCamera(fitted["azimuth"], fitted["elevation"], fitted["fov"], fitted["distance"],
-                             tuple(fitted.get("target", (0.0, 0.0, 0.0))))
+                             tuple(fitted.get("target", (0.0, 0.0, 0.0))),
+                             tuple(fitted.get("principal_offset", (0.0, 0.0))))
     else:
         first = ResultCamera(0.0, 15.0, 30.0, 2.2)
     others = [ResultCamera(first.azimuth + da, el, 30.0, 2.4) for da, el in ((90, 15), (180, 15), (270, 45))]
@@ -160,7 +161,8 @@ def render_child(spec_path: str) -> int:
     from backend.data.render_photos import ResultCamera, render_result
 
     spec = json.loads(Path(spec_path).read_text())
-    cameras = [ResultCamera(**{**c, "target": tuple(c["target"])}) for c in spec["cameras"]]
+    cameras = [ResultCamera(**{**c, "target": tuple(c["target"]), "principal_offset": tuple(c["principal_offset"])})
+               for c in spec["cameras"]]
     renders = render_result(spec["glb"], cameras, resolution=PANEL)
     np.savez(Path(spec["out"]) / "renders.npz", renders=np.stack(renders).astype(np.float32))
     return 0

@@ -31,6 +31,20 @@ def test_glb_is_y_up_on_disk(tmp_path):
     np.testing.assert_allclose(raw.extents, [1.0, 0.25, 0.5], atol=1e-5)
 
 
+@pytest.mark.parametrize("shading", ["smooth", "flat"])
+def test_a_flat_shaded_mesh_is_written_without_normals_so_viewers_shade_its_faces_flat(tmp_path, shading):
+    import json
+    import struct
+
+    tm = trimesh.creation.box()
+    mesh = MeshPayload(tm.vertices.astype(np.float32), tm.faces.astype(np.int32),
+                       vertex_normals(tm.vertices, tm.faces).astype(np.float32), shading=shading)
+    data = export_mesh(mesh, tmp_path / "box.glb").read_bytes()
+    header = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    attributes = header["meshes"][0]["primitives"][0]["attributes"]
+    assert ("NORMAL" in attributes) == (shading == "smooth")
+
+
 def test_textured_obj_writes_mtl_and_png(tmp_path):
     mesh = box_mesh()
     mapping, faces, uvs = unwrap(mesh.vertices, mesh.faces)

@@ -444,6 +444,21 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
     assert outlines == []  # no outline solid built ahead of the model for several photos
 
 
+def test_auto_keeps_a_box_without_running_the_model(weights, monkeypatch):
+    from test_cuboid import box_photo
+
+    rgba, _ = box_photo(yaw=40.0, elevation=30.0, fov=40.0)
+    pipe = ReconstructPipeline("cpu", weights)
+
+    def no_model(req, ctx):
+        raise AssertionError("the model ran on a photo of a box")
+
+    monkeypatch.setattr(pipe.model, "shape", no_model)
+    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context())
+    assert output.metadata["solid"] == "box" and output.metadata["auto"]["chose"] == "outline"
+    assert output.metadata["auto"]["reason"].startswith("the outline and its creases are a box's, seen from 3")
+
+
 def test_auto_without_an_outline_solid_keeps_a_clean_model_result_or_says_why_it_has_none(weights, monkeypatch):
     from backend.pipelines.base import PipelineOutput
     from backend.pipelines.reconstruct.model import ModelShape

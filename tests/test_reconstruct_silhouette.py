@@ -274,3 +274,43 @@ def test_the_parts_of_a_vessel_seen_level_are_inflated_as_one_outline():
     assert solid.metadata["attached_parts"] and solid.metadata["rim"] is None
     joint, _ = inflate_field(parts.astype(np.float64), grid, 1.0)
     assert np.allclose(solid.field, np.maximum(revolution_field(fit, size, grid), joint))
+
+
+def test_a_box_comes_back_as_a_box_upright_and_seen_through_its_camera():
+    from backend.geometry.fidelity import camera_position, mask_iou, project, silhouette
+    from backend.segmentation import crop_to_object
+    from test_cuboid import box_photo
+
+    dims = np.array([1.0, 0.6, 0.45])
+    rgba, _ = box_photo(dims, yaw=35.0, elevation=25.0, fov=45.0)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    events = []
+    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="vertex"),
+                                                   recording_context(events=events))
+    meta, mesh = output.metadata, output.mesh
+    assert meta["solid"] == "box"
+    camera = meta["camera"]
+    assert camera["elevation"] == pytest.approx(25.0, abs=1.5)
+    assert camera["fov"] > 10  # the near camera it was fitted through, not a distant one
+    # seen from the reported camera it is the photo's outline, and the faces it sees wear the
+    # photo's own pixels
+    size = 128
+    crop_rgb, crop_mask = crop_to_object(rgba, rgba[..., 3] >= 128, size)
+    assert mask_iou(silhouette(mesh.vertices, mesh.faces, camera, size), crop_mask >= 0.5) >= 0.95
+    assert meta["fidelity"]["silhouette_iou"] >= 0.95
+    pixels, _ = project(mesh.vertices, camera, size)
+    cols, rows = np.clip(pixels.round().astype(int), 0, size - 1).T
+    towards_camera = np.einsum("ij,ij->i", mesh.normals, camera_position(camera) - mesh.vertices)
+    facing = (crop_mask[rows, cols] > 0.99) & (towards_camera > 0.3 * np.linalg.norm(camera_position(camera) - mesh.vertices, axis=1))
+    assert facing.sum() > 50
+    assert np.abs(mesh.colors[facing, :3].astype(float) - crop_rgb[rows[facing], cols[facing]] * 255).mean() < 20
+    # upright on Blender's floor: turned about Z only, its footprint and height in proportion
+    from scipy.spatial import ConvexHull
+
+    v = mesh.vertices.astype(np.float64)
+    height = np.ptp(v[:, 2])
+    footprint = ConvexHull(v[:, :2]).volume
+    assert height / np.sqrt(footprint) == pytest.approx(dims[2] / np.sqrt(dims[0] * dims[1]), rel=0.08)
+    top = v[:, 2] > v[:, 2].max() - 0.01 * height
+    assert ConvexHull(v[top][:, :2]).volume == pytest.approx(footprint, rel=0.1)  # a flat top as big as its base

@@ -10,10 +10,10 @@ from . import preferences
 MAX_HISTORY = 20
 
 RECONSTRUCT_METHODS = [
-    ("auto", "Auto", "The outline solid when the image shows a turned object's rim from above; else the learned "
-                      "shape model when its result is clean; otherwise the outline solid"),
-    ("outline", "Outline", "A surface of revolution (vessels, bottles) or an inflation of the outline seen in the "
-                           "image, with the photo's own colours"),
+    ("auto", "Auto", "The outline solid when the image shows a turned object's rim from above or a box; else "
+                      "the learned shape model when its result is clean; otherwise the outline solid"),
+    ("outline", "Outline", "A surface of revolution (vessels, bottles), a box, or an inflation of the outline seen "
+                           "in the image, with the photo's own colours"),
     ("model", "Shape Model", "The learned shape model (fails when its weights are missing)"),
     ("silhouette", "Silhouette",
      "The inflation baseline: extrude the outline seen in the image, exact outline, no hidden parts")]

@@ -257,13 +257,16 @@ def _set_background(scene, view: PhotoView, floor_z: float) -> list:
 
 @dataclass(frozen=True)
 class ResultCamera:
-    """A camera looking at ``target`` from (azimuth, elevation, distance), degrees and object units."""
+    """A camera looking at ``target`` from (azimuth, elevation, distance), degrees and object units;
+    ``principal_offset`` as in `backend.geometry.fidelity` (where the camera's axis meets the
+    image, in fractions of its side from the centre, x right and y down)."""
 
     azimuth: float
     elevation: float
     fov: float
     distance: float
     target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    principal_offset: tuple[float, float] = (0.0, 0.0)
 
 
 def render_result(mesh_glb: str | Path, cameras: list[ResultCamera], resolution: int = 256,
@@ -290,6 +293,8 @@ def render_result(mesh_glb: str | Path, cameras: list[ResultCamera], resolution:
         cam.data.lens_unit = "FOV"
         cam.data.sensor_fit = "HORIZONTAL"
         cam.data.angle = math.radians(camera.fov)
+        # Blender shifts the image window, which is the opposite of moving the axis's point in it
+        cam.data.shift_x, cam.data.shift_y = -camera.principal_offset[0], camera.principal_offset[1]
         cam.data.clip_end = max(100.0, 2.0 * camera.distance)  # the outline solids' long lenses stand far off
         cam.matrix_world = Matrix(look_at_blender(eye, target).tolist())
         # key light over the camera's left shoulder, so the visible side is lit

@@ -35,7 +35,8 @@ def _trimesh(mesh: MeshPayload, y_up: bool, simple_material: bool = False):
 
     vertices = _z_up_to_y_up(mesh.vertices) if y_up else mesh.vertices
     normals = None
-    if mesh.normals is not None:
+    # without normals a glTF viewer shades each face flat, as the payload asks (a box's faces)
+    if mesh.normals is not None and mesh.shading != "flat":
         normals = _z_up_to_y_up(mesh.normals) if y_up else mesh.normals
     visual = None
     if mesh.texture_png is not None and mesh.uvs is not None:

@@ -55,10 +55,11 @@ class LayeredReconstructPipeline(OutlineReconstructPipeline):
     def warm_up(self) -> None:
         self.network()
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float) -> OutlineSolid:
-        revolution = super().solid(rgb, mask, grid, thickness)
-        if revolution.metadata["solid"] == "surface of revolution":
-            return revolution
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
+              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
+        outlined = super().solid(rgb, mask, grid, thickness, principal)
+        if outlined.metadata["solid"] in ("surface of revolution", "box"):
+            return outlined
         front, back = self.network().predict(rgb, mask)
         layers = layered_field(mask, front, back, grid)
         inside = mask >= 0.5

@@ -22,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 
+from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import inflation_profile
@@ -38,7 +40,7 @@ from backend.pipelines.reconstruct.inputs import find_object
 from backend.pipelines.reconstruct.presets import point_count
 from backend.protocol import MeshPayload
 from backend.requests import ReconstructRequest
-from backend.segmentation import crop_to_object
+from backend.segmentation import crop_square, crop_to_object
 
 
 @dataclass(frozen=True)
@@ -108,14 +110,20 @@ class OutlineSolid:
     hi: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, 0.5))
     elevation: float = 0.0
     """Degrees by which the photo looks down on the solid; the result is turned upright by it."""
+    box: Cuboid | None = None
+    """The box the solid is, when it is one: its exact surface replaces marching cubes over
+    ``field``, it is seen through the near camera fitted with it rather than a distant one, and
+    its hidden faces wear the visible ones opposite them."""
 
 
 class SilhouetteReconstructPipeline(Pipeline):
     task = "reconstruct"
     method = "silhouette inflation (baseline)"
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float) -> OutlineSolid:
-        """The object's solid from the crop (colours and mask)."""
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
+              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
+        """The object's solid from the crop (colours and mask); ``principal``: the photo's centre
+        in the crop's frame (x, z crop sides), for a solid seen through a near camera."""
         values, half_depth = inflate_field(mask, grid, thickness)
         return OutlineSolid(values, {"half_depth": round(half_depth, 4)}, mask)
 
@@ -133,43 +141,54 @@ class SilhouetteReconstructPipeline(Pipeline):
         ctx.progress("segment", 0.05, "finding the object")
         seg = find_object(image, ctx)
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
+        principal = photo_centre(seg.mask)
         timings["segment_s"] = time.perf_counter() - t0
         ctx.progress("inflate", 0.2, "building the solid from the outline")
 
         t1 = time.perf_counter()
-        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness)
-        vertices, faces = extract_surface(coarse.field, coarse.lo, coarse.hi)
+        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal)
+        vertices, faces = (box_mesh(coarse.box, 4) if coarse.box is not None else
+                           extract_surface(coarse.field, coarse.lo, coarse.hi))
         # upright like the result it previews
         ctx.preview_mesh(MeshPayload((vertices @ upright_rotation(coarse.elevation).T).astype(np.float32), faces))
 
-        solid = self.solid(rgb, mask, preset.grid, preset.thickness)
+        solid = self.solid(rgb, mask, preset.grid, preset.thickness, principal)
         timings["solid_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
-        vertices, faces = extract_surface(solid.field, solid.lo, solid.hi)
-        vertices, faces = clean_mesh(vertices, faces)
-        ctx.check()
-        vertices, faces = decimate(vertices, faces, request.face_budget or preset.max_faces)
+        budget = request.face_budget or preset.max_faces
+        if solid.box is not None:  # flat faces, sharp edges: a grid on each face, enough for vertex colours
+            vertices, faces = box_mesh(solid.box, int(np.clip(np.sqrt(budget / 12), 1, 32)))
+        else:
+            vertices, faces = extract_surface(solid.field, solid.lo, solid.hi)
+            vertices, faces = clean_mesh(vertices, faces)
+            ctx.check()
+            vertices, faces = decimate(vertices, faces, budget)
         timings["mesh_s"] = time.perf_counter() - t2
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
         return SolidShape(vertices, faces, rgb, mask, solid.object_mask, image, seg, preset, solid.metadata, timings,
-                          solid.elevation)
+                          solid.elevation, solid.box)
 
     def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
         t3 = time.perf_counter()
         points = point_count(request, shaped.preset.max_faces)
-        colour = front_view_colour(shaped.rgb, shaped.mask)
+        box = shaped.box
+        perspective, principal = (box.perspective, box.principal) if box is not None else (0.0, (0.0, 0.0))
+        colour = front_view_colour(shaped.rgb, shaped.mask, perspective, principal,
+                                   None if box is None else partial(fold_hidden, box))
         mesh = finish_mesh(shaped.vertices, shaped.faces, colour, texture=request.texture,
                            texture_size=shaped.preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
+        if box is not None and not points:
+            mesh.shading = "flat"
         texture_error = baked_texture_error(mesh, colour)
         upright = upright_rotation(shaped.elevation)
         mesh.vertices = (mesh.vertices @ upright.T).astype(np.float32)
         if mesh.normals is not None:
             mesh.normals = (mesh.normals @ upright.T).astype(np.float32)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
-        camera = crop_camera(scale, centre, shaped.elevation)
+        camera = crop_camera(scale, centre, shaped.elevation, perspective, principal)
         # a point cloud is judged by the surface it was sampled on
         surface = (shaped.vertices @ upright.T - centre) * scale if points else mesh.vertices
         fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, shaped.object_mask)
@@ -209,20 +228,34 @@ class SolidShape:
     timings: dict[str, float]
     elevation: float = 0.0
     """See `OutlineSolid.elevation`."""
+    box: Cuboid | None = None
+    """See `OutlineSolid.box`."""
 
 
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
-    """The outline solid: a surface of revolution when the outline is one, else the inflation."""
+    """The outline solid: a surface of revolution seen from above when the photo shows its rim, a
+    box when the outline and its creases are a box's, a surface of revolution seen level, else the
+    inflation. A rim is the stronger evidence: a can seen from above has a box's hexagonal outline."""
 
-    method = "outline solid (surface of revolution or inflation)"
+    method = "outline solid (surface of revolution, box or inflation)"
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float) -> OutlineSolid:
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
+              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
         fit = fit_revolution(mask)
+        rim = None if fit is None else find_rim(rgb, mask, fit)
+        if rim is None:
+            box = fit_cuboid(rgb, mask, principal)
+            if box is not None:
+                values, lo, hi = cuboid_field(box, grid)
+                size = (np.linalg.norm(box.axes, axis=1) / np.linalg.norm(box.axes, axis=1).max()).round(3)
+                metadata = {"solid": "box", "box": {"sides": size.tolist(), "hexagon_iou": round(box.hexagon_iou, 3),
+                                                    "crease_contrast": round(box.crease_contrast, 3),
+                                                    "elevation": round(box.elevation, 1)}}
+                return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         if fit is None:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             return inflated
-        rim = find_rim(rgb, mask, fit)
         if rim is None:
             values = revolution_field(fit, mask.shape[0], grid)
             lo, hi, elevation = np.full(3, -0.5), np.full(3, 0.5), 0.0
@@ -315,6 +348,14 @@ def attached_parts(rgb: np.ndarray, fit) -> tuple[np.ndarray, int]:
     return keep, dropped
 
 
+def photo_centre(mask: np.ndarray) -> tuple[float, float]:
+    """The photo's centre in the frame of the crop `crop_to_object` cuts round ``mask`` (the
+    whole photo's mask): (x right, z up) in crop sides from the crop's centre."""
+    top, left, side = crop_square(mask)
+    height, width = mask.shape
+    return (width / 2 - left) / side - 0.5, 0.5 - (height / 2 - top) / side
+
+
 def upright_rotation(elevation: float) -> np.ndarray:
     """[3,3] from the crop's frame (x right, y away from the camera, z image up) to the output
     frame of a camera looking down by ``elevation`` degrees: there the camera's forward is
@@ -323,22 +364,35 @@ def upright_rotation(elevation: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(e), np.sin(e)], [0.0, -np.sin(e), np.cos(e)]])
 
 
-def crop_camera(scale: float, centre: np.ndarray, elevation: float = 0.0) -> dict:
+def crop_camera(scale: float, centre: np.ndarray, elevation: float = 0.0, perspective: float = 0.0,
+                principal: tuple[float, float] = (0.0, 0.0)) -> dict:
     """The camera that sees the crop (the square [-0.5,0.5] in x and z of the solid's frame) as
     the photo's crop, in the output frame (the solid turned upright by `upright_rotation`, then
-    moved by -``centre`` and scaled by ``scale``)."""
+    moved by -``centre`` and scaled by ``scale``): a distant one, or the near one of
+    ``perspective`` and ``principal`` (`backend.geometry.cuboid.project`: a box's)."""
     side = scale  # the crop's side, 1 in the solid's frame
-    target = (-np.asarray(centre, dtype=np.float64) * scale).tolist()
-    distance = side / 2 / np.tan(np.radians(CAMERA_FOV) / 2)
+    fov = max(CAMERA_FOV, float(np.degrees(2 * np.arctan(perspective / 2))))
+    near = fov > CAMERA_FOV
+    axis = np.array([principal[0], 0.0, principal[1]]) if near else np.zeros(3)  # where it looks
+    target = ((upright_rotation(elevation) @ axis - np.asarray(centre, dtype=np.float64)) * scale).tolist()
+    distance = side / 2 / np.tan(np.radians(fov) / 2)
     how_high = ("elevation from the rim's ellipse" if elevation else
                 "elevation 0 unless a rim's ellipse shows how far above the camera was")
-    return {"azimuth": 0.0, "elevation": round(float(elevation), 2), "fov": CAMERA_FOV,
-            "distance": round(float(distance), 4), "target": [round(float(t), 5) for t in target],
-            "note": f"a distant camera: the solid extrudes the outline straight back; {how_high}"}
+    note = ("the box's camera, fitted to its corners" if near else
+            f"a distant camera: the solid extrudes the outline straight back; {how_high}")
+    camera = {"azimuth": 0.0, "elevation": round(float(elevation), 2), "fov": round(fov, 3),
+              "distance": round(float(distance), 4), "target": [round(float(t), 5) for t in target], "note": note}
+    if near:  # the crop's centre, off the camera's axis
+        camera["principal_offset"] = [round(float(principal[0]), 5), round(-float(principal[1]), 5)]
+    return camera
 
 
-def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
-    """Colour function that projects surface points onto the (front) input view.
+def front_view_colour(rgb: np.ndarray, mask: np.ndarray, perspective: float = 0.0,
+                      principal: tuple[float, float] = (0.0, 0.0),
+                      fold: Callable[[np.ndarray], np.ndarray] | None = None) -> ColorFn:
+    """Colour function that projects surface points onto the (front) input view, through the
+    camera of ``perspective`` and ``principal`` (`backend.geometry.cuboid.project`; perspective 0:
+    a distant one), after ``fold`` has moved them (a box's hidden faces onto the visible ones).
 
     Pixels outside the silhouette, and the outline's own pixels (blends of object and background
     in an anti-aliased photo), take the colour of the nearest pixel well inside it, so the
@@ -349,7 +403,8 @@ def front_view_colour(rgb: np.ndarray, mask: np.ndarray) -> ColorFn:
 
     def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
         # x runs along the image's columns, z up its rows (top row = z 0.5)
-        uv = np.stack([(points[:, 0] + 0.5) * size, (0.5 - points[:, 2]) * size], axis=1)
+        seen = project(points if fold is None else fold(points), perspective, principal)
+        uv = np.stack([(seen[:, 0] + 0.5) * size, (0.5 - seen[:, 1]) * size], axis=1)
         return sample_bilinear(filled, uv)
 
     return colour

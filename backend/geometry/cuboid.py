@@ -1,0 +1,393 @@
+"""Boxes from one photo's outline.
+
+A box seen from a general direction shows three of its faces, and its outline is a hexagon whose
+opposite sides are parallel and equal: the projections ``a``, ``b``, ``c`` of its three edge
+directions, each twice. Seen from a distant camera, three mutually orthogonal edges whose
+projections are known have depths fixed up to one common sign (the Necker cube's two readings,
+mirror images in depth): ``a·b + za zb = 0`` for each pair. So the outline alone determines the
+whole box, hidden faces included; crates, books, bricks, cabinets and cartons are boxes. A photo
+is taken from nearby, so each reading is then refitted through a near camera, whose perspective
+the converging sides measure.
+
+Where the three visible faces meet, the photo shows creases: from the corner nearest the camera
+to three corners of the hexagon. They tell the box from other hexagonal outlines (a hexagonal
+prism end-on, a cushion) and pick the reading the photo shows.
+
+Masks are square crops [S,S], rows running down the image; solids are inside-positive fields in
+the crop's frame (x = image right, y = depth away from the camera, z = image up; the crop spans
+[-0.5,0.5] in x and z), the frame of `backend.pipelines.reconstruct.silhouette`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.geometry.outline import TUNED_CROP
+
+MIN_SOLIDITY = 0.95
+"""Least share of its convex hull the outline must fill (a box's outline is convex)."""
+
+MIN_HEXAGON_IOU = 0.95
+"""Least IoU of the outline with the fitted hexagon."""
+
+MAX_STRAIGHTNESS = 1.2 / TUNED_CROP
+"""Largest root-mean-square distance of the outline from the hexagon's sides, as a share of the
+crop's side: a box's outline is six straight edges (real split: the lemons 2.0-2.3 %, the teapot
+2.2 %, the asteroid 1.2 %; the cans seen from above pass, at 0.5-0.9 %)."""
+
+MAX_SIDE_ANGLE = 40.0
+"""Largest angle (degrees) between a side of the hexagon and the side opposite it: a near camera's
+perspective makes a box's far edges converge (a brick seen from 40° above through a 36° field of
+view: 14-23°; a box through a 34° one: up to 35°). The box is fitted through a near camera; this
+only bounds the distant camera's box it starts from."""
+
+MIN_SIDE_RATIO = 0.4
+"""Least length ratio of opposite sides (perspective again)."""
+
+MIN_SIDE = 0.08
+"""Least side of the hexagon, as a share of its longest: a box seen square-on to a face, or level
+with its top, shows a rectangle, whose depth the outline does not say."""
+
+MIN_CREASE_CONTRAST = 0.03
+"""Least colour step (RGB 0..1, the median along its length) on each of the three creases where
+the visible faces meet (boxes rendered under one sun: 0.034-0.19 on their generic views; the real
+split's cans, whose outline is nearly a hexagon: 0.033, but their corners fit no box)."""
+
+MIN_CREASE_RATIO = 1.5
+"""The creases of the chosen reading must be this many times as strong as the other reading's,
+which runs across the faces' middles."""
+
+
+@dataclass(frozen=True)
+class Cuboid:
+    centre: np.ndarray
+    """(x, y, z) in the crop's frame; the box's centre is on the plane y = 0."""
+    axes: np.ndarray
+    """[3, 3] the three edge vectors (full lengths) as rows, in the crop's frame."""
+    hexagon: np.ndarray
+    """[6, 2] the outline's corners as (column, row) pixels."""
+    hexagon_iou: float
+    crease_contrast: float
+    """The weakest of the three creases' colour steps."""
+    other_contrast: float
+    """The weakest step along the other reading's three lines."""
+    elevation: float
+    """Degrees by which the camera looks down on the box's top face (the edge nearest the image's
+    vertical is the box's up)."""
+    perspective: float
+    """The crop's side over the fitted camera's distance from the plane of the box's centre (0: a
+    distant camera); see `project`."""
+    principal: tuple[float, float]
+    """Where that camera's axis meets the crop (x, z crop sides); see `project`."""
+    corner_error: float
+    """Root-mean-square distance of the fitted box's silhouette corners from the hexagon's, in
+    crop sides."""
+
+
+def _convex_outline(binary: np.ndarray) -> tuple[np.ndarray, float]:
+    """The outline's convex hull as (column, row) corners in order, and the outline's solidity."""
+    from scipy.spatial import ConvexHull
+
+    rows, cols = np.nonzero(binary)
+    corners = np.concatenate([np.stack([cols + dx, rows + dy], 1) for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)])
+    hull = ConvexHull(corners)
+    return corners[hull.vertices], float(binary.sum() / hull.volume)
+
+
+def _reduce_polygon(points: np.ndarray, count: int) -> np.ndarray:
+    """The closed polygon ``points`` [N, 2] with its least significant corners dropped (the one
+    whose triangle with its neighbours is smallest, one at a time) until ``count`` are left."""
+    keep = list(range(len(points)))
+    while len(keep) > count:
+        p = points[keep]
+        prev, nxt = np.roll(p, 1, 0), np.roll(p, -1, 0)
+        areas = np.abs(np.cross(p - prev, nxt - prev)) / 2
+        del keep[int(np.argmin(areas))]
+    return points[keep]
+
+
+def _side_distances(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """[K, M] distance of each of ``points`` [M, 2] from each side of the closed ``polygon`` [K, 2]."""
+    distances = []
+    for start, end in zip(polygon, np.roll(polygon, -1, 0)):
+        t = np.clip(((points - start) @ (end - start)) / max((end - start) @ (end - start), 1e-9), 0, 1)
+        distances.append(np.linalg.norm(points - (start + t[:, None] * (end - start)), axis=1))
+    return np.stack(distances)
+
+
+def _refine_sides(polygon: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """The polygon's corners moved to the intersections of straight lines fitted to the stretch
+    of ``outline`` (dense points [M, 2]) nearest to each side."""
+    nearest = np.argmin(_side_distances(polygon, outline), axis=0)
+    lines = []
+    for k, (start, end) in enumerate(zip(polygon, np.roll(polygon, -1, 0))):
+        points = outline[nearest == k]
+        # the middle of the side only: its ends bend round the corners, which a near camera and a
+        # soft mask round off
+        t = ((points - start) @ (end - start)) / max((end - start) @ (end - start), 1e-9)
+        points = points[(t > 0.15) & (t < 0.85)]
+        if len(points) < 3:
+            lines.append((start, (end - start) / max(np.linalg.norm(end - start), 1e-9)))
+            continue
+        centre = points.mean(0)
+        _, _, vt = np.linalg.svd(points - centre)
+        lines.append((centre, vt[0]))
+    corners = []
+    for k in range(len(polygon)):
+        (p, u), (q, v) = lines[k - 1], lines[k]
+        matrix = np.array([u, -v]).T
+        if abs(np.linalg.det(matrix)) < 1e-6:
+            return polygon
+        t = np.linalg.solve(matrix, q - p)
+        corners.append(p + t[0] * u)
+    return np.array(corners)
+
+
+def _polygon_iou(polygon: np.ndarray, binary: np.ndarray) -> float:
+    from skimage.draw import polygon as fill
+
+    inside = np.zeros_like(binary, dtype=bool)
+    rr, cc = fill(polygon[:, 1], polygon[:, 0], binary.shape)
+    inside[rr, cc] = True
+    union = np.logical_or(inside, binary).sum()
+    return float(np.logical_and(inside, binary).sum() / max(union, 1))
+
+
+def _straightness(polygon: np.ndarray, outline: np.ndarray) -> float:
+    """Root-mean-square distance (pixels) of the ``outline`` points [M, 2] from the closed
+    ``polygon``'s sides."""
+    return float(np.sqrt(np.mean(np.min(_side_distances(polygon, outline), axis=0) ** 2)))
+
+
+def _line_step(image: np.ndarray, start: np.ndarray, end: np.ndarray, offset: float) -> float:
+    """Colour step across the segment ``start``..``end`` ((column, row) pixels): the norm of the
+    median difference between the colours ``offset`` pixels either side of it, over its middle
+    (its ends run into the outline and the other creases)."""
+    from scipy import ndimage
+
+    t = np.linspace(0.2, 0.8, 24)
+    points = start + t[:, None] * (end - start)
+    direction = (end - start) / max(np.linalg.norm(end - start), 1e-9)
+    normal = np.array([-direction[1], direction[0]])
+
+    def at(p: np.ndarray) -> np.ndarray:
+        return np.stack([ndimage.map_coordinates(image[..., c], [p[:, 1], p[:, 0]], order=1, mode="nearest")
+                         for c in range(image.shape[-1])], -1)
+
+    step = at(points + offset * normal) - at(points - offset * normal)
+    return float(np.linalg.norm(np.median(step, axis=0)))
+
+
+def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float] = (0.0, 0.0)) -> Cuboid | None:
+    """The box whose outline ``mask`` (soft [S,S], 0..1) is, seen in ``rgb`` ([S,S,3], 0..1), or
+    None when the outline is not a box's or its creases do not show. ``principal``: the photo's
+    centre in the crop's frame (see `project`)."""
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    binary = mask >= 0.5
+    if binary.sum() < 64:
+        return None
+    hull, solidity = _convex_outline(binary)
+    if solidity < MIN_SOLIDITY or len(hull) < 6:
+        return None
+    contours = find_contours(np.pad(mask, 1), 0.5)
+    outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
+    hexagon = _refine_sides(_reduce_polygon(hull, 6), outline)
+    sides = np.roll(hexagon, -1, 0) - hexagon
+    lengths = np.linalg.norm(sides, axis=1)
+    if lengths.min() < MIN_SIDE * lengths.max():
+        return None
+    for k in range(3):
+        cosine = -(sides[k] @ sides[k + 3]) / (lengths[k] * lengths[k + 3])
+        if np.degrees(np.arccos(np.clip(cosine, -1, 1))) > MAX_SIDE_ANGLE:
+            return None
+        if min(lengths[k], lengths[k + 3]) < MIN_SIDE_RATIO * max(lengths[k], lengths[k + 3]):
+            return None
+    size = mask.shape[0]
+    iou = _polygon_iou(hexagon, binary)
+    if iou < MIN_HEXAGON_IOU or _straightness(hexagon, outline) > MAX_STRAIGHTNESS * size:
+        return None
+
+    # the three edge directions, in crop sides (x right, z up), as a distant camera would see them
+    a, b, c = ((sides[k] - sides[k + 3]) / 2 * np.array([1.0, -1.0]) / size for k in range(3))
+    ab, bc, ac = a @ b, b @ c, a @ c
+    if ab <= 0 or bc <= 0 or ac >= 0:
+        return None  # no three orthogonal edges project so
+    za = np.sqrt(ab * -ac / bc)
+    zb, zc = ab / za, -ac / za
+    corners = np.stack([(hexagon[:, 0] + 0.5) / size - 0.5, 0.5 - (hexagon[:, 1] + 0.5) / size], 1)
+    scale = size / TUNED_CROP  # the same creases are read at every crop size
+    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
+
+    # the two readings, mirror images in depth for a distant camera; a near one's perspective
+    # fits one of them better, and the photo's creases show which
+    readings = []
+    for sign in (1.0, -1.0):
+        axes = np.array([[a[0], sign * za, a[1]], [-b[0], sign * zb, -b[1]], [c[0], sign * zc, c[1]]])
+        fitted = _fit_perspective(corners, axes, corners.mean(0), principal)
+        if fitted is not None:
+            readings.append((_crease_step(image, fitted, size, principal), fitted))
+    if not readings:
+        return None
+    readings.sort(key=lambda r: -r[0])
+    crease, (axes, centre, perspective, error) = readings[0]
+    other = readings[1][0] if len(readings) > 1 else 0.0
+    if error > MAX_CORNER_ERROR or crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
+        return None
+    up = axes[int(np.argmax(np.abs(axes[:, 2]) / np.linalg.norm(axes, axis=1)))]
+    up = up if up[2] > 0 else -up
+    elevation = float(np.degrees(np.arcsin(np.clip(-up[1] / np.linalg.norm(up), -1, 1))))
+    return Cuboid(centre=centre, axes=axes, hexagon=hexagon, hexagon_iou=iou, crease_contrast=crease,
+                  other_contrast=other, elevation=elevation, perspective=perspective,
+                  principal=(float(principal[0]), float(principal[1])), corner_error=error)
+
+
+SIGNS = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], dtype=np.float64)
+"""The box's eight corners, as signs along its three axes."""
+
+
+def project(points: np.ndarray, perspective: float, principal: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """[N, 2] image positions (x, z in crop sides from the crop's centre) of ``points`` [N, 3] in
+    the crop's frame, seen by a camera whose focal length is 1 / ``perspective`` crop sides, at
+    that distance from the plane y = 0 (so that plane is seen at the crop's scale), looking along
+    +y through the ``principal`` point (x, z: the photo's centre, which the crop round the object
+    need not share)."""
+    centre = np.asarray(principal, dtype=np.float64)
+    w = 1.0 + perspective * points[:, 1]
+    return centre + (points[:, [0, 2]] - centre) / w[:, None]
+
+
+def box_corners(axes: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """[8, 3] corners of the box with edge vectors ``axes`` (rows) about ``centre``."""
+    return centre + (SIGNS / 2) @ axes
+
+
+PERSPECTIVE_PRIOR = (0.5, 0.02)
+"""Mean and weight of the prior on the perspective (the crop's side over the camera's distance): a
+photo framed on an object through a 30-50° lens sees it at about 0.5. The corners decide it when the
+box is near the camera; the prior, when a distant camera leaves it free."""
+
+MAX_CORNER_ERROR = 1.5 / TUNED_CROP
+"""Largest root-mean-square distance between the fitted box's silhouette corners and the
+hexagon's, as a share of the crop's side."""
+
+
+def _fit_perspective(corners: np.ndarray, axes: np.ndarray, centre: np.ndarray, principal: tuple[float, float]
+                     ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """The box (edge vectors, centre, perspective) whose silhouette corners best match the
+    hexagon's ``corners`` [6, 2] (x, z crop sides), starting from the distant camera's box
+    ``axes`` about ``centre`` (x, z) -> (axes, centre [3], perspective, root-mean-square corner
+    error), or None when the starting box's corners do not match the hexagon's one to one."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    lengths = np.linalg.norm(axes, axis=1)
+    units = axes / lengths[:, None]
+    units = np.linalg.svd(units)[0] @ np.linalg.svd(units)[2]  # the nearest rotation
+    start = box_corners(units * lengths[:, None], np.array([centre[0], 0.0, centre[1]]))
+    match = np.argmin(np.linalg.norm(project(start, 0.0)[None] - corners[:, None], axis=-1), axis=1)
+    if len(set(match.tolist())) != len(corners):
+        return None
+
+    def box(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        turned = units @ Rotation.from_rotvec(params[:3]).as_matrix().T
+        return turned * np.exp(params[3:6])[:, None], np.array([params[6], 0.0, params[7]])
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        edges, middle = box(params)
+        seen = project(box_corners(edges, middle)[match], params[8], principal)
+        mean, weight = PERSPECTIVE_PRIOR
+        return np.concatenate([(seen - corners).ravel(), [weight * (params[8] - mean)]])
+
+    initial = np.concatenate([np.zeros(3), np.log(lengths), [centre[0], centre[1], PERSPECTIVE_PRIOR[0]]])
+    lower = np.full(9, -np.inf)
+    upper = np.full(9, np.inf)
+    lower[8], upper[8] = 0.0, 2.5
+    solution = least_squares(residuals, initial, bounds=(lower, upper))
+    edges, middle = box(solution.x)
+    error = float(np.sqrt(np.mean(solution.fun[:-1] ** 2) * 2))
+    return edges, middle, float(solution.x[8]), error
+
+
+def _crease_step(image: np.ndarray, fitted: tuple, size: int, principal: tuple[float, float]) -> float:
+    """The weakest colour step along the three edges that leave the fitted box's corner nearest
+    the camera: the creases between its visible faces."""
+    axes, centre, perspective, _ = fitted
+    corners = box_corners(axes, centre)
+    near = int(np.argmin(corners[:, 1]))
+    seen = project(corners, perspective, principal)
+    pixels = np.stack([(seen[:, 0] + 0.5) * size - 0.5, (0.5 - seen[:, 1]) * size - 0.5], 1)
+    neighbours = [k for k in range(8) if np.count_nonzero(SIGNS[k] != SIGNS[near]) == 1]
+    return min(_line_step(image, pixels[near], pixels[k], 2.0 * size / TUNED_CROP) for k in neighbours)
+
+
+def cuboid_field(box: Cuboid, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inside-positive field of the box on a grid over the crop, its depth axis reaching as far as
+    the box does at the grid's spacing -> (field [G, D, G], lo, hi)."""
+    spacing = 1.0 / (grid - 1)
+    reach = float(np.abs(box.axes[:, 1]).sum() / 2)
+    half_depth = max(0.5, spacing * np.ceil((reach + 4 * spacing) / spacing))
+    g = np.linspace(-0.5, 0.5, grid)
+    depth = np.arange(-half_depth, half_depth + spacing / 2, spacing)
+    x, y, z = np.meshgrid(g, depth, g, indexing="ij")
+    offsets = np.stack([x, y, z], -1) - box.centre
+    lengths = np.linalg.norm(box.axes, axis=1)
+    along = offsets @ (box.axes / lengths[:, None]).T  # [..., 3]
+    field = np.min(lengths / 2 - np.abs(along), axis=-1)
+    lo = np.array([-0.5, depth[0], -0.5])
+    hi = np.array([0.5, depth[-1], 0.5])
+    return field.astype(np.float32), lo, hi
+
+
+def box_mesh(box: Cuboid, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """The box's exact surface, each face a grid of ``cells`` x ``cells`` squares (two triangles
+    each), welded along the edges, faces wound outwards -> (vertices [V, 3], faces [F, 3])."""
+    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
+    half = np.linalg.norm(box.axes, axis=1) / 2
+    steps = np.linspace(-1.0, 1.0, cells + 1)
+    u, v = np.meshgrid(steps, steps, indexing="ij")
+    vertices, faces = [], []
+    for axis in range(3):
+        first, second = (axis + 1) % 3, (axis + 2) % 3  # right-handed: first x second = axis
+        for sign in (-1.0, 1.0):
+            points = (box.centre + sign * half[axis] * units[axis]
+                      + (u.reshape(-1, 1) * half[first]) * units[first]
+                      + (v.reshape(-1, 1) * half[second]) * units[second])
+            base = sum(len(p) for p in vertices)
+            index = base + np.arange((cells + 1) ** 2).reshape(cells + 1, cells + 1)
+            a, b, c, d = index[:-1, :-1], index[1:, :-1], index[1:, 1:], index[:-1, 1:]
+            quads = np.stack([a, b, c, a, c, d], -1).reshape(-1, 3)
+            if sign * np.linalg.det(units[[axis, first, second]]) < 0:
+                quads = quads[:, ::-1]
+            vertices.append(points)
+            faces.append(quads)
+    vertices, faces = np.concatenate(vertices), np.concatenate(faces)
+    # weld the edges the six grids share
+    keys = np.round(vertices / (1e-6 + 1e-4 * half.min()), 0).astype(np.int64)
+    _, first_of, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return vertices[first_of], inverse.reshape(-1)[faces]
+
+
+def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
+    """``points`` [N, 3] on the box's surface, those on a face the photo does not show moved to the
+    same place on the face opposite it, which it does: a box's opposite sides are alike more
+    often than not (a crate, a carton, a brick), where colours carried straight through the box
+    would cross each hidden face in diagonal bands."""
+    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
+    half = np.linalg.norm(box.axes, axis=1) / 2
+    along = (points - box.centre) @ units.T / half  # [N, 3], ±1 on the faces
+    axis = np.argmax(np.abs(along), axis=1)
+    side = np.sign(along[np.arange(len(points)), axis])
+    if box.perspective > 0:
+        eye = np.array([box.principal[0], -1.0 / box.perspective, box.principal[1]])
+        towards = eye - (box.centre + side[:, None] * half[axis, None] * units[axis])
+    else:
+        towards = np.tile([0.0, -1.0, 0.0], (len(points), 1))
+    hidden = np.einsum("nd,nd->n", side[:, None] * units[axis], towards) <= 0
+    moved = points.copy()
+    depth = along[np.arange(len(points)), axis] * half[axis]
+    moved[hidden] -= 2 * depth[hidden, None] * units[axis[hidden]]
+    return moved

@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+
+from backend.geometry.cuboid import cuboid_field, fit_cuboid
+from backend.segmentation import crop_to_object
+
+LIGHT = np.array([0.45, -0.65, 0.6]) / np.linalg.norm([0.45, -0.65, 0.6])
+
+
+def box_photo(dims=(1.0, 0.6, 0.45), yaw=30.0, elevation=30.0, fov=40.0, fill=0.75, size=256,
+              colour=(0.8, 0.5, 0.25), faces_alike=False):
+    """(rgba uint8 [S,S,4], the camera's distance): a box of ``dims`` (x, y, z; z up) turned by
+    ``yaw`` about z, seen by a pinhole camera at azimuth 0 and ``elevation`` with a field of view
+    ``fov``, its faces shaded by one light (or all alike), drawn at 4x and averaged."""
+    from skimage.draw import polygon
+
+    e, a = np.radians(elevation), np.radians(yaw)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    half = np.asarray(dims) / 2
+    distance = np.linalg.norm(half) / fill / np.tan(np.radians(fov) / 2)
+    eye = distance * np.array([0.0, -np.cos(e), np.sin(e)])
+    forward = -eye / distance
+    right = np.array([1.0, 0.0, 0.0])
+    up = np.cross(right, forward)
+    big = 4 * size
+    focal = big / 2 / np.tan(np.radians(fov) / 2)
+    image = np.zeros((big, big, 4))
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            normal = turn[:, axis] * sign
+            centre = normal * half[axis]
+            if normal @ (eye - centre) <= 0:
+                continue  # facing away
+            others = [k for k in range(3) if k != axis]
+            corners = [centre + su * turn[:, others[0]] * half[others[0]] + sv * turn[:, others[1]] * half[others[1]]
+                       for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+            d = np.array(corners) - eye
+            cols = big / 2 + focal * (d @ right) / (d @ forward)
+            rows = big / 2 - focal * (d @ up) / (d @ forward)
+            shade = 1.0 if faces_alike else 0.3 + 0.7 * max(0.0, float(normal @ LIGHT))
+            rr, cc = polygon(rows, cols, image.shape[:2])
+            image[rr, cc] = (*(np.asarray(colour) * shade), 1.0)
+    small = image.reshape(size, 4, size, 4, 4).mean((1, 3))
+    return (small * 255).round().astype(np.uint8), distance
+
+
+def crop_of(rgba, size=192):
+    """(crop colours, crop mask, the photo's centre in the crop's frame), as the pipeline cuts them."""
+    from backend.pipelines.reconstruct.silhouette import photo_centre
+
+    rgb, mask = crop_to_object(rgba, rgba[..., 3] >= 128, size)
+    return rgb, mask, photo_centre(rgba[..., 3] >= 128)
+
+
+@pytest.mark.parametrize("yaw, elevation, fov", [(30.0, 30.0, 40.0), (55.0, 20.0, 50.0), (20.0, 40.0, 10.0)])
+def test_a_box_is_recovered_from_its_outline_with_its_elevation(yaw, elevation, fov):
+    dims = np.array([1.0, 0.6, 0.45])
+    rgba, _ = box_photo(dims, yaw, elevation, fov)
+    box = fit_cuboid(*crop_of(rgba))
+    assert box is not None
+    assert box.elevation == pytest.approx(elevation, abs=1.5)
+    # its sides in proportion: the one nearest the image's vertical is the height
+    lengths = np.linalg.norm(box.axes, axis=1)
+    height = lengths[np.argmax(np.abs(box.axes[:, 2]) / lengths)]
+    widths = np.sort(lengths[lengths != height])
+    assert widths / widths[1] == pytest.approx(np.sort(dims[:2]) / dims[0], abs=0.06)
+    assert height / widths[1] == pytest.approx(dims[2] / dims[0], abs=0.06)
+    # the perspective: the crop's side over the camera's distance, both in the photo's pixels
+    from backend.segmentation import crop_square
+
+    side = crop_square(rgba[..., 3] >= 128)[2]
+    focal = rgba.shape[1] / 2 / np.tan(np.radians(fov) / 2)
+    assert box.perspective == pytest.approx(side / focal, abs=0.03)
+
+
+def test_the_solid_is_the_box_seen_through_its_camera():
+    from backend.geometry.cuboid import project
+    from backend.geometry.mesh_ops import extract_surface
+
+    rgb, mask, principal = crop_of(box_photo()[0])
+    box = fit_cuboid(rgb, mask, principal)
+    field, lo, hi = cuboid_field(box, 96)
+    vertices, _ = extract_surface(field, lo, hi)
+    seen = project(vertices, box.perspective, principal)
+    cols, rows = ((seen[:, 0] + 0.5) * 192 - 0.5), ((0.5 - seen[:, 1]) * 192 - 0.5)
+    # every surface point falls inside the photo's outline (a pixel of tolerance), and the
+    # outline's corners are reached
+    inside = mask[np.clip(np.round(rows).astype(int), 0, 191), np.clip(np.round(cols).astype(int), 0, 191)]
+    assert (inside > 0.02).mean() > 0.99
+    ys, xs = np.nonzero(mask >= 0.5)
+    assert abs(cols.min() - xs.min()) < 2.5 and abs(cols.max() - xs.max()) < 2.5
+    assert abs(rows.min() - ys.min()) < 2.5 and abs(rows.max() - ys.max()) < 2.5
+
+
+def test_a_hexagon_without_creases_is_not_a_box():
+    # the same outline in one flat colour: a hexagonal tile or a cushion as much as a box
+    rgba, _ = box_photo(faces_alike=True)
+    assert fit_cuboid(*crop_of(rgba)) is None
+
+
+def test_round_outlines_are_not_boxes():
+    from test_outline import can_from_above
+
+    rgb, mask = can_from_above(30.0)
+    assert fit_cuboid(rgb, mask) is None
+    yy, xx = np.mgrid[0:192, 0:192]
+    egg = (((xx - 96) / 70.0) ** 2 + ((yy - 96) / 45.0) ** 2 <= 1).astype(np.float32)
+    shaded = np.clip(0.4 + 0.5 * (xx / 192.0), 0, 1)[..., None] * np.array([0.9, 0.8, 0.2]) * egg[..., None]
+    assert fit_cuboid(shaded + (1 - egg[..., None]), egg) is None
+
+
+def test_a_box_seen_square_on_to_a_face_is_left_to_the_other_solids():
+    # a rectangle: its depth is not in the outline
+    rgba, _ = box_photo(yaw=0.0, elevation=0.0, fov=10.0)
+    assert fit_cuboid(*crop_of(rgba)) is None
+
+
+def test_the_box_mesh_is_closed_and_its_hidden_faces_fold_onto_the_visible_ones():
+    import trimesh
+
+    from backend.geometry.cuboid import box_mesh, fold_hidden
+
+    rgb, mask, principal = crop_of(box_photo(yaw=25.0, elevation=35.0)[0])
+    box = fit_cuboid(rgb, mask, principal)
+    vertices, faces = box_mesh(box, 6)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.volume == pytest.approx(abs(np.linalg.det(box.axes)), rel=1e-6)  # wound outwards
+    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
+    centres = np.concatenate([box.centre + sign * box.axes / 2 for sign in (1.0, -1.0)])  # the six faces' middles
+    moved = fold_hidden(box, centres)
+    stayed = np.all(np.isclose(moved, centres), axis=1)
+    assert stayed.sum() == 3  # three faces seen, three hidden
+    for face in np.nonzero(~stayed)[0]:
+        opposite = (face + 3) % 6
+        np.testing.assert_allclose(moved[face], centres[opposite], atol=1e-9)
+        assert stayed[opposite]
+    # seen from 35° above, the top is among the faces shown and the bottom among those hidden
+    top = int(np.argmax(centres[:, 2] - box.centre[2]))
+    assert stayed[top] and not stayed[(top + 3) % 6]
+    assert np.abs(units[top % 3, 2]) > 0.5
