@@ -139,3 +139,16 @@ def test_the_box_mesh_is_closed_and_its_hidden_faces_fold_onto_the_visible_ones(
     top = int(np.argmax(centres[:, 2] - box.centre[2]))
     assert stayed[top] and not stayed[(top + 3) % 6]
     assert np.abs(units[top % 3, 2]) > 0.5
+
+
+@pytest.mark.parametrize("kind", ["plain", "faces"])
+def test_the_box_check_splits_meshes_stand_up_with_the_sides_recorded(tmp_path, kind):
+    from backend.geometry.mesh_files import load_mesh
+    from script_modules import load_script
+
+    split = load_script("render_box_split")
+    sides = np.array([1.0, 0.3, 0.6])
+    split.box_mesh_file(tmp_path / "box.glb", sides, kind, 0.0, np.random.default_rng(0))
+    mesh = load_mesh(tmp_path / "box.glb", max_triangles=100)  # Z up, as Blender imports it
+    np.testing.assert_allclose(np.ptp(mesh.vertices, axis=0), sides, atol=1e-6)
+    assert len(mesh.faces) == 12
