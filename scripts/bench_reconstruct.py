@@ -259,6 +259,7 @@ def worker(args) -> int:
     import torch
 
     from backend.config import ServiceLimits
+    from backend.errors import PipelineError
     from backend.geometry.metrics import compare_meshes, compare_meshes_pose_free, normalise_unit_box
     from backend.images import decode_image
     from backend.requests import CommonParams, ReconstructRequest
@@ -284,7 +285,15 @@ def worker(args) -> int:
             images = [decode_image(Path(p).read_bytes(), max_pixels=ServiceLimits().max_image_pixels)
                       for p in case["images"]]
             request = ReconstructRequest(images, CommonParams(quality=preset or "default"), texture="uv")
-            output = pipeline.run(request, _context(args.device))
+            try:
+                output = pipeline.run(request, _context(args.device))
+            except PipelineError as exc:  # the user gets an error and no object: it scores nothing
+                if warm:
+                    warm = False
+                    continue
+                rows.append(refused_row(case, exc, time.perf_counter() - t0))
+                print(f"{case['name']}: refused, {exc}", flush=True)
+                continue
             vertices, faces = output.mesh.vertices.astype(np.float64), output.mesh.faces
             if not warm:
                 stage_times.append(output.metadata.get("timings_s", {}))
@@ -321,6 +330,14 @@ def worker(args) -> int:
         result["weights_id"] = pipeline.weights_id
     Path(args.rows).write_text(json.dumps(result))
     return 0
+
+
+def refused_row(case: dict, error, seconds: float) -> dict:
+    """The row of a photo the pipeline refused (no object found...): every F-score 0; Chamfer, which
+    has no value without a surface, is left out of the means."""
+    return {"name": case["name"], "object": case["object"], "category": case["category"], "view": case["view"],
+            "views": case["views"], "chose": f"refused: {error}", "seconds": round(seconds, 3),
+            **{key: float("nan") if key == "chamfer_x1e3" else 0.0 for key in METRIC_KEYS}}
 
 
 def load_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -407,7 +424,7 @@ def summarise(rows: list[dict], by_object: bool = False) -> dict:
     """Means over the rows, or (``by_object``) over the objects' own means, so an object counts
     once however many views of it were scored."""
     groups = list(per_object(rows).values()) if by_object else rows
-    out = {k: float(np.mean([g[k] for g in groups])) for k in METRIC_KEYS}
+    out = {k: float(np.nanmean([g[k] for g in groups])) for k in METRIC_KEYS}
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in rows]))
     out["shapes"] = len(groups)
     return out
@@ -423,10 +440,16 @@ def per_object(rows: list[dict]) -> dict:
     out = {}
     for name in names:
         mine = [r for r in rows if r["object"] == name]
-        out[name] = {k: float(np.mean([r[k] for r in mine])) for k in METRIC_KEYS}
+        out[name] = {k: mean_or_nan([r[k] for r in mine]) for k in METRIC_KEYS}
         out[name]["seconds"] = float(np.mean([r["seconds"] for r in mine]))
         out[name]["cases"] = len(mine)
     return out
+
+
+def mean_or_nan(values: list[float]) -> float:
+    """The mean of the values that are numbers (a refused photo has no Chamfer), NaN if none are."""
+    numbers = [v for v in values if not np.isnan(v)]
+    return float(np.mean(numbers)) if numbers else float("nan")
 
 
 def mean_stage_times(stage_times: list[dict[str, float]]) -> dict[str, float]:

@@ -160,3 +160,25 @@ def test_real_split_is_scored_pose_free_per_object(tmp_path):
     assert runs["hull"]["summary"]["f@0.05"] > 0.97 and runs["sphere"]["summary"]["f@0.05"] > 0.97
     assert runs["outline"]["summary"]["f@0.05"] > 0.9
     assert "| ball |" in out.with_suffix(".md").read_text()
+
+
+def test_a_photo_the_pipeline_refuses_scores_nothing_and_the_run_goes_on(tmp_path):
+    from PIL import Image
+
+    bench = load_bench()
+    real = make_real_split(tmp_path / "real")
+    # a third photo with nothing on it: segmentation finds no object
+    Image.fromarray(np.full((96, 96, 3), 120, np.uint8), "RGB").save(real / "ball" / "view_2.png")
+    record = json.loads((real / "ball" / "views.json").read_text())
+    record["views"].append({"index": 2, "image": "view_2.png", "background": "plain"})
+    (real / "ball" / "views.json").write_text(json.dumps(record))
+    out = tmp_path / "res" / "real.json"
+    assert bench.main(["--splits", "real", "--real-data", str(real), "--methods", "outline", "--points", "3000",
+                       "--out", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"][0]
+    refused = [row for row in run["shapes"] if row["chose"].startswith("refused")]
+    assert [row["name"] for row in refused] == ["ball/2"] and refused[0]["f@0.05"] == 0.0
+    # the object's mean counts the refusal as a miss; its Chamfer is that of the photos it got
+    scored = [row["f@0.05"] for row in run["shapes"] if row not in refused]
+    assert run["per_object"]["ball"]["f@0.05"] == pytest.approx(sum(scored) / 3)
+    assert np.isfinite(run["summary"]["chamfer_x1e3"])

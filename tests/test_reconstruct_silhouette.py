@@ -314,3 +314,17 @@ def test_a_box_comes_back_as_a_box_upright_and_seen_through_its_camera():
     assert height / np.sqrt(footprint) == pytest.approx(dims[2] / np.sqrt(dims[0] * dims[1]), rel=0.08)
     top = v[:, 2] > v[:, 2].max() - 0.01 * height
     assert ConvexHull(v[top][:, :2]).volume == pytest.approx(footprint, rel=0.1)  # a flat top as big as its base
+
+
+def test_a_box_whose_top_passes_for_a_rim_is_still_a_box():
+    from backend.geometry.outline import find_rim, fit_revolution
+    from backend.segmentation import crop_to_object, segment
+
+    data = open("tests/data/box_on_a_floor.jpg", "rb").read()
+    image = decode_image(data, max_pixels=ServiceLimits().max_image_pixels)
+    rgb, mask = crop_to_object(image.rgba, segment(image.rgba, image.has_alpha).mask, 192)
+    assert find_rim(rgb, mask, fit_revolution(mask)) is not None  # what a vessel's test sees in it
+    output = OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
+                                                   recording_context())
+    assert output.metadata["solid"] == "box"
+    assert output.metadata["camera"]["elevation"] == pytest.approx(21.7, abs=3.0)  # rendered from 21.7°

@@ -233,29 +233,32 @@ class SolidShape:
 
 
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
-    """The outline solid: a surface of revolution seen from above when the photo shows its rim, a
-    box when the outline and its creases are a box's, a surface of revolution seen level, else the
-    inflation. A rim is the stronger evidence: a can seen from above has a box's hexagonal outline."""
+    """The outline solid: a box when the outline and its creases are a box's, else a surface of
+    revolution when the outline is one (tilted by its rim's elevation when the photo shows the
+    rim), else the inflation. The box comes first because its test is the stricter: six straight
+    sides met by a box's corners seen through a fitted camera to a pixel and a half, and creases
+    between its faces, where a rim's ellipse need only follow the outline to 8 % of its radius
+    (a box's top face seen from above passed for one) and a level surface of revolution only
+    needs a mirror-symmetric outline (a box seen corner-on)."""
 
     method = "outline solid (surface of revolution, box or inflation)"
 
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
               principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
+        box = fit_cuboid(rgb, mask, principal)
+        if box is not None:
+            values, lo, hi = cuboid_field(box, grid)
+            size = (np.linalg.norm(box.axes, axis=1) / np.linalg.norm(box.axes, axis=1).max()).round(3)
+            metadata = {"solid": "box", "box": {"sides": size.tolist(), "hexagon_iou": round(box.hexagon_iou, 3),
+                                                "crease_contrast": round(box.crease_contrast, 3),
+                                                "elevation": round(box.elevation, 1)}}
+            return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
-        rim = None if fit is None else find_rim(rgb, mask, fit)
-        if rim is None:
-            box = fit_cuboid(rgb, mask, principal)
-            if box is not None:
-                values, lo, hi = cuboid_field(box, grid)
-                size = (np.linalg.norm(box.axes, axis=1) / np.linalg.norm(box.axes, axis=1).max()).round(3)
-                metadata = {"solid": "box", "box": {"sides": size.tolist(), "hexagon_iou": round(box.hexagon_iou, 3),
-                                                    "crease_contrast": round(box.crease_contrast, 3),
-                                                    "elevation": round(box.elevation, 1)}}
-                return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         if fit is None:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             return inflated
+        rim = find_rim(rgb, mask, fit)
         if rim is None:
             values = revolution_field(fit, mask.shape[0], grid)
             lo, hi, elevation = np.full(3, -0.5), np.full(3, 0.5), 0.0
