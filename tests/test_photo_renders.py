@@ -63,3 +63,20 @@ def test_review_sheet_shows_the_input_and_four_renders(tmp_path):
     for k in range(1, 5):
         panel = sheet[22:22 + review.PANEL, k * review.PANEL:(k + 1) * review.PANEL]
         assert ((panel[..., 1] - panel[..., 0]) > 40).mean() > 0.05
+
+
+@pytest.mark.slow
+def test_a_result_camera_off_its_axis_renders_what_the_fidelity_check_sees(tmp_path):
+    from backend.data.render_photos import ResultCamera, render_result
+    from backend.geometry.fidelity import mask_iou, silhouette
+    from backend.geometry.mesh_files import load_mesh
+
+    glb = red_box_glb(tmp_path / "box.glb")
+    mesh = load_mesh(glb, max_triangles=100)
+    # a near camera whose axis meets the image off its centre, as a box's fitted camera does
+    camera = {"azimuth": 30.0, "elevation": 25.0, "fov": 40.0, "distance": 2.5, "target": [0.05, 0.0, 0.1],
+              "principal_offset": [0.12, -0.08]}
+    seen = silhouette(mesh.vertices, mesh.faces, camera, 64)
+    render = render_result(glb, [ResultCamera(30.0, 25.0, 40.0, 2.5, (0.05, 0.0, 0.1), (0.12, -0.08))],
+                           resolution=64, samples=1)[0]
+    assert mask_iou(render[..., 3] > 0.5, seen) > 0.95

@@ -72,7 +72,7 @@ class Cuboid:
     crease_contrast: float
     """The weakest of the three creases' colour steps."""
     other_contrast: float
-    """The weakest step along the other reading's three lines."""
+    """The weakest step along the other reading's three lines (0 when it could not be fitted)."""
     elevation: float
     """Degrees by which the camera looks down on the box's top face (the edge nearest the image's
     vertical is the box's up)."""
@@ -230,12 +230,13 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
         fitted = _fit_perspective(corners, axes, corners.mean(0), principal)
         if fitted is not None:
             readings.append((_crease_step(image, fitted, size, principal), fitted))
-    if not readings:
+    fitting = [r for r in readings if r[1][3] <= MAX_CORNER_ERROR]
+    if not fitting:
         return None
-    readings.sort(key=lambda r: -r[0])
-    crease, (axes, centre, perspective, error) = readings[0]
-    other = readings[1][0] if len(readings) > 1 else 0.0
-    if error > MAX_CORNER_ERROR or crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
+    best = max(fitting, key=lambda r: r[0])
+    crease, (axes, centre, perspective, error) = best
+    other = max([r[0] for r in readings if r is not best] or [0.0])
+    if crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
         return None
     up = axes[int(np.argmax(np.abs(axes[:, 2]) / np.linalg.norm(axes, axis=1)))]
     up = up if up[2] > 0 else -up

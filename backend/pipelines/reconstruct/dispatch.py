@@ -53,8 +53,9 @@ BOX_REASON = ("the outline and its creases are a box's, seen from {elevation:.0f
               "is that whole box")
 """Why `auto` keeps a box without running the model: a box's hexagonal outline and the creases
 between its three visible faces fix every side of it (`backend.geometry.cuboid`), where the model
-only guesses (30 photos of 10 boxes rendered like the real split: the 9 found as boxes score F@2%
-1.0, where `auto` had kept the model's result at 0.30-0.87 or the inflation at 0.18-0.33)."""
+only guesses (`scripts/render_box_split.py`, 30 photos of 10 boxes rendered like the real split:
+the 10 found as boxes score F@5% 1.0, F@2% 1.0 but one view from 8° at 0.63, where `auto` had
+kept the model's result at F@2% 0.31-0.75 or the outline solid at 0.14-0.38)."""
 
 
 class ReconstructPipeline(Pipeline):
@@ -108,8 +109,9 @@ class ReconstructPipeline(Pipeline):
         before = len(ctx.warnings)
         # One photo: the outline solid first (half a second). When the photo shows a turned
         # object's rim, it knows the whole object, its hidden side by symmetry and its elevation by
-        # the rim; a box's outline and creases fix the whole box. Several photos are the model's to fit together (the outline solid sees only the
-        # first), so theirs is built only if the model's result is turned away.
+        # the rim; a box's outline and creases fix the whole box. Several photos are the model's to
+        # fit together (the outline solid sees only the first), so theirs is built only if the
+        # model's result is turned away.
         single = len(request.images) == 1
         outlined, outline_error = (self._outline_shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE)) if single
                                    else (None, None))

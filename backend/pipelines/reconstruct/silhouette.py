@@ -248,9 +248,12 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
         box = fit_cuboid(rgb, mask, principal)
         if box is not None:
             values, lo, hi = cuboid_field(box, grid)
-            size = (np.linalg.norm(box.axes, axis=1) / np.linalg.norm(box.axes, axis=1).max()).round(3)
-            metadata = {"solid": "box", "box": {"sides": size.tolist(), "hexagon_iou": round(box.hexagon_iou, 3),
+            sides = np.linalg.norm(box.axes, axis=1)
+            metadata = {"solid": "box", "box": {"sides": (sides / sides.max()).round(3).tolist(),
+                                                "hexagon_iou": round(box.hexagon_iou, 3),
+                                                "corner_error": round(box.corner_error, 4),
                                                 "crease_contrast": round(box.crease_contrast, 3),
+                                                "other_reading_contrast": round(box.other_contrast, 3),
                                                 "elevation": round(box.elevation, 1)}}
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
