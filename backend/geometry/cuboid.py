@@ -286,8 +286,8 @@ def _fit_perspective(corners: np.ndarray, axes: np.ndarray, centre: np.ndarray, 
     from scipy.spatial.transform import Rotation
 
     lengths = np.linalg.norm(axes, axis=1)
-    units = axes / lengths[:, None]
-    units = np.linalg.svd(units)[0] @ np.linalg.svd(units)[2]  # the nearest rotation
+    left, _, right = np.linalg.svd(axes / lengths[:, None])
+    units = left @ right  # the nearest orthonormal axes (a mirror image is the same box)
     start = box_corners(units * lengths[:, None], np.array([centre[0], 0.0, centre[1]]))
     match = np.argmin(np.linalg.norm(project(start, 0.0)[None] - corners[:, None], axis=-1), axis=1)
     if len(set(match.tolist())) != len(corners):
