@@ -424,7 +424,7 @@ def summarise(rows: list[dict], by_object: bool = False) -> dict:
     """Means over the rows, or (``by_object``) over the objects' own means, so an object counts
     once however many views of it were scored."""
     groups = list(per_object(rows).values()) if by_object else rows
-    out = {k: float(np.nanmean([g[k] for g in groups])) for k in METRIC_KEYS}
+    out = {k: mean_or_nan([g[k] for g in groups]) for k in METRIC_KEYS}
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in rows]))
     out["shapes"] = len(groups)
     return out

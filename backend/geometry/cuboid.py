@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.geometry.outline import TUNED_CROP
+from backend.geometry.fidelity import mask_iou
+from backend.geometry.outline import TUNED_CROP, edge_step
 
 MIN_SOLIDITY = 0.95
 """Least share of its convex hull the outline must fill (a box's outline is convex)."""
@@ -66,8 +67,6 @@ class Cuboid:
     """(x, y, z) in the crop's frame; the box's centre is on the plane y = 0."""
     axes: np.ndarray
     """[3, 3] the three edge vectors (full lengths) as rows, in the crop's frame."""
-    hexagon: np.ndarray
-    """[6, 2] the outline's corners as (column, row) pixels."""
     hexagon_iou: float
     crease_contrast: float
     """The weakest of the three creases' colour steps."""
@@ -151,8 +150,7 @@ def _polygon_iou(polygon: np.ndarray, binary: np.ndarray) -> float:
     inside = np.zeros_like(binary, dtype=bool)
     rr, cc = fill(polygon[:, 1], polygon[:, 0], binary.shape)
     inside[rr, cc] = True
-    union = np.logical_or(inside, binary).sum()
-    return float(np.logical_and(inside, binary).sum() / max(union, 1))
+    return mask_iou(inside, binary)
 
 
 def _straightness(polygon: np.ndarray, outline: np.ndarray) -> float:
@@ -162,22 +160,12 @@ def _straightness(polygon: np.ndarray, outline: np.ndarray) -> float:
 
 
 def _line_step(image: np.ndarray, start: np.ndarray, end: np.ndarray, offset: float) -> float:
-    """Colour step across the segment ``start``..``end`` ((column, row) pixels): the norm of the
-    median difference between the colours ``offset`` pixels either side of it, over its middle
+    """`edge_step` across the segment ``start``..``end`` ((column, row) pixels), over its middle
     (its ends run into the outline and the other creases)."""
-    from scipy import ndimage
-
     t = np.linspace(0.2, 0.8, 24)
     points = start + t[:, None] * (end - start)
     direction = (end - start) / max(np.linalg.norm(end - start), 1e-9)
-    normal = np.array([-direction[1], direction[0]])
-
-    def at(p: np.ndarray) -> np.ndarray:
-        return np.stack([ndimage.map_coordinates(image[..., c], [p[:, 1], p[:, 0]], order=1, mode="nearest")
-                         for c in range(image.shape[-1])], -1)
-
-    step = at(points + offset * normal) - at(points - offset * normal)
-    return float(np.linalg.norm(np.median(step, axis=0)))
+    return edge_step(image, points[:, 0], points[:, 1], -direction[1], direction[0], offset)
 
 
 def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float] = (0.0, 0.0)) -> Cuboid | None:
@@ -241,7 +229,7 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     up = axes[int(np.argmax(np.abs(axes[:, 2]) / np.linalg.norm(axes, axis=1)))]
     up = up if up[2] > 0 else -up
     elevation = float(np.degrees(np.arcsin(np.clip(-up[1] / np.linalg.norm(up), -1, 1))))
-    return Cuboid(centre=centre, axes=axes, hexagon=hexagon, hexagon_iou=iou, crease_contrast=crease,
+    return Cuboid(centre=centre, axes=axes, hexagon_iou=iou, crease_contrast=crease,
                   other_contrast=other, elevation=elevation, perspective=perspective,
                   principal=(float(principal[0]), float(principal[1])), corner_error=error)
 
@@ -348,28 +336,26 @@ def box_mesh(box: Cuboid, cells: int) -> tuple[np.ndarray, np.ndarray]:
     each), welded along the edges, faces wound outwards -> (vertices [V, 3], faces [F, 3])."""
     units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
     half = np.linalg.norm(box.axes, axis=1) / 2
-    steps = np.linspace(-1.0, 1.0, cells + 1)
-    u, v = np.meshgrid(steps, steps, indexing="ij")
-    vertices, faces = [], []
+    steps = np.arange(cells + 1)
+    u, v = (grid.reshape(-1) for grid in np.meshgrid(steps, steps, indexing="ij"))
+    # every vertex as whole steps along the three axes, so the grids meet on identical ones
+    lattice, faces = [], []
     for axis in range(3):
         first, second = (axis + 1) % 3, (axis + 2) % 3  # right-handed: first x second = axis
-        for sign in (-1.0, 1.0):
-            points = (box.centre + sign * half[axis] * units[axis]
-                      + (u.reshape(-1, 1) * half[first]) * units[first]
-                      + (v.reshape(-1, 1) * half[second]) * units[second])
-            base = sum(len(p) for p in vertices)
-            index = base + np.arange((cells + 1) ** 2).reshape(cells + 1, cells + 1)
+        for side in (0, cells):
+            nodes = np.empty((len(u), 3), dtype=np.int64)
+            nodes[:, axis], nodes[:, first], nodes[:, second] = side, u, v
+            index = len(lattice) * len(u) + np.arange(len(u)).reshape(cells + 1, cells + 1)
             a, b, c, d = index[:-1, :-1], index[1:, :-1], index[1:, 1:], index[:-1, 1:]
             quads = np.stack([a, b, c, a, c, d], -1).reshape(-1, 3)
-            if sign * np.linalg.det(units[[axis, first, second]]) < 0:
+            outwards = 1.0 if side else -1.0
+            if outwards * np.linalg.det(units[[axis, first, second]]) < 0:
                 quads = quads[:, ::-1]
-            vertices.append(points)
+            lattice.append(nodes)
             faces.append(quads)
-    vertices, faces = np.concatenate(vertices), np.concatenate(faces)
-    # weld the edges the six grids share
-    keys = np.round(vertices / (1e-6 + 1e-4 * half.min()), 0).astype(np.int64)
-    _, first_of, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return vertices[first_of], inverse.reshape(-1)[faces]
+    welded, inverse = np.unique(np.concatenate(lattice), axis=0, return_inverse=True)
+    vertices = box.centre + ((welded / cells * 2 - 1) * half) @ units
+    return vertices, inverse.reshape(-1)[np.concatenate(faces)]
 
 
 def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:

@@ -208,6 +208,21 @@ class Rim:
     """Colour step across its near half (RGB 0..1)."""
 
 
+def edge_step(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, nx, ny, offset: float) -> float:
+    """Colour step across a line through the points (``xs``, ``ys``) (pixels, column and row) with
+    unit normals (``nx``, ``ny``): the norm of the median difference between the colours of
+    ``image`` [H, W, C] ``offset`` pixels along the normals and ``offset`` pixels against them, so
+    only an edge that runs along the whole line counts, not texture."""
+    from scipy import ndimage
+
+    def at(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.stack([ndimage.map_coordinates(image[..., c], [y, x], order=1, mode="nearest")
+                         for c in range(image.shape[-1])], -1)
+
+    step = at(xs + offset * nx, ys + offset * ny) - at(xs - offset * nx, ys - offset * ny)
+    return float(np.linalg.norm(np.median(step, axis=0)))
+
+
 def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a: float, b: float,
               offset: float) -> float:
     """Colour step across the near (lower) half of the ellipse centred at (``axis``, ``row``) with
@@ -223,18 +238,12 @@ def _arc_step(image: np.ndarray, inside: np.ndarray, axis: float, row: float, a:
     nx, ny = np.cos(theta) / a, np.sin(theta) / b
     norm = np.hypot(nx, ny)
     nx, ny = nx / norm, ny / norm
-
-    def at(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        return np.stack([ndimage.map_coordinates(image[..., c], [ys, xs], order=1, mode="nearest")
-                         for c in range(image.shape[-1])], -1)
-
     # twice as far out as the colours are read: the photo is blurred and its mask soft
     beyond = ndimage.map_coordinates(inside.astype(np.float64), [y + 2 * offset * ny, x + 2 * offset * nx],
                                      order=0, mode="constant")
     if beyond.mean() < RIM_INSIDE:
         return 0.0
-    step = at(x + offset * nx, y + offset * ny) - at(x - offset * nx, y - offset * ny)
-    return float(np.linalg.norm(np.median(step, axis=0)))
+    return edge_step(image, x, y, nx, ny, offset)
 
 
 def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | None:
