@@ -69,7 +69,7 @@ def _estimate_background(rgb: np.ndarray) -> Segmentation:
         return border
     agreement = float((cut & border.mask).sum() / max(1, (cut | border.mask).sum()))
     area = float(cut.mean())
-    if area < 0.005:
+    if area < MIN_OBJECT_AREA:
         raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
     # where the cut moved the outline a lot, neither estimate is sure of it
     confidence = border.confidence * min(1.0, 0.5 + agreement / 2)
@@ -120,7 +120,6 @@ def grabcut_mask(rgb: np.ndarray, seed: np.ndarray, max_side: int = 320, iterati
 
 def _border_model(rgb: np.ndarray) -> Segmentation:
     from scipy import ndimage
-    from skimage.filters import threshold_otsu
     from skimage.transform import resize
 
     height, width = rgb.shape[:2]
@@ -128,23 +127,23 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     small = rgb if scale == 1.0 else (resize(rgb, (max(8, round(height * scale)), max(8, round(width * scale))),
                                              order=1, anti_aliasing=True, preserve_range=True)).astype(np.uint8)
     distance, lit_distance, border = background_distance(small)
-    if float(distance.max()) < 10.0:
+    if float(lit_distance.max()) < 10.0:
         raise PipelineError(ErrorCode.NO_OBJECT, "no object stands out from the background (the image is nearly uniform)")
-    threshold = max(10.0, float(threshold_otsu(distance)))
-    above = distance > threshold
-    # Pad by repeating the edge so erosion does not eat an object that runs off the frame.
-    pad = 3
-    mask = np.pad(above, pad, mode="edge")
-    mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)[pad:-pad, pad:-pad]
-    mask = fill_small_holes(mask)
-    if not mask.any():
-        raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
-    mask = _enclosed_shade(pick_object(mask), (lit_distance > threshold) & ~above)
+    notes = []
+    mask, threshold = _object_mask(distance, lit_distance)
+    if mask.mean() < MIN_OBJECT_AREA:
+        # A cast shadow lies beside the object; when the shadow match leaves next to nothing, it
+        # was the object's own colours that matched a dimmed floor (a green box on green tiles).
+        lit_mask, lit_threshold = _object_mask(lit_distance, lit_distance)
+        if lit_mask.mean() >= MIN_OBJECT_AREA:
+            mask, threshold, distance = lit_mask, lit_threshold, lit_distance
+            notes.append("the object's colours match the floor's in shadow; cast shadows were not told apart from it")
     area = float(mask.mean())
-    if area < 0.005:
+    if area == 0.0:
+        raise PipelineError(ErrorCode.NO_OBJECT, "no object found against the background")
+    if area < MIN_OBJECT_AREA:
         raise PipelineError(ErrorCode.NO_OBJECT, f"the detected object covers only {area:.2%} of the image")
 
-    notes = []
     border_bg = float((distance[border] <= threshold).mean())
     frame = frame_ring(mask.shape)
     outline = mask & ~ndimage.binary_erosion(mask)
@@ -164,6 +163,26 @@ def _border_model(rgb: np.ndarray) -> Segmentation:
     return Segmentation(mask, method, round(float(confidence), 3), notes)
 
 
+def _object_mask(distance: np.ndarray, lit_distance: np.ndarray) -> tuple[np.ndarray, float]:
+    """The object's mask from each pixel's distance to the background (ΔE, with and without the
+    cast-shadow match) -> (bool mask, the Otsu threshold used; at least ΔE 10)."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    threshold = max(10.0, float(threshold_otsu(distance)))
+    above = distance > threshold
+    # Pad by repeating the edge so erosion does not eat an object that runs off the frame.
+    pad = 3
+    mask = np.pad(above, pad, mode="edge")
+    mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)[pad:-pad, pad:-pad]
+    mask = fill_small_holes(mask)
+    if not mask.any():
+        return mask, threshold
+    return _enclosed_shade(pick_object(mask), (lit_distance > threshold) & ~above), threshold
+
+
+MIN_OBJECT_AREA = 0.005
+"""Share of the image under which what was found is not taken for an object."""
 SIDE_MARGIN = 0.04
 """Share of the frame's width at each end of a row whose colour is that row's background."""
 SIDE_ROWS = 5

@@ -275,7 +275,7 @@ def worker(args) -> int:
     warm = pipeline is not None and bool(cases)
     for case in ([cases[0]] if warm else []) + cases:
         ref_v, ref_f = load_reference(case["reference"])
-        chose = method
+        chose, diagnostics = method, {}
         t0 = time.perf_counter()
         if method == "sphere":
             vertices, faces = sphere_mesh()
@@ -300,6 +300,9 @@ def worker(args) -> int:
                 if output.metadata.get("texture_error") is not None:
                     texture_errors.append(output.metadata["texture_error"])
             chose = output.metadata.get("method", method)
+            # which outline solid, and how well the result explains the photo: for choosing rules
+            diagnostics = {"solid": output.metadata.get("solid"),
+                           "silhouette_iou": output.metadata.get("fidelity", {}).get("silhouette_iou")}
             # everything but the model (alone, or as auto's choice) reconstructs in the frame of
             # the camera its metadata reports (level, or lifted by a vessel's rim)
             if split != "real" and not chose.startswith("shape model"):
@@ -315,7 +318,7 @@ def worker(args) -> int:
             scores = compare_meshes(normalise_unit_box(vertices), faces, normalise_unit_box(ref_v), ref_f,
                                     n_points=args.points)
         rows.append({"name": case["name"], "object": case["object"], "category": case["category"],
-                     "view": case["view"], "views": case["views"], "chose": chose,
+                     "view": case["view"], "views": case["views"], "chose": chose, **diagnostics,
                      "seconds": round(seconds, 3), "chamfer_x1e3": scores.chamfer_l2 * 1e3,
                      **{f"f@{t:g}": v for t, v in scores.fscore.items()}})
         print(f"{case['name']}: F@5% {rows[-1]['f@0.05']:.3f} ({seconds:.1f} s)", flush=True)

@@ -233,3 +233,19 @@ def test_a_hole_is_kept_only_where_it_shows_the_background_round_the_object():
     seg = segment(looped, has_alpha=False)
     assert (seg.mask & inner).sum() < 0.05 * inner.sum()  # the floor seen through the loop is not
     assert iou(seg.mask, block & ~inner) > 0.9
+
+
+def test_an_object_in_the_floors_own_colours_dimmed_is_not_taken_for_its_shadow():
+    """A green box on green tiles: every colour of the box is a tile's in shadow, and the shadow
+    match left less than the smallest object (the photo was refused). A cast shadow lies beside
+    its object, it is never all of it: the object is then found without the shadow match."""
+    size = 192
+    yy, xx = np.mgrid[0:size, 0:size]
+    tiles = np.where((((yy // 32) + (xx // 32)) % 2 == 0)[..., None], [[(120, 200, 110)]], [[(200, 170, 220)]])
+    rgb = tiles.astype(float)
+    box = (np.abs(xx - 96) < 40) & (np.abs(yy - 100) < 35)
+    rgb[box] = np.where(((yy[box] // 6 + xx[box] // 6) % 3 == 0)[:, None], _dimmed((120, 200, 110), 0.25),
+                        _dimmed((120, 200, 110), 0.5))
+    seg = segment(_opaque(rgb), has_alpha=False)
+    assert iou(seg.mask, box) > 0.9
+    assert any("in shadow" in note for note in seg.notes)
