@@ -249,3 +249,38 @@ def test_an_object_in_the_floors_own_colours_dimmed_is_not_taken_for_its_shadow(
     seg = segment(_opaque(rgb), has_alpha=False)
     assert iou(seg.mask, box) > 0.9
     assert any("in shadow" in note for note in seg.notes)
+
+
+def test_a_dark_box_in_the_backdrops_hue_is_not_its_own_shadow():
+    """A dark green box before a green backdrop, its lit top the only part that does not match the
+    backdrop in shadow: the shadow match kept the top alone (3 % of the object). A cast shadow
+    twenty times the size of what casts it is not one."""
+    size = 192
+    yy, xx = np.mgrid[0:size, 0:size]
+    backdrop = np.array([50, 200, 120], float)
+    rgb = np.empty((size, size, 3))
+    rgb[:] = backdrop
+    top = (np.abs(xx - 96) < 50) & (yy >= 40) & (yy < 46)
+    front = (np.abs(xx - 96) < 50) & (yy >= 46) & (yy < 160)
+    rgb[top] = (150, 165, 150)
+    rgb[front] = _dimmed(backdrop, 0.15)
+    seg = segment(_opaque(rgb), has_alpha=False)
+    assert iou(seg.mask, top | front) > 0.9
+    assert any("in shadow" in note for note in seg.notes)
+
+
+def test_what_the_shadow_match_leaves_must_lie_on_the_object():
+    """An olive box on a green floor with a pale yellow patch beside it: with the box taken for the
+    floor in shadow, the patch was all that was left, and taken for the object. What is found
+    with the shadow match lies within what is found without it, or the match took the object."""
+    size = 192
+    yy, xx = np.mgrid[0:size, 0:size]
+    floor = np.array([90, 200, 100], float)
+    rgb = np.empty((size, size, 3))
+    rgb[:] = floor
+    box = (np.abs(xx - 80) < 40) & (np.abs(yy - 100) < 40)
+    patch = ((xx - 160) / 12.0) ** 2 + ((yy - 40) / 12.0) ** 2 < 1
+    rgb[box] = _dimmed(floor, 0.3)
+    rgb[patch] = (240, 230, 150)
+    seg = segment(_opaque(rgb), has_alpha=False)
+    assert iou(seg.mask, box) > 0.9
