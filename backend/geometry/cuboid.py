@@ -7,7 +7,10 @@ projections are known have depths fixed up to one common sign (the Necker cube's
 mirror images in depth): ``a·b + za zb = 0`` for each pair. So the outline alone determines the
 whole box, hidden faces included; crates, books, bricks, cabinets and cartons are boxes. A photo
 is taken from nearby, so each reading is then refitted through a near camera, whose perspective
-the converging sides measure.
+the converging sides measure. A near camera can also make the outline a hexagon whose opposite
+sides are not the same edges (seen nearly square-on to a face, or with a long side running away
+from the lens), where the readings start far off: upright boxes turned and tipped every few
+degrees are refitted as well.
 
 Where the three visible faces meet, the photo shows creases: from the corner nearest the camera
 to three corners of the hexagon. They tell the box from other hexagonal outlines (a hexagonal
@@ -20,6 +23,7 @@ the crop's frame (x = image right, y = depth away from the camera, z = image up;
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,42 +192,31 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     lengths = np.linalg.norm(sides, axis=1)
     if lengths.min() < MIN_SIDE * lengths.max():
         return None
-    for k in range(3):
-        cosine = -(sides[k] @ sides[k + 3]) / (lengths[k] * lengths[k + 3])
-        if np.degrees(np.arccos(np.clip(cosine, -1, 1))) > MAX_SIDE_ANGLE:
-            return None
-        if min(lengths[k], lengths[k + 3]) < MIN_SIDE_RATIO * max(lengths[k], lengths[k + 3]):
-            return None
     size = mask.shape[0]
     iou = _polygon_iou(hexagon, binary)
     if iou < MIN_HEXAGON_IOU or _straightness(hexagon, outline) > MAX_STRAIGHTNESS * size:
         return None
-
-    # the three edge directions, in crop sides (x right, z up), as a distant camera would see them
-    a, b, c = ((sides[k] - sides[k + 3]) / 2 * np.array([1.0, -1.0]) / size for k in range(3))
-    ab, bc, ac = a @ b, b @ c, a @ c
-    if ab <= 0 or bc <= 0 or ac >= 0:
-        return None  # no three orthogonal edges project so
-    za = np.sqrt(ab * -ac / bc)
-    zb, zc = ab / za, -ac / za
     corners = np.stack([(hexagon[:, 0] + 0.5) / size - 0.5, 0.5 - (hexagon[:, 1] + 0.5) / size], 1)
     scale = size / TUNED_CROP  # the same creases are read at every crop size
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
 
-    # the two readings, mirror images in depth for a distant camera; a near one's perspective
-    # fits one of them better, and the photo's creases show which
+    # every box that explains the hexagon's corners through a near camera, from the distant
+    # camera's two readings and from upright boxes turned and tipped every few degrees; the
+    # photo's creases show which is the box, if any
     readings = []
-    for sign in (1.0, -1.0):
-        axes = np.array([[a[0], sign * za, a[1]], [-b[0], sign * zb, -b[1]], [c[0], sign * zc, c[1]]])
-        fitted = _fit_perspective(corners, axes, corners.mean(0), principal)
-        if fitted is not None:
+    for axes, centre in [*_distant_readings(sides, size, corners), *_oriented_starts(corners, principal)]:
+        fitted = _fit_perspective(corners, axes, centre, principal)
+        if fitted is not None and fitted[3] <= MAX_CORNER_ERROR:
             readings.append((_crease_step(image, fitted, size, principal), fitted))
-    fitting = [r for r in readings if r[1][3] <= MAX_CORNER_ERROR]
-    if not fitting:
+    if not readings:
         return None
-    best = max(fitting, key=lambda r: r[0])
+    best = max(readings, key=lambda r: r[0])
     crease, (axes, centre, perspective, error) = best
-    other = max([r[0] for r in readings if r is not best] or [0.0])
+    # the other reading: another box that explains the outline (the Necker cube's mirror image);
+    # where every start came to the same box, the lines its creases would follow instead
+    ends = _crease_ends(best[1], principal)
+    others = [r[0] for r in readings if np.abs(_crease_ends(r[1], principal) - ends).max() > SAME_READING]
+    other = max(others) if others else _line_steps(image, ends[0], _other_corners(corners, ends[1:]), size)
     if crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
         return None
     up = axes[int(np.argmax(np.abs(axes[:, 2]) / np.linalg.norm(axes, axis=1)))]
@@ -236,6 +229,89 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
 
 SIGNS = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], dtype=np.float64)
 """The box's eight corners, as signs along its three axes."""
+
+
+def _distant_readings(sides: np.ndarray, size: int, corners: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The box in the hexagon's two readings for a distant camera (edge vectors [3, 3] and centre
+    (x, z)), when its opposite ``sides`` [6, 2] (pixels) are the same edges seen twice, as a
+    distant camera sees them; else none. Three orthogonal edges whose projections ``a``, ``b``,
+    ``c`` are known have depths fixed up to one sign: ``a·b + za zb = 0`` for each pair."""
+    lengths = np.linalg.norm(sides, axis=1)
+    for k in range(3):
+        cosine = -(sides[k] @ sides[k + 3]) / (lengths[k] * lengths[k + 3])
+        if np.degrees(np.arccos(np.clip(cosine, -1, 1))) > MAX_SIDE_ANGLE:
+            return []
+        if min(lengths[k], lengths[k + 3]) < MIN_SIDE_RATIO * max(lengths[k], lengths[k + 3]):
+            return []
+    # the three edge directions, in crop sides (x right, z up)
+    a, b, c = ((sides[k] - sides[k + 3]) / 2 * np.array([1.0, -1.0]) / size for k in range(3))
+    ab, bc, ac = a @ b, b @ c, a @ c
+    if ab <= 0 or bc <= 0 or ac >= 0:
+        return []  # no three orthogonal edges project so
+    za = np.sqrt(ab * -ac / bc)
+    zb, zc = ab / za, -ac / za
+    return [(np.array([[a[0], sign * za, a[1]], [-b[0], sign * zb, -b[1]], [c[0], sign * zc, c[1]]]), corners.mean(0))
+            for sign in (1.0, -1.0)]
+
+
+START_ELEVATIONS = (10.0, 20.0, 30.0, 40.0, 50.0)
+"""Degrees by which the upright boxes the fit also starts from are tipped towards the camera."""
+START_TURNS = (7.5, 22.5, 37.5, 52.5, 67.5, 82.5)
+"""Degrees by which they are turned about their upright axis (a box repeats every 90°; a turn of
+0 shows two faces, whose silhouette has four corners, not six). Twice as many turns found one box
+fewer on the box check split: more wrong fits within the corners' tolerance, and one's creases
+outvoted the right fit's."""
+
+
+def _oriented_starts(corners: np.ndarray, principal: tuple[float, float]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Boxes to start the near camera's fit from: a box standing upright, seen from each of a few
+    elevations and turns through a camera of the prior's perspective, its sides and centre
+    fitted to the hexagon's ``corners`` [6, 2] in the order its silhouette puts them. Seen
+    square-on to a face, or deep into a near camera, a box's outline is a hexagon whose
+    opposite sides are not the same edges, and the distant camera's readings start far off."""
+    from scipy.spatial.transform import Rotation
+
+    perspective = PERSPECTIVE_PRIOR[0]
+    centre = np.asarray(principal, dtype=np.float64)
+    middle = corners.mean(0)
+    order = np.argsort(np.arctan2(*(corners - middle).T[::-1]))
+    target = corners[order]
+    for elevation in START_ELEVATIONS:
+        for turn in START_TURNS:
+            # the camera looks along +y; the box turned about its upright axis, then tipped towards it
+            units = Rotation.from_euler("zx", [turn, elevation], degrees=True).as_matrix().T
+            hull = _silhouette_order(((SIGNS / 2) @ units)[:, [0, 2]])
+            if len(hull) != 6:
+                continue
+            best = None
+            for shift in range(6):
+                picked = np.roll(hull, shift)
+                # seen = principal + (corner - principal) / (1 + p y), corner = (cx, 0, cz) + signs *
+                # lengths * units / 2: multiplied out, linear in the lengths and the centre
+                design = np.zeros((12, 5))
+                rhs = np.zeros(12)
+                for row, k in enumerate(picked):
+                    for axis, column in enumerate((0, 2)):
+                        offset = target[row, axis] - centre[axis]
+                        design[2 * row + axis, :3] = SIGNS[k] * (units[:, column] - offset * perspective * units[:, 1]) / 2
+                        design[2 * row + axis, 3 + axis] = 1.0
+                        rhs[2 * row + axis] = offset + centre[axis]
+                solution, *_ = np.linalg.lstsq(design, rhs, rcond=None)
+                error = np.linalg.norm(design @ solution - rhs)
+                if solution[:3].min() > 0 and (best is None or error < best[0]):
+                    best = (error, solution)
+            if best is not None:
+                yield units * best[1][:3, None], best[1][3:]
+
+
+def _silhouette_order(points: np.ndarray) -> np.ndarray:
+    """Indices of the convex hull's corners of ``points`` [N, 2], in the order of their angle about
+    the hull's middle."""
+    from scipy.spatial import ConvexHull
+
+    vertices = ConvexHull(points).vertices
+    middle = points[vertices].mean(0)
+    return vertices[np.argsort(np.arctan2(*(points[vertices] - middle).T[::-1]))]
 
 
 def project(points: np.ndarray, perspective: float, principal: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -259,6 +335,10 @@ PERSPECTIVE_PRIOR = (0.5, 0.02)
 photo framed on an object through a 30-50° lens sees it at about 0.5. The corners decide it when the
 box is near the camera; the prior, when a distant camera leaves it free."""
 
+SAME_READING = 3.0 / TUNED_CROP
+"""Fits whose creases' ends are seen this close (share of the crop's side) are the same reading."""
+MATCH_ROUNDS = 3
+"""Fits at most, each with the hexagon's corners matched again to the box as the last fit sees it."""
 MAX_CORNER_ERROR = 1.5 / TUNED_CROP
 """Largest root-mean-square distance between the fitted box's silhouette corners and the
 hexagon's, as a share of the crop's side."""
@@ -276,41 +356,82 @@ def _fit_perspective(corners: np.ndarray, axes: np.ndarray, centre: np.ndarray, 
     lengths = np.linalg.norm(axes, axis=1)
     left, _, right = np.linalg.svd(axes / lengths[:, None])
     units = left @ right  # the nearest orthonormal axes (a mirror image is the same box)
-    start = box_corners(units * lengths[:, None], np.array([centre[0], 0.0, centre[1]]))
-    match = np.argmin(np.linalg.norm(project(start, 0.0)[None] - corners[:, None], axis=-1), axis=1)
-    if len(set(match.tolist())) != len(corners):
-        return None
 
     def box(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         turned = units @ Rotation.from_rotvec(params[:3]).as_matrix().T
         return turned * np.exp(params[3:6])[:, None], np.array([params[6], 0.0, params[7]])
 
-    def residuals(params: np.ndarray) -> np.ndarray:
+    def residuals(params: np.ndarray, match: np.ndarray) -> np.ndarray:
         edges, middle = box(params)
         seen = project(box_corners(edges, middle)[match], params[8], principal)
         mean, weight = PERSPECTIVE_PRIOR
         return np.concatenate([(seen - corners).ravel(), [weight * (params[8] - mean)]])
 
-    initial = np.concatenate([np.zeros(3), np.log(lengths), [centre[0], centre[1], PERSPECTIVE_PRIOR[0]]])
     lower = np.full(9, -np.inf)
     upper = np.full(9, np.inf)
     lower[8], upper[8] = 0.0, 2.5
-    solution = least_squares(residuals, initial, bounds=(lower, upper))
+
+    def fit(seen_through: float):
+        """The fit whose corners are first matched to the hexagon's as a camera of perspective
+        ``seen_through`` sees the starting box, then again as each fitted camera sees the fitted
+        box, until the match no longer changes (a near camera puts other corners where a distant
+        one would)."""
+        params = np.concatenate([np.zeros(3), np.log(lengths), [centre[0], centre[1], seen_through]])
+        match, solution = None, None
+        for _ in range(MATCH_ROUNDS):
+            edges, middle = box(params)
+            seen = project(box_corners(edges, middle), params[8], principal)
+            rematch = np.argmin(np.linalg.norm(seen[None] - corners[:, None], axis=-1), axis=1)
+            if len(set(rematch.tolist())) != len(corners) or (match is not None and np.array_equal(rematch, match)):
+                break
+            match = rematch
+            if solution is None:
+                params[8] = PERSPECTIVE_PRIOR[0]
+            solution = least_squares(residuals, params, bounds=(lower, upper), args=(match,))
+            params = solution.x.copy()
+        return solution
+
+    solutions = [s for s in (fit(0.0), fit(PERSPECTIVE_PRIOR[0])) if s is not None]
+    if not solutions:
+        return None
+    solution = min(solutions, key=lambda s: float(np.sum(s.fun[:-1] ** 2)))
     edges, middle = box(solution.x)
     error = float(np.sqrt(np.mean(solution.fun[:-1] ** 2) * 2))
     return edges, middle, float(solution.x[8]), error
 
 
-def _crease_step(image: np.ndarray, fitted: tuple, size: int, principal: tuple[float, float]) -> float:
-    """The weakest colour step along the three edges that leave the fitted box's corner nearest
-    the camera: the creases between its visible faces."""
+def _crease_ends(fitted: tuple, principal: tuple[float, float]) -> np.ndarray:
+    """[4, 2] where the fitted box's corner nearest the camera and its three neighbours are seen
+    (x, z crop sides), the neighbours in order of their direction from it: the creases between
+    the visible faces run between them."""
     axes, centre, perspective, _ = fitted
     corners = box_corners(axes, centre)
     near = int(np.argmin(corners[:, 1]))
     seen = project(corners, perspective, principal)
-    pixels = np.stack([(seen[:, 0] + 0.5) * size - 0.5, (0.5 - seen[:, 1]) * size - 0.5], 1)
-    neighbours = [k for k in range(8) if np.count_nonzero(SIGNS[k] != SIGNS[near]) == 1]
-    return min(_line_step(image, pixels[near], pixels[k], 2.0 * size / TUNED_CROP) for k in neighbours)
+    neighbours = np.array([k for k in range(8) if np.count_nonzero(SIGNS[k] != SIGNS[near]) == 1])
+    directions = seen[neighbours] - seen[near]
+    return seen[np.concatenate([[near], neighbours[np.argsort(np.arctan2(directions[:, 1], directions[:, 0]))]])]
+
+
+def _line_steps(image: np.ndarray, start: np.ndarray, ends: np.ndarray, size: int) -> float:
+    """The weakest colour step along the lines from ``start`` to each of ``ends`` (crop sides)."""
+    def pixel(point: np.ndarray) -> np.ndarray:
+        return np.array([(point[0] + 0.5) * size - 0.5, (0.5 - point[1]) * size - 0.5])
+    return min(_line_step(image, pixel(start), pixel(end), 2.0 * size / TUNED_CROP) for end in ends)
+
+
+def _other_corners(hexagon: np.ndarray, crease_ends: np.ndarray) -> np.ndarray:
+    """The three of the ``hexagon``'s corners [6, 2] that the creases do not run to: the other
+    reading's creases would."""
+    taken = np.argmin(np.linalg.norm(hexagon[None] - crease_ends[:, None], axis=-1), axis=1)
+    return hexagon[[k for k in range(len(hexagon)) if k not in set(taken.tolist())][:3]]
+
+
+def _crease_step(image: np.ndarray, fitted: tuple, size: int, principal: tuple[float, float]) -> float:
+    """The weakest colour step along the three edges that leave the fitted box's corner nearest
+    the camera: the creases between its visible faces."""
+    ends = _crease_ends(fitted, principal)
+    return _line_steps(image, ends[0], ends[1:], size)
 
 
 def cuboid_field(box: Cuboid, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
