@@ -156,3 +156,33 @@ def test_the_box_check_splits_meshes_stand_up_with_the_sides_recorded(tmp_path, 
     mesh = load_mesh(tmp_path / "box.glb", max_triangles=100)  # Z up, as Blender imports it
     np.testing.assert_allclose(np.ptp(mesh.vertices, axis=0), sides, atol=1e-6)
     assert len(mesh.faces) == 12
+
+
+def test_sides_that_neither_face_the_camera_take_the_colours_across_their_edge():
+    """A box square-on to its front, seen from above: neither side faces the camera, so folding
+    each onto the other found nothing shown, and the photo carried straight through the box
+    crossed both sides with the front's and the top's colours in a diagonal. Each side now takes
+    the mirror image across its edge with the face seen most squarely."""
+    from backend.geometry.cuboid import Cuboid, face_views, fold_hidden
+
+    tilt = np.radians(30.0)  # the camera 30° above: the top tips towards it
+    up = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
+    front = np.array([0.0, -np.cos(tilt), -np.sin(tilt)])
+    axes = np.stack([[0.8, 0.0, 0.0], -0.5 * front, 0.4 * up])
+    box = Cuboid(centre=np.zeros(3), axes=axes, hexagon_iou=1.0, crease_contrast=0.1, other_contrast=0.0,
+                 elevation=30.0, perspective=0.5, principal=(0.0, 0.0), corner_error=0.0)
+    views = face_views(box)
+    assert (views[0] <= 0).all() and views[1, 0] > views[2, 1] > 0  # sides away; the front, then the top, shown
+    half = np.linalg.norm(axes, axis=1) / 2
+    units = axes / (2 * half)[:, None]
+    # points on the right side, 0.1 and 0.2 in from the front edge
+    points = np.array([half[0] * units[0] - (half[1] - d) * units[1] for d in (0.1, 0.2)])
+    moved = fold_hidden(box, points)
+    along = moved @ units.T
+    np.testing.assert_allclose(along[:, 1], -half[1])  # on the front face
+    np.testing.assert_allclose(half[0] - along[:, 0], [0.1, 0.2])  # as far in from the shared edge
+    # a face the camera sees stays; a hidden one with a shown opposite still folds onto it
+    seen = np.array([[0.1, -half[1], 0.05]]) @ units
+    np.testing.assert_allclose(fold_hidden(box, seen), seen)
+    back = np.array([[0.1, half[1], 0.05]]) @ units
+    np.testing.assert_allclose(fold_hidden(box, back) @ units.T, [[0.1, -half[1], 0.05]], atol=1e-12)

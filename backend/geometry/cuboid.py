@@ -479,23 +479,58 @@ def box_mesh(box: Cuboid, cells: int) -> tuple[np.ndarray, np.ndarray]:
     return vertices, inverse.reshape(-1)[np.concatenate(faces)]
 
 
-def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
-    """``points`` [N, 3] on the box's surface, those on a face the photo does not show moved to the
-    same place on the face opposite it, which it does: a box's opposite sides are alike more
-    often than not (a crate, a carton, a brick), where colours carried straight through the box
-    would cross each hidden face in diagonal bands."""
+def face_views(box: Cuboid) -> np.ndarray:
+    """[3, 2] how squarely the camera sees each face (the cosine between the face's outward normal
+    and the direction to the eye; 0 or less: facing away), by axis and side (-, +)."""
     units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
     half = np.linalg.norm(box.axes, axis=1) / 2
-    along = (points - box.centre) @ units.T / half  # [N, 3], ±1 on the faces
-    axis = np.argmax(np.abs(along), axis=1)
-    side = np.sign(along[np.arange(len(points)), axis])
-    if box.perspective > 0:
-        eye = np.array([box.principal[0], -1.0 / box.perspective, box.principal[1]])
-        towards = eye - (box.centre + side[:, None] * half[axis, None] * units[axis])
-    else:
-        towards = np.tile([0.0, -1.0, 0.0], (len(points), 1))
-    hidden = np.einsum("nd,nd->n", side[:, None] * units[axis], towards) <= 0
-    moved = points.copy()
-    depth = along[np.arange(len(points)), axis] * half[axis]
-    moved[hidden] -= 2 * depth[hidden, None] * units[axis[hidden]]
-    return moved
+    views = np.zeros((3, 2))
+    for axis in range(3):
+        for index, side in enumerate((-1.0, 1.0)):
+            normal = side * units[axis]
+            middle = box.centre + normal * half[axis]
+            if box.perspective > 0:
+                towards = np.array([box.principal[0], -1.0 / box.perspective, box.principal[1]]) - middle
+            else:
+                towards = np.array([0.0, -1.0, 0.0])
+            views[axis, index] = normal @ towards / np.linalg.norm(towards)
+    return views
+
+
+def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
+    """``points`` [N, 3] on the box's surface, each moved to where the photo shows what is there
+    most likely: a point on a face the photo shows stays; on a face it does not show, the same
+    place on the face opposite it, if that one is shown (a box's opposite sides are alike more
+    often than not: a crate, a carton, a brick), where colours carried straight through the box
+    would cross it in diagonal bands; where neither of two opposite faces is shown (a box seen
+    square-on to its front shows neither side), the mirror image across the shared edge on the
+    neighbouring face seen most squarely (carried straight through, the front's and the top's
+    colours met across each side in a diagonal)."""
+    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
+    half = np.linalg.norm(box.axes, axis=1) / 2
+    views = face_views(box)
+    shown = views > 0
+    along = (points - box.centre) @ units.T  # [N, 3]
+    axis = np.argmax(np.abs(along) / half, axis=1)
+    side = (along[np.arange(len(points)), axis] > 0).astype(int)  # 0: the - face, 1: the + face
+    # onto the opposite face where it is shown
+    flip = ~shown[axis, side] & shown[axis, 1 - side]
+    along[flip, axis[flip]] *= -1
+    side = np.where(flip, 1 - side, side)
+    # what is still on a face not shown: across the edge onto the neighbour seen most squarely
+    for face_axis in range(3):
+        for face_side in range(2):
+            on_face = (axis == face_axis) & (side == face_side) & ~shown[face_axis, face_side]
+            if not on_face.any():
+                continue
+            others = [k for k in range(3) if k != face_axis]
+            candidates = [(views[k, j], k, j) for k in others for j in range(2) if shown[k, j]]
+            if not candidates:
+                continue
+            _, k, j = max(candidates)
+            edge = (1.0 if j else -1.0) * half[k]
+            beyond = np.abs(edge - along[on_face, k])  # distance from the shared edge
+            inward = np.minimum(beyond, 2 * half[face_axis])
+            along[on_face, k] = edge
+            along[on_face, face_axis] = (1.0 if face_side else -1.0) * (half[face_axis] - inward)
+    return box.centre + along @ units
