@@ -203,19 +203,18 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     # every box that explains the hexagon's corners through a near camera, from the distant
     # camera's two readings and from upright boxes turned and tipped every few degrees; the
     # photo's creases show which is the box, if any
-    readings = []
+    readings = []  # (crease step, fitted box, where its creases' ends are seen)
     for axes, centre in [*_distant_readings(sides, size, corners), *_oriented_starts(corners, principal)]:
         fitted = _fit_perspective(corners, axes, centre, principal)
         if fitted is not None and fitted[3] <= MAX_CORNER_ERROR:
-            readings.append((_crease_step(image, fitted, size, principal), fitted))
+            ends = _crease_ends(fitted, principal)
+            readings.append((_line_steps(image, ends[0], ends[1:], size), fitted, ends))
     if not readings:
         return None
-    best = max(readings, key=lambda r: r[0])
-    crease, (axes, centre, perspective, error) = best
+    crease, (axes, centre, perspective, error), ends = max(readings, key=lambda r: r[0])
     # the other reading: another box that explains the outline (the Necker cube's mirror image);
     # where every start came to the same box, the lines its creases would follow instead
-    ends = _crease_ends(best[1], principal)
-    others = [r[0] for r in readings if np.abs(_crease_ends(r[1], principal) - ends).max() > SAME_READING]
+    others = [r[0] for r in readings if np.abs(r[2] - ends).max() > SAME_READING]
     other = max(others) if others else _line_steps(image, ends[0], _other_corners(corners, ends[1:]), size)
     if crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
         return None
@@ -425,13 +424,6 @@ def _other_corners(hexagon: np.ndarray, crease_ends: np.ndarray) -> np.ndarray:
     reading's creases would."""
     taken = np.argmin(np.linalg.norm(hexagon[None] - crease_ends[:, None], axis=-1), axis=1)
     return hexagon[[k for k in range(len(hexagon)) if k not in set(taken.tolist())][:3]]
-
-
-def _crease_step(image: np.ndarray, fitted: tuple, size: int, principal: tuple[float, float]) -> float:
-    """The weakest colour step along the three edges that leave the fitted box's corner nearest
-    the camera: the creases between its visible faces."""
-    ends = _crease_ends(fitted, principal)
-    return _line_steps(image, ends[0], ends[1:], size)
 
 
 def cuboid_field(box: Cuboid, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
