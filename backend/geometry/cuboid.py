@@ -88,6 +88,16 @@ class Cuboid:
     """Root-mean-square distance of the fitted box's silhouette corners from the hexagon's, in
     crop sides."""
 
+    @property
+    def units(self) -> np.ndarray:
+        """[3, 3] the edge directions, unit rows."""
+        return self.axes / np.linalg.norm(self.axes, axis=1)[:, None]
+
+    @property
+    def half(self) -> np.ndarray:
+        """[3] half the length of each edge."""
+        return np.linalg.norm(self.axes, axis=1) / 2
+
 
 def _convex_outline(binary: np.ndarray) -> tuple[np.ndarray, float]:
     """The outline's convex hull as (column, row) corners in order, and the outline's solidity."""
@@ -435,10 +445,8 @@ def cuboid_field(box: Cuboid, grid: int) -> tuple[np.ndarray, np.ndarray, np.nda
     g = np.linspace(-0.5, 0.5, grid)
     depth = np.arange(-half_depth, half_depth + spacing / 2, spacing)
     x, y, z = np.meshgrid(g, depth, g, indexing="ij")
-    offsets = np.stack([x, y, z], -1) - box.centre
-    lengths = np.linalg.norm(box.axes, axis=1)
-    along = offsets @ (box.axes / lengths[:, None]).T  # [..., 3]
-    field = np.min(lengths / 2 - np.abs(along), axis=-1)
+    along = (np.stack([x, y, z], -1) - box.centre) @ box.units.T  # [..., 3]
+    field = np.min(box.half - np.abs(along), axis=-1)
     lo = np.array([-0.5, depth[0], -0.5])
     hi = np.array([0.5, depth[-1], 0.5])
     return field.astype(np.float32), lo, hi
@@ -447,8 +455,7 @@ def cuboid_field(box: Cuboid, grid: int) -> tuple[np.ndarray, np.ndarray, np.nda
 def box_mesh(box: Cuboid, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """The box's exact surface, each face a grid of ``cells`` x ``cells`` squares (two triangles
     each), welded along the edges, faces wound outwards -> (vertices [V, 3], faces [F, 3])."""
-    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
-    half = np.linalg.norm(box.axes, axis=1) / 2
+    units, half = box.units, box.half
     steps = np.arange(cells + 1)
     u, v = (grid.reshape(-1) for grid in np.meshgrid(steps, steps, indexing="ij"))
     # every vertex as whole steps along the three axes, so the grids meet on identical ones
@@ -474,8 +481,7 @@ def box_mesh(box: Cuboid, cells: int) -> tuple[np.ndarray, np.ndarray]:
 def face_views(box: Cuboid) -> np.ndarray:
     """[3, 2] how squarely the camera sees each face (the cosine between the face's outward normal
     and the direction to the eye; 0 or less: facing away), by axis and side (-, +)."""
-    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
-    half = np.linalg.norm(box.axes, axis=1) / 2
+    units, half = box.units, box.half
     views = np.zeros((3, 2))
     for axis in range(3):
         for index, side in enumerate((-1.0, 1.0)):
@@ -498,8 +504,7 @@ def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
     square-on to its front shows neither side), the mirror image across the shared edge on the
     neighbouring face seen most squarely (carried straight through, the front's and the top's
     colours met across each side in a diagonal)."""
-    units = box.axes / np.linalg.norm(box.axes, axis=1)[:, None]
-    half = np.linalg.norm(box.axes, axis=1) / 2
+    units, half = box.units, box.half
     views = face_views(box)
     shown = views > 0
     along = (points - box.centre) @ units.T  # [N, 3]
