@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.geometry.fidelity import mask_iou
-from backend.geometry.outline import TUNED_CROP, edge_step
+from backend.geometry.outline import TUNED_CROP, edge_step, mirror_axis
 
 MIN_SOLIDITY = 0.95
 """Least share of its convex hull the outline must fill (a box's outline is convex)."""
@@ -71,7 +71,9 @@ class Cuboid:
     """(x, y, z) in the crop's frame; the box's centre is on the plane y = 0."""
     axes: np.ndarray
     """[3, 3] the three edge vectors (full lengths) as rows, in the crop's frame."""
-    hexagon_iou: float
+    outline_iou: float
+    """IoU of the fitted polygon (a general view's hexagon, a level view's silhouette) with the
+    outline."""
     crease_contrast: float
     """The weakest of the three creases' colour steps."""
     other_contrast: float
@@ -193,22 +195,65 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     if binary.sum() < 64:
         return None
     hull, solidity = _convex_outline(binary)
-    if solidity < MIN_SOLIDITY or len(hull) < 6:
+    if solidity < MIN_SOLIDITY or len(hull) < 5:
         return None
     contours = find_contours(np.pad(mask, 1), 0.5)
     outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
-    hexagon = _refine_sides(_reduce_polygon(hull, 6), outline)
+    size = mask.shape[0]
+    scale = size / TUNED_CROP  # the same creases are read at every crop size
+    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
+    mirror = mirror_axis(binary)
+    box = None
+    if len(hull) >= 6:
+        box = _fit_hexagon(_refine_sides(_reduce_polygon(hull, 6), outline), binary, outline, image, principal)
+    if box is None or not _not_a_can(box, mirror, size):  # three faces' creases are stronger evidence than one
+        box = _level_box(_refine_sides(_reduce_polygon(hull, 5), outline), mask, outline, image, principal)
+    return box if box is not None and _not_a_can(box, mirror, size) else None
+
+
+MIRROR_IMAGE = 0.98
+"""Least IoU of an outline with its mirror image for it to be a can's as much as a box's (the box
+split's boxes: 0.63-0.97, but for one seen square-on; cans on the real split and the mining
+photos: 0.98-1.0)."""
+MAX_AXIS_OFFSET = 2.0 / TUNED_CROP
+"""Farthest (crop sides) the nearest corner of a box whose outline is its own mirror image may lie
+from the mirror's axis."""
+SQUARE_ON = 0.1
+"""Largest share of a horizontal edge's length that runs towards the camera for the box to be
+seen square-on to a face (about 6°)."""
+
+
+def _not_a_can(box: Cuboid, mirror: tuple[float, float], size: int) -> bool:
+    """Whether ``box`` may be what an outline that is its own mirror image to ``mirror`` (the axis'
+    column, the IoU) shows. A can's outline is nearly a box's, seen level or from above, and a
+    label's edge passes for a crease; but a box whose outline is its own mirror image is seen
+    square-on to a face, or corner-on with its nearest corner on the mirror's axis, while a can's
+    corners fall anywhere along its rims."""
+    axis, symmetry = mirror
+    if symmetry < MIRROR_IMAGE:
+        return True
+    units = box.units
+    up = int(np.argmax(np.abs(units[:, 2])))
+    if min(abs(units[k, 1]) for k in range(3) if k != up) < SQUARE_ON:
+        return True
+    corners = box_corners(box.axes, box.centre)
+    near = project(corners[[int(np.argmin(corners[:, 1]))]], box.perspective, box.principal)[0]
+    return abs((near[0] + 0.5) * size - 0.5 - axis) <= MAX_AXIS_OFFSET * size
+
+
+def _fit_hexagon(hexagon: np.ndarray, binary: np.ndarray, outline: np.ndarray, image: np.ndarray,
+                 principal: tuple[float, float]) -> Cuboid | None:
+    """The box whose silhouette is ``hexagon`` [6, 2] (column, row), if the outline (``binary``,
+    and its ``outline`` points) follows it and the (blurred) ``image`` shows its creases."""
     sides = np.roll(hexagon, -1, 0) - hexagon
     lengths = np.linalg.norm(sides, axis=1)
     if lengths.min() < MIN_SIDE * lengths.max():
         return None
-    size = mask.shape[0]
+    size = binary.shape[0]
     iou = _polygon_iou(hexagon, binary)
     if iou < MIN_HEXAGON_IOU or _straightness(hexagon, outline) > MAX_STRAIGHTNESS * size:
         return None
     corners = np.stack([(hexagon[:, 0] + 0.5) / size - 0.5, 0.5 - (hexagon[:, 1] + 0.5) / size], 1)
-    scale = size / TUNED_CROP  # the same creases are read at every crop size
-    image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
 
     # every box that explains the hexagon's corners through a near camera, from the distant
     # camera's two readings and from upright boxes turned and tipped every few degrees; the
@@ -231,7 +276,7 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     up = axes[int(np.argmax(np.abs(axes[:, 2]) / np.linalg.norm(axes, axis=1)))]
     up = up if up[2] > 0 else -up
     elevation = float(np.degrees(np.arcsin(np.clip(-up[1] / np.linalg.norm(up), -1, 1))))
-    return Cuboid(centre=centre, axes=axes, hexagon_iou=iou, crease_contrast=crease,
+    return Cuboid(centre=centre, axes=axes, outline_iou=iou, crease_contrast=crease,
                   other_contrast=other, elevation=elevation, perspective=perspective,
                   principal=(float(principal[0]), float(principal[1])), corner_error=error)
 
@@ -409,6 +454,115 @@ def _fit_perspective(corners: np.ndarray, axes: np.ndarray, centre: np.ndarray, 
     return edges, middle, float(solution.x[8]), error
 
 
+LEVEL_TURNS = (15.0, 30.0, 45.0, 60.0, 75.0)
+"""Degrees by which the upright boxes the level fit starts from are turned."""
+LEVEL_ELEVATIONS = (2.0, 5.0, 10.0)
+"""Degrees above the box's centre from which they are seen."""
+MAX_LEVEL_ELEVATION = 20.0
+"""Highest a level view's fitted camera may look down on the box; from higher up the top shows,
+and the outline is the hexagon's."""
+MAX_LEAN = 15.0
+"""Largest angle (degrees) from the image's vertical of a level view's two outer sides: its
+vertical edges, which a near camera looking down tips towards each other."""
+LEVEL_CORNERS = np.array([0, 4, 5, 3, 2])
+"""Rows of `SIGNS` seen at a level view's five outline corners, for a box turned by 0-90° (its
+first axis running right and away from the camera, its second left and away, its third up): the
+bottom of the nearest vertical edge, the bottom and top of the right one, the top and bottom of
+the left one."""
+NEAR_TOP = 1
+"""Row of `SIGNS` at the top of the nearest vertical edge."""
+TOP_MIDDLE = np.array([NEAR_TOP, 7])
+"""Rows of `SIGNS` at the tops of the nearest and the farthest vertical edges."""
+
+
+def _level_box(pentagon: np.ndarray, mask: np.ndarray, outline: np.ndarray, image: np.ndarray,
+               principal: tuple[float, float]) -> Cuboid | None:
+    """The box whose outline ``pentagon`` [5, 2] (column, row) is, seen nearly level with its top,
+    or None.
+
+    Seen so, a box's top shows as a sliver or not at all, and its outline has five corners: the
+    tops and bottoms of the two outer vertical edges, and the bottom of the nearest one, which
+    the ground's perspective drops below the others (the camera is above the box's foot). How far
+    it drops on each side, with the two faces' widths, fixes the box's turn and the camera's
+    height; the top's edges, near the eye's level, converge with the bottom's, which fixes the
+    perspective. The photo must show the crease up the near edge, where the two faces meet,
+    stronger than any up the middle of either face."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    size = mask.shape[0]
+    if _straightness(pentagon, outline) > MAX_STRAIGHTNESS * size:
+        return None
+    corners = np.stack([(pentagon[:, 0] + 0.5) / size - 0.5, 0.5 - (pentagon[:, 1] + 0.5) / size], 1)
+    # the near edge's bottom is the lowest corner; round from it: the right edge's bottom and top,
+    # the left's top and bottom (the hull runs anticlockwise in the image, x right and z up)
+    near = int(np.argmin(corners[:, 1]))
+    target = corners[np.roll(np.arange(5), -near)]
+    if target[1, 0] < target[4, 0]:
+        target = target[[0, 4, 3, 2, 1]]
+    for bottom, top in ((target[1], target[2]), (target[4], target[3])):
+        edge = top - bottom
+        if edge[1] <= 0 or np.degrees(np.arctan2(abs(edge[0]), edge[1])) > MAX_LEAN:
+            return None
+    if not target[4, 0] < target[0, 0] < target[1, 0]:
+        return None
+
+    def seen(params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        units = Rotation.from_euler("zx", params[:2], degrees=True).as_matrix().T
+        axes = units * np.exp(params[2:5])[:, None]
+        centre = np.array([params[5], 0.0, params[6]])
+        return axes, centre, project(box_corners(axes, centre), params[7], principal)
+
+    # the higher of the near and far edges' tops is where the outline's top is (the eye above
+    # the top face sees the far one on the outline, below it the near one)
+    top = _top_profile(mask)
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        mean, weight = PERSPECTIVE_PRIOR
+        projected = seen(params)[2]
+        middle = projected[TOP_MIDDLE]
+        above = np.max(middle[:, 1] - np.interp(middle[:, 0], *top))
+        return np.concatenate([(projected[LEVEL_CORNERS] - target).ravel(), [above, weight * (params[7] - mean)]])
+
+    lower = np.array([1.0, -MAX_LEVEL_ELEVATION, -6.0, -6.0, -6.0, -np.inf, -np.inf, 0.0])
+    upper = np.array([89.0, MAX_LEVEL_ELEVATION, 1.0, 1.0, 1.0, np.inf, np.inf, 2.5])
+    middle = target.mean(0)
+    fits = [least_squares(residuals, np.array([turn, elevation, *np.log([0.3, 0.3, 0.5]), *middle,
+                                                PERSPECTIVE_PRIOR[0]]), bounds=(lower, upper))
+            for turn in LEVEL_TURNS for elevation in LEVEL_ELEVATIONS]
+    fit = min(fits, key=lambda f: float(np.sum(f.fun[:-1] ** 2)))
+    error = float(np.sqrt(np.mean(fit.fun[:2 * len(LEVEL_CORNERS)] ** 2) * 2))
+    if error > MAX_CORNER_ERROR:
+        return None
+    axes, centre, projected = seen(fit.x)
+    outline = projected[_silhouette_order(projected)]
+    iou = _polygon_iou(np.stack([(outline[:, 0] + 0.5) * size - 0.5, (0.5 - outline[:, 1]) * size - 0.5], 1),
+                       mask >= 0.5)
+    if iou < MIN_HEXAGON_IOU:
+        return None
+    near_bottom, right_bottom, right_top, left_top, left_bottom = projected[LEVEL_CORNERS]
+    near_top = projected[NEAR_TOP]
+    crease = _line_steps(image, near_bottom, near_top[None], size)
+    other = max(_line_steps(image, (near_bottom + bottom) / 2, ((near_top + top) / 2)[None], size)
+                for bottom, top in ((right_bottom, right_top), (left_bottom, left_top)))
+    if crease < MIN_CREASE_CONTRAST or crease < MIN_CREASE_RATIO * other:
+        return None
+    return Cuboid(centre=centre, axes=axes, outline_iou=iou, crease_contrast=crease, other_contrast=other,
+                  elevation=float(fit.x[1]), perspective=float(fit.x[7]),
+                  principal=(float(principal[0]), float(principal[1])), corner_error=error)
+
+
+def _top_profile(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the soft ``mask``'s [S,S] outline is highest in each column that it reaches: (x, z) in
+    crop sides, the top edge read between pixels from the partly covered pixel above."""
+    size = mask.shape[0]
+    binary = mask >= 0.5
+    columns = np.nonzero(binary.any(0))[0]
+    first = np.argmax(binary[:, columns], axis=0)
+    partial = np.where(first > 0, mask[np.maximum(first - 1, 0), columns], 0.0)
+    return (columns + 0.5) / size - 0.5, 0.5 - (first - partial) / size
+
+
 def _crease_ends(fitted: tuple, principal: tuple[float, float]) -> np.ndarray:
     """[4, 2] where the fitted box's corner nearest the camera and its three neighbours are seen
     (x, z crop sides), the neighbours in order of their direction from it: the creases between
@@ -495,6 +649,29 @@ def face_views(box: Cuboid) -> np.ndarray:
     return views
 
 
+MIN_SEEN_WIDTH = 4.0 / TUNED_CROP
+"""Narrowest (crop sides, on average across it) a face may be seen for the photo to show it: a box
+seen level with its top shows the top as a sliver of a pixel or two, whose colours are the sides'
+and the background's, smeared across the whole face."""
+
+
+def _face_widths(box: Cuboid) -> np.ndarray:
+    """[3, 2] how wide each face is seen on average (its area in the photo over its longest side,
+    crop sides), by axis and side (-, +)."""
+    units, half = box.units, box.half
+    widths = np.zeros((3, 2))
+    for axis in range(3):
+        first, second = [k for k in range(3) if k != axis]
+        for index, side in enumerate((-1.0, 1.0)):
+            corners = np.array([box.centre + side * half[axis] * units[axis] + a * half[first] * units[first]
+                                + b * half[second] * units[second] for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+            seen = project(corners, box.perspective, box.principal)
+            x, z = seen[:, 0], seen[:, 1]
+            area = abs(x @ np.roll(z, -1) - z @ np.roll(x, -1)) / 2
+            widths[axis, index] = area / np.linalg.norm(seen - np.roll(seen, -1, 0), axis=1).max()
+    return widths
+
+
 def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
     """``points`` [N, 3] on the box's surface, each moved to where the photo shows what is there
     most likely: a point on a face the photo shows stays; on a face it does not show, the same
@@ -503,10 +680,11 @@ def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
     would cross it in diagonal bands; where neither of two opposite faces is shown (a box seen
     square-on to its front shows neither side), the mirror image across the shared edge on the
     neighbouring face seen most squarely (carried straight through, the front's and the top's
-    colours met across each side in a diagonal)."""
+    colours met across each side in a diagonal). A face seen as a sliver (`MIN_SEEN_WIDTH`) counts
+    as not shown."""
     units, half = box.units, box.half
     views = face_views(box)
-    shown = views > 0
+    shown = (views > 0) & (_face_widths(box) >= MIN_SEEN_WIDTH)
     along = (points - box.centre) @ units.T  # [N, 3]
     axis = np.argmax(np.abs(along) / half, axis=1)
     side = (along[np.arange(len(points)), axis] > 0).astype(int)  # 0: the - face, 1: the + face

@@ -250,7 +250,7 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
             values, lo, hi = cuboid_field(box, grid)
             sides = np.linalg.norm(box.axes, axis=1)
             metadata = {"solid": "box", "box": {"sides": (sides / sides.max()).round(3).tolist(),
-                                                "hexagon_iou": round(box.hexagon_iou, 3),
+                                                "outline_iou": round(box.outline_iou, 3),
                                                 "corner_error": round(box.corner_error, 4),
                                                 "crease_contrast": round(box.crease_contrast, 3),
                                                 "other_reading_contrast": round(box.other_contrast, 3),
