@@ -204,13 +204,12 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     size = mask.shape[0]
     scale = size / TUNED_CROP  # the same creases are read at every crop size
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
-    mirror = mirror_axis(binary)
     box = None
     if len(hull) >= 6:
         box = _fit_hexagon(_refine_sides(_reduce_polygon(hull, 6), outline), binary, outline, image, principal)
-    if box is None or not _not_a_can(box, mirror, size):  # three faces' creases are stronger evidence than one
+    if box is None or not _not_a_can(box, binary):  # three faces' creases are stronger evidence than one
         box = _level_box(_refine_sides(_reduce_polygon(hull, 5), outline), mask, outline, image, principal)
-    return box if box is not None and _not_a_can(box, mirror, size) else None
+    return box if box is not None and _not_a_can(box, binary) else None
 
 
 MIRROR_IMAGE = 0.98
@@ -225,15 +224,16 @@ SQUARE_ON = 0.1
 seen square-on to a face (about 6°)."""
 
 
-def _not_a_can(box: Cuboid, mirror: tuple[float, float], size: int) -> bool:
-    """Whether ``box`` may be what an outline that is its own mirror image to ``mirror`` (the axis'
-    column, the IoU) shows. A can's outline is nearly a box's, seen level or from above, and a
-    label's edge passes for a crease; but a box whose outline is its own mirror image is seen
-    square-on to a face, or corner-on with its nearest corner on the mirror's axis, while a can's
-    corners fall anywhere along its rims."""
-    axis, symmetry = mirror
+def _not_a_can(box: Cuboid, binary: np.ndarray) -> bool:
+    """Whether ``box`` may be what the outline ``binary`` [S,S] shows, if that is its own mirror
+    image. A can's outline is nearly a box's, seen level or from above, and a label's edge passes
+    for a crease; but a box whose outline is its own mirror image is seen square-on to a face, or
+    corner-on with its nearest corner on the mirror's axis, while a can's corners fall anywhere
+    along its rims."""
+    axis, symmetry = mirror_axis(binary)
     if symmetry < MIRROR_IMAGE:
         return True
+    size = binary.shape[0]
     units = box.units
     up = int(np.argmax(np.abs(units[:, 2])))
     if min(abs(units[k, 1]) for k in range(3) if k != up) < SQUARE_ON:
