@@ -172,10 +172,22 @@ def test_round_outlines_are_not_boxes():
     assert fit_cuboid(shaded + (1 - egg[..., None]), egg) is None
 
 
-def test_a_box_seen_square_on_to_a_face_is_left_to_the_other_solids():
-    # a rectangle: its depth is not in the outline
-    rgba, _ = box_photo(yaw=0.0, elevation=0.0, fov=10.0)
-    assert fit_cuboid(*crop_of(rgba)) is None
+def test_a_box_seen_square_on_to_a_face_is_a_box_as_deep_as_it_is_wide():
+    """A rectangle the photo shows flat: its depth is not in the photo, and is guessed."""
+    dims = np.array([1.0, 0.6, 0.45])
+    rgba, _ = box_photo(dims, yaw=0.0, elevation=0.0, fov=10.0)
+    box = fit_cuboid(*crop_of(rgba))
+    assert box is not None and not box.depth_seen
+    width, depth, height = np.linalg.norm(box.axes, axis=1)
+    assert height / width == pytest.approx(dims[2] / dims[0], abs=0.03)
+    assert depth == pytest.approx(width)
+    assert box.elevation == 0.0
+
+
+def test_a_can_seen_level_is_not_a_box():
+    # its outline is a rectangle too, but its wall's shade changes across it
+    rgb, mask = can_photo(0.3, 0.3, 100.0)
+    assert fit_cuboid(rgb, mask) is None
 
 
 def test_the_box_mesh_is_closed_and_its_hidden_faces_fold_onto_the_visible_ones():

@@ -16,6 +16,12 @@ Where the three visible faces meet, the photo shows creases: from the corner nea
 to three corners of the hexagon. They tell the box from other hexagonal outlines (a hexagonal
 prism end-on, a cushion) and pick the reading the photo shows.
 
+Seen nearly level with its top, a box's outline has five corners, the near edge's foot dropped
+below the others by the ground's perspective, and one crease up that edge (`_level_box`); seen
+square-on to a face and level, a rectangle whose face the photo shows flat, its depth guessed
+(`_front_box`). A can's outline is nearly a box's in all three, and a label's edge passes for a
+crease: what tells them apart is said at each.
+
 Masks are square crops [S,S], rows running down the image; solids are inside-positive fields in
 the crop's frame (x = image right, y = depth away from the camera, z = image up; the crop spans
 [-0.5,0.5] in x and z), the frame of `backend.pipelines.reconstruct.silhouette`.
@@ -89,8 +95,11 @@ class Cuboid:
     principal: tuple[float, float]
     """Where that camera's axis meets the crop (x, z crop sides); see `project`."""
     corner_error: float
-    """Root-mean-square distance of the fitted box's silhouette corners from the hexagon's, in
+    """Root-mean-square distance of the fitted box's silhouette corners from the outline's, in
     crop sides."""
+    depth_seen: bool = True
+    """False for a box seen square-on to one face, whose depth the photo does not show: it is
+    guessed (`_front_box`)."""
 
     @property
     def units(self) -> np.ndarray:
@@ -197,7 +206,7 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     if binary.sum() < 64:
         return None
     hull, solidity = _convex_outline(binary)
-    if solidity < MIN_SOLIDITY or len(hull) < 5:
+    if solidity < MIN_SOLIDITY or len(hull) < 4:
         return None
     contours = find_contours(np.pad(mask, 1), 0.5)
     outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
@@ -207,9 +216,11 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     box = None
     if len(hull) >= 6:
         box = _fit_hexagon(_refine_sides(_reduce_polygon(hull, 6), outline), binary, outline, image, principal)
-    if box is None or not _not_a_can(box, binary):  # three faces' creases are stronger evidence than one
+    if (box is None or not _not_a_can(box, binary)) and len(hull) >= 5:  # three faces' creases outweigh one
         box = _level_box(_refine_sides(_reduce_polygon(hull, 5), outline), mask, outline, image, principal)
-    return box if box is not None and _not_a_can(box, binary) else None
+    if box is not None and _not_a_can(box, binary):
+        return box
+    return _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), mask, outline, image, principal)
 
 
 MIRROR_IMAGE = 0.98
@@ -552,6 +563,63 @@ def _level_box(pentagon: np.ndarray, mask: np.ndarray, outline: np.ndarray, imag
     return Cuboid(centre=centre, axes=axes, outline_iou=iou, crease_contrast=crease, other_contrast=other,
                   elevation=float(fit.x[1]), perspective=float(fit.x[7]),
                   principal=(float(principal[0]), float(principal[1])), corner_error=error)
+
+
+MAX_SQUARE_TILT = 10.0
+"""Largest angle (degrees) of a square-on view's sides from the image's horizontal and vertical."""
+MAX_FRONT_SHADING = 0.015
+"""Largest spread (standard deviation, RGB 0..1) of the median colours of the columns, and of the
+rows, across the middle of a square-on view's face for the face to be flat: a flat face under one
+light is one shade, texture aside (boxes seen square-on: 0.000-0.010), where a can's wall darkens
+towards its sides (the real split's cans seen level: 0.12-0.15; a lemon 0.025)."""
+
+
+def _front_box(quad: np.ndarray, mask: np.ndarray, outline: np.ndarray, image: np.ndarray,
+               principal: tuple[float, float]) -> Cuboid | None:
+    """The box seen square-on to one face, level, whose outline ``quad`` [4, 2] (column, row) is,
+    or None. Its outline is a rectangle that the photo shows flat (`MAX_FRONT_SHADING`): a can seen
+    level has a box's outline too, but its wall's shade changes across it. The depth is not in
+    the photo: the box is as deep as it is wide, as a surface of revolution of that outline would
+    be."""
+    size = mask.shape[0]
+    binary = mask >= 0.5
+    if _straightness(quad, outline) > MAX_STRAIGHTNESS * size:
+        return None
+    iou = _polygon_iou(quad, binary)
+    if iou < MIN_HEXAGON_IOU:
+        return None
+    sides = np.roll(quad, -1, 0) - quad
+    steep = np.degrees(np.arctan2(np.abs(sides[:, 1]), np.abs(sides[:, 0])))  # 0: horizontal
+    if np.minimum(steep, 90.0 - steep).max() > MAX_SQUARE_TILT or (steep > 45.0).sum() != 2:
+        return None
+    if max(_shading_spread(image, binary, axis) for axis in (0, 1)) > MAX_FRONT_SHADING:
+        return None
+    corners = np.stack([(quad[:, 0] + 0.5) / size - 0.5, 0.5 - (quad[:, 1] + 0.5) / size], 1)
+    lo, hi = corners.min(0), corners.max(0)
+    width, height = hi - lo
+    rectangle = np.array([[x, z] for x in (lo[0], hi[0]) for z in (lo[1], hi[1])])
+    error = float(np.sqrt(np.mean(np.min(np.linalg.norm(rectangle[:, None] - corners[None], axis=-1), axis=1) ** 2)))
+    centre = np.array([(lo[0] + hi[0]) / 2, 0.0, (lo[1] + hi[1]) / 2])
+    axes = np.diag([width, width, height])
+    return Cuboid(centre=centre, axes=axes, outline_iou=iou, crease_contrast=0.0, other_contrast=0.0,
+                  elevation=0.0, perspective=0.0, principal=(float(principal[0]), float(principal[1])),
+                  corner_error=error, depth_seen=False)
+
+
+def _shading_spread(image: np.ndarray, binary: np.ndarray, axis: int) -> float:
+    """Spread of the median brightness of the columns (``axis`` 0) or rows (1) across the middle
+    three fifths of the outline ``binary``, each read along the object's pixels clear of its edge
+    (there the photo blends the object with the background)."""
+    from scipy import ndimage
+
+    rows, cols = np.nonzero(binary.any(1))[0], np.nonzero(binary.any(0))[0]
+    binary = ndimage.binary_erosion(binary, iterations=max(1, round(3 * binary.shape[0] / TUNED_CROP)))
+    first, last = (rows.min(), rows.max()) if axis == 0 else (cols.min(), cols.max())
+    middle = slice(int(first + 0.2 * (last - first)), int(last - 0.2 * (last - first)) + 1)
+    brightness = image.mean(-1)
+    inside, values = (binary[middle], brightness[middle]) if axis == 0 else (binary[:, middle].T, brightness[:, middle].T)
+    medians = [np.median(values[:, k][inside[:, k]]) for k in range(inside.shape[1]) if inside[:, k].sum() >= 5]
+    return float(np.std(medians)) if len(medians) > 3 else np.inf
 
 
 def _top_profile(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

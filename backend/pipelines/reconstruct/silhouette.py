@@ -254,7 +254,10 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                                                 "corner_error": round(box.corner_error, 4),
                                                 "crease_contrast": round(box.crease_contrast, 3),
                                                 "other_reading_contrast": round(box.other_contrast, 3),
-                                                "elevation": round(box.elevation, 1)}}
+                                                "elevation": round(box.elevation, 1),
+                                                **({} if box.depth_seen else {
+                                                    "depth": "guessed: the photo shows one face square-on; "
+                                                             "the box is as deep as it is wide"})}}
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
         if fit is None:
