@@ -29,6 +29,7 @@ the crop's frame (x = image right, y = depth away from the camera, z = image up;
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -171,6 +172,27 @@ def _refine_sides(polygon: np.ndarray, outline: np.ndarray) -> np.ndarray:
     return np.array(corners)
 
 
+def _to_crop(pixels: np.ndarray, size: int) -> np.ndarray:
+    """[N, 2] (column, row) pixel positions of a crop of ``size`` -> (x, z) in crop sides from its
+    centre."""
+    return np.stack([(pixels[:, 0] + 0.5) / size - 0.5, 0.5 - (pixels[:, 1] + 0.5) / size], 1)
+
+
+def _to_pixels(points: np.ndarray, size: int) -> np.ndarray:
+    """The inverse of `_to_crop`."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return np.stack([(points[:, 0] + 0.5) * size - 0.5, (0.5 - points[:, 1]) * size - 0.5], 1)
+
+
+def _follows_outline(polygon: np.ndarray, binary: np.ndarray, outline: np.ndarray) -> float | None:
+    """The IoU of ``polygon`` (column, row corners) with the outline ``binary``, when the outline
+    covers it by `MIN_HEXAGON_IOU` and runs along its sides (`MAX_STRAIGHTNESS`); else None."""
+    if _straightness(polygon, outline) > MAX_STRAIGHTNESS * binary.shape[0]:
+        return None
+    iou = _polygon_iou(polygon, binary)
+    return iou if iou >= MIN_HEXAGON_IOU else None
+
+
 def _polygon_iou(polygon: np.ndarray, binary: np.ndarray) -> float:
     from skimage.draw import polygon as fill
 
@@ -213,13 +235,16 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     size = mask.shape[0]
     scale = size / TUNED_CROP  # the same creases are read at every crop size
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
-    box = None
+    mirror = functools.cache(lambda: mirror_axis(binary))  # only for an outline a box was fitted to
+    # three faces' creases outweigh one, and one crease a guessed depth
     if len(hull) >= 6:
         box = _fit_hexagon(_refine_sides(_reduce_polygon(hull, 6), outline), binary, outline, image, principal)
-    if (box is None or not _not_a_can(box, binary)) and len(hull) >= 5:  # three faces' creases outweigh one
+        if box is not None and _not_a_can(box, *mirror(), size):
+            return box
+    if len(hull) >= 5:
         box = _level_box(_refine_sides(_reduce_polygon(hull, 5), outline), mask, outline, image, principal)
-    if box is not None and _not_a_can(box, binary):
-        return box
+        if box is not None and _not_a_can(box, *mirror(), size):
+            return box
     return _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), mask, outline, image, principal)
 
 
@@ -235,23 +260,21 @@ SQUARE_ON = 0.1
 seen square-on to a face (about 6°)."""
 
 
-def _not_a_can(box: Cuboid, binary: np.ndarray) -> bool:
-    """Whether ``box`` may be what the outline ``binary`` [S,S] shows, if that is its own mirror
-    image. A can's outline is nearly a box's, seen level or from above, and a label's edge passes
-    for a crease; but a box whose outline is its own mirror image is seen square-on to a face, or
-    corner-on with its nearest corner on the mirror's axis, while a can's corners fall anywhere
-    along its rims."""
-    axis, symmetry = mirror_axis(binary)
+def _not_a_can(box: Cuboid, axis: float, symmetry: float, size: int) -> bool:
+    """Whether ``box`` may be what an outline of a crop of ``size`` shows whose mirror image about
+    the column ``axis`` overlaps it by IoU ``symmetry`` (`mirror_axis`). A can's outline is nearly a
+    box's, seen level or from above, and a label's edge passes for a crease; but a box whose
+    outline is its own mirror image is seen square-on to a face, or corner-on with its nearest
+    corner on the mirror's axis, while a can's corners fall anywhere along its rims."""
     if symmetry < MIRROR_IMAGE:
         return True
-    size = binary.shape[0]
     units = box.units
     up = int(np.argmax(np.abs(units[:, 2])))
     if min(abs(units[k, 1]) for k in range(3) if k != up) < SQUARE_ON:
         return True
     corners = box_corners(box.axes, box.centre)
     near = project(corners[[int(np.argmin(corners[:, 1]))]], box.perspective, box.principal)[0]
-    return abs((near[0] + 0.5) * size - 0.5 - axis) <= MAX_AXIS_OFFSET * size
+    return abs(_to_pixels(near, size)[0, 0] - axis) <= MAX_AXIS_OFFSET * size
 
 
 def _fit_hexagon(hexagon: np.ndarray, binary: np.ndarray, outline: np.ndarray, image: np.ndarray,
@@ -263,10 +286,10 @@ def _fit_hexagon(hexagon: np.ndarray, binary: np.ndarray, outline: np.ndarray, i
     if lengths.min() < MIN_SIDE * lengths.max():
         return None
     size = binary.shape[0]
-    iou = _polygon_iou(hexagon, binary)
-    if iou < MIN_HEXAGON_IOU or _straightness(hexagon, outline) > MAX_STRAIGHTNESS * size:
+    iou = _follows_outline(hexagon, binary, outline)
+    if iou is None:
         return None
-    corners = np.stack([(hexagon[:, 0] + 0.5) / size - 0.5, 0.5 - (hexagon[:, 1] + 0.5) / size], 1)
+    corners = _to_crop(hexagon, size)
 
     # every box that explains the hexagon's corners through a near camera, from the distant
     # camera's two readings and from upright boxes turned and tipped every few degrees; the
@@ -506,7 +529,7 @@ def _level_box(pentagon: np.ndarray, mask: np.ndarray, outline: np.ndarray, imag
     size = mask.shape[0]
     if _straightness(pentagon, outline) > MAX_STRAIGHTNESS * size:
         return None
-    corners = np.stack([(pentagon[:, 0] + 0.5) / size - 0.5, 0.5 - (pentagon[:, 1] + 0.5) / size], 1)
+    corners = _to_crop(pentagon, size)
     # the near edge's bottom is the lowest corner; round from it: the right edge's bottom and top,
     # the left's top and bottom (the hull runs anticlockwise in the image, x right and z up)
     near = int(np.argmin(corners[:, 1]))
@@ -528,13 +551,13 @@ def _level_box(pentagon: np.ndarray, mask: np.ndarray, outline: np.ndarray, imag
 
     # the higher of the near and far edges' tops is where the outline's top is (the eye above
     # the top face sees the far one on the outline, below it the near one)
-    top = _top_profile(mask)
+    top_edge = _top_profile(mask)
 
     def residuals(params: np.ndarray) -> np.ndarray:
         mean, weight = PERSPECTIVE_PRIOR
         projected = seen(params)[2]
         middle = projected[TOP_MIDDLE]
-        above = np.max(middle[:, 1] - np.interp(middle[:, 0], *top))
+        above = np.max(middle[:, 1] - np.interp(middle[:, 0], *top_edge))
         return np.concatenate([(projected[LEVEL_CORNERS] - target).ravel(), [above, weight * (params[7] - mean)]])
 
     lower = np.array([1.0, -MAX_LEVEL_ELEVATION, -6.0, -6.0, -6.0, -np.inf, -np.inf, 0.0])
@@ -548,9 +571,7 @@ def _level_box(pentagon: np.ndarray, mask: np.ndarray, outline: np.ndarray, imag
     if error > MAX_CORNER_ERROR:
         return None
     axes, centre, projected = seen(fit.x)
-    outline = projected[_silhouette_order(projected)]
-    iou = _polygon_iou(np.stack([(outline[:, 0] + 0.5) * size - 0.5, (0.5 - outline[:, 1]) * size - 0.5], 1),
-                       mask >= 0.5)
+    iou = _polygon_iou(_to_pixels(projected[_silhouette_order(projected)], size), mask >= 0.5)
     if iou < MIN_HEXAGON_IOU:
         return None
     near_bottom, right_bottom, right_top, left_top, left_bottom = projected[LEVEL_CORNERS]
@@ -583,10 +604,8 @@ def _front_box(quad: np.ndarray, mask: np.ndarray, outline: np.ndarray, image: n
     be."""
     size = mask.shape[0]
     binary = mask >= 0.5
-    if _straightness(quad, outline) > MAX_STRAIGHTNESS * size:
-        return None
-    iou = _polygon_iou(quad, binary)
-    if iou < MIN_HEXAGON_IOU:
+    iou = _follows_outline(quad, binary, outline)
+    if iou is None:
         return None
     sides = np.roll(quad, -1, 0) - quad
     steep = np.degrees(np.arctan2(np.abs(sides[:, 1]), np.abs(sides[:, 0])))  # 0: horizontal
@@ -594,7 +613,7 @@ def _front_box(quad: np.ndarray, mask: np.ndarray, outline: np.ndarray, image: n
         return None
     if max(_shading_spread(image, binary, axis) for axis in (0, 1)) > MAX_FRONT_SHADING:
         return None
-    corners = np.stack([(quad[:, 0] + 0.5) / size - 0.5, 0.5 - (quad[:, 1] + 0.5) / size], 1)
+    corners = _to_crop(quad, size)
     lo, hi = corners.min(0), corners.max(0)
     width, height = hi - lo
     rectangle = np.array([[x, z] for x in (lo[0], hi[0]) for z in (lo[1], hi[1])])
@@ -648,9 +667,8 @@ def _crease_ends(fitted: tuple, principal: tuple[float, float]) -> np.ndarray:
 
 def _line_steps(image: np.ndarray, start: np.ndarray, ends: np.ndarray, size: int) -> float:
     """The weakest colour step along the lines from ``start`` to each of ``ends`` (crop sides)."""
-    def pixel(point: np.ndarray) -> np.ndarray:
-        return np.array([(point[0] + 0.5) * size - 0.5, (0.5 - point[1]) * size - 0.5])
-    return min(_line_step(image, pixel(start), pixel(end), 2.0 * size / TUNED_CROP) for end in ends)
+    return min(_line_step(image, _to_pixels(start, size)[0], _to_pixels(end, size)[0], 2.0 * size / TUNED_CROP)
+               for end in ends)
 
 
 def _other_corners(hexagon: np.ndarray, crease_ends: np.ndarray) -> np.ndarray:
