@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             "f@t": "F-score of precision/recall at threshold t x reference bounding-box diagonal",
             "seconds_per_image": "wall time of one pipeline run (segmentation to textured mesh)",
             "peak_rss_mb": "maximum resident set size of the worker process running the method",
+            "elevation_error_deg": "real split: mean over the photos of |the elevation of the camera the result "
+                                   "reports - the photo's true elevation| (degrees); a result turned upright by "
+                                   "the wrong elevation leans by the difference",
             "texture_error": "mean absolute RGB difference (0-255) between the baked texture, read bilinearly at "
                              "2000 random surface points, and the colours it was baked from (the result's "
                              "metadata); texel size, seams and padding show up in it",
@@ -227,7 +230,8 @@ def real_cases(root: Path) -> list[dict]:
             cases.append({"name": f"{record['name']}/{view['index']}", "object": record["name"],
                           "category": record["kind"], "images": [str(record_path.parent / view["image"])],
                           "reference": str(record_path.parent / "reference.npz"), "view": view["index"],
-                          "views": [view["index"]], "background": view["background"]})
+                          "views": [view["index"]], "background": view["background"],
+                          **({"elevation": view["elevation"]} if "elevation" in view else {})})
     return cases
 
 
@@ -303,6 +307,9 @@ def worker(args) -> int:
             # which outline solid, and how well the result explains the photo: for choosing rules
             diagnostics = {"solid": output.metadata.get("solid"),
                            "silhouette_iou": output.metadata.get("fidelity", {}).get("silhouette_iou")}
+            camera = output.metadata.get("camera")
+            if "elevation" in case and camera is not None:  # does the result stand upright?
+                diagnostics["elevation_error"] = round(abs(camera["elevation"] - case["elevation"]), 2)
             # everything but the model (alone, or as auto's choice) reconstructs in the frame of
             # the camera its metadata reports (level, or lifted by a vessel's rim)
             if split != "real" and not chose.startswith("shape model"):
@@ -430,6 +437,9 @@ def summarise(rows: list[dict], by_object: bool = False) -> dict:
     out = {k: mean_or_nan([g[k] for g in groups]) for k in METRIC_KEYS}
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in rows]))
     out["shapes"] = len(groups)
+    errors = [r["elevation_error"] for r in rows if "elevation_error" in r]
+    if errors:
+        out["elevation_error_deg"] = float(np.mean(errors))
     return out
 
 
@@ -481,6 +491,11 @@ def summary_markdown(report: dict) -> str:
         lines.append(f"| {run['split']} | {run['method']} | {s['shapes']} | {s['chamfer_x1e3']:.2f} | "
                      f"{s['f@0.01']:.3f} | {s['f@0.02']:.3f} | {s['f@0.05']:.3f} | {s['seconds_per_image']:.2f} | "
                      f"{run['peak_rss_mb']:.0f} |")
+    leaning = [run for run in report["runs"] if "elevation_error_deg" in run["summary"]]
+    if leaning:
+        lines += ["", "Camera elevation error (mean degrees; `elevation_error_deg`): "
+                  + ", ".join(f"{run['split']} {run['method']} {run['summary']['elevation_error_deg']:.1f}"
+                              for run in leaning)]
     lines += ["", "Mean seconds per stage (`timings_s`; `model_*`: auto's model stages, also when it kept "
                   "the outline solid):", ""]
     for run in report["runs"]:

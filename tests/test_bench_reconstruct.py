@@ -140,7 +140,8 @@ def make_real_split(root: Path) -> Path:
     rgb = np.full((96, 96, 3), 120, np.uint8)
     rgb[disc] = (200, 60, 40)
     Image.fromarray(rgb, "RGB").save(obj / "view_1.png")
-    views = [{"index": k, "image": f"view_{k}.png", "background": bg} for k, bg in enumerate(("alpha", "plain"))]
+    views = [{"index": k, "image": f"view_{k}.png", "background": bg, "elevation": 10.0 * k}
+             for k, bg in enumerate(("alpha", "plain"))]
     (obj / "views.json").write_text(json.dumps({"name": "ball", "kind": "toy", "views": views}))
     return root
 
@@ -159,7 +160,12 @@ def test_real_split_is_scored_pose_free_per_object(tmp_path):
     # the reference is a ball: its hull and a sphere match it, and so does the outline of a disc
     assert runs["hull"]["summary"]["f@0.05"] > 0.97 and runs["sphere"]["summary"]["f@0.05"] > 0.97
     assert runs["outline"]["summary"]["f@0.05"] > 0.9
-    assert "| ball |" in out.with_suffix(".md").read_text()
+    # the disc's outline solid reports a level camera: it leans by the photos' true elevations
+    assert [r["elevation_error"] for r in runs["outline"]["shapes"]] == [0.0, 10.0]
+    assert runs["outline"]["summary"]["elevation_error_deg"] == 5.0
+    assert "elevation_error_deg" not in runs["sphere"]["summary"]
+    markdown = out.with_suffix(".md").read_text()
+    assert "| ball |" in markdown and "real outline 5.0" in markdown
 
 
 def test_a_photo_the_pipeline_refuses_scores_nothing_and_the_run_goes_on(tmp_path):

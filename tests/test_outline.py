@@ -235,3 +235,15 @@ def test_a_dish_seen_from_above_is_a_slab_the_grid_resolves():
 
     inner = ndimage.binary_erosion(target, iterations=2)
     assert (field > 0).sum(axis=1)[:grid - 1, :grid - 1][inner].min() >= 3
+
+
+def test_the_top_ellipse_of_a_can_is_its_lid():
+    """Seen from a known elevation, a flat top's ellipse hangs under the outline's top row by its
+    radius times sin e, and spans the body's width."""
+    from backend.geometry.outline import top_ellipse
+
+    rgb, mask = can_from_above(35.0)
+    ellipse = top_ellipse(fit_revolution(mask), 35.0)
+    assert ellipse.elevation == 35.0 and ellipse.contrast == 0.0
+    assert ellipse.row == pytest.approx(192 / 2 - 70 * np.cos(np.radians(35.0)) / 2, abs=2.0)
+    assert ellipse.radius == pytest.approx(40.0, abs=3.0)

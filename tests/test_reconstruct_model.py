@@ -620,3 +620,28 @@ def test_an_uncut_fallback_warns_only_for_the_surface_the_user_gets(weights, mon
     quiet = recording_context()
     pipe._mesh(shaped.refined, shaped.views, shaped.preset, quiet, encoding_blur=0.0, warn=False)
     assert quiet.warnings == []
+
+
+@pytest.mark.parametrize("model_elevation, expected", [(25.0, 25.0), (-8.0, 0.0)])
+def test_auto_stands_the_outline_solid_up_by_the_turned_away_models_camera(weights, monkeypatch, model_elevation,
+                                                                             expected):
+    """Without a rim or a box nothing in the outline says how high the camera was; the model's
+    fitted camera does, even when its surface is turned away. A camera below the object is taken
+    as level."""
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    pipe = ReconstructPipeline("cpu", weights)
+    scraps = _scraps()
+    angles = torch.tensor([[0.3, np.radians(model_elevation), 0.0]])
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
+        scraps.vertices, scraps.faces, False, {"angles": angles}, [], [], None, {"mesh_s": 0.5}))
+    output = pipe.run(request(disc(), texture="none"), recording_context())
+    assert output.metadata["auto"]["chose"] == "outline"
+    assert output.metadata["camera"]["elevation"] == pytest.approx(expected, abs=0.01)
+    if expected:
+        assert "shape model" in output.metadata["elevation_from"]
+        assert "shape model" in output.metadata["camera"]["note"]
+    else:
+        assert "elevation_from" not in output.metadata
+    # the disc's sphere still shows the photo's outline from the reported camera
+    assert output.metadata["fidelity"]["silhouette_iou"] >= 0.9

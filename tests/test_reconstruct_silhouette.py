@@ -328,3 +328,39 @@ def test_a_box_whose_top_passes_for_a_rim_is_still_a_box():
                                                    recording_context())
     assert output.metadata["solid"] == "box"
     assert output.metadata["camera"]["elevation"] == pytest.approx(21.7, abs=3.0)  # rendered from 21.7°
+
+
+def test_a_can_whose_rim_does_not_show_stands_upright_when_its_elevation_is_known():
+    """A can whose lid is the wall's colour shows no rim: built level, its axis would lean towards
+    the camera. Given the elevation (`auto` passes the model's estimate), it is the tilted surface
+    of revolution, upright, and still the photo from the reported camera."""
+    from test_outline import can_from_above
+
+    rgb, mask = can_from_above(35.0)
+    rgb[mask > 0.5] = (0.9, 0.5, 0.2)
+    rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    pipe = OutlineReconstructPipeline("cpu")
+    req = request_for(buffer.getvalue(), quality="default", texture="none")
+    level = pipe.shape(req, recording_context())
+    assert level.elevation == 0.0 and level.solid_metadata["rim"] is None
+    lifted = pipe.lifted(level, req, recording_context(), 35.0, "a test's estimate")
+    assert lifted.elevation == 35.0 and lifted.solid_metadata["elevation_from"] == "a test's estimate"
+    output = pipe.finish(lifted, req, recording_context())
+    assert output.metadata["camera"]["elevation"] == pytest.approx(35.0)
+    assert "a test's estimate" in output.metadata["camera"]["note"]
+    assert output.metadata["fidelity"]["silhouette_iou"] >= 0.95
+    width, depth, height = np.ptp(output.mesh.vertices, axis=0)
+    assert height / width == pytest.approx(70 / 80, rel=0.1)
+    assert depth == pytest.approx(width, rel=0.06)
+    # an outline that is no surface of revolution is extruded straight back, whatever the height
+    ell = np.zeros((128, 128, 4), np.uint8)
+    ell[20:110, 30:60] = ell[80:110, 30:100] = (120, 90, 200, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(ell).save(buffer, format="PNG")
+    req = request_for(buffer.getvalue(), texture="none")
+    flat = pipe.shape(req, recording_context())
+    inflated = pipe.lifted(flat, req, recording_context(), 20.0, "a test's estimate")
+    assert inflated.solid_metadata["solid"] == "inflation" and inflated.elevation == 20.0
+    assert np.allclose(inflated.vertices, flat.vertices)

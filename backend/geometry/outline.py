@@ -283,6 +283,19 @@ def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | Non
     return best
 
 
+def top_ellipse(fit: RevolutionFit, elevation: float) -> Rim:
+    """Where the body's top circle would be seen from ``elevation`` degrees above (known from
+    elsewhere when the photo shows no rim: a closed top, or an edge too faint): the ellipse under
+    the outline's top row whose depth, the radius there times sin e, reaches up to that row. A
+    flat top's ellipse has the body's full radius; a dome's shrinks to its tip."""
+    rows = np.nonzero(fit.radius > 0)[0]
+    top, bottom = int(rows.min()), int(rows.max())
+    sin_e = np.sin(np.radians(elevation))
+    drops = np.arange(0, max(1, (bottom - top) // 2))
+    centre = top + int(drops[np.argmin(np.abs(drops - fit.radius[top + drops] * sin_e))])
+    return Rim(float(elevation), float(centre), float(fit.radius[centre]), 0.0)
+
+
 def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The body as a solid of revolution about an axis tilted towards the camera by the rim's

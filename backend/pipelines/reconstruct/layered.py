@@ -56,8 +56,8 @@ class LayeredReconstructPipeline(OutlineReconstructPipeline):
         self.network()
 
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
-        outlined = super().solid(rgb, mask, grid, thickness, principal)
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
+        outlined = super().solid(rgb, mask, grid, thickness, principal, elevation)
         if outlined.metadata["solid"] in ("surface of revolution", "box"):
             return outlined
         front, back = self.network().predict(rgb, mask)

@@ -32,7 +32,7 @@ from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
-from backend.geometry.outline import find_rim, fit_revolution, revolution_field, tilted_revolution_field
+from backend.geometry.outline import find_rim, fit_revolution, revolution_field, tilted_revolution_field, top_ellipse
 from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
@@ -67,6 +67,9 @@ CAMERA_FOV = 1.0
 """Field of view (degrees) reported for the camera: the outline solids extrude the outline straight
 back, as a distant camera sees it, so the reported camera is a long lens framing the crop (long
 enough that a layered solid deeper than it is wide shows no perspective from it)."""
+
+MIN_TILT = 3.0
+"""Degrees: a surface of revolution seen from less high than this is built level."""
 
 TEXTURE_STEPS = {"unwrap": (0.7, "unwrapping UVs"), "bake": (0.85, "baking the texture")}
 """Progress reported at each step of `finish_mesh`."""
@@ -121,19 +124,20 @@ class SilhouetteReconstructPipeline(Pipeline):
     method = "silhouette inflation (baseline)"
 
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
         """The object's solid from the crop (colours and mask); ``principal``: the photo's centre
-        in the crop's frame (x, z crop sides), for a solid seen through a near camera."""
+        in the crop's frame (x, z crop sides), for a solid seen through a near camera;
+        ``elevation``: degrees the photo is known to look down by (the baseline: always level)."""
         values, half_depth = inflate_field(mask, grid, thickness)
         return OutlineSolid(values, {"half_depth": round(half_depth, 4)}, mask)
 
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         return self.finish(self.shape(request, ctx), request, ctx)
 
-    def shape(self, request: ReconstructRequest, ctx: JobContext) -> "SolidShape":
-        """The decimated solid before texturing."""
+    def shape(self, request: ReconstructRequest, ctx: JobContext, elevation: float = 0.0) -> "SolidShape":
+        """The decimated solid before texturing. ``elevation``: degrees by which the photo is known
+        to look down on the object (another method's estimate), where nothing in the outline says."""
         preset = PRESETS[request.common.quality]
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if len(request.images) > 1:
             ctx.warn(f"{self.method} uses the first of {len(request.images)} views only")
@@ -142,17 +146,31 @@ class SilhouetteReconstructPipeline(Pipeline):
         seg = find_object(image, ctx)
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
         principal = photo_centre(seg.mask)
-        timings["segment_s"] = time.perf_counter() - t0
-        ctx.progress("inflate", 0.2, "building the solid from the outline")
+        timings = {"segment_s": time.perf_counter() - t0}
+        return self._build(image, seg, rgb, mask, principal, preset, request, ctx, timings, elevation)
 
+    def lifted(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext, elevation: float,
+               source: str) -> "SolidShape":
+        """``shaped``'s photo built again for a camera looking down by ``elevation`` degrees, as
+        ``source`` (words, for the metadata) estimates it."""
+        lifted = self._build(shaped.image, shaped.segmentation, shaped.rgb, shaped.mask, shaped.principal,
+                             shaped.preset, request, ctx, {"segment_s": shaped.timings["segment_s"]}, elevation)
+        if lifted.elevation:
+            lifted.solid_metadata["elevation_from"] = source
+        return lifted
+
+    def _build(self, image, seg, rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float], preset,
+               request: ReconstructRequest, ctx: JobContext, timings: dict[str, float],
+               elevation: float) -> "SolidShape":
+        ctx.progress("inflate", 0.2, "building the solid from the outline")
         t1 = time.perf_counter()
-        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal)
+        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal, elevation)
         vertices, faces = (box_mesh(coarse.box, 4) if coarse.box is not None else
                            extract_surface(coarse.field, coarse.lo, coarse.hi))
         # upright like the result it previews
         ctx.preview_mesh(MeshPayload((vertices @ upright_rotation(coarse.elevation).T).astype(np.float32), faces))
 
-        solid = self.solid(rgb, mask, preset.grid, preset.thickness, principal)
+        solid = self.solid(rgb, mask, preset.grid, preset.thickness, principal, elevation)
         timings["solid_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
@@ -167,7 +185,7 @@ class SilhouetteReconstructPipeline(Pipeline):
         timings["mesh_s"] = time.perf_counter() - t2
         ctx.progress("mesh", 0.6, f"{len(faces)} triangles")
         return SolidShape(vertices, faces, rgb, mask, solid.object_mask, image, seg, preset, solid.metadata, timings,
-                          solid.elevation, solid.box)
+                          principal, solid.elevation, solid.box)
 
     def finish(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         timings, image, seg = shaped.timings, shaped.image, shaped.segmentation
@@ -188,7 +206,8 @@ class SilhouetteReconstructPipeline(Pipeline):
         if mesh.normals is not None:
             mesh.normals = (mesh.normals @ upright.T).astype(np.float32)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
-        camera = crop_camera(scale, centre, shaped.elevation, perspective, principal)
+        camera = crop_camera(scale, centre, shaped.elevation, perspective, principal,
+                             shaped.solid_metadata.get("elevation_from"))
         # a point cloud is judged by the surface it was sampled on
         surface = (shaped.vertices @ upright.T - centre) * scale if points else mesh.vertices
         fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, shaped.object_mask)
@@ -226,6 +245,8 @@ class SolidShape:
     preset: Any
     solid_metadata: dict
     timings: dict[str, float]
+    principal: tuple[float, float] = (0.0, 0.0)
+    """The photo's centre in the crop's frame (`photo_centre`)."""
     elevation: float = 0.0
     """See `OutlineSolid.elevation`."""
     box: Cuboid | None = None
@@ -244,7 +265,8 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
     method = "outline solid (surface of revolution, box or inflation)"
 
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0)) -> OutlineSolid:
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
+        """As the baseline's; a box's or a rim's own elevation overrides ``elevation``."""
         box = fit_cuboid(rgb, mask, principal)
         if box is not None:
             values, lo, hi = cuboid_field(box, grid)
@@ -263,14 +285,17 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
         if fit is None:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
+            # the outline extruded straight back is what a distant camera sees from any height
+            inflated.elevation = elevation
             return inflated
         rim = find_rim(rgb, mask, fit)
-        if rim is None:
+        top = rim if rim is not None else top_ellipse(fit, elevation) if elevation >= MIN_TILT else None
+        if top is None:
             values = revolution_field(fit, mask.shape[0], grid)
             lo, hi, elevation = np.full(3, -0.5), np.full(3, 0.5), 0.0
         else:
-            values, lo, hi = tilted_revolution_field(fit, rim, mask.shape[0], grid)
-            elevation = rim.elevation
+            values, lo, hi = tilted_revolution_field(fit, top, mask.shape[0], grid)
+            elevation = top.elevation
         parts, shadows = attached_parts(rgb, fit)
         if parts.any():
             depth = np.linspace(lo[1], hi[1], values.shape[1])
@@ -374,7 +399,7 @@ def upright_rotation(elevation: float) -> np.ndarray:
 
 
 def crop_camera(scale: float, centre: np.ndarray, elevation: float = 0.0, perspective: float = 0.0,
-                principal: tuple[float, float] = (0.0, 0.0)) -> dict:
+                principal: tuple[float, float] = (0.0, 0.0), elevation_from: str | None = None) -> dict:
     """The camera that sees the crop (the square [-0.5,0.5] in x and z of the solid's frame) as
     the photo's crop, in the output frame (the solid turned upright by `upright_rotation`, then
     moved by -``centre`` and scaled by ``scale``): a distant one, or the near one of
@@ -385,7 +410,8 @@ def crop_camera(scale: float, centre: np.ndarray, elevation: float = 0.0, perspe
     axis = np.array([principal[0], 0.0, principal[1]]) if near else np.zeros(3)  # where it looks
     target = ((upright_rotation(elevation) @ axis - np.asarray(centre, dtype=np.float64)) * scale).tolist()
     distance = side / 2 / np.tan(np.radians(fov) / 2)
-    how_high = ("elevation from the rim's ellipse" if elevation else
+    how_high = (f"elevation from {elevation_from}" if elevation_from else
+                "elevation from the rim's ellipse" if elevation else
                 "elevation 0 unless a rim's ellipse shows how far above the camera was")
     note = ("the box's camera, fitted to its corners" if near else
             f"a distant camera: the solid extrudes the outline straight back; {how_high}")
