@@ -67,7 +67,8 @@ class ReconstructPipeline(Pipeline):
     when the photo shows a turned object's rim (`RIM_REASON`) or a box (`BOX_REASON`); otherwise it
     runs the learned model when its weights load and keeps its result when the surface is clean
     (`backend.geometry.surface_quality`); a shredded or ribbed result, or no model, gives the
-    outline solid instead, and ``metadata["auto"]`` says which ran and why.
+    outline solid instead (stood up by the elevation of the camera the model fitted, when it
+    ran: `estimated_elevation`), and ``metadata["auto"]`` says which ran and why.
     ``"model"`` insists on the model (PIPELINE_UNAVAILABLE without it, its result whatever it
     looks like); ``"outline"`` and ``"silhouette"`` (the baseline) always run those.
     """
