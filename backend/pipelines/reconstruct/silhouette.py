@@ -134,9 +134,9 @@ class SilhouetteReconstructPipeline(Pipeline):
     def run(self, request: ReconstructRequest, ctx: JobContext) -> PipelineOutput:
         return self.finish(self.shape(request, ctx), request, ctx)
 
-    def shape(self, request: ReconstructRequest, ctx: JobContext, elevation: float = 0.0) -> "SolidShape":
-        """The decimated solid before texturing. ``elevation``: degrees by which the photo is known
-        to look down on the object (another method's estimate), where nothing in the outline says."""
+    def shape(self, request: ReconstructRequest, ctx: JobContext) -> "SolidShape":
+        """The decimated solid before texturing (level, unless the outline itself gives the
+        elevation: `lifted` builds it for an elevation known from elsewhere)."""
         preset = PRESETS[request.common.quality]
         t0 = time.perf_counter()
         if len(request.images) > 1:
@@ -147,7 +147,7 @@ class SilhouetteReconstructPipeline(Pipeline):
         rgb, mask = crop_to_object(image.rgba, seg.mask, preset.image_size)
         principal = photo_centre(seg.mask)
         timings = {"segment_s": time.perf_counter() - t0}
-        return self._build(image, seg, rgb, mask, principal, preset, request, ctx, timings, elevation)
+        return self._build(image, seg, rgb, mask, principal, preset, request, ctx, timings, 0.0)
 
     def lifted(self, shaped: "SolidShape", request: ReconstructRequest, ctx: JobContext, elevation: float,
                source: str) -> "SolidShape":
