@@ -290,10 +290,17 @@ def top_ellipse(fit: RevolutionFit, elevation: float) -> Rim:
     flat top's ellipse has the body's full radius; a dome's shrinks to its tip."""
     rows = np.nonzero(fit.radius > 0)[0]
     top, bottom = int(rows.min()), int(rows.max())
-    sin_e = np.sin(np.radians(elevation))
-    drops = np.arange(0, max(1, (bottom - top) // 2))
-    centre = top + int(drops[np.argmin(np.abs(drops - fit.radius[top + drops] * sin_e))])
+    centre = top + _ellipse_drop(fit.radius, top, 1, np.sin(np.radians(elevation)), max(1, (bottom - top) // 2))
     return Rim(float(elevation), float(centre), float(fit.radius[centre]), 0.0)
+
+
+def _ellipse_drop(radius: np.ndarray, end: int, direction: int, sin_e: float, span: int) -> int:
+    """Rows from ``end`` (the outline's top or bottom row), going ``direction`` (1 down, -1 up),
+    to the centre of the ellipse that a circle of the body seen from above makes there: the first
+    of ``span`` drops that is nearest the ``radius`` [S] at its row times sin e (a flat end's
+    ellipse reaches the outline's end row with its near or far half)."""
+    drops = np.arange(0, span)
+    return int(drops[np.argmin(np.abs(drops - radius[end + direction * drops] * sin_e))])
 
 
 def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
@@ -315,9 +322,8 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     rows = np.nonzero(fit.radius > 0)[0]
     bottom = int(rows.max())
     # the base: the row whose half-width times sin e reaches down to the outline's bottom
-    lifts = np.arange(0, (bottom - rows.min()) // 2)
     top = int(round(rim.row))
-    base = max(top + 1, int(bottom - lifts[np.argmin(np.abs(lifts - fit.radius[bottom - lifts] * sin_e))]))
+    base = max(top + 1, bottom - _ellipse_drop(fit.radius, bottom, -1, sin_e, (bottom - rows.min()) // 2))
 
     def height(row: np.ndarray) -> np.ndarray:  # image row -> height along the axis (crop units)
         return (0.5 - (row + 0.5) / size) / cos_e
