@@ -179,7 +179,7 @@ def align_pose_free(predicted: np.ndarray, reference: np.ndarray, search_points:
     scores = np.array([rough(tiny_p @ m.T) for m in mats])
     order = np.argsort(scores)
     # the best untilted starts as well: more starts must never lose the basin they alone found
-    untilted = order[np.isin(order, np.arange(len(mats))[_untilted_starts()])]
+    untilted = order[_untilted_starts()[order]]
     best, best_cd = None, np.inf
     for index in dict.fromkeys([*order[:candidates], *untilted[:candidates]]):
         start = small_p @ mats[index].T
