@@ -284,7 +284,7 @@ class MinePipeline(Pipeline):
             shaped = self.shape_model.shape(single, quiet)
             if judge_model_result(self.shape_model, shaped, quiet)[0] is not None:
                 continue
-            candidates.append(Candidate(index, math.degrees(float(shaped.refined["angles"][0, 1])),
+            candidates.append(Candidate(index, shaped.elevation,
                                         model_field(self.shape_model.model, shaped.refined),
                                         f"the shape model's reconstruction of {photos[index].name}"))
         return candidates

@@ -175,10 +175,9 @@ def estimated_elevation(shaped) -> float:
     the outline solid's guess without a rim, is 22 off). A camera looking up is taken as level:
     photographed objects stand on something, and on the real split the estimates below 0 were 4-48
     degrees low."""
-    angles = (shaped.refined or {}).get("angles")
-    if angles is None:
+    if shaped.elevation is None:
         return 0.0
-    return float(np.clip(np.degrees(float(angles[0, 1])), 0.0, MAX_ESTIMATED_ELEVATION))
+    return float(np.clip(shaped.elevation, 0.0, MAX_ESTIMATED_ELEVATION))
 
 
 OUTLINE_FIRST_SHARE = 0.02

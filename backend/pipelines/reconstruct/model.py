@@ -51,6 +51,13 @@ class ModelShape:
     preset: ModelPreset
     timings: dict[str, float]
 
+    @property
+    def elevation(self) -> float | None:
+        """Degrees by which the camera fitted to the first photo looks down on the object (None
+        without fitted cameras)."""
+        angles = (self.refined or {}).get("angles")
+        return None if angles is None else float(np.degrees(float(angles[0, 1])))
+
 
 class ModelReconstructPipeline(Pipeline):
     """Reconstruction with a trained `ShapeModel` checkpoint (default: `DEFAULT_WEIGHTS`)."""
