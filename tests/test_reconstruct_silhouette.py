@@ -7,6 +7,7 @@ from PIL import Image
 
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled
+from backend.geometry.mesh_ops import extract_surface
 from backend.images import decode_image
 from backend.pipelines.reconstruct.silhouette import (
     OutlineReconstructPipeline,
@@ -44,6 +45,21 @@ def test_inflating_a_disc_gives_a_sphere_like_field():
     centre = field[20, 20, 20]
     assert centre == pytest.approx(half_depth, abs=0.02)
     assert field[0, 20, 20] < 0 and field[20, 0, 20] < 0 and field[20, 20, 0] < 0
+
+
+@pytest.mark.parametrize("centre, radius", [(0.0, 0.35), (-0.3, 0.15)])
+def test_the_inflation_lies_where_its_outline_does(centre, radius):
+    # the grid's nodes span the crop edge to edge and the pixels' centres lie half a pixel in:
+    # sampled as an image resized to the grid, the solid came out stretched by up to 0.8 voxel
+    size, grid = 192, 96
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = np.hypot((xx + 0.5) / size - 0.5 - centre, (yy + 0.5) / size - 0.5) <= radius
+    field, _ = inflate_field(mask.astype(np.float64), grid)
+    vertices, _ = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
+    voxel = 1 / (grid - 1)
+    assert vertices[:, 0].min() == pytest.approx(centre - radius, abs=0.4 * voxel)
+    assert vertices[:, 0].max() == pytest.approx(centre + radius, abs=0.4 * voxel)
+    assert vertices[:, 2].max() == pytest.approx(radius, abs=0.4 * voxel)
 
 
 def test_disc_becomes_a_closed_round_textured_mesh():

@@ -37,6 +37,33 @@ def inflation_profile(inside: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(2.0 * radius * distance - distance ** 2, 0.0, None))
 
 
+def image_to_grid(image: np.ndarray, grid: int) -> np.ndarray:
+    """An image [S, S] of the crop (rows down) sampled bilinearly at the nodes of a grid over it ->
+    [G, G] indexed (x, z). Node i lies at -0.5 + i / (G - 1) while pixel j's centre lies at
+    -0.5 + (j + 0.5) / S: resampling the image to G pixels instead would stretch the solid by
+    G / (G - 1) about the crop's centre, half a voxel at its edges, which thin parts' outlines
+    cannot spare (a horse's silhouette IoU from the reported camera 0.92 against 0.94)."""
+    from scipy import ndimage
+
+    size = image.shape[0]
+    at = np.arange(grid) / (grid - 1) * size - 0.5  # node -> pixel coordinate, along x or down z
+    rows, columns = np.meshgrid(at[::-1], at, indexing="xy")  # [x, z]: z runs up, rows down
+    return ndimage.map_coordinates(np.asarray(image, dtype=np.float64), [rows, columns], order=1, mode="nearest")
+
+
+def outline_field(inside: np.ndarray, grid: int) -> np.ndarray:
+    """[G, G] (x, z) signed distance to a bool outline [S, S] in the image plane, in crop sides,
+    positive inside: as a field constant along the depth, the outline's own viewing cylinder
+    (seen from the distant camera the outline solids report)."""
+    from scipy import ndimage
+
+    size = inside.shape[0]
+    inside_distance = ndimage.distance_transform_edt(inside) / size
+    outside_distance = ndimage.distance_transform_edt(~inside) / size
+    return np.where(image_to_grid(inside.astype(np.float64), grid) >= 0.5, image_to_grid(inside_distance, grid),
+                    -image_to_grid(outside_distance, grid))
+
+
 def _carry_inside(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """``values`` with every pixel outside ``inside`` given its nearest inside pixel's value, so
     resampling does not pull the rim's depths towards whatever lies outside."""
@@ -50,7 +77,6 @@ def layered_field(mask: np.ndarray, front: np.ndarray, back: np.ndarray, grid: i
     """Soft mask and front/back depth maps [S, S] (image rows down, depths in crop sides, larger =
     farther) -> the solid's field on a grid of ``grid`` nodes per crop side."""
     from scipy import ndimage
-    from skimage.transform import resize
 
     size = mask.shape[0]
     inside = ndimage.gaussian_filter(mask.astype(np.float64), sigma=max(0.5, size / 160.0)) >= 0.5
@@ -60,19 +86,14 @@ def layered_field(mask: np.ndarray, front: np.ndarray, back: np.ndarray, grid: i
     back = np.maximum(back, front + MIN_THICKNESS_VOXELS * voxel)
     middle = (front[inside].min() + back[inside].max()) / 2
     front, back = _carry_inside(front - middle, inside), _carry_inside(back - middle, inside)
-    inside_distance = ndimage.distance_transform_edt(inside) / size
-    outside_distance = ndimage.distance_transform_edt(~inside) / size
 
-    def to_grid(image: np.ndarray) -> np.ndarray:  # image [row (down), col] -> [x, z]
-        return resize(image, (grid, grid), order=1)[::-1].T
-
-    front_xz, back_xz = to_grid(front), to_grid(back)
+    front_xz, back_xz = image_to_grid(front, grid), image_to_grid(back, grid)
     # neighbouring columns whose depth spans do not overlap (a part in front of another) would
     # leave a slit between them that the camera sees through: each span is stretched to reach
     # its neighbours', which adds only a wall hidden behind the nearer part
     front_xz, back_xz = (np.minimum(front_xz, ndimage.minimum_filter(back_xz, size=3) - voxel),
                          np.maximum(back_xz, ndimage.maximum_filter(front_xz, size=3) + voxel))
-    plane = np.where(to_grid(inside.astype(np.float64)) >= 0.5, to_grid(inside_distance), -to_grid(outside_distance))
+    plane = outline_field(inside, grid)
     reach = max(0.5, float(max(-front_xz.min(), back_xz.max())) + 2 * voxel)
     steps = int(np.ceil(reach / voxel))
     depth = np.arange(-steps, steps + 1) * voxel

@@ -30,7 +30,7 @@ import numpy as np
 from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
-from backend.geometry.layers import inflation_profile
+from backend.geometry.layers import image_to_grid, inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
 from backend.geometry.outline import find_rim, fit_revolution, revolution_field, tilted_revolution_field, top_ellipse
 from backend.geometry.texture import ColorFn
@@ -84,15 +84,13 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0, depth: np
     (default 0: the image plane). Returns the field and the largest half-thickness.
     """
     from scipy import ndimage
-    from skimage.transform import resize
 
     size = mask.shape[0]
     smooth = ndimage.gaussian_filter(mask.astype(np.float64), sigma=max(0.5, size / 160.0)) >= 0.5
     outside = ndimage.distance_transform_edt(~smooth) / size
     profile = inflation_profile(smooth) * thickness
     height = np.where(smooth, profile, -outside)  # [row (down), col (right)]
-    # image rows run top→bottom, world z bottom→top; columns are world x.
-    height_xz = resize(height, (grid, grid), order=1)[::-1].T  # [x, z]
+    height_xz = image_to_grid(height, grid)
     depth = np.linspace(-0.5, 0.5, grid) if depth is None else np.asarray(depth)
     middle = np.zeros((grid, grid)) if middle is None else np.asarray(middle)
     field = height_xz[:, None, :] - np.abs(depth[None, :, None] - middle[:, None, :])
