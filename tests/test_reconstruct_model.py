@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from PIL import Image
 
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled, PipelineError
+from backend.geometry.fidelity import mask_iou
+from backend.geometry.raster import covered_pixels
 from backend.images import decode_image
 from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
@@ -645,3 +648,31 @@ def test_auto_stands_the_outline_solid_up_by_the_turned_away_models_camera(weigh
         assert "elevation_from" not in output.metadata
     # the disc's sphere still shows the photo's outline from the reported camera
     assert output.metadata["fidelity"]["silhouette_iou"] >= 0.9
+
+
+def test_the_cameras_are_framed_to_the_delivered_surface():
+    # a sphere seen through a camera zoomed out by 10 % and shifted: the framing finds the
+    # camera under which its silhouette is the mask again, without turning it
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    angles = torch.tensor([[0.6, 0.3, 0.0]])
+    size = 64
+    true_focal, true_offset = torch.tensor([math.log(90.0)]), torch.tensor([[3.0, -2.0]])
+    seen = silhouette_through(sphere, fitting.fitted_cameras(angles, true_focal, true_offset, size))
+    refined = {"angles": angles, "log_focal": true_focal - math.log(1.1), "offset": torch.zeros(1, 2), "size": size}
+
+    before = silhouette_through(sphere, fitting.fitted_cameras(angles, refined["log_focal"], refined["offset"], size))
+    framed = fitting.frame_to_mesh(sphere.vertices, sphere.faces, refined, [seen.astype(np.float32)])
+    after = silhouette_through(sphere, fitting.fitted_cameras(framed["angles"], framed["log_focal"],
+                                                                framed["offset"], size))
+    assert mask_iou(before, seen) < 0.8 and mask_iou(after, seen) > 0.97
+    assert float(framed["log_focal"][0].exp()) == pytest.approx(90.0, rel=0.03)
+    assert framed["offset"][0].tolist() == pytest.approx([3.0, -2.0], abs=0.5)
+    assert torch.equal(framed["angles"], angles) and refined["log_focal"] is not framed["log_focal"]
+
+
+def silhouette_through(mesh, cams):
+    uv = cams.project(torch.as_tensor(mesh.vertices, dtype=torch.float32)[None])[0][0].numpy()
+    out = np.zeros((cams.height, cams.height), dtype=bool)
+    _, x, y, _ = covered_pixels(uv[mesh.faces] - 0.5, cams.height, cams.height)
+    out[y, x] = True
+    return out

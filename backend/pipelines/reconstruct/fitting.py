@@ -230,6 +230,69 @@ def fit_framing(points, angles, size: int):
     return focal.log().detach(), offset.detach()
 
 
+FRAMING_ROUNDS = 3
+"""Rounds of `frame_to_mesh`'s moment matching (each: one silhouette of the mesh per view)."""
+
+
+def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks: list[np.ndarray]) -> dict:
+    """``refined`` with each view's focal length and principal offset refitted so that the meshed
+    surface's silhouette matches that view's mask (square, any size) in area and centroid; a view
+    whose silhouette that does not bring closer to its mask keeps its camera.
+
+    The refinement fits the cameras to the soft VolSDF rendering, whose edge lies outside the zero
+    level set, and the mesh is then carved and smoothed: through those cameras the delivered
+    surface came out some 5 % smaller than the photo's object (real split: the lemons' silhouette
+    IoU 0.84-0.87 from the reported camera, 0.97 once zoomed by 8 %). Zooming and shifting the
+    image is a change of focal length and principal point, so the angles and the shape stay."""
+    import torch
+
+    from backend.geometry.fidelity import mask_iou
+    from backend.geometry.raster import covered_pixels
+
+    refined = dict(refined)
+    log_focal, offset = refined["log_focal"].detach().clone(), refined["offset"].detach().clone()
+    points = torch.as_tensor(vertices, dtype=log_focal.dtype, device=log_focal.device).unsqueeze(0)
+    for i, mask in enumerate(masks):
+        size = mask.shape[0]
+        scale = size / refined["size"]
+        target = np.asarray(mask) >= 0.5
+        focal, shift = float(log_focal[i].reshape(-1)[0].exp()) * scale, offset[i].reshape(-1)[:2].cpu().numpy() * scale
+
+        def silhouette(focal: float, shift: np.ndarray) -> np.ndarray:
+            cams = fitted_cameras(refined["angles"][i:i + 1], torch.tensor([math.log(focal)], dtype=log_focal.dtype),
+                                  torch.tensor(shift[None], dtype=offset.dtype), size)
+            with torch.no_grad():
+                uv = cams.project(points)[0][0].cpu().numpy().astype(np.float64)
+            seen = np.zeros((size, size), dtype=bool)
+            _, x, y, _ = covered_pixels(uv[faces] - 0.5, size, size)
+            seen[y, x] = True
+            return seen
+
+        if not target.any():
+            continue
+        seen = silhouette(focal, shift)
+        best = (mask_iou(seen, target), focal, shift)
+        centre = size / 2 + shift  # the principal point, in pixels
+        for _ in range(FRAMING_ROUNDS):
+            if not seen.any():
+                break
+            zoom = math.sqrt(target.sum() / seen.sum())
+            seen_centroid = np.array([np.nonzero(seen)[1].mean(), np.nonzero(seen)[0].mean()]) + 0.5
+            target_centroid = np.array([np.nonzero(target)[1].mean(), np.nonzero(target)[0].mean()]) + 0.5
+            # u -> centre + zoom (u - centre) + move: focal times zoom, principal point moved
+            move = target_centroid - (centre + zoom * (seen_centroid - centre))
+            focal, shift, centre = focal * zoom, shift + move, centre + move
+            seen = silhouette(focal, shift)
+            iou = mask_iou(seen, target)
+            if iou > best[0]:
+                best = (iou, focal, shift)
+        _, focal, shift = best
+        log_focal[i] = math.log(focal / scale)
+        offset[i] = torch.as_tensor(shift / scale, dtype=offset.dtype).reshape(offset[i].shape)
+    refined["log_focal"], refined["offset"] = log_focal, offset
+    return refined
+
+
 def sample_pixels(foreground, size: int, rays: int, generator):
     """[n, rays] flat pixel indices per view: half on the object, half anywhere."""
     import torch

@@ -162,6 +162,8 @@ class ModelReconstructPipeline(Pipeline):
         t4 = time.perf_counter()
         points = point_count(request, preset.max_faces)
         vertices = smooth_over_distance(shaped.vertices, shaped.faces, preset.smoothing_steps)
+        # the cameras the photos are seen through from here on (texture, report): the surface's own
+        refined = fitting.frame_to_mesh(vertices, shaped.faces, refined, [v.carve_mask for v in views])
         mesh, scale, centre, texture_error = self._finish(vertices, shaped.faces, refined, views,
                                                           request.texture, preset, ctx, points)
         camera = fitting.output_camera(refined, scale, centre)
