@@ -259,8 +259,8 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
         focal, shift = float(log_focal[i].reshape(-1)[0].exp()) * scale, offset[i].reshape(-1)[:2].cpu().numpy() * scale
 
         def silhouette(focal: float, shift: np.ndarray) -> np.ndarray:
-            cams = fitted_cameras(refined["angles"][i:i + 1], torch.tensor([math.log(focal)], dtype=log_focal.dtype),
-                                  torch.tensor(shift[None], dtype=offset.dtype), size)
+            cams = fitted_cameras(refined["angles"][i:i + 1], log_focal.new_tensor([math.log(focal)]),
+                                  offset.new_tensor(shift[None]), size)
             with torch.no_grad():
                 uv = cams.project(points)[0][0].cpu().numpy().astype(np.float64)
             seen = np.zeros((size, size), dtype=bool)
@@ -288,7 +288,7 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
                 best = (iou, focal, shift)
         _, focal, shift = best
         log_focal[i] = math.log(focal / scale)
-        offset[i] = torch.as_tensor(shift / scale, dtype=offset.dtype).reshape(offset[i].shape)
+        offset[i] = offset.new_tensor(shift / scale).reshape(offset[i].shape)
     refined["log_focal"], refined["offset"] = log_focal, offset
     return refined
 
