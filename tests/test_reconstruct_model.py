@@ -12,8 +12,7 @@ from PIL import Image
 
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled, PipelineError
-from backend.geometry.fidelity import mask_iou
-from backend.geometry.raster import covered_pixels
+from backend.geometry.fidelity import covered_image, mask_iou
 from backend.images import decode_image
 from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
@@ -671,8 +670,5 @@ def test_the_cameras_are_framed_to_the_delivered_surface():
 
 
 def silhouette_through(mesh, cams):
-    uv = cams.project(torch.as_tensor(mesh.vertices, dtype=torch.float32)[None])[0][0].numpy()
-    out = np.zeros((cams.height, cams.height), dtype=bool)
-    _, x, y, _ = covered_pixels(uv[mesh.faces] - 0.5, cams.height, cams.height)
-    out[y, x] = True
-    return out
+    uv, z = cams.project(torch.as_tensor(mesh.vertices, dtype=torch.float32)[None])
+    return covered_image(uv[0].numpy() - 0.5, z[0].numpy(), mesh.faces, cams.height)

@@ -64,7 +64,13 @@ def project(points: np.ndarray, camera: dict, size: int) -> tuple[np.ndarray, np
 
 def silhouette(vertices: np.ndarray, faces: np.ndarray, camera: dict, size: int) -> np.ndarray:
     """bool [size,size]: the pixels whose centre the mesh covers, seen from ``camera``."""
-    pixels, depth = project(vertices, camera, size)
+    return covered_image(*project(vertices, camera, size), faces, size)
+
+
+def covered_image(pixels: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """bool [size,size]: the pixels whose centre a mesh covers, from its vertices projected to
+    ``pixels`` [N,2] (column, row; pixel centres at integers) at ``depth`` [N] in front of the
+    camera; faces reaching behind it are left out."""
     tris = faces[(depth[faces] > 0).all(axis=1)]
     out = np.zeros((size, size), dtype=bool)
     _, x, y, _ = covered_pixels(pixels[tris], size, size)

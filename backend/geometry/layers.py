@@ -51,19 +51,6 @@ def image_to_grid(image: np.ndarray, grid: int) -> np.ndarray:
     return ndimage.map_coordinates(np.asarray(image, dtype=np.float64), [rows, columns], order=1, mode="nearest")
 
 
-def outline_field(inside: np.ndarray, grid: int) -> np.ndarray:
-    """[G, G] (x, z) signed distance to a bool outline [S, S] in the image plane, in crop sides,
-    positive inside: as a field constant along the depth, the outline's own viewing cylinder
-    (seen from the distant camera the outline solids report)."""
-    from scipy import ndimage
-
-    size = inside.shape[0]
-    inside_distance = ndimage.distance_transform_edt(inside) / size
-    outside_distance = ndimage.distance_transform_edt(~inside) / size
-    return np.where(image_to_grid(inside.astype(np.float64), grid) >= 0.5, image_to_grid(inside_distance, grid),
-                    -image_to_grid(outside_distance, grid))
-
-
 def _carry_inside(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """``values`` with every pixel outside ``inside`` given its nearest inside pixel's value, so
     resampling does not pull the rim's depths towards whatever lies outside."""
@@ -86,6 +73,8 @@ def layered_field(mask: np.ndarray, front: np.ndarray, back: np.ndarray, grid: i
     back = np.maximum(back, front + MIN_THICKNESS_VOXELS * voxel)
     middle = (front[inside].min() + back[inside].max()) / 2
     front, back = _carry_inside(front - middle, inside), _carry_inside(back - middle, inside)
+    inside_distance = ndimage.distance_transform_edt(inside) / size
+    outside_distance = ndimage.distance_transform_edt(~inside) / size
 
     front_xz, back_xz = image_to_grid(front, grid), image_to_grid(back, grid)
     # neighbouring columns whose depth spans do not overlap (a part in front of another) would
@@ -93,7 +82,8 @@ def layered_field(mask: np.ndarray, front: np.ndarray, back: np.ndarray, grid: i
     # its neighbours', which adds only a wall hidden behind the nearer part
     front_xz, back_xz = (np.minimum(front_xz, ndimage.minimum_filter(back_xz, size=3) - voxel),
                          np.maximum(back_xz, ndimage.maximum_filter(front_xz, size=3) + voxel))
-    plane = outline_field(inside, grid)
+    plane = np.where(image_to_grid(inside.astype(np.float64), grid) >= 0.5, image_to_grid(inside_distance, grid),
+                     -image_to_grid(outside_distance, grid))
     reach = max(0.5, float(max(-front_xz.min(), back_xz.max())) + 2 * voxel)
     steps = int(np.ceil(reach / voxel))
     depth = np.arange(-steps, steps + 1) * voxel

@@ -246,8 +246,7 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
     image is a change of focal length and principal point, so the angles and the shape stay."""
     import torch
 
-    from backend.geometry.fidelity import mask_iou
-    from backend.geometry.raster import covered_pixels
+    from backend.geometry.fidelity import covered_image, mask_iou
 
     refined = dict(refined)
     log_focal, offset = refined["log_focal"].detach().clone(), refined["offset"].detach().clone()
@@ -262,14 +261,12 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
             cams = fitted_cameras(refined["angles"][i:i + 1], log_focal.new_tensor([math.log(focal)]),
                                   offset.new_tensor(shift[None]), size)
             with torch.no_grad():
-                uv = cams.project(points)[0][0].cpu().numpy().astype(np.float64)
-            seen = np.zeros((size, size), dtype=bool)
-            _, x, y, _ = covered_pixels(uv[faces] - 0.5, size, size)
-            seen[y, x] = True
-            return seen
+                uv, z = cams.project(points)
+            return covered_image(uv[0].cpu().numpy().astype(np.float64) - 0.5, z[0].cpu().numpy(), faces, size)
 
         if not target.any():
             continue
+        target_centroid = centroid(target)
         seen = silhouette(focal, shift)
         best = (mask_iou(seen, target), focal, shift)
         centre = size / 2 + shift  # the principal point, in pixels
@@ -277,8 +274,7 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
             if not seen.any():
                 break
             zoom = math.sqrt(target.sum() / seen.sum())
-            seen_centroid = np.array([np.nonzero(seen)[1].mean(), np.nonzero(seen)[0].mean()]) + 0.5
-            target_centroid = np.array([np.nonzero(target)[1].mean(), np.nonzero(target)[0].mean()]) + 0.5
+            seen_centroid = centroid(seen)
             # u -> centre + zoom (u - centre) + move: focal times zoom, principal point moved
             move = target_centroid - (centre + zoom * (seen_centroid - centre))
             focal, shift, centre = focal * zoom, shift + move, centre + move
@@ -291,6 +287,13 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
         offset[i] = offset.new_tensor(shift / scale).reshape(offset[i].shape)
     refined["log_focal"], refined["offset"] = log_focal, offset
     return refined
+
+
+def centroid(image: np.ndarray) -> np.ndarray:
+    """(column, row) of a bool image's pixels' mean, in the cameras' pixel units (pixel j spans
+    j..j+1)."""
+    rows, columns = np.nonzero(image)
+    return np.array([columns.mean(), rows.mean()]) + 0.5
 
 
 def sample_pixels(foreground, size: int, rays: int, generator):
