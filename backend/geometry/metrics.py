@@ -89,10 +89,13 @@ def normalise_unit_box(points: np.ndarray) -> np.ndarray:
     return (points - (lo + hi) / 2) / float((hi - lo).max())
 
 
-def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
+def _chamfer(a: np.ndarray, b: np.ndarray, b_tree=None) -> float:
+    """Symmetric squared Chamfer distance; ``b_tree``: a `cKDTree` of ``b`` already built, for
+    many ``a`` against one ``b``."""
     from scipy.spatial import cKDTree
 
-    return float((cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+    b_tree = cKDTree(b) if b_tree is None else b_tree
+    return float((b_tree.query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
 
 
 def similarity_icp(source: np.ndarray, target: np.ndarray, iterations: int = 30) -> np.ndarray:
@@ -172,11 +175,7 @@ def align_pose_free(predicted: np.ndarray, reference: np.ndarray, search_points:
     # than the subsample's noise
     tiny_p, tiny_r = small_p[::4], small_r[::4]
     ref_tree = cKDTree(tiny_r)
-
-    def rough(points: np.ndarray) -> float:
-        return float((ref_tree.query(points)[0] ** 2).mean() + (cKDTree(points).query(tiny_r)[0] ** 2).mean())
-
-    scores = np.array([rough(tiny_p @ m.T) for m in mats])
+    scores = np.array([_chamfer(tiny_p @ m.T, tiny_r, ref_tree) for m in mats])
     order = np.argsort(scores)
     # the best untilted starts as well: more starts must never lose the basin they alone found
     untilted = order[_untilted_starts()[order]]
