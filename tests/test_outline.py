@@ -124,6 +124,41 @@ def test_revolution_field_is_a_solid_of_the_fitted_radius():
     assert (field[:, :, g > 0.5 - 15 / S] < 0).all()
 
 
+def test_a_slanted_oval_is_one_body_without_fins():
+    """A lemon lying at a slant: its outline is nearly its own mirror image, and what reaches past
+    the symmetric body on each side is the body's lean, not a part (cut off and inflated on its
+    own, it came out as fins along the body)."""
+    rows, cols = np.mgrid[:S, :S].astype(np.float64)
+    turn = np.radians(12.0)
+    u = (cols - 64) * np.cos(turn) + (rows - 64) * np.sin(turn)
+    v = -(cols - 64) * np.sin(turn) + (rows - 64) * np.cos(turn)
+    mask = np.clip((1.0 - np.hypot(u / 44.0, v / 36.0)) * 40.0 + 0.5, 0, 1)
+    fit = fit_revolution(mask)
+    assert fit is not None
+    assert fit.attached.sum() < 0.002 * (mask >= 0.5).sum()
+    grid = 97
+    field = revolution_field(fit, S, grid)
+    g = np.linspace(-0.5, 0.5, grid)
+    node = np.clip(np.round((g + 0.5) * S - 0.5).astype(int), 0, S - 1)
+    outline = mask[node[::-1][None, :], node[:, None]] >= 0.5  # [x, z] at the grid's nodes
+    covered = (field > 0).any(1)
+    assert (covered & outline).sum() / (covered | outline).sum() > 0.95
+    # the cross-section's depth is the body's: no thin sheet where one side reaches further
+    depth = (field > 0).sum(1)
+    assert np.percentile(depth[covered], 10) > 0.2 * depth.max()
+
+
+def test_a_handle_seen_edge_on_stays_a_part():
+    """A handle seen from behind the mug shows no loop: a strip beside the body, met at corners."""
+    mask = np.zeros((S, S))
+    mask[30:100, 40:80] = 1.0           # the body: half-width 20 about column 59.5
+    mask[50:80, 80:84] = 1.0            # the handle's strip, 20 % of the radius out
+    fit = fit_revolution(mask)
+    assert fit is not None
+    assert np.abs(fit.sides()[40:90] - 20).max() < 1.0
+    assert fit.attached[65, 82:84].all()
+
+
 # ---------------------------------------------------------------- seen from above: the rim
 
 def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, height: float = 70.0):

@@ -33,6 +33,13 @@ class RevolutionFit:
     """[S] the radius per row before smoothing."""
     smoothing: float
     """Pixels of smoothing along the rows that made ``radius``."""
+    reach: np.ndarray | None = None
+    """[S, 2] how far the body reaches left and right of the axis per row, in pixels: ``radius``
+    widened on each side by the outline's lean there (`LEAN_FOLD`); None: ``radius`` both ways."""
+
+    def sides(self) -> np.ndarray:
+        """[S, 2] the body's reach left and right of the axis per row (pixels)."""
+        return np.stack([self.radius, self.radius], 1) if self.reach is None else self.reach
 
 
 def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
@@ -97,6 +104,15 @@ def row_spans(body: np.ndarray) -> np.ndarray:
     return np.count_nonzero(np.diff(np.pad(body.astype(np.int8), ((0, 0), (1, 0))), axis=1) == 1, axis=1)
 
 
+LEAN_FOLD = 0.25
+"""Largest share of a row's radius by which the outline may reach further on one side of the axis
+than on the other and still be the body's own: a lemon or a stone lying at a slant, whose
+outline is nearly but not quite its mirror image. The body reaches that far on that side (its
+cross-section an oval off the axis); a row that reaches further is a handle's or a spout's, whose
+part is inflated on its own. Cut off as parts, the slant's slivers came out as fins along the
+body (a lemon, real split: F@2 0.80, where the inflation of the same outline scores 0.99)."""
+
+
 def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: float = 0.97,
                    min_body: float = 0.8, smoothing: float = 4.0 / TUNED_CROP, notch: float = NOTCH_AREA
                    ) -> RevolutionFit | None:
@@ -146,9 +162,84 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     radius = half_width.copy()
     smoothing *= mask.shape[0]
     radius[top:bottom] = ndimage.gaussian_filter1d(half_width[top:bottom], smoothing, mode="nearest")
+    lean = _lean(mask, binary, axis, half_width)
+    lean[top:bottom] = ndimage.gaussian_filter1d(lean[top:bottom], smoothing, mode="nearest", axis=0)
+    reach = radius[:, None] + lean
+    within = (columns >= axis - reach[:, :1]) & (columns <= axis + reach[:, 1:])
+    body = body | (binary & within)
     attached = binary & ~ndimage.binary_dilation(body, iterations=2)
     return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou, half_width=half_width,
-                         smoothing=smoothing)
+                         smoothing=smoothing, reach=reach)
+
+
+def _lean(mask: np.ndarray, binary: np.ndarray, axis: float, half_width: np.ndarray) -> np.ndarray:
+    """[S, 2] pixels by which each row's span through the axis reaches past ``half_width`` to the
+    left and to the right, where the outline's piece beyond ``half_width`` is a lean (`_is_lean`).
+    Elsewhere 0: a part's rows."""
+    from scipy import ndimage
+
+    height, width = binary.shape
+    columns = np.arange(width)
+    centre = int(np.clip(round(axis), 0, width - 1))
+    through = np.zeros_like(binary)  # each row's span through the axis
+    for row in np.nonzero(binary[:, centre])[0]:
+        labels, _ = ndimage.label(binary[row])
+        through[row] = labels == labels[centre]
+    beyond = binary & (np.abs(columns[None, :] - axis) > half_width[:, None] + 0.5)
+    labels, count = ndimage.label(beyond)
+    folded = np.zeros_like(binary)
+    for index in range(1, count + 1):
+        piece = labels == index
+        if _is_lean(piece, through, axis, half_width):
+            folded |= piece
+    lean = np.zeros((height, 2))
+    for row in np.nonzero(through.any(1) & (half_width > 0))[0]:
+        ends = np.nonzero(through[row])[0]
+        # the soft edge reaches a pixel or two past the binary span, as in the half-widths
+        span = (columns >= ends[0] - 2) & (columns <= ends[-1] + 2)
+        for side, on_side in enumerate((columns <= axis, columns > axis)):
+            if (beyond[row] & on_side & ~folded[row]).any():
+                continue  # a part's row on this side
+            lean[row, side] = max(float(mask[row, span & on_side].sum()) - half_width[row], 0.0)
+    return lean
+
+
+def _is_lean(piece: np.ndarray, through: np.ndarray, axis: float, half_width: np.ndarray) -> bool:
+    """Whether ``piece`` (bool [S,S], outside the body's ``half_width`` on one side of the axis)
+    is the body's own lean rather than a part: every row of it joins the span through the axis
+    (``through``; a handle's loop leaves a gap), it reaches past the body by at most `LEAN_FOLD`
+    of the body's widest radius beside it, and the outline runs on over it without a dent (its
+    side's edge, row by row, keeps within a pixel and a quarter of the reach of its convex
+    envelope: a handle or a spout meets the body at a corner, a slant runs into it smoothly)."""
+    if not (piece <= through).all():
+        return False
+    columns = np.arange(piece.shape[1])
+    rows = np.nonzero(piece.any(1))[0]
+    side = np.sign(np.nonzero(piece)[1].mean() - axis)
+    body_rows = np.nonzero(through.any(1))[0]
+    margin = max(3, int(0.1 * (body_rows.max() - body_rows.min())))
+    near = np.arange(max(rows.min() - margin, body_rows.min()), min(rows.max() + margin, body_rows.max()) + 1)
+    near = near[through[near].any(1)]
+    edge = np.where(through[near], (columns[None, :] - axis) * side, -np.inf).max(1)  # [rows] px from the axis
+    reach = float((edge - half_width[near]).max())
+    if reach > LEAN_FOLD * float(half_width[near].max()):
+        return False
+    return float((_upper_envelope(near.astype(np.float64), edge) - edge).max()) <= 1.0 + 0.25 * reach
+
+
+def _upper_envelope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The least concave function over the points (``x`` increasing, ``y``), at ``x``."""
+    hull: list[int] = []
+    for i in range(len(x)):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # drop b when it lies on or under the chord from a to i
+            if (y[b] - y[a]) * (x[i] - x[a]) <= (y[i] - y[a]) * (x[b] - x[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return np.interp(x, x[hull], y[hull])
 
 
 def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
@@ -158,9 +249,12 @@ def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
     rows = np.clip((0.5 - g) * size - 0.5, 0, size - 1)  # z -> image row
     radius = np.interp(rows, np.arange(size), fit.radius) / size  # [G] along z
     axis_x = (fit.axis + 0.5) / size - 0.5
-    x, y = np.meshgrid(g, g, indexing="ij")
-    distance = np.sqrt((x - axis_x) ** 2 + y ** 2)
-    field = radius[None, None, :] - distance[:, :, None]
+    reach = np.stack([np.interp(rows, np.arange(size), side) for side in fit.sides().T], 1) / size  # [G, 2]
+    x = g[:, None, None] - axis_x
+    y = g[None, :, None]
+    stretch = np.where(x < 0, reach[None, None, :, 0], reach[None, None, :, 1]) / np.maximum(radius, 1e-9)
+    # the cross-section is a circle of the radius, stretched sideways to the body's reach
+    field = radius[None, None, :] - np.hypot(x / np.maximum(stretch, 1e-9), y)
     # rows without body are outside everywhere (a zero radius would leave a seam on the axis)
     return np.where(radius[None, None, :] > 0, field, -1.0)
 
@@ -338,6 +432,7 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     # would pinch the wall under the rim
     radius = ndimage.gaussian_filter1d(fit.half_width[top:base + 1], fit.smoothing, mode="nearest") / size
     radius[0] = max(radius[0], rim.radius / size)
+    lean = (fit.sides() - fit.radius[:, None])[top:base + 1] / size  # [rows, 2]
     axis_x = (fit.axis + 0.5) / size - 0.5
 
     # depth reached: a circle at height h spans y in [-h sin e - r cos e, -h sin e + r cos e]
@@ -354,7 +449,10 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     forward = y * cos_e + z * sin_e
     # heights increase upwards while rows increase downwards: interpolate on the reversed rows
     r = np.interp(h, heights[::-1], radius[::-1])  # the caps below cut it at the rim and the base
-    field = np.minimum(np.minimum(r - np.hypot(x - axis_x, forward), h_top - h), h - h_base)
+    side = np.where(x < axis_x, 0, 1)
+    reach = r + np.where(side == 0, np.interp(h, heights[::-1], lean[::-1, 0]), np.interp(h, heights[::-1], lean[::-1, 1]))
+    across = (x - axis_x) * r / np.maximum(reach, 1e-9)
+    field = np.minimum(np.minimum(r - np.hypot(across, forward), h_top - h), h - h_base)
     lo = np.array([-0.5, depth[0], -0.5])
     hi = np.array([0.5, depth[-1], 0.5])
     return field.astype(np.float32), lo, hi
