@@ -157,12 +157,17 @@ def _untilted_starts() -> np.ndarray:
 
 
 def align_pose_free(predicted: np.ndarray, reference: np.ndarray, search_points: int = 2000,
-                    candidates: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                    candidates: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Align predicted surface points to the reference: both in a unit box, the best of the
     `start_rotations` (the ``candidates`` with the lowest Chamfer on ``search_points``, and the
     ``candidates`` lowest of the untilted ones, each refined by similarity ICP, the best kept),
     applied to all predicted points.
-    Returns (aligned predicted points, the reference in its unit box)."""
+    Returns (aligned predicted points, the reference in its unit box).
+
+    Sixteen of each, not three (until 2026-12-07): a mug's outline solid found its pose from
+    the subsample of two seeds in four (F@5 % 0.78-0.79) and lay on its side for the other two
+    (0.46-0.47), so one result could score 0.32 apart between two equally good builds; with 16 it
+    scored 0.78-0.80 from every seed, at about 3 s per comparison instead of 1.7."""
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(seed)
