@@ -105,11 +105,11 @@ def row_spans(body: np.ndarray) -> np.ndarray:
 
 
 LEAN_FOLD = 0.25
-"""Largest share of a row's radius by which the outline may reach further on one side of the axis
-than on the other and still be the body's own: a lemon or a stone lying at a slant, whose
-outline is nearly but not quite its mirror image. The body reaches that far on that side (its
-cross-section an oval off the axis); a row that reaches further is a handle's or a spout's, whose
-part is inflated on its own. Cut off as parts, the slant's slivers came out as fins along the
+"""Largest share of the body's widest radius by which a piece of the outline may reach past the
+symmetric body on one side and still be the body's own: a lemon or a stone lying at a slant,
+whose outline is nearly but not quite its mirror image (`_is_lean`). The body reaches that far on
+that side (its cross-section an oval off the axis); a piece that reaches further is a handle's or
+a spout's, inflated on its own. Cut off as parts, the slant's slivers came out as fins along the
 body (a lemon, real split: F@2 0.80, where the inflation of the same outline scores 0.99)."""
 
 
@@ -208,9 +208,10 @@ def _is_lean(piece: np.ndarray, through: np.ndarray, axis: float, half_width: np
     """Whether ``piece`` (bool [S,S], outside the body's ``half_width`` on one side of the axis)
     is the body's own lean rather than a part: every row of it joins the span through the axis
     (``through``; a handle's loop leaves a gap), it reaches past the body by at most `LEAN_FOLD`
-    of the body's widest radius beside it, and the outline runs on over it without a dent (its
-    side's edge, row by row, keeps within a pixel and a quarter of the reach of its convex
-    envelope: a handle or a spout meets the body at a corner, a slant runs into it smoothly)."""
+    of the body's widest radius (not of its own rows' radius, which a slanted oval's ends pass by
+    far), and the outline runs on over it without a dent (its side's edge, row by row, keeps
+    within a pixel and a quarter of the reach of its convex envelope: a handle or a spout meets
+    the body at a corner, a slant runs into it smoothly)."""
     if not (piece <= through).all():
         return False
     columns = np.arange(piece.shape[1])
@@ -222,7 +223,7 @@ def _is_lean(piece: np.ndarray, through: np.ndarray, axis: float, half_width: np
     near = near[through[near].any(1)]
     edge = np.where(through[near], (columns[None, :] - axis) * side, -np.inf).max(1)  # [rows] px from the axis
     reach = float((edge - half_width[near]).max())
-    if reach > LEAN_FOLD * float(half_width[near].max()):
+    if reach > LEAN_FOLD * float(half_width.max()):
         return False
     return float((_upper_envelope(near.astype(np.float64), edge) - edge).max()) <= 1.0 + 0.25 * reach
 
