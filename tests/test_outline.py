@@ -155,7 +155,7 @@ def test_a_handle_seen_edge_on_stays_a_part():
     mask[50:80, 80:84] = 1.0            # the handle's strip, 20 % of the radius out
     fit = fit_revolution(mask)
     assert fit is not None
-    assert np.abs(fit.sides()[40:90] - 20).max() < 1.0
+    assert np.abs(fit.reach[40:90] - 20).max() < 1.0
     assert fit.attached[65, 82:84].all()
 
 

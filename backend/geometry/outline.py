@@ -33,13 +33,9 @@ class RevolutionFit:
     """[S] the radius per row before smoothing."""
     smoothing: float
     """Pixels of smoothing along the rows that made ``radius``."""
-    reach: np.ndarray | None = None
+    reach: np.ndarray
     """[S, 2] how far the body reaches left and right of the axis per row, in pixels: ``radius``
-    widened on each side by the outline's lean there (`LEAN_FOLD`); None: ``radius`` both ways."""
-
-    def sides(self) -> np.ndarray:
-        """[S, 2] the body's reach left and right of the axis per row (pixels)."""
-        return np.stack([self.radius, self.radius], 1) if self.reach is None else self.reach
+    widened on each side by the outline's lean there (`LEAN_FOLD`)."""
 
 
 def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
@@ -250,7 +246,7 @@ def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
     rows = np.clip((0.5 - g) * size - 0.5, 0, size - 1)  # z -> image row
     radius = np.interp(rows, np.arange(size), fit.radius) / size  # [G] along z
     axis_x = (fit.axis + 0.5) / size - 0.5
-    reach = np.stack([np.interp(rows, np.arange(size), side) for side in fit.sides().T], 1) / size  # [G, 2]
+    reach = np.stack([np.interp(rows, np.arange(size), side) for side in fit.reach.T], 1) / size  # [G, 2]
     x = g[:, None, None] - axis_x
     y = g[None, :, None]
     stretch = np.where(x < 0, reach[None, None, :, 0], reach[None, None, :, 1]) / np.maximum(radius, 1e-9)
@@ -433,7 +429,7 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     # would pinch the wall under the rim
     radius = ndimage.gaussian_filter1d(fit.half_width[top:base + 1], fit.smoothing, mode="nearest") / size
     radius[0] = max(radius[0], rim.radius / size)
-    lean = (fit.sides() - fit.radius[:, None])[top:base + 1] / size  # [rows, 2]
+    lean = (fit.reach - fit.radius[:, None])[top:base + 1] / size  # [rows, 2]
     axis_x = (fit.axis + 0.5) / size - 0.5
 
     # depth reached: a circle at height h spans y in [-h sin e - r cos e, -h sin e + r cos e]
@@ -450,8 +446,8 @@ def tilted_revolution_field(fit: RevolutionFit, rim: Rim, size: int, grid: int
     forward = y * cos_e + z * sin_e
     # heights increase upwards while rows increase downwards: interpolate on the reversed rows
     r = np.interp(h, heights[::-1], radius[::-1])  # the caps below cut it at the rim and the base
-    side = np.where(x < axis_x, 0, 1)
-    reach = r + np.where(side == 0, np.interp(h, heights[::-1], lean[::-1, 0]), np.interp(h, heights[::-1], lean[::-1, 1]))
+    reach = r + np.where(x < axis_x, np.interp(h, heights[::-1], lean[::-1, 0]),
+                         np.interp(h, heights[::-1], lean[::-1, 1]))
     across = (x - axis_x) * r / np.maximum(reach, 1e-9)
     field = np.minimum(np.minimum(r - np.hypot(across, forward), h_top - h), h - h_base)
     lo = np.array([-0.5, depth[0], -0.5])
