@@ -249,9 +249,10 @@ def revolution_field(fit: RevolutionFit, size: int, grid: int) -> np.ndarray:
     reach = np.stack([np.interp(rows, np.arange(size), side) for side in fit.reach.T], 1) / size  # [G, 2]
     x = g[:, None, None] - axis_x
     y = g[None, :, None]
-    stretch = np.where(x < 0, reach[None, None, :, 0], reach[None, None, :, 1]) / np.maximum(radius, 1e-9)
+    side_reach = np.where(x < 0, reach[None, None, :, 0], reach[None, None, :, 1])
     # the cross-section is a circle of the radius, stretched sideways to the body's reach
-    field = radius[None, None, :] - np.hypot(x / np.maximum(stretch, 1e-9), y)
+    across = x * radius[None, None, :] / np.maximum(side_reach, 1e-9)
+    field = radius[None, None, :] - np.hypot(across, y)
     # rows without body are outside everywhere (a zero radius would leave a seam on the axis)
     return np.where(radius[None, None, :] > 0, field, -1.0)
 
