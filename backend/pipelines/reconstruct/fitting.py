@@ -252,9 +252,11 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
     log_focal, offset = refined["log_focal"].detach().clone(), refined["offset"].detach().clone()
     points = torch.as_tensor(vertices, dtype=log_focal.dtype, device=log_focal.device).unsqueeze(0)
     for i, mask in enumerate(masks):
+        target = np.asarray(mask) >= 0.5
+        if not target.any():
+            continue
         size = mask.shape[0]
         scale = size / refined["size"]
-        target = np.asarray(mask) >= 0.5
         focal, shift = float(log_focal[i].reshape(-1)[0].exp()) * scale, offset[i].reshape(-1)[:2].cpu().numpy() * scale
 
         def silhouette(focal: float, shift: np.ndarray) -> np.ndarray:
@@ -264,8 +266,6 @@ def frame_to_mesh(vertices: np.ndarray, faces: np.ndarray, refined: dict, masks:
                 uv, z = cams.project(points)
             return covered_image(uv[0].cpu().numpy().astype(np.float64) - 0.5, z[0].cpu().numpy(), faces, size)
 
-        if not target.any():
-            continue
         target_centroid = centroid(target)
         seen = silhouette(focal, shift)
         best = (mask_iou(seen, target), focal, shift)
