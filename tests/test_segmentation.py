@@ -207,6 +207,38 @@ def test_an_object_found_far_off_the_centre_is_doubted():
     assert centred.confidence > 0.8 and not centred.notes
 
 
+def test_an_object_lost_in_the_floors_colours_is_taken_from_the_middle_of_the_frame():
+    """A white bunny on a grey checker floor (tests/data/README.md): only its shadow stands out
+    from the floor by colour, and it lies off the photo's centre. GrabCut started again from the
+    middle of the frame finds the bunny; the user is told how it was found."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    data = Path(__file__).parent / "data"
+    rgb = np.asarray(Image.open(data / "bunny_over_its_shadow.png").convert("RGB"))
+    truth = np.asarray(Image.open(data / "bunny_over_its_shadow_mask.png").convert("L")) > 127
+    seg = segment(_opaque(rgb), has_alpha=False)
+    assert iou(seg.mask, truth) > 0.85  # 0.001 when the shadow was kept
+    assert seg.method.startswith("GrabCut (OpenCV) from the middle of the frame")
+    assert seg.confidence < 0.5 and any("taken from the middle of the frame" in note for note in seg.notes)
+
+
+def test_an_object_off_the_centre_stays_when_the_middle_holds_none():
+    """The middle of the frame is tried only for a mask found off the centre, and kept only when
+    what it finds lies at the centre: an object truly off the centre on a plain backdrop stays."""
+    rgba, disc = disc_image()
+    shifted = np.zeros_like(rgba)
+    shifted[...] = rgba[0, 0]
+    shifted[:100, :100] = rgba[40:140, 30:130]  # the disc sits in the top-left corner's quarter
+    truth = np.zeros(disc.shape, dtype=bool)
+    truth[:100, :100] = disc[40:140, 30:130]
+    seg = segment(shifted, has_alpha=False)
+    assert iou(seg.mask, truth) > 0.9
+    assert not seg.method.startswith("GrabCut (OpenCV) from the middle")
+    assert any("it may be a piece of floor, wall or shadow" in note for note in seg.notes)
+
+
 def _label_and_loop_under_a_white_sky():
     """A red block on a pink floor under a white sky: one block carries a white label panel
     (the sky's colour, so the colour model takes it for background), the other has a real hole
