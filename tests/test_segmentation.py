@@ -222,6 +222,7 @@ def test_an_object_lost_in_the_floors_colours_is_taken_from_the_middle_of_the_fr
     assert iou(seg.mask, truth) > 0.85  # 0.001 when the shadow was kept
     assert seg.method.startswith("GrabCut (OpenCV) from the middle of the frame")
     assert seg.confidence < 0.5 and any("taken from the middle of the frame" in note for note in seg.notes)
+    assert not any("touches the image border" in note for note in seg.notes)  # the shadow did, the bunny does not
 
 
 def test_an_object_off_the_centre_stays_when_the_middle_holds_none():
