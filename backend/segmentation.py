@@ -23,7 +23,8 @@ When what the colours found lies off the photo's centre, it is most often a floo
 shadow beside a white or grey object whose colours match the floor's: GrabCut then starts again
 from the middle of the frame (the photographer framed the object), and its result is kept when it
 lies at the centre, with a note saying so.
-Measured against the true masks of the benchmarks' photos: docs/reconstruction.md.
+Measured against the true masks of the benchmarks' photos (`scripts/bench_segmentation.py`):
+docs/reconstruction.md.
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ def _estimate_background(rgb: np.ndarray) -> Segmentation:
     # where the cut moved the outline a lot, neither estimate is sure of it
     confidence = border.confidence * min(1.0, 0.5 + agreement / 2)
     notes = list(border.notes)
-    method = border.method + ", refined by GrabCut (OpenCV)"
     off_centre = _off_centre(cut)
     if off_centre > OFF_CENTRE:
         confidence = min(confidence, 0.9 * LOW_CONFIDENCE)
@@ -105,7 +105,7 @@ def _estimate_background(rgb: np.ndarray) -> Segmentation:
             return Segmentation(framed, "GrabCut (OpenCV) from the middle of the frame", round(confidence, 3), notes)
         notes.append(f"the object found lies off the photo's centre (by {off_centre:.0%} of the frame): it may be a piece "
                      "of floor, wall or shadow; if so, crop the photo around the object")
-    return Segmentation(cut, method, round(confidence, 3), notes)
+    return Segmentation(cut, border.method + ", refined by GrabCut (OpenCV)", round(confidence, 3), notes)
 
 
 def _off_centre(mask: np.ndarray) -> float:
