@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from scipy import ndimage
 
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled
-from backend.geometry.mesh_ops import extract_surface
+from backend.geometry.fidelity import mask_iou, silhouette
+from backend.geometry.mesh_ops import extract_surface, normalise_unit
 from backend.images import decode_image
 from backend.pipelines.reconstruct.silhouette import (
     OutlineReconstructPipeline,
     SilhouetteReconstructPipeline,
+    crop_camera,
     inflate_field,
 )
 from backend.requests import CommonParams, ReconstructRequest
@@ -60,6 +63,23 @@ def test_the_inflation_lies_where_its_outline_does(centre, radius):
     assert vertices[:, 0].min() == pytest.approx(centre - radius, abs=0.4 * voxel)
     assert vertices[:, 0].max() == pytest.approx(centre + radius, abs=0.4 * voxel)
     assert vertices[:, 2].max() == pytest.approx(radius, abs=0.4 * voxel)
+
+
+def test_the_inflation_keeps_thin_teeth_and_the_gaps_between_them():
+    # a comb whose teeth are a voxel and a half wide: the inflation's steep profile used to put
+    # the walls next to the outer grid node, widening every tooth and closing the gaps (IoU 0.85)
+    size, grid = 192, 96
+    mask = np.zeros((size, size), bool)
+    mask[40:70, 30:162] = True
+    for x in range(34, 160, 8):
+        mask[70:150, x:x + 3] = True
+    field, _ = inflate_field(mask.astype(np.float64), grid)
+    vertices, faces = extract_surface(field, np.full(3, -0.5), np.full(3, 0.5))
+    vertices, scale, centre = normalise_unit(vertices)
+    seen = silhouette(vertices, faces, crop_camera(scale, centre), size)
+    assert mask_iou(seen, mask) > 0.93
+    teeth = ndimage.label(seen[110])[1]
+    assert teeth == 16
 
 
 def test_disc_becomes_a_closed_round_textured_mesh():

@@ -94,7 +94,33 @@ def inflate_field(mask: np.ndarray, grid: int, thickness: float = 1.0, depth: np
     depth = np.linspace(-0.5, 0.5, grid) if depth is None else np.asarray(depth)
     middle = np.zeros((grid, grid)) if middle is None else np.asarray(middle)
     field = height_xz[:, None, :] - np.abs(depth[None, :, None] - middle[:, None, :])
-    return field, float(profile.max())
+    # The profile rises steeply from the outline, so between a node inside and one outside the
+    # field crosses zero next to the outer node: the silhouette came out up to a voxel too wide
+    # all round and narrow gaps closed. The outline's own distance crosses zero where the outline
+    # is; taking the smaller of the two puts the side walls there, and leaves the inflation as it
+    # was everywhere else.
+    return np.minimum(field, outline_distance(smooth, grid)[:, None, :]), float(profile.max())
+
+
+OUTLINE_MARGIN = 0.25
+"""Voxels by which the side walls stand outside the outline, so that a part about a voxel thin (a
+chair's leg, an ant's antenna) still holds a node with a positive value and stays in the mesh.
+Real split, silhouette IoU from the reported camera (the true masks inflated): 0.961 without the
+outline's own walls, 0.973 with them at the outline, 0.977 a quarter voxel out (74 of 81 photos at
+0.95 or more), 0.976 half a voxel out (75 of 81; the legs and antennae keep a little more, every
+other outline is wider)."""
+
+
+def outline_distance(inside: np.ndarray, grid: int) -> np.ndarray:
+    """The signed distance to the outline of the bool mask ``inside`` [S, S] (positive inside, in
+    crop sides), plus `OUTLINE_MARGIN` voxels, at the nodes of a grid of ``grid`` per side ->
+    [G, G] indexed (x, z). The outline lies half a pixel beyond the centre of the last pixel in."""
+    from scipy import ndimage
+
+    size = inside.shape[0]
+    signed = np.where(inside, ndimage.distance_transform_edt(inside) - 0.5,
+                      0.5 - ndimage.distance_transform_edt(~inside)) / size
+    return image_to_grid(signed, grid) + OUTLINE_MARGIN / (grid - 1)
 
 
 @dataclass
