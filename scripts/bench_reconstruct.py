@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                              "metadata); texel size, seams and padding show up in it",
         },
         "alignment": {
-            "model": "object-centred prediction (Z up, front -Y) compared as predicted; no pose search",
+            "model": "object-centred prediction (Z up, front -Y; the result turned back by its metadata's "
+                     "turned_deg) compared as predicted; no pose search",
             "silhouette": "prediction turned into the view frame of the camera its metadata reports "
                           "(level, or lifted by a vessel's rim), then into the object frame with the "
                           "known camera azimuth/elevation, then re-normalised",
@@ -311,10 +312,14 @@ def worker(args) -> int:
             if "elevation" in case and camera is not None:  # does the result stand upright?
                 diagnostics["elevation_error"] = round(abs(camera["elevation"] - case["elevation"]), 2)
             # everything but the model (alone, or as auto's choice) reconstructs in the frame of
-            # the camera its metadata reports (level, or lifted by a vessel's rim)
-            if split != "real" and not chose.startswith("shape model"):
-                view = output_to_view(vertices, output.metadata.get("camera"))
-                vertices = view_to_object(view, np.array(case["world_to_cam"]))
+            # the camera its metadata reports (level, or lifted by a vessel's rim); the model's
+            # result, turned to face the photo, is turned back into its own object frame
+            if split != "real":
+                if chose.startswith("shape model"):
+                    vertices = turned_back(vertices, output.metadata["turned_deg"])
+                else:
+                    view = output_to_view(vertices, output.metadata.get("camera"))
+                    vertices = view_to_object(view, np.array(case["world_to_cam"]))
         seconds = time.perf_counter() - t0
         if warm:  # the first run pays one-off imports and allocations; it is not timed or scored
             warm = False
@@ -421,6 +426,14 @@ def output_to_view(vertices: np.ndarray, camera: dict | None) -> np.ndarray:
 
     right, down, forward = camera_axes(camera)
     return np.stack([vertices @ right, vertices @ forward, -(vertices @ down)], axis=1)
+
+
+def turned_back(vertices: np.ndarray, turned_deg: float) -> np.ndarray:
+    """The model's result (metadata ``turned_deg``: degrees it was turned about Z to face the
+    photo) in the model's own object frame again, as the procedural splits compare it."""
+    a = np.radians(turned_deg)
+    c, s = np.cos(a), np.sin(a)
+    return vertices @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:

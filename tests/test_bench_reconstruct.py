@@ -54,6 +54,17 @@ def test_results_stood_upright_are_laid_back_into_their_cameras_view_frame():
     assert bench.output_to_view(upright, None) is upright
 
 
+def test_model_results_are_turned_back_into_the_models_object_frame():
+    from backend.pipelines.reconstruct.fitting import first_view_turn
+
+    bench = load_bench()
+    refined = {"angles": torch.tensor([[np.radians(70.0), 0.2, 0.0]])}
+    shape = np.random.default_rng(0).normal(size=(20, 3))
+    turned = shape @ first_view_turn(refined).T  # as the model pipeline turns its result
+    assert not np.allclose(turned, shape)
+    assert np.allclose(bench.turned_back(turned, -70.0), shape)
+
+
 @pytest.mark.slow
 def test_benchmark_writes_json_and_markdown(tmp_path):
     bench = load_bench()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from backend.config import ServiceLimits
 from backend.errors import JobCancelled, PipelineError
-from backend.geometry.fidelity import covered_image, mask_iou
+from backend.geometry.fidelity import camera_position, covered_image, mask_iou
 from backend.images import decode_image
 from backend.models.checkpoint import save_shape_model
 from backend.models.encoders import EncoderConfig
@@ -244,9 +244,41 @@ def test_refinement_keeps_a_non_symmetric_model_mirror_symmetric(tmp_path, monke
 
 
 def towards_fitted_camera(metadata: dict) -> np.ndarray:
-    """Unit vector from the object towards the first view's fitted camera."""
-    az, el, _ = np.radians(metadata["viewpoint_deg"][0])
-    return np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
+    """Unit vector from the object towards the first view's fitted camera (the reported one)."""
+    camera = metadata["camera"]
+    towards = camera_position(camera) - np.asarray(camera["target"])
+    return towards / np.linalg.norm(towards)
+
+
+def test_the_result_faces_its_photo_whichever_way_the_model_turned_it(weights, monkeypatch):
+    # the model's own front (-Y) may face anywhere: with the first camera fitted at azimuth 86°
+    # (the model's right), the result is still turned so that Blender's front view shows the photo, its left half red
+    # on the left and its right half green on the right
+    refine = ModelReconstructPipeline._refine
+
+    def turned(self, *args):
+        refined = refine(self, *args)
+        refined["angles"] = torch.tensor([[1.5, 0.0, 0.0]])  # level, from the model's right
+        return refined
+
+    monkeypatch.setattr(ModelReconstructPipeline, "_refine", turned)
+    monkeypatch.setitem(presets.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=None))
+    size = 96
+    yy, xx = np.mgrid[0:size, 0:size]
+    rgba = np.zeros((size, size, 4), np.uint8)
+    inside = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size * 0.3) ** 2
+    rgba[inside] = (200, 40, 40, 255)
+    rgba[inside & (xx >= size / 2)] = (40, 160, 40, 255)
+    out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="vertex"), recording_context())
+    camera, mesh = out.metadata["camera"], out.mesh
+    assert camera["azimuth"] == 0.0
+    front = mesh.vertices @ towards_fitted_camera(out.metadata) > 0.2
+    assert abs(towards_fitted_camera(out.metadata)[0]) < 1e-6  # the camera looks along +Y
+    colours = mesh.colors[:, :3].astype(float)
+    left, right = colours[front & (mesh.vertices[:, 0] < -0.15)], colours[front & (mesh.vertices[:, 0] > 0.15)]
+    assert len(left) > 10 and len(right) > 10
+    redness = left[:, 0].mean() - left[:, 1].mean(), right[:, 0].mean() - right[:, 1].mean()
+    assert redness[0] > 40 and redness[1] < redness[0] - 40
 
 
 def test_vertex_colours_follow_the_red_image(weights):

@@ -43,10 +43,21 @@ def fitted_cameras(angles, log_focal, offset, size: int):
     return Cameras(base.focal, base.principal + offset, base.rotation, base.translation, size, size)
 
 
+def first_view_turn(refined: dict) -> np.ndarray:
+    """[3, 3] rotation about Z from the model's object frame to the output frame, in which the first
+    view's fitted camera sits at azimuth 0: Blender's front view (numpad 1) then shows the object
+    as the first photo does, whichever way the model's own front (-Y) faces."""
+    turn = -float(refined["angles"][0][0])
+    c, s = math.cos(turn), math.sin(turn)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def output_camera(refined: dict, scale: float, centre, view: int = 0) -> dict:
-    """The fitted camera of input ``view`` in the output frame (the object moved by -``centre``
-    and scaled by ``scale``), in the metadata convention of `backend.geometry.fidelity`."""
+    """The fitted camera of input ``view`` in the output frame (the object turned by
+    `first_view_turn`, then moved by -``centre`` and scaled by ``scale``), in the metadata
+    convention of `backend.geometry.fidelity`."""
     azimuth, elevation, roll = (math.degrees(float(v)) for v in refined["angles"][view])
+    azimuth -= math.degrees(float(refined["angles"][0][0]))
     size = refined["size"]
     focal = float(refined["log_focal"][view].exp().reshape(-1)[0])
     offset = refined["offset"][view].reshape(-1)

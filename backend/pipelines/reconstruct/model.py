@@ -10,7 +10,9 @@ committed weights leave (`ModelPreset.smoothing_steps`) and finish it (`backend.
 with the input views' colours where they see the surface and the colour field elsewhere
 (`colour`).
 
-Output: the model's object frame (Z up, front -Y), centred, longest side 1.
+Output: Z up, turned about Z so that the first photo's fitted camera sits at azimuth 0 (Blender's
+front view shows the object as the photo does; ``metadata["turned_deg"]`` is the turn from the
+model's own object frame, whose front is -Y), centred, longest side 1.
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ class ModelReconstructPipeline(Pipeline):
                                                           request.texture, preset, ctx, points)
         camera = fitting.output_camera(refined, scale, centre)
         # a point cloud is judged by the surface it was sampled on
-        surface = (vertices - centre) * scale if points else mesh.vertices
+        surface = (vertices @ fitting.first_view_turn(refined).T - centre) * scale if points else mesh.vertices
         fidelity = silhouette_fidelity(surface, shaped.faces if points else mesh.faces, camera, views[0].carve_mask)
         if fidelity["silhouette_iou"] < POOR_FIDELITY:
             ctx.warn(f"the result explains the photo's outline poorly (silhouette IoU {fidelity['silhouette_iou']:.2f} "
@@ -183,6 +185,7 @@ class ModelReconstructPipeline(Pipeline):
             "views": len(views),
             "segmentation": [{"method": v.method, "confidence": v.confidence, "notes": v.notes} for v in views],
             "viewpoint_deg": refined["viewpoint_deg"],
+            "turned_deg": round(-math.degrees(float(refined["angles"][0][0])), 3),
             "camera": camera,
             "fidelity": fidelity,
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
@@ -258,8 +261,9 @@ class ModelReconstructPipeline(Pipeline):
     def _finish(self, vertices, faces, refined: dict, views: list[PreparedView], texture: str, preset: ModelPreset,
                 ctx: JobContext, points: int | None = None) -> tuple[MeshPayload, float, np.ndarray, float | None]:
         """The client's mesh (`finish_mesh`; ``points``: a point cloud of that many points),
-        coloured by `colour.view_colour_function`, scaled to unit size -> (mesh, the scale and the
-        centre it was normalised by, `baked_texture_error`)."""
+        coloured by `colour.view_colour_function`, turned to face the first photo
+        (`fitting.first_view_turn`) and scaled to unit size -> (mesh, the scale and the centre it
+        was normalised by, `baked_texture_error`)."""
         from backend.geometry.finish import baked_texture_error, finish_mesh
         from backend.geometry.mesh_ops import normalise_unit
         from backend.pipelines.reconstruct.colour import view_colour_function
@@ -268,6 +272,10 @@ class ModelReconstructPipeline(Pipeline):
         mesh = finish_mesh(vertices, faces, colour, texture=texture, texture_size=preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
         error = baked_texture_error(mesh, colour)
+        turn = fitting.first_view_turn(refined)
+        mesh.vertices = mesh.vertices @ turn.T
+        if mesh.normals is not None:
+            mesh.normals = (mesh.normals @ turn.T).astype(np.float32)
         mesh.vertices, scale, centre = normalise_unit(mesh.vertices)
         if not np.isfinite(mesh.vertices).all():
             raise PipelineError(ErrorCode.INVALID_RESULT, "the mesh has non-finite vertices")
