@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from backend.geometry.outline import (
+    SIDE_SLACK,
+    TUNED_CROP,
     bridge_notches,
     find_rim,
     fit_revolution,
@@ -155,8 +157,26 @@ def test_a_handle_seen_edge_on_stays_a_part():
     mask[50:80, 80:84] = 1.0            # the handle's strip, 20 % of the radius out
     fit = fit_revolution(mask)
     assert fit is not None
-    assert np.abs(fit.reach[40:90] - 20).max() < 1.0
+    # the body reaches no further into the 4 px strip than the side's slack: the strip is the part's
+    assert np.abs(fit.reach[40:90] - 20).max() <= SIDE_SLACK * S / TUNED_CROP + 1e-9
     assert fit.attached[65, 82:84].all()
+
+
+def test_the_body_reaches_its_own_edge_beside_a_part():
+    """Beside a handle the body's edge lies a pixel and a half out (a seam, a shadow line): that
+    band is neither the symmetric body nor the part, which starts two pixels beyond the body; the
+    body reaches it, so the photo's outline is covered there."""
+    mask = np.zeros((S, S))
+    mask[30:100, 40:80] = 1.0           # the body: half-width 20 about column 59.5
+    mask[45:85, 80] = 1.0               # its edge a pixel further out beside the handle...
+    mask[45:85, 81] = 0.5               # ...and half a pixel more, soft
+    mask[50:80, 81:86] = 1.0            # the handle's strip
+    fit = fit_revolution(mask)
+    assert fit is not None
+    past = fit.reach[55:75] - fit.radius[55:75, None]
+    assert (past[:, 1] > 1.0).all() and (past[:, 1] <= SIDE_SLACK * S / TUNED_CROP + 1e-9).all()
+    assert np.abs(past[:, 0]).max() < 0.05
+    assert fit.attached[65, 84:86].all()
 
 
 # ---------------------------------------------------------------- seen from above: the rim

@@ -35,7 +35,8 @@ class RevolutionFit:
     """Pixels of smoothing along the rows that made ``radius``."""
     reach: np.ndarray
     """[S, 2] how far the body reaches left and right of the axis per row, in pixels: ``radius``
-    widened on each side by the outline's lean there (`LEAN_FOLD`)."""
+    widened on each side by the outline's lean there (`LEAN_FOLD`), and by up to `SIDE_SLACK` to
+    the outline's own edge."""
 
 
 def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
@@ -99,6 +100,14 @@ def row_spans(body: np.ndarray) -> np.ndarray:
     """[S]: the number of spans in each row of the binary ``body`` [S,S]."""
     return np.count_nonzero(np.diff(np.pad(body.astype(np.int8), ((0, 0), (1, 0))), axis=1) == 1, axis=1)
 
+
+SIDE_SLACK = 2.0
+"""Pixels (at `TUNED_CROP`) by which the body may reach past its symmetric radius and its lean
+on either side, as far as the outline's own edge does there: beside a part, or on an uneven side
+too slight to be a lean, the edge often lies a pixel or two out, and parts are only taken from
+two pixels beyond the body, so that band had been in neither (real split, the outline solid's
+surfaces of revolution: silhouette IoU from the reported camera 0.961 -> 0.968, a cactus 0.888
+-> 0.952)."""
 
 LEAN_FOLD = 0.25
 """Largest share of the body's widest radius by which a piece of the outline may reach past the
@@ -164,6 +173,12 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     within = (columns >= axis - reach[:, :1]) & (columns <= axis + reach[:, 1:])
     body = body | (binary & within)
     attached = binary & ~ndimage.binary_dilation(body, iterations=2)
+    # the body reaches on to the outline's own edge where that lies a pixel or two further out,
+    # beside a part (whose inflation still starts where it did) or on an uneven side
+    side = _side_widths(mask, binary, axis)
+    side[top:bottom] = ndimage.gaussian_filter1d(side[top:bottom], smoothing, mode="nearest", axis=0)
+    slack = SIDE_SLACK * mask.shape[0] / TUNED_CROP
+    reach[top:bottom] = np.maximum(reach, np.minimum(side, reach + slack))[top:bottom]
     return RevolutionFit(axis=axis, radius=radius, attached=attached, symmetry_iou=iou, half_width=half_width,
                          smoothing=smoothing, reach=reach)
 
@@ -176,10 +191,7 @@ def _lean(mask: np.ndarray, binary: np.ndarray, axis: float, half_width: np.ndar
 
     height, width = binary.shape
     columns = np.arange(width)
-    centre = int(np.clip(round(axis), 0, width - 1))
-    runs, _ = ndimage.label(binary, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])  # each row's spans apart
-    at_axis = runs[:, centre:centre + 1]
-    through = (runs == at_axis) & (at_axis > 0)  # each row's span through the axis
+    through = _spans_through_axis(binary, axis)
     beyond = binary & (np.abs(columns[None, :] - axis) > half_width[:, None] + 0.5)
     labels, count = ndimage.label(beyond)
     folded = np.zeros_like(binary)
@@ -197,6 +209,27 @@ def _lean(mask: np.ndarray, binary: np.ndarray, axis: float, half_width: np.ndar
                 continue  # a part's row on this side
             lean[row, side] = max(float(mask[row, span & on_side].sum()) - half_width[row], 0.0)
     return lean
+
+
+def _spans_through_axis(binary: np.ndarray, axis: float) -> np.ndarray:
+    """bool [S, S]: each row's span of the outline that holds the axis column."""
+    from scipy import ndimage
+
+    centre = int(np.clip(round(axis), 0, binary.shape[1] - 1))
+    runs, _ = ndimage.label(binary, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])  # each row's spans apart
+    at_axis = runs[:, centre:centre + 1]
+    return (runs == at_axis) & (at_axis > 0)
+
+
+def _side_widths(mask: np.ndarray, binary: np.ndarray, axis: float) -> np.ndarray:
+    """[S, 2] pixels of the soft ``mask`` left and right of the axis in each row's span through
+    it, widened by two pixels for the soft edge: how far the outline itself reaches on each side."""
+    from scipy import ndimage
+
+    span = ndimage.binary_dilation(_spans_through_axis(binary, axis), structure=np.ones((1, 5), bool))
+    columns = np.arange(binary.shape[1])[None, :]
+    return np.stack([np.where(span & (columns <= axis), mask, 0.0).sum(1),
+                     np.where(span & (columns > axis), mask, 0.0).sum(1)], axis=1)
 
 
 def _is_lean(piece: np.ndarray, through: np.ndarray, axis: float, half_width: np.ndarray) -> bool:
