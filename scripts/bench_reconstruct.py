@@ -431,9 +431,9 @@ def output_to_view(vertices: np.ndarray, camera: dict | None) -> np.ndarray:
 def turned_back(vertices: np.ndarray, turned_deg: float) -> np.ndarray:
     """The model's result (metadata ``turned_deg``: degrees it was turned about Z to face the
     photo) in the model's own object frame again, as the procedural splits compare it."""
-    a = np.radians(turned_deg)
-    c, s = np.cos(a), np.sin(a)
-    return vertices @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    from backend.pipelines.reconstruct.fitting import turn_about_z
+
+    return vertices @ turn_about_z(-turned_deg).T
 
 
 def view_to_object(vertices: np.ndarray, world_to_cam: np.ndarray) -> np.ndarray:

@@ -272,6 +272,7 @@ def test_the_result_faces_its_photo_whichever_way_the_model_turned_it(weights, m
     out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="vertex"), recording_context())
     camera, mesh = out.metadata["camera"], out.mesh
     assert camera["azimuth"] == 0.0
+    assert out.metadata["turned_deg"] == pytest.approx(-math.degrees(1.5), abs=1e-3)
     front = mesh.vertices @ towards_fitted_camera(out.metadata) > 0.2
     assert abs(towards_fitted_camera(out.metadata)[0]) < 1e-6  # the camera looks along +Y
     colours = mesh.colors[:, :3].astype(float)

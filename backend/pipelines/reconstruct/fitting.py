@@ -47,9 +47,19 @@ def first_view_turn(refined: dict) -> np.ndarray:
     """[3, 3] rotation about Z from the model's object frame to the output frame, in which the first
     view's fitted camera sits at azimuth 0: Blender's front view (numpad 1) then shows the object
     as the first photo does, whichever way the model's own front (-Y) faces."""
-    turn = -float(refined["angles"][0][0])
-    c, s = math.cos(turn), math.sin(turn)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return turn_about_z(first_view_turn_deg(refined))
+
+
+def first_view_turn_deg(refined: dict) -> float:
+    """Degrees of `first_view_turn` about Z: minus the first view's fitted azimuth."""
+    return -math.degrees(float(refined["angles"][0][0]))
+
+
+def turn_about_z(degrees: float) -> np.ndarray:
+    """[3, 3] rotation by ``degrees`` about +Z (counter-clockwise seen from above); points turn
+    as ``points @ turn_about_z(a).T``."""
+    a = math.radians(degrees)
+    return np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
 
 
 def output_camera(refined: dict, scale: float, centre, view: int = 0) -> dict:
@@ -57,7 +67,7 @@ def output_camera(refined: dict, scale: float, centre, view: int = 0) -> dict:
     `first_view_turn`, then moved by -``centre`` and scaled by ``scale``), in the metadata
     convention of `backend.geometry.fidelity`."""
     azimuth, elevation, roll = (math.degrees(float(v)) for v in refined["angles"][view])
-    azimuth -= math.degrees(float(refined["angles"][0][0]))
+    azimuth += first_view_turn_deg(refined)
     size = refined["size"]
     focal = float(refined["log_focal"][view].exp().reshape(-1)[0])
     offset = refined["offset"][view].reshape(-1)

@@ -185,7 +185,7 @@ class ModelReconstructPipeline(Pipeline):
             "views": len(views),
             "segmentation": [{"method": v.method, "confidence": v.confidence, "notes": v.notes} for v in views],
             "viewpoint_deg": refined["viewpoint_deg"],
-            "turned_deg": round(-math.degrees(float(refined["angles"][0][0])), 3),
+            "turned_deg": round(fitting.first_view_turn_deg(refined), 3),
             "camera": camera,
             "fidelity": fidelity,
             "refinement": {"steps": refined["steps"], "losses": refined["losses"],
