@@ -167,7 +167,9 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     radius = half_width.copy()
     smoothing *= mask.shape[0]
     radius[top:bottom] = ndimage.gaussian_filter1d(half_width[top:bottom], smoothing, mode="nearest")
-    lean = _lean(mask, binary, axis, half_width)
+    through = _spans_through_axis(binary, axis)
+    side = _side_widths(mask, through, axis)
+    lean = _lean(side, binary, through, axis, half_width)
     lean[top:bottom] = ndimage.gaussian_filter1d(lean[top:bottom], smoothing, mode="nearest", axis=0)
     reach = radius[:, None] + lean
     within = (columns >= axis - reach[:, :1]) & (columns <= axis + reach[:, 1:])
@@ -175,7 +177,6 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
     attached = binary & ~ndimage.binary_dilation(body, iterations=2)
     # the body reaches on to the outline's own edge where that lies a pixel or two further out,
     # beside a part (whose inflation still starts where it did) or on an uneven side
-    side = _side_widths(mask, binary, axis)
     side[top:bottom] = ndimage.gaussian_filter1d(side[top:bottom], smoothing, mode="nearest", axis=0)
     slack = SIDE_SLACK * mask.shape[0] / TUNED_CROP
     reach[top:bottom] = np.maximum(reach, np.minimum(side, reach + slack))[top:bottom]
@@ -183,15 +184,15 @@ def fit_revolution(mask: np.ndarray, min_iou: float = 0.75, min_single_rows: flo
                          smoothing=smoothing, reach=reach)
 
 
-def _lean(mask: np.ndarray, binary: np.ndarray, axis: float, half_width: np.ndarray) -> np.ndarray:
-    """[S, 2] pixels by which each row's span through the axis reaches past ``half_width`` to the
-    left and to the right, where the outline's piece beyond ``half_width`` is a lean (`_is_lean`).
-    Elsewhere 0: a part's rows."""
+def _lean(side: np.ndarray, binary: np.ndarray, through: np.ndarray, axis: float, half_width: np.ndarray
+          ) -> np.ndarray:
+    """[S, 2] pixels by which each row's span through the axis (``through``; its soft widths on
+    each side ``side``, `_side_widths`) reaches past ``half_width`` to the left and to the right,
+    where the outline's piece beyond ``half_width`` is a lean (`_is_lean`). Elsewhere 0: a part's
+    rows."""
     from scipy import ndimage
 
-    height, width = binary.shape
-    columns = np.arange(width)
-    through = _spans_through_axis(binary, axis)
+    columns = np.arange(binary.shape[1])
     beyond = binary & (np.abs(columns[None, :] - axis) > half_width[:, None] + 0.5)
     labels, count = ndimage.label(beyond)
     folded = np.zeros_like(binary)
@@ -199,16 +200,10 @@ def _lean(mask: np.ndarray, binary: np.ndarray, axis: float, half_width: np.ndar
         piece = labels == index
         if _is_lean(piece, through, axis, half_width):
             folded |= piece
-    lean = np.zeros((height, 2))
-    for row in np.nonzero(through.any(1) & (half_width > 0))[0]:
-        ends = np.nonzero(through[row])[0]
-        # the soft edge reaches a pixel or two past the binary span, as in the half-widths
-        span = (columns >= ends[0] - 2) & (columns <= ends[-1] + 2)
-        for side, on_side in enumerate((columns <= axis, columns > axis)):
-            if (beyond[row] & on_side & ~folded[row]).any():
-                continue  # a part's row on this side
-            lean[row, side] = max(float(mask[row, span & on_side].sum()) - half_width[row], 0.0)
-    return lean
+    unfolded = beyond & ~folded
+    part_rows = np.stack([(unfolded & (columns <= axis)).any(1), (unfolded & (columns > axis)).any(1)], axis=1)
+    measured = (through.any(1) & (half_width > 0))[:, None] & ~part_rows
+    return np.where(measured, np.maximum(side - half_width[:, None], 0.0), 0.0)
 
 
 def _spans_through_axis(binary: np.ndarray, axis: float) -> np.ndarray:
@@ -221,13 +216,14 @@ def _spans_through_axis(binary: np.ndarray, axis: float) -> np.ndarray:
     return (runs == at_axis) & (at_axis > 0)
 
 
-def _side_widths(mask: np.ndarray, binary: np.ndarray, axis: float) -> np.ndarray:
+def _side_widths(mask: np.ndarray, through: np.ndarray, axis: float) -> np.ndarray:
     """[S, 2] pixels of the soft ``mask`` left and right of the axis in each row's span through
-    it, widened by two pixels for the soft edge: how far the outline itself reaches on each side."""
+    it (``through``), widened by two pixels for the soft edge (it reaches a pixel or two past the
+    binary span, as in the half-widths): how far the outline itself reaches on each side."""
     from scipy import ndimage
 
-    span = ndimage.binary_dilation(_spans_through_axis(binary, axis), structure=np.ones((1, 5), bool))
-    columns = np.arange(binary.shape[1])[None, :]
+    span = ndimage.binary_dilation(through, structure=np.ones((1, 5), bool))
+    columns = np.arange(through.shape[1])[None, :]
     return np.stack([np.where(span & (columns <= axis), mask, 0.0).sum(1),
                      np.where(span & (columns > axis), mask, 0.0).sum(1)], axis=1)
 
