@@ -184,6 +184,61 @@ def test_a_box_seen_square_on_to_a_face_is_a_box_as_deep_as_it_is_wide():
     assert box.elevation == 0.0
 
 
+def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevation=0.0):
+    """(rgba uint8 [S,S,4]): the square-on box of the test above, seen from ``elevation``, with
+    pieces standing on its top, each (start, width) along the top as shares of its width,
+    ``stud_height`` of it tall, in the front face's colour."""
+    rgba, _ = box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)
+    rows, cols = np.nonzero(rgba[..., 3] >= 128)
+    top, left, width = rows.min(), cols.min(), cols.max() + 1 - cols.min()
+    face = rgba[top + 5, left + width // 2]
+    for start, share in studs:
+        first = left + round(start * width)
+        rgba[top - round(stud_height * width):top, first:first + round(share * width)] = face
+    return rgba
+
+
+@pytest.mark.parametrize("elevation", [0.0, 5.0])
+def test_a_box_seen_square_on_with_studs_on_top_is_that_box_and_its_parts(elevation):
+    """A brick's studs make its outline no rectangle: the box is the outline without them, and
+    they are kept as its parts, to be built on their own. From a little above, the top face's
+    sliver joins the studs across the width: it is neither the studs' nor a part."""
+    rgba = studded_box_photo(elevation=elevation)
+    box = fit_cuboid(*crop_of(rgba))
+    assert box is not None and not box.depth_seen and box.parts is not None
+    # the box the same photo shows without its studs
+    plain = fit_cuboid(*crop_of(box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)[0]))
+    assert plain.parts is None and not plain.depth_seen
+    width, _, height = np.linalg.norm(box.axes, axis=1)
+    plain_width, _, plain_height = np.linalg.norm(plain.axes, axis=1)
+    assert height / width == pytest.approx(plain_height / plain_width, abs=0.02)
+    assert plain_height / plain_width == pytest.approx(0.45, abs=0.05)
+    from scipy import ndimage
+
+    labels, count = ndimage.label(box.parts)
+    assert count == 2
+    # each stud whole: 0.2 x 0.08 of the box's width, which spans 0.75 of the crop's side at most
+    areas = ndimage.sum(box.parts, labels, [1, 2]) / (width * 192) ** 2
+    assert areas == pytest.approx([0.016, 0.016], rel=0.25)
+
+
+def test_legs_under_a_top_are_not_a_boxs_parts():
+    """A table's legs take half its outline or more: it is no box with studs (`MAX_PARTS_SHARE`)."""
+    rgba = studded_box_photo(studs=((0.0, 0.15), (0.85, 0.15)), stud_height=0.35)
+    assert fit_cuboid(*crop_of(rgba[::-1].copy())) is None
+
+
+def test_a_wide_step_under_a_part_is_the_objects_own_shape():
+    """A sofa seen from its side: its back rises over most of the seat's width and narrows
+    higher up. Rows across most of the width above the rectangle are a box's top face only as a
+    sliver; this step is no sliver, and the outline no box with a part on it."""
+    rgba = studded_box_photo(studs=((0.0, 0.7),), stud_height=0.12)
+    rows, cols = np.nonzero(rgba[..., 3] >= 128)
+    top, left, width = rows.min(), cols.min(), cols.max() + 1 - cols.min()
+    rgba[top - round(0.1 * width):top, left:left + round(0.3 * width)] = rgba[top + 2, left + 2]
+    assert fit_cuboid(*crop_of(rgba)) is None
+
+
 def test_a_can_seen_level_is_not_a_box():
     # its outline is a rectangle too, but its wall's shade changes across it
     rgb, mask = can_photo(0.3, 0.3, 100.0)

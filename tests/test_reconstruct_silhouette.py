@@ -368,6 +368,36 @@ def test_a_box_comes_back_as_a_box_upright_and_seen_through_its_camera():
     assert ConvexHull(v[top][:, :2]).volume == pytest.approx(footprint, rel=0.1)  # a flat top as big as its base
 
 
+def test_a_box_with_studs_is_one_closed_piece_with_the_studs_on_its_top():
+    """Seen square-on, a brick's outline is its front face with its studs on top: the box as deep
+    as it is wide, and the studs inflated on their own, rooted in its top (not on pins)."""
+    import trimesh
+
+    from backend.geometry.fidelity import mask_iou, silhouette
+    from backend.segmentation import crop_to_object
+    from test_cuboid import studded_box_photo
+
+    rgba = studded_box_photo()
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+                                                   recording_context())
+    meta, mesh = output.metadata, output.mesh
+    assert meta["solid"] == "box" and meta["box"]["parts"] == 2
+    size = 128
+    _, crop_mask = crop_to_object(rgba, rgba[..., 3] >= 128, size)
+    assert mask_iou(silhouette(mesh.vertices, mesh.faces, meta["camera"], size), crop_mask >= 0.5) >= 0.95
+    surface = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    assert len(surface.split(only_watertight=False)) == 1
+    v = mesh.vertices.astype(np.float64)
+    height = np.ptp(v[:, 2])
+    box_top = v[:, 2].min() + height / (1 + 0.08 / 0.45)  # the studs stand 0.08 of the width on 0.45
+    studs = v[v[:, 2] > box_top + 0.3 * (v[:, 2].max() - box_top)]
+    # two studs, each as deep as a good share of its width where it stands on the top
+    assert np.ptp(studs[:, 1]) > 0.5 * 0.2 * np.ptp(v[:, 0])
+    assert np.ptp(studs[:, 1]) < 0.5 * np.ptp(v[:, 1])
+
+
 def test_a_box_whose_top_passes_for_a_rim_is_still_a_box():
     from backend.geometry.outline import find_rim, fit_revolution
     from backend.segmentation import crop_to_object, segment

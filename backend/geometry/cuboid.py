@@ -19,8 +19,9 @@ prism end-on, a cushion) and pick the reading the photo shows.
 Seen nearly level with its top, a box's outline has five corners, the near edge's foot dropped
 below the others by the ground's perspective, and one crease up that edge (`_level_box`); seen
 square-on to a face and level, a rectangle whose face the photo shows flat, its depth guessed
-(`_front_box`). A can's outline is nearly a box's in all three, and a label's edge passes for a
-crease: what tells them apart is said at each.
+(`_front_box`); seen so with studs, a knob or a chimney standing on its top, that rectangle and
+the parts above it (`_front_box_with_parts`). A can's outline is nearly a box's in all three, and
+a label's edge passes for a crease: what tells them apart is said at each.
 
 Masks are square crops [S,S], rows running down the image; solids are inside-positive fields in
 the crop's frame (x = image right, y = depth away from the camera, z = image up; the crop spans
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,6 +102,10 @@ class Cuboid:
     depth_seen: bool = True
     """False for a box seen square-on to one face, whose depth the photo does not show: it is
     guessed (`_front_box`)."""
+    parts: np.ndarray | None = None
+    """bool [S,S]: the outline's pieces standing off a box seen square-on (a brick's studs, a
+    lid's knob, a cabinet's feet; `_box_parts`), to be inflated on their own; None when the
+    outline is the box's alone."""
 
     @property
     def units(self) -> np.ndarray:
@@ -227,14 +232,15 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     binary = mask >= 0.5
     if binary.sum() < 64:
         return None
-    hull, solidity = _convex_outline(binary)
-    if solidity < MIN_SOLIDITY or len(hull) < 4:
-        return None
-    contours = find_contours(np.pad(mask, 1), 0.5)
-    outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
     size = mask.shape[0]
     scale = size / TUNED_CROP  # the same creases are read at every crop size
     image = ndimage.gaussian_filter(np.asarray(rgb, dtype=np.float64), (scale, scale, 0.0))
+    hull, solidity = _convex_outline(binary)
+    if solidity < MIN_SOLIDITY or len(hull) < 4:
+        # studs with gaps between them, or a knob, leave the outline no convex polygon
+        return _front_box_with_parts(mask, image, principal)
+    contours = find_contours(np.pad(mask, 1), 0.5)
+    outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
     mirror = functools.cache(lambda: mirror_axis(binary))  # only for an outline a box was fitted to
     # three faces' creases outweigh one, and one crease a guessed depth
     if len(hull) >= 6:
@@ -245,7 +251,8 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
         box = _level_box(_refine_sides(_reduce_polygon(hull, 5), outline), mask, outline, image, principal)
         if box is not None and _not_a_can(box, *mirror(), size):
             return box
-    return _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), mask, outline, image, principal)
+    box = _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), mask, outline, image, principal)
+    return box if box is not None else _front_box_with_parts(mask, image, principal)
 
 
 MIRROR_IMAGE = 0.98
@@ -623,6 +630,130 @@ def _front_box(quad: np.ndarray, mask: np.ndarray, outline: np.ndarray, image: n
     return Cuboid(centre=centre, axes=axes, outline_iou=iou, crease_contrast=0.0, other_contrast=0.0,
                   elevation=0.0, perspective=0.0, principal=(float(principal[0]), float(principal[1])),
                   corner_error=error, depth_seen=False)
+
+
+BODY_SPAN = 0.9
+"""Least share of the outline's typical row (column) width that a row (column) at the outline's
+top or bottom (left or right) must span to be the box's own, square-on: narrower ones, from the
+ends inwards, are not (`_box_parts`)."""
+
+MAX_PARTS_SHARE = 0.15
+"""Largest share of the outline that the parts standing on a box seen square-on may take: a
+brick's studs take 5-8 %, where a table's or a chair's legs under its top take half or more."""
+
+MAX_PART_WIDTH = 0.5
+"""Widest part standing on a box's top, as a share of the box's width: a stud, a knob, a chimney.
+A top narrowing over most of the width is the object's own shape, not a part on a box: a loaf's
+rounded crown, a nut's bevelled edge (real split: those, taken for boxes with parts, lost to their
+inflation and to their surface of revolution)."""
+
+
+MIN_PART_HEIGHT = 0.05
+"""Least height of a part standing on a box's top, as a share of the box's width (a brick's studs:
+0.08-0.12): lower pieces are the top edge's own unevenness, a top sloping across the photo a few
+degrees (a procedural sofa's back seen from behind: 0.03), and are no part."""
+
+MAX_EDGE_PIECE = 3.0 / TUNED_CROP
+"""Largest half-thickness (the deepest point's distance to its outline, as a share of the crop's
+side) of a piece beside or under a box seen square-on that is still its edge rather than a part
+off that side: a side face seen edge-on a few degrees off square, a bottom edge sloping with the
+lens (mining photos of a brick: 3-5 pixels thick at 192). A mug's handle is a part off a side,
+and no box with parts on its top."""
+
+
+def _box_parts(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the rectangle of the outline ``binary``: its rows and columns at the ends that are
+    narrower than the body's cut off; the parts standing on its top) -> (body, parts), or None
+    when nothing stands on the top (pieces under `MIN_PART_HEIGHT` are not parts), a piece beside
+    or under the rectangle is thicker than `MAX_EDGE_PIECE`, a part is wider than
+    `MAX_PART_WIDTH` of the box, or the parts are more than `MAX_PARTS_SHARE` of the outline.
+    Rows of the pieces above the rectangle that run across more than `MAX_PART_WIDTH` of it are
+    its top face seen from a little above, and belong to neither: a sliver no thicker than
+    `MAX_EDGE_PIECE`, or the outline is no box with parts."""
+    from scipy import ndimage
+
+    keep = np.ones_like(binary)
+    for axis in (1, 0):  # row widths, then column heights
+        spans = (binary & keep).sum(axis)
+        full = BODY_SPAN * np.median(spans[spans > 0])
+        wide = np.nonzero(spans >= full)[0]
+        if len(wide) == 0:
+            return None
+        cut = np.ones(len(spans), bool)
+        cut[wide.min():wide.max() + 1] = False
+        if axis == 1:
+            keep[cut] = False
+        else:
+            keep[:, cut] = False
+    body = binary & keep
+    # a pixel or two along the rectangle's sides is its soft edge or a bevel, not a part
+    parts = ndimage.binary_opening(binary & ~keep, iterations=max(1, round(binary.shape[0] / TUNED_CROP)))
+    width = int(body.any(0).sum())
+    # rows across most of the width above the rectangle are its top face seen from a little above
+    spans, count = ndimage.label(parts, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    span_widths = np.bincount(spans.ravel(), minlength=count + 1)
+    face = parts & (span_widths[spans] > MAX_PART_WIDTH * width)
+    if _thickness(face) > MAX_EDGE_PIECE * binary.shape[0]:
+        return None  # no sliver: the object's own wide upper part (a sofa's back)
+    parts &= ~face
+    top = int(np.argmax(body.any(1)))
+    labels, count = ndimage.label(parts)
+    kept = np.zeros(count + 1, bool)
+    for index in range(1, count + 1):
+        piece = labels == index
+        if piece[top:].any():  # beside or under the box
+            if _thickness(piece) > MAX_EDGE_PIECE * binary.shape[0]:
+                return None
+        elif piece.any(0).sum() > MAX_PART_WIDTH * width:
+            return None
+        else:
+            kept[index] = piece.any(1).sum() >= MIN_PART_HEIGHT * width
+    parts = kept[labels]
+    # each part reaches down to the rectangle through the top face's rows under it
+    rows = np.arange(binary.shape[0])[:, None]
+    lowest = np.where(parts.any(0), binary.shape[0] - 1 - np.argmax(parts[::-1], axis=0), binary.shape[0])
+    parts |= binary & (rows > lowest[None, :]) & (rows < top)
+    if not parts.any() or parts.sum() > MAX_PARTS_SHARE * binary.sum():
+        return None
+    return body, parts
+
+
+def _thickness(piece: np.ndarray) -> float:
+    """Pixels from the bool mask's deepest point to its outline (0 for an empty one)."""
+    from scipy import ndimage
+
+    return float(ndimage.distance_transform_edt(np.pad(piece, 1)).max())
+
+
+def rooted_parts(parts: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """bool [S,S]: the ``parts`` standing on the rectangle ``body``'s top, each also mirrored
+    into it across the top. Inflated on its own, a part cut off along the top would thin to
+    nothing where it meets the box (a stud on a pin); rooted in the box, it is as thick there as
+    in its middle, and the mirrored half lies inside the box."""
+    rows = np.nonzero(body.any(1))[0]
+    top, bottom = rows.min(), rows.max()
+    rooted = parts.copy()
+    height = min(top, bottom + 1 - top)
+    rooted[top:top + height] |= parts[top - height:top][::-1]
+    return rooted
+
+
+def _front_box_with_parts(mask: np.ndarray, image: np.ndarray, principal: tuple[float, float]) -> Cuboid | None:
+    """The box seen square-on to one face (`_front_box`) whose outline has parts standing off
+    it: its rectangle is the outline without them, and the parts are returned with it."""
+    from skimage.measure import find_contours
+
+    split = _box_parts(mask >= 0.5)
+    if split is None:
+        return None
+    body, parts = split
+    soft = np.where(body, mask, 0.0)
+    hull, solidity = _convex_outline(body)
+    if solidity < MIN_SOLIDITY or len(hull) < 4:
+        return None
+    outline = max(find_contours(np.pad(soft, 1), 0.5), key=len)[:, ::-1] - 1.0
+    box = _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), soft, outline, image, principal)
+    return None if box is None else replace(box, parts=parts)
 
 
 def _shading_spread(image: np.ndarray, binary: np.ndarray, axis: int) -> float:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project
+from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project, rooted_parts
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import image_to_grid, inflation_profile
@@ -128,6 +128,32 @@ def outline_distance(inside: np.ndarray, grid: int) -> np.ndarray:
     return walls
 
 
+def span_discs_field(parts: np.ndarray, grid: int, depth: np.ndarray) -> np.ndarray:
+    """Inside-positive field [G, D, G] over the ``depth`` nodes of the bool mask ``parts`` [S, S]
+    as solids as deep as they are wide: each row's span a disc across it (a stud a cylinder, a
+    knob a solid of revolution), its walls at the outline as the inflation's. For parts standing on
+    a box, whose depth is guessed the same way; inflated instead, a stud wider than it is tall came
+    out a flattened pill."""
+    from scipy import ndimage
+
+    size = parts.shape[0]
+    spans, count = ndimage.label(parts, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    if count == 0:
+        return np.full((grid, len(depth), grid), -1.0)
+    columns = np.broadcast_to(np.arange(size)[None, :], parts.shape)
+    index = np.arange(1, count + 1)
+    first = np.asarray(ndimage.minimum(columns, spans, index))
+    last = np.asarray(ndimage.maximum(columns, spans, index)) + 1
+    # every pixel takes the disc of the span nearest to it, so the field runs on smoothly outside
+    _, (rows, cols) = ndimage.distance_transform_edt(spans == 0, return_indices=True)
+    nearest = spans[rows, cols] - 1
+    centre = image_to_grid((first + last)[nearest] / (2 * size) - 0.5, grid)
+    radius = image_to_grid((last - first)[nearest] / (2 * size), grid)
+    x = np.linspace(-0.5, 0.5, grid)[:, None, None]
+    field = radius[:, None, :] - np.hypot(x - centre[:, None, :], np.asarray(depth)[None, :, None])
+    return np.minimum(field, outline_distance(parts, grid)[:, None, :])
+
+
 def signed_distance(inside: np.ndarray) -> np.ndarray:
     """[S, S] distance to the outline of the bool mask, positive inside, in units of its side: the
     outline lies half a pixel beyond the centre of the last pixel in."""
@@ -164,7 +190,8 @@ class OutlineSolid:
     box: Cuboid | None = None
     """The box the solid is, when it is one: its exact surface replaces marching cubes over
     ``field``, it is seen through the near camera fitted with it rather than a distant one, and
-    its hidden faces wear the visible ones opposite them."""
+    its hidden faces wear the visible ones opposite them. None for a box with parts on its top
+    (`Cuboid.parts`): seen square-on through a distant camera, it is meshed from ``field``."""
 
 
 class SilhouetteReconstructPipeline(Pipeline):
@@ -328,6 +355,15 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                                                 **({} if box.depth_seen else {
                                                     "depth": "guessed: the photo shows one face square-on; "
                                                              "the box is as deep as it is wide"})}}
+            if box.parts is not None:
+                from scipy import ndimage
+
+                # the parts as deep as they are wide, as the box is, and the whole meshed from the
+                # field: a box with studs or a knob is no longer one exact box
+                rooted = rooted_parts(box.parts, (mask >= 0.5) & ~box.parts)
+                parts = span_discs_field(rooted, grid, np.linspace(lo[1], hi[1], values.shape[1]))
+                metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
+                return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
         if fit is None:
