@@ -492,6 +492,14 @@ def test_auto_keeps_a_box_without_running_the_model(weights, monkeypatch):
     output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context())
     assert output.metadata["solid"] == "box" and output.metadata["auto"]["chose"] == "outline"
     assert output.metadata["auto"]["reason"].startswith("the outline and its creases are a box's, seen from 3")
+    # seen square-on with studs on its top, no creases show: the reason says what was seen
+    from test_cuboid import studded_box_photo
+
+    output = pipe.run(request(png(studded_box_photo()), quality="default", texture="none"), recording_context())
+    assert output.metadata["solid"] == "box" and output.metadata["auto"]["chose"] == "outline"
+    assert output.metadata["auto"]["reason"] == (
+        "the outline is a box's seen square-on to a face that the photo shows flat, with 2 parts on its top: "
+        "the outline solid is that box, as deep as it is wide")
 
 
 def test_auto_without_an_outline_solid_keeps_a_clean_model_result_or_says_why_it_has_none(weights, monkeypatch):

@@ -103,9 +103,9 @@ class Cuboid:
     """False for a box seen square-on to one face, whose depth the photo does not show: it is
     guessed (`_front_box`)."""
     parts: np.ndarray | None = None
-    """bool [S,S]: the outline's pieces standing off a box seen square-on (a brick's studs, a
-    lid's knob, a cabinet's feet; `_box_parts`), to be inflated on their own; None when the
-    outline is the box's alone."""
+    """bool [S,S]: the outline's pieces standing on the top of a box seen square-on (a brick's
+    studs, a lid's knob; `_box_parts`), to be built on their own; None when the outline is the
+    box's alone."""
 
     @property
     def units(self) -> np.ndarray:
@@ -643,15 +643,14 @@ brick's studs take 5-8 %, where a table's or a chair's legs under its top take h
 
 MAX_PART_WIDTH = 0.5
 """Widest part standing on a box's top, as a share of the box's width: a stud, a knob, a chimney.
-A top narrowing over most of the width is the object's own shape, not a part on a box: a loaf's
-rounded crown, a nut's bevelled edge (real split: those, taken for boxes with parts, lost to their
-inflation and to their surface of revolution)."""
+Wider rows above the rectangle are its top face seen from a little above, or the object's own
+shape (a loaf's rounded crown, a nut's bevelled top: the real split's loaf seen end-on and nut
+seen level, both found as boxes with parts before the rules below)."""
 
-
-MIN_PART_HEIGHT = 0.05
-"""Least height of a part standing on a box's top, as a share of the box's width (a brick's studs:
-0.08-0.12): lower pieces are the top edge's own unevenness, a top sloping across the photo a few
-degrees (a procedural sofa's back seen from behind: 0.03), and are no part."""
+MIN_PART_ASPECT = 0.25
+"""Least height of a part standing on a box's top, as a share of its own width (a brick's studs,
+down to the rectangle: 0.33-0.42): flatter pieces are the top edge's own unevenness, a top sloping
+across the photo a few degrees (a procedural sofa's back seen from behind: 0.11), and no part."""
 
 MAX_EDGE_PIECE = 3.0 / TUNED_CROP
 """Largest half-thickness (the deepest point's distance to its outline, as a share of the crop's
@@ -664,7 +663,7 @@ and no box with parts on its top."""
 def _box_parts(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(the rectangle of the outline ``binary``: its rows and columns at the ends that are
     narrower than the body's cut off; the parts standing on its top) -> (body, parts), or None
-    when nothing stands on the top (pieces under `MIN_PART_HEIGHT` are not parts), a piece beside
+    when nothing stands on the top (pieces flatter than `MIN_PART_ASPECT` are not parts), a piece beside
     or under the rectangle is thicker than `MAX_EDGE_PIECE`, a part is wider than
     `MAX_PART_WIDTH` of the box, or the parts are more than `MAX_PARTS_SHARE` of the outline.
     Rows of the pieces above the rectangle that run across more than `MAX_PART_WIDTH` of it are
@@ -697,22 +696,23 @@ def _box_parts(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None  # no sliver: the object's own wide upper part (a sofa's back)
     parts &= ~face
     top = int(np.argmax(body.any(1)))
+    rows = np.arange(binary.shape[0])[:, None]
     labels, count = ndimage.label(parts)
-    kept = np.zeros(count + 1, bool)
+    parts = np.zeros_like(binary)
     for index in range(1, count + 1):
         piece = labels == index
         if piece[top:].any():  # beside or under the box
             if _thickness(piece) > MAX_EDGE_PIECE * binary.shape[0]:
                 return None
-        elif piece.any(0).sum() > MAX_PART_WIDTH * width:
+            continue
+        # it reaches down to the rectangle through the top face's sliver under it
+        columns = piece.any(0)
+        lowest = binary.shape[0] - 1 - np.argmax(piece[::-1], axis=0)
+        piece |= binary & columns[None, :] & (rows > lowest[None, :]) & (rows < top)
+        if columns.sum() > MAX_PART_WIDTH * width:
             return None
-        else:
-            kept[index] = piece.any(1).sum() >= MIN_PART_HEIGHT * width
-    parts = kept[labels]
-    # each part reaches down to the rectangle through the top face's rows under it
-    rows = np.arange(binary.shape[0])[:, None]
-    lowest = np.where(parts.any(0), binary.shape[0] - 1 - np.argmax(parts[::-1], axis=0), binary.shape[0])
-    parts |= binary & (rows > lowest[None, :]) & (rows < top)
+        if piece.any(1).sum() >= MIN_PART_ASPECT * columns.sum():
+            parts |= piece
     if not parts.any() or parts.sum() > MAX_PARTS_SHARE * binary.sum():
         return None
     return body, parts

@@ -59,12 +59,25 @@ only guesses (`scripts/render_box_split.py`, 30 photos of 10 boxes rendered like
 the 10 found as boxes score F@5% 1.0, F@2% 1.0 but one view from 8° at 0.63, where `auto` had
 kept the model's result at F@2% 0.31-0.75 or the outline solid at 0.14-0.38)."""
 
+SQUARE_ON_REASON = ("the outline is a box's seen square-on to a face that the photo shows flat{parts}: the outline "
+                    "solid is that box, as deep as it is wide")
+"""Why `auto` keeps a box seen square-on: no creases show and its depth is guessed, but the model
+guesses too (the real split's lego brick seen so, with its studs: F@5% 0.82 as the box)."""
+
+
+def box_reason(box: dict) -> str:
+    """`BOX_REASON` or, for a box seen square-on (its depth guessed), `SQUARE_ON_REASON`."""
+    if "depth" not in box:
+        return BOX_REASON.format(**box)
+    parts = box.get("parts", 0)
+    return SQUARE_ON_REASON.format(parts=f", with {parts} part{'s' if parts > 1 else ''} on its top" if parts else "")
+
 
 class ReconstructPipeline(Pipeline):
     """The "reconstruct" task.
 
     ``method="auto"`` (the default) builds the outline solid of a single photo first, and keeps it
-    when the photo shows a turned object's rim (`RIM_REASON`) or a box (`BOX_REASON`); otherwise it
+    when the photo shows a turned object's rim (`RIM_REASON`) or a box (`box_reason`); otherwise it
     runs the learned model when its weights load and keeps its result when the surface is clean
     (`backend.geometry.surface_quality`); a shredded or ribbed result, or no model, gives the
     outline solid instead (stood up by the elevation of the camera the model fitted, when it
@@ -121,7 +134,7 @@ class ReconstructPipeline(Pipeline):
         solid = outlined.solid_metadata if outlined is not None else {}
         if solid.get("rim") is not None or solid.get("solid") == "box":
             output = self.outline.finish(outlined, request, ctx)
-            reason = RIM_REASON.format(**solid["rim"]) if solid.get("rim") else BOX_REASON.format(**solid["box"])
+            reason = RIM_REASON.format(**solid["rim"]) if solid.get("rim") else box_reason(solid["box"])
             output.metadata["auto"] = {"chose": "outline", "reason": reason}
             return output
         outline_warnings = ctx.warnings[before:]
