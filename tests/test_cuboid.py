@@ -184,14 +184,14 @@ def test_a_box_seen_square_on_to_a_face_is_a_box_as_deep_as_it_is_wide():
     assert box.elevation == 0.0
 
 
-def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevation=0.0):
+def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevation=0.0, stud_colour=None):
     """(rgba uint8 [S,S,4]): the square-on box of the test above, seen from ``elevation``, with
     pieces standing on its top, each (start, width) along the top as shares of its width,
-    ``stud_height`` of it tall, in the front face's colour."""
+    ``stud_height`` of it tall, in the front face's colour or ``stud_colour`` (RGB 0..255)."""
     rgba, _ = box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)
     rows, cols = np.nonzero(rgba[..., 3] >= 128)
     top, left, width = rows.min(), cols.min(), cols.max() + 1 - cols.min()
-    face = rgba[top + 5, left + width // 2]
+    face = rgba[top + 5, left + width // 2] if stud_colour is None else np.array([*stud_colour, 255], np.uint8)
     for start, share in studs:
         first = left + round(start * width)
         rgba[top - round(stud_height * width):top, first:first + round(share * width)] = face

@@ -398,6 +398,30 @@ def test_a_box_with_studs_is_one_closed_piece_with_the_studs_on_its_top():
     assert np.ptp(studs[:, 1]) < 0.5 * np.ptp(v[:, 1])
 
 
+def test_a_box_with_studs_wears_the_studs_own_colours_and_its_unseen_top_the_front_s():
+    """The studs are in the photo: their front wears their own pixels. The box's top is not (seen
+    level): it wears the front's, mirrored across their edge, as a plain box's does, not the
+    studs' colours smeared through it."""
+    from test_cuboid import studded_box_photo
+
+    rgba = studded_box_photo(stud_colour=(200, 30, 30))
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="vertex"),
+                                                   recording_context())
+    mesh = output.mesh
+    assert output.metadata["box"]["parts"] == 2
+    v, colours = mesh.vertices.astype(np.float64), mesh.colors[:, :3].astype(np.float64)
+    red = (colours[:, 0] > 150) & (colours[:, 1] < 90)
+    up = mesh.normals[:, 2] > 0.9
+    box_top = np.median(v[up & (v[:, 2] < v[:, 2].max() - 0.02), 2])
+    studs = v[:, 2] > box_top + 0.4 * (v[:, 2].max() - box_top)
+    facing = studs & (mesh.normals[:, 1] < -0.5)  # the studs' fronts, towards the camera (-y)
+    assert facing.sum() > 10 and red[facing].mean() > 0.9
+    top = up & (np.abs(v[:, 2] - box_top) < 0.005)
+    assert top.sum() > 100 and red[top].mean() < 0.05
+
+
 def test_a_box_whose_top_passes_for_a_rim_is_still_a_box():
     from backend.geometry.outline import find_rim, fit_revolution
     from backend.segmentation import crop_to_object, segment

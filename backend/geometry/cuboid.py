@@ -891,6 +891,11 @@ def _face_widths(box: Cuboid) -> np.ndarray:
     return widths
 
 
+OFF_BOX = 0.01
+"""Crop sides beyond its faces at which a point is no longer on a box: about a voxel of the
+default grid, within which marching cubes puts a box's faces when it is meshed with its parts."""
+
+
 def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
     """``points`` [N, 3] on the box's surface, each moved to where the photo shows what is there
     most likely: a point on a face the photo shows stays; on a face it does not show, the same
@@ -900,11 +905,13 @@ def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
     square-on to its front shows neither side), the mirror image across the shared edge on the
     neighbouring face seen most squarely (carried straight through, the front's and the top's
     colours met across each side in a diagonal). A face seen as a sliver (`MIN_SEEN_WIDTH`) counts
-    as not shown."""
+    as not shown. Points off the box (`OFF_BOX`: on its parts, `Cuboid.parts`) stay where they
+    are: the photo shows their front, and what is behind them carried straight through."""
     units, half = box.units, box.half
     views = face_views(box)
     shown = (views > 0) & (_face_widths(box) >= MIN_SEEN_WIDTH)
     along = (points - box.centre) @ units.T  # [N, 3]
+    off = (np.abs(along) > half + OFF_BOX).any(1)
     axis = np.argmax(np.abs(along) / half, axis=1)
     side = (along[np.arange(len(points)), axis] > 0).astype(int)  # 0: the - face, 1: the + face
     # onto the opposite face where it is shown
@@ -927,4 +934,4 @@ def fold_hidden(box: Cuboid, points: np.ndarray) -> np.ndarray:
             inward = np.minimum(beyond, 2 * half[face_axis])
             along[on_face, k] = edge
             along[on_face, face_axis] = (1.0 if face_side else -1.0) * (half[face_axis] - inward)
-    return box.centre + along @ units
+    return np.where(off[:, None], points, box.centre + along @ units)

@@ -190,8 +190,8 @@ class OutlineSolid:
     box: Cuboid | None = None
     """The box the solid is, when it is one: its exact surface replaces marching cubes over
     ``field``, it is seen through the near camera fitted with it rather than a distant one, and
-    its hidden faces wear the visible ones opposite them. None for a box with parts on its top
-    (`Cuboid.parts`): seen square-on through a distant camera, it is meshed from ``field``."""
+    its hidden faces wear the visible ones opposite them. A box with parts on its top
+    (`Cuboid.parts`) is meshed from ``field``, box and parts together."""
 
 
 class SilhouetteReconstructPipeline(Pipeline):
@@ -240,7 +240,7 @@ class SilhouetteReconstructPipeline(Pipeline):
         ctx.progress("inflate", 0.2, "building the solid from the outline")
         t1 = time.perf_counter()
         coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal, elevation)
-        vertices, faces = (box_mesh(coarse.box, 4) if coarse.box is not None else
+        vertices, faces = (box_mesh(coarse.box, 4) if coarse.box is not None and coarse.box.parts is None else
                            extract_surface(coarse.field, coarse.lo, coarse.hi))
         # upright like the result it previews
         ctx.preview_mesh(MeshPayload((vertices @ upright_rotation(coarse.elevation).T).astype(np.float32), faces))
@@ -250,7 +250,8 @@ class SilhouetteReconstructPipeline(Pipeline):
         t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
         budget = request.face_budget or preset.max_faces
-        if solid.box is not None:  # flat faces, sharp edges: a grid on each face, enough for vertex colours
+        if solid.box is not None and solid.box.parts is None:
+            # flat faces, sharp edges: a grid on each face, enough for vertex colours
             vertices, faces = box_mesh(solid.box, int(np.clip(np.sqrt(budget / 12), 1, 32)))
         else:
             vertices, faces = extract_surface(solid.field, solid.lo, solid.hi)
@@ -273,7 +274,7 @@ class SilhouetteReconstructPipeline(Pipeline):
         mesh = finish_mesh(shaped.vertices, shaped.faces, colour, texture=request.texture,
                            texture_size=shaped.preset.texture_size,
                            on_step=lambda step: ctx.progress("texture", *TEXTURE_STEPS[step]), points=points)
-        if box is not None and not points:
+        if box is not None and box.parts is None and not points:
             mesh.shading = "flat"
         texture_error = baked_texture_error(mesh, colour)
         upright = upright_rotation(shaped.elevation)
@@ -358,12 +359,12 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
             if box.parts is not None:
                 from scipy import ndimage
 
-                # the parts as deep as they are wide, as the box is, and the whole meshed from the
-                # field: a box with studs or a knob is no longer one exact box
+                # the parts as deep as they are wide, as the box is; the whole is meshed from the
+                # field, as a box with studs or a knob is no longer one exact box
                 rooted = rooted_parts(box.parts, (mask >= 0.5) & ~box.parts)
                 parts = span_discs_field(rooted, grid, np.linspace(lo[1], hi[1], values.shape[1]))
                 metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
-                return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation)
+                return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
         if fit is None:
