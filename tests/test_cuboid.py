@@ -184,11 +184,13 @@ def test_a_box_seen_square_on_to_a_face_is_a_box_as_deep_as_it_is_wide():
     assert box.elevation == 0.0
 
 
-def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevation=0.0, stud_colour=None):
-    """(rgba uint8 [S,S,4]): the square-on box of the test above, seen from ``elevation``, with
-    pieces standing on its top, each (start, width) along the top as shares of its width,
-    ``stud_height`` of it tall, in the front face's colour or ``stud_colour`` (RGB 0..255)."""
-    rgba, _ = box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)
+def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevation=0.0, stud_colour=None, yaw=0.0,
+                      fov=10.0):
+    """(rgba uint8 [S,S,4]): the square-on box of the test above, seen from ``elevation`` (and
+    turned by ``yaw``, through ``fov``), with pieces standing on its top, each (start, width)
+    along the top as shares of its width, ``stud_height`` of it tall, in the front face's colour
+    or ``stud_colour`` (RGB 0..255)."""
+    rgba, _ = box_photo(np.array([1.0, 0.6, 0.45]), yaw=yaw, elevation=elevation, fov=fov)
     rows, cols = np.nonzero(rgba[..., 3] >= 128)
     top, left, width = rows.min(), cols.min(), cols.max() + 1 - cols.min()
     face = rgba[top + 5, left + width // 2] if stud_colour is None else np.array([*stud_colour, 255], np.uint8)
@@ -198,16 +200,16 @@ def studded_box_photo(studs=((0.2, 0.2), (0.6, 0.2)), stud_height=0.08, elevatio
     return rgba
 
 
-@pytest.mark.parametrize("elevation", [0.0, 5.0])
-def test_a_box_seen_square_on_with_studs_on_top_is_that_box_and_its_parts(elevation):
+@pytest.mark.parametrize("elevation, crop", [(0.0, 192), (5.0, 192), (5.0, 96)])
+def test_a_box_seen_square_on_with_studs_on_top_is_that_box_and_its_parts(elevation, crop):
     """A brick's studs make its outline no rectangle: the box is the outline without them, and
     they are kept as its parts, to be built on their own. From a little above, the top face's
     sliver joins the studs across the width: it is neither the studs' nor a part."""
     rgba = studded_box_photo(elevation=elevation)
-    box = fit_cuboid(*crop_of(rgba))
+    box = fit_cuboid(*crop_of(rgba, crop))
     assert box is not None and not box.depth_seen and box.parts is not None
     # the box the same photo shows without its studs
-    plain = fit_cuboid(*crop_of(box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)[0]))
+    plain = fit_cuboid(*crop_of(box_photo(np.array([1.0, 0.6, 0.45]), yaw=0.0, elevation=elevation, fov=10.0)[0], crop))
     assert plain.parts is None and not plain.depth_seen
     width, _, height = np.linalg.norm(box.axes, axis=1)
     plain_width, _, plain_height = np.linalg.norm(plain.axes, axis=1)
@@ -218,8 +220,18 @@ def test_a_box_seen_square_on_with_studs_on_top_is_that_box_and_its_parts(elevat
     labels, count = ndimage.label(box.parts)
     assert count == 2
     # each stud whole: 0.2 x 0.08 of the box's width, which spans 0.75 of the crop's side at most
-    areas = ndimage.sum(box.parts, labels, [1, 2]) / (width * 192) ** 2
+    areas = ndimage.sum(box.parts, labels, [1, 2]) / (width * crop) ** 2
     assert areas == pytest.approx([0.016, 0.016], rel=0.25)
+
+
+def test_the_preview_s_and_mining_s_small_crops_find_the_box_with_parts_the_default_finds():
+    """Turned 9° off square-on through a wide lens, the box's bottom edge slopes a few pixels: its
+    edge at 192 px, within the limit there; read on a 96 px crop as it is, it rounds to over the
+    limit, so the limits are read on the crop enlarged to 192."""
+    rgba = studded_box_photo(elevation=8.0, yaw=9.0, fov=45.0)
+    for crop in (192, 96):
+        box = fit_cuboid(*crop_of(rgba, crop))
+        assert box is not None and box.parts is not None
 
 
 def test_legs_under_a_top_are_not_a_boxs_parts():
