@@ -645,7 +645,8 @@ MAX_PART_WIDTH = 0.5
 """Widest part standing on a box's top, as a share of the box's width: a stud, a knob, a chimney.
 Wider rows above the rectangle are its top face seen from a little above, or the object's own
 shape (a loaf's rounded crown, a nut's bevelled top: the real split's loaf seen end-on and nut
-seen level, both found as boxes with parts before the rules below)."""
+seen level were taken for boxes with parts before parts had to stand on the top and be at most
+this wide)."""
 
 MIN_PART_ASPECT = 0.25
 """Least height of a part standing on a box's top, as a share of its own width (a brick's studs,
