@@ -370,7 +370,8 @@ def test_a_box_comes_back_as_a_box_upright_and_seen_through_its_camera():
 
 def test_a_box_with_studs_is_one_closed_piece_with_the_studs_on_its_top():
     """Seen square-on, a brick's outline is its front face with its studs on top: the box as deep
-    as it is wide, and the studs inflated on their own, rooted in its top (not on pins)."""
+    as it is wide, and the studs built on their own, each as deep as it is wide, standing on its
+    top in one piece with it."""
     import trimesh
 
     from backend.geometry.fidelity import mask_iou, silhouette

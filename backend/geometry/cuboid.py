@@ -664,8 +664,8 @@ and no box with parts on its top."""
 def _box_parts(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(the rectangle of the outline ``binary``: its rows and columns at the ends that are
     narrower than the body's cut off; the parts standing on its top) -> (body, parts), or None
-    when nothing stands on the top (pieces flatter than `MIN_PART_ASPECT` are not parts), a piece beside
-    or under the rectangle is thicker than `MAX_EDGE_PIECE`, a part is wider than
+    when nothing stands on the top (pieces flatter than `MIN_PART_ASPECT` are not parts), a
+    piece beside or under the rectangle is thicker than `MAX_EDGE_PIECE`, a part is wider than
     `MAX_PART_WIDTH` of the box, or the parts are more than `MAX_PARTS_SHARE` of the outline.
     Rows of the pieces above the rectangle that run across more than `MAX_PART_WIDTH` of it are
     its top face seen from a little above, and belong to neither: a sliver no thicker than
@@ -724,19 +724,6 @@ def _thickness(piece: np.ndarray) -> float:
     from scipy import ndimage
 
     return float(ndimage.distance_transform_edt(np.pad(piece, 1)).max())
-
-
-def rooted_parts(parts: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """bool [S,S]: the ``parts`` standing on the rectangle ``body``'s top, each also mirrored
-    into it across the top. Inflated on its own, a part cut off along the top would thin to
-    nothing where it meets the box (a stud on a pin); rooted in the box, it is as thick there as
-    in its middle, and the mirrored half lies inside the box."""
-    rows = np.nonzero(body.any(1))[0]
-    top, bottom = rows.min(), rows.max()
-    rooted = parts.copy()
-    height = min(top, bottom + 1 - top)
-    rooted[top:top + height] |= parts[top - height:top][::-1]
-    return rooted
 
 
 def _box_parts_at_tuned_size(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

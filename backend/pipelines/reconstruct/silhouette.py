@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project, rooted_parts
+from backend.geometry.cuboid import Cuboid, box_mesh, cuboid_field, fit_cuboid, fold_hidden, project
 from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import image_to_grid, inflation_profile
@@ -361,8 +361,7 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
 
                 # the parts as deep as they are wide, as the box is; the whole is meshed from the
                 # field, as a box with studs or a knob is no longer one exact box
-                rooted = rooted_parts(box.parts, (mask >= 0.5) & ~box.parts)
-                parts = span_discs_field(rooted, grid, np.linspace(lo[1], hi[1], values.shape[1]))
+                parts = span_discs_field(box.parts, grid, np.linspace(lo[1], hi[1], values.shape[1]))
                 metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
                 return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
