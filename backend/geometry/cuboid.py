@@ -118,6 +118,13 @@ class Cuboid:
         return np.linalg.norm(self.axes, axis=1) / 2
 
 
+def _outline_points(mask: np.ndarray) -> np.ndarray:
+    """[M, 2] (column, row) points along the soft ``mask``'s longest outline, at level 0.5."""
+    from skimage.measure import find_contours
+
+    return max(find_contours(np.pad(mask, 1), 0.5), key=len)[:, ::-1] - 1.0
+
+
 def _convex_outline(binary: np.ndarray) -> tuple[np.ndarray, float]:
     """The outline's convex hull as (column, row) corners in order, and the outline's solidity."""
     from scipy.spatial import ConvexHull
@@ -227,7 +234,6 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     None when the outline is not a box's or its creases do not show. ``principal``: the photo's
     centre in the crop's frame (see `project`)."""
     from scipy import ndimage
-    from skimage.measure import find_contours
 
     binary = mask >= 0.5
     if binary.sum() < 64:
@@ -239,8 +245,7 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     if solidity < MIN_SOLIDITY or len(hull) < 4:
         # studs with gaps between them, or a knob, leave the outline no convex polygon
         return _front_box_with_parts(mask, image, principal)
-    contours = find_contours(np.pad(mask, 1), 0.5)
-    outline = max(contours, key=len)[:, ::-1] - 1.0  # (column, row)
+    outline = _outline_points(mask)
     mirror = functools.cache(lambda: mirror_axis(binary))  # only for an outline a box was fitted to
     # three faces' creases outweigh one, and one crease a guessed depth
     if len(hull) >= 6:
@@ -751,8 +756,6 @@ def _box_parts_at_tuned_size(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
 def _front_box_with_parts(mask: np.ndarray, image: np.ndarray, principal: tuple[float, float]) -> Cuboid | None:
     """The box seen square-on to one face (`_front_box`) whose outline has parts standing off
     it: its rectangle is the outline without them, and the parts are returned with it."""
-    from skimage.measure import find_contours
-
     split = _box_parts_at_tuned_size(mask)
     if split is None:
         return None
@@ -761,7 +764,7 @@ def _front_box_with_parts(mask: np.ndarray, image: np.ndarray, principal: tuple[
     hull, solidity = _convex_outline(body)
     if solidity < MIN_SOLIDITY or len(hull) < 4:
         return None
-    outline = max(find_contours(np.pad(soft, 1), 0.5), key=len)[:, ::-1] - 1.0
+    outline = _outline_points(soft)
     box = _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), soft, outline, image, principal)
     return None if box is None else replace(box, parts=parts)
 
