@@ -7,6 +7,7 @@ from backend.geometry.outline import (
     SIDE_SLACK,
     TUNED_CROP,
     bridge_notches,
+    ellipse_iou,
     find_rim,
     fit_revolution,
     mirror_axis,
@@ -302,3 +303,20 @@ def test_the_top_ellipse_of_a_can_is_its_lid():
     assert ellipse.elevation == 35.0 and ellipse.contrast == 0.0
     assert ellipse.row == pytest.approx(192 / 2 - 70 * np.cos(np.radians(35.0)) / 2, abs=2.0)
     assert ellipse.radius == pytest.approx(40.0, abs=3.0)
+
+
+def test_ellipse_iou_is_one_for_an_ellipse_at_any_angle_and_lower_for_corners_and_limbs():
+    rows, cols = np.mgrid[:S, :S] + 0.5
+    for turn in (0.0, 30.0, 90.0):
+        t = np.radians(turn)
+        u = (cols - 64) * np.cos(t) + (rows - 60) * np.sin(t)
+        v = -(cols - 64) * np.sin(t) + (rows - 60) * np.cos(t)
+        assert ellipse_iou((u / 50) ** 2 + (v / 28) ** 2 <= 1) > 0.98
+    square = np.zeros((S, S), bool)
+    square[24:104, 24:104] = True
+    assert ellipse_iou(square) < 0.85
+    # a round body with a handle: the handle's pixels and the ellipse they pull out both count
+    body = (cols - 60) ** 2 + (rows - 64) ** 2 <= 36 ** 2
+    handle = (np.abs(np.hypot(cols - 98, rows - 64) - 14) < 4) & (cols > 96)
+    assert ellipse_iou(body) > 0.98 and ellipse_iou(body | handle) < 0.95
+    assert ellipse_iou(np.zeros((S, S), bool)) == 0.0

@@ -184,6 +184,31 @@ def test_outline_of_a_bottle_is_a_surface_of_revolution():
         assert np.ptp(ring[:, 1]) == pytest.approx(np.ptp(ring[:, 0]), rel=0.06)
 
 
+def shaded_oval_png(size=160, half_width=60, half_height=34):
+    """A pebble-like oval twice as wide as it is tall, shaded top-lit, without a rim, on
+    transparency."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    u, v = (xx - size / 2) / half_width, (yy - size / 2) / half_height
+    inside = u ** 2 + v ** 2 <= 1
+    rgba = np.zeros((size, size, 4), np.uint8)
+    shade = np.clip(200 - 80 * v, 0, 255)
+    rgba[inside] = np.stack([shade, shade * 0.9, shade * 0.7, np.full_like(shade, 255)], -1)[inside]
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_rounded_outline_without_a_rim_is_inflated_as_deep_as_it_is_thick():
+    """An oval's outline is mirror-symmetric, so it passes for a surface of revolution, which would
+    make it a disc as deep as it is wide; a pebble or a lemon is as deep as it is thick."""
+    output = OutlineReconstructPipeline("cpu").run(request_for(shaded_oval_png(), quality="default", texture="none"),
+                                                   recording_context())
+    assert output.metadata["solid"] == "inflation" and output.metadata["rounded"] > 0.98
+    width, depth, height = np.ptp(output.mesh.vertices, axis=0)
+    assert height == pytest.approx(34 / 60 * width, rel=0.05)
+    assert depth == pytest.approx(height, rel=0.15)
+
+
 def test_a_portrait_photo_stored_on_its_side_comes_back_upright():
     """A phone held upright stores the bottle lying on its side, with EXIF orientation 6 (turn
     90° clockwise to show): the result is the upright bottle, a surface of revolution."""

@@ -61,6 +61,25 @@ def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
     return best_axis, best_iou
 
 
+def ellipse_iou(mask: np.ndarray) -> float:
+    """IoU of the binary ``mask`` with the ellipse of its own second moments (the filled ellipse
+    whose area, centre and axes match the outline's): 1 for an ellipse at any angle, lower the
+    more the outline has corners, limbs, notches or flat sides."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 3:
+        return 0.0
+    points = np.stack([xs, ys], 1) + 0.5
+    centre = points.mean(0)
+    covariance = np.cov((points - centre).T, bias=True)
+    if np.linalg.det(covariance) <= 1e-9:
+        return 0.0
+    rows, cols = np.mgrid[0:mask.shape[0], 0:mask.shape[1]] + 0.5
+    offset = np.stack([cols - centre[0], rows - centre[1]], -1)
+    # a filled ellipse's second moments are a quarter of its squared semi-axes
+    inside = np.einsum("...i,ij,...j->...", offset, np.linalg.inv(covariance), offset) <= 4.0
+    return float((inside & mask).sum() / (inside | mask).sum())
+
+
 TUNED_CROP = 192
 """Crop side (pixels) at which the lengths below that are given in pixels were chosen (the
 default preset's): at other crop sizes they scale with the crop, so the preview, default and

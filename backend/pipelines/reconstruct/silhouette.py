@@ -32,7 +32,7 @@ from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import image_to_grid, inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
-from backend.geometry.outline import find_rim, fit_revolution, revolution_field, tilted_revolution_field, top_ellipse
+from backend.geometry.outline import ellipse_iou, find_rim, fit_revolution, revolution_field, tilted_revolution_field, top_ellipse
 from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
@@ -67,6 +67,17 @@ CAMERA_FOV = 1.0
 """Field of view (degrees) reported for the camera: the outline solids extrude the outline straight
 back, as a distant camera sees it, so the reported camera is a long lens framing the crop (long
 enough that a layered solid deeper than it is wide shows no perspective from it)."""
+
+ROUNDED_OUTLINE = 0.96
+"""IoU with its own ellipse (`ellipse_iou`) from which an outline that shows no rim is a rounded
+body's (a fruit, a pebble, a tree's crown): its depth, which one view cannot show, is taken as
+the inflation's, as deep as the outline is thick, rather than as a surface of revolution's, as
+deep as each row is wide (default preset: the real split's lemon, 0.98-0.99, F@2 % 0.90 -> 0.95
+with F@5 % 1.0 either way; on the held-in procedural split, a pebble 0.52 -> 0.58 F@5 %, a
+fruit 1.0 either way). Just under it: a cupcake seen from 38-44 degrees above
+(0.952-0.956, the real split and a mining photo), whose revolved solid scored 0.90 F@5 % against
+0.87 inflated, and the real asteroid seen from the side (0.954), 0.94 revolved and 0.99
+inflated; nothing else of the real, box or mining photos reaches 0.95."""
 
 MIN_TILT = 3.0
 """Degrees: a surface of revolution seen from less high than this is built level."""
@@ -332,7 +343,8 @@ class SolidShape:
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
     """The outline solid: a box when the outline and its creases are a box's, else a surface of
     revolution when the outline is one (tilted by its rim's elevation when the photo shows the
-    rim), else the inflation. The box comes first because its test is the stricter: six straight
+    rim), else the inflation, which also takes an outline that is an ellipse without a rim
+    (`ROUNDED_OUTLINE`). The box comes first because its test is the stricter: six straight
     sides met by a box's corners seen through a fitted camera to a pixel and a half, and creases
     between its faces, where a rim's ellipse need only follow the outline to 8 % of its radius
     (a box's top face seen from above passed for one) and a level surface of revolution only
@@ -366,13 +378,16 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                 return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
         fit = fit_revolution(mask)
-        if fit is None:
+        rim = find_rim(rgb, mask, fit) if fit is not None else None
+        rounded = ellipse_iou(mask >= 0.5) if rim is None else 0.0
+        if fit is None or rounded >= ROUNDED_OUTLINE:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
+            if rounded >= ROUNDED_OUTLINE:
+                inflated.metadata["rounded"] = round(rounded, 3)
             # the outline extruded straight back is what a distant camera sees from any height
             inflated.elevation = elevation
             return inflated
-        rim = find_rim(rgb, mask, fit)
         top = rim if rim is not None else top_ellipse(fit, elevation) if elevation >= MIN_TILT else None
         if top is None:
             values = revolution_field(fit, mask.shape[0], grid)
