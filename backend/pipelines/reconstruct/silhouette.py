@@ -9,7 +9,8 @@ view; it is the "visual hull of the input view" baseline in the reconstruction b
 
 **Outline solid** (the default): the same, except that an outline which is that of a surface of
 revolution (a vessel, a bottle, a can, a lamp: `backend.geometry.outline`) becomes that surface,
-with parts outside its body (a handle, a spout) inflated on their own.
+with parts outside its body (a handle, a spout) inflated on their own; an outline that is an
+ellipse and shows no rim (a fruit, a pebble) stays inflated (`ROUNDED_OUTLINE`).
 
 Both build the object in the photo's camera frame (x right, y away from the camera, z up), so
 the result seen from the front (Blender's numpad 1) is the photo's view, and both report that
