@@ -185,7 +185,7 @@ def test_outline_of_a_bottle_is_a_surface_of_revolution():
 
 
 def shaded_oval_png(size=160, half_width=60, half_height=34):
-    """A pebble-like oval twice as wide as it is tall, shaded top-lit, without a rim, on
+    """A pebble-like oval nearly twice as wide as it is tall, shaded top-lit, without a rim, on
     transparency."""
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     u, v = (xx - size / 2) / half_width, (yy - size / 2) / half_height

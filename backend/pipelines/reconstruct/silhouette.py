@@ -78,7 +78,7 @@ with F@5 % 1.0 either way; on the held-in procedural split, a pebble 0.52 -> 0.5
 fruit 1.0 either way). Just under it: a cupcake seen from 38-44 degrees above
 (0.952-0.956, the real split and a mining photo), whose revolved solid scored 0.90 F@5 % against
 0.87 inflated, and the real asteroid seen from the side (0.954), 0.94 revolved and 0.99
-inflated; nothing else of the real, box or mining photos reaches 0.95."""
+inflated; nothing else of the real, box or mining photos reaches 0.95 at the default crop."""
 
 MIN_TILT = 3.0
 """Degrees: a surface of revolution seen from less high than this is built level."""
