@@ -20,7 +20,7 @@ import numpy as np
 
 from backend.errors import PipelineError
 from backend.geometry.layers import layered_field
-from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline, OutlineSolid
+from backend.pipelines.reconstruct.silhouette import OutlineReading, OutlineReconstructPipeline, OutlineSolid
 from backend.pipelines.reconstruct.weights import WEIGHTS_DIR, check_weights, torch_device
 from backend.protocol import ErrorCode
 
@@ -56,8 +56,9 @@ class LayeredReconstructPipeline(OutlineReconstructPipeline):
         self.network()
 
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
-        outlined = super().solid(rgb, mask, grid, thickness, principal, elevation)
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0,
+              reading: OutlineReading | None = None) -> OutlineSolid:
+        outlined = super().solid(rgb, mask, grid, thickness, principal, elevation, reading)
         if outlined.metadata["solid"] in ("surface of revolution", "box"):
             return outlined
         front, back = self.network().predict(rgb, mask)

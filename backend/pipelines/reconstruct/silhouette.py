@@ -33,7 +33,16 @@ from backend.geometry.fidelity import POOR_FIDELITY, silhouette_fidelity
 from backend.geometry.finish import baked_texture_error, finish_mesh
 from backend.geometry.layers import image_to_grid, inflation_profile
 from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, normalise_unit
-from backend.geometry.outline import ellipse_iou, find_rim, fit_revolution, revolution_field, tilted_revolution_field, top_ellipse
+from backend.geometry.outline import (
+    RevolutionFit,
+    Rim,
+    ellipse_iou,
+    find_rim,
+    fit_revolution,
+    revolution_field,
+    tilted_revolution_field,
+    top_ellipse,
+)
 from backend.geometry.texture import ColorFn
 from backend.pipelines.base import JobContext, Pipeline, PipelineOutput
 from backend.pipelines.reconstruct.colour import sample_bilinear
@@ -210,11 +219,18 @@ class SilhouetteReconstructPipeline(Pipeline):
     task = "reconstruct"
     method = "silhouette inflation (baseline)"
 
+    def read(self, rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]) -> OutlineReading | None:
+        """What the outline shows, whatever the grid its solid is built on (the baseline reads
+        nothing: it inflates every outline)."""
+        return None
+
     def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0,
+              reading: OutlineReading | None = None) -> OutlineSolid:
         """The object's solid from the crop (colours and mask); ``principal``: the photo's centre
         in the crop's frame (x, z crop sides), for a solid seen through a near camera;
-        ``elevation``: degrees the photo is known to look down by (the baseline: always level)."""
+        ``elevation``: degrees the photo is known to look down by (the baseline: always level);
+        ``reading``: `read`'s of this crop, when it was already read for a solid on another grid."""
         values, half_depth = inflate_field(mask, grid, thickness)
         return OutlineSolid(values, {"half_depth": round(half_depth, 4)}, mask)
 
@@ -251,13 +267,15 @@ class SilhouetteReconstructPipeline(Pipeline):
                elevation: float) -> "SolidShape":
         ctx.progress("inflate", 0.2, "building the solid from the outline")
         t1 = time.perf_counter()
-        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal, elevation)
+        # the preview's solid and the result's read the same outline: once
+        reading = self.read(rgb, mask, principal)
+        coarse = self.solid(rgb, mask, max(24, preset.grid // 3), preset.thickness, principal, elevation, reading)
         vertices, faces = (box_mesh(coarse.box, 4) if coarse.box is not None and coarse.box.parts is None else
                            extract_surface(coarse.field, coarse.lo, coarse.hi))
         # upright like the result it previews
         ctx.preview_mesh(MeshPayload((vertices @ upright_rotation(coarse.elevation).T).astype(np.float32), faces))
 
-        solid = self.solid(rgb, mask, preset.grid, preset.thickness, principal, elevation)
+        solid = self.solid(rgb, mask, preset.grid, preset.thickness, principal, elevation, reading)
         timings["solid_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         ctx.progress("mesh", 0.4, "extracting the surface")
@@ -341,6 +359,19 @@ class SolidShape:
     """See `OutlineSolid.box`."""
 
 
+@dataclass(frozen=True)
+class OutlineReading:
+    """What the outline solid reads from a crop before it builds anything (`OutlineReconstructPipeline.read`)."""
+    box: Cuboid | None
+    """The box the outline and its creases show, or None; then the rest is read."""
+    fit: RevolutionFit | None = None
+    """The outline as a surface of revolution, or None."""
+    rim: Rim | None = None
+    """That surface's rim, when the photo shows it."""
+    rounded: float = 0.0
+    """The outline's IoU with its own ellipse (`ellipse_iou`), read when no rim shows."""
+
+
 class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
     """The outline solid: a box when the outline and its creases are a box's, else a surface of
     revolution when the outline is one (tilted by its rim's elevation when the photo shows the
@@ -353,10 +384,20 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
 
     method = "outline solid (surface of revolution, box or inflation)"
 
-    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
-              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0) -> OutlineSolid:
-        """As the baseline's; a box's or a rim's own elevation overrides ``elevation``."""
+    def read(self, rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]) -> OutlineReading:
         box = fit_cuboid(rgb, mask, principal)
+        if box is not None:
+            return OutlineReading(box)
+        fit = fit_revolution(mask)
+        rim = find_rim(rgb, mask, fit) if fit is not None else None
+        return OutlineReading(None, fit, rim, ellipse_iou(mask >= 0.5) if rim is None else 0.0)
+
+    def solid(self, rgb: np.ndarray, mask: np.ndarray, grid: int, thickness: float,
+              principal: tuple[float, float] = (0.0, 0.0), elevation: float = 0.0,
+              reading: OutlineReading | None = None) -> OutlineSolid:
+        """As the baseline's; a box's or a rim's own elevation overrides ``elevation``."""
+        reading = reading if reading is not None else self.read(rgb, mask, principal)
+        box, fit, rim, rounded = reading.box, reading.fit, reading.rim, reading.rounded
         if box is not None:
             values, lo, hi = cuboid_field(box, grid)
             sides = np.linalg.norm(box.axes, axis=1)
@@ -378,9 +419,6 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                 metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
                 return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
-        fit = fit_revolution(mask)
-        rim = find_rim(rgb, mask, fit) if fit is not None else None
-        rounded = ellipse_iou(mask >= 0.5) if rim is None else 0.0
         if fit is None or rounded >= ROUNDED_OUTLINE:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
