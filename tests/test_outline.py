@@ -202,6 +202,90 @@ def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, heig
     return rgb, (wall | lid).astype(np.float64)
 
 
+def shaded_vessel_from_above(elevation: float, opening: bool, size: int = 192, radius: float = 40.0,
+                             height: float = 70.0, lid_shading: float = 0.0):
+    """A white vessel seen from ``elevation`` degrees, near-orthographic, lit from the right and
+    in front: its wall shaded as a cylinder's, and inside its rim either the far inner wall of an
+    open vessel (facing the camera and the axis, so shaded as the outer wall mirrored, a little
+    darker), inside a lip a tenth of its radius wide, or a flat lid (one brightness, plus
+    ``lid_shading`` times the inner wall's variation) -> (rgb [S,S,3] on white, mask [S,S] of 0
+    and 1)."""
+    sine, cosine = np.sin(np.radians(elevation)), np.cos(np.radians(elevation))
+    rows, cols = np.mgrid[:size, :size].astype(np.float64)
+    u = np.clip((cols - size / 2) / radius, -1, 1)
+    lid_row = size / 2 - height * cosine / 2
+    base_row = size / 2 + height * cosine / 2
+    light = np.array([0.6, 0.7, 0.4]) / np.linalg.norm([0.6, 0.7, 0.4])  # (right, towards the camera, up)
+
+    def in_ellipse(row, scale=1.0):
+        return (u / scale) ** 2 + ((rows - row) / max(scale * radius * sine, 1e-6)) ** 2 <= 1
+
+    def lit(nx, ny, nz):
+        return 0.2 + 0.7 * np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0, 1)
+
+    across = np.sqrt(1 - u ** 2)
+    wall = ((np.abs(cols - size / 2) <= radius) & (rows >= lid_row) & (rows <= base_row)) | in_ellipse(base_row)
+    top = in_ellipse(lid_row)
+    rgb = np.ones((size, size, 3))
+    rgb[wall] = lit(u, across, 0.0)[wall, None]
+    rgb[top] = (lit(0.0, 0.0, 1.0) + lid_shading * (lit(-u, across, 0.0) - lit(0.0, 1.0, 0.0)))[top, None]
+    if opening:
+        inner = in_ellipse(lid_row, 0.9)
+        rgb[inner] = lit(-u, across, 0.0)[inner, None] - 0.05
+    return rgb, (wall | top).astype(np.float64)
+
+
+@pytest.mark.parametrize("elevation", [20.0, 35.0])
+def test_an_open_vessel_seen_from_above_is_a_shell(elevation):
+    rgb, mask = shaded_vessel_from_above(elevation, opening=True)
+    fit = fit_revolution(mask)
+    rim = find_rim(rgb, mask, fit)
+    assert rim is not None and rim.opening is not None and rim.opening.open
+    assert rim.opening.mirrored > 0.9
+    grid = 97
+    field, lo, hi = tilted_revolution_field(fit, rim, 192, grid)
+    # still the photo's outline from the camera
+    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
+    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
+    assert (seen & target).sum() / (seen | target).sum() > 0.93
+    # upright, its axis is empty from the rim down to a floor near the base, and its wall stands
+    # a wall's thickness (`WALL_SHARE` of the radius) thick all round
+    e = np.radians(rim.elevation)
+    x, y, z = np.meshgrid(np.linspace(-0.5, 0.5, grid), np.linspace(lo[1], hi[1], field.shape[1]),
+                          np.linspace(-0.5, 0.5, grid), indexing="ij")
+    heights = (z * np.cos(e) - y * np.sin(e)) * 192
+    radial = np.hypot(x, y * np.cos(e) + z * np.sin(e)) * 192
+    inside = field > 0
+    on_axis = radial < 5
+    assert not inside[on_axis & (heights > heights[inside].min() + 14)].any()
+    assert inside[on_axis & (heights < heights[inside].min() + 2)].any()  # the floor
+    middle = inside & (np.abs(heights - np.median(heights[inside])) < 3)
+    thickness = np.ptp(radial[middle])
+    assert 2.0 < thickness < 0.25 * 40
+
+
+@pytest.mark.parametrize("faint", [0.0, 0.15])
+def test_a_lid_is_not_an_opening(faint):
+    """A closed top's shading is one flat face's, however the wall's is: the can stays solid. A
+    lid whose brightness follows the wall's mirrored but faintly (a photo's cans: a lid not quite
+    flat, a reflection) is no opening either: a far inner wall varies as much as the outer one."""
+    rgb, mask = shaded_vessel_from_above(35.0, opening=False, lid_shading=faint)
+    fit = fit_revolution(mask)
+    rim = find_rim(rgb, mask, fit)
+    assert rim is not None and rim.opening is not None and not rim.opening.open
+    solid = (tilted_revolution_field(fit, rim, 192, 97)[0] > 0).sum()
+    rgb, mask = shaded_vessel_from_above(35.0, opening=True)
+    fit = fit_revolution(mask)
+    hollow = (tilted_revolution_field(fit, find_rim(rgb, mask, fit), 192, 97)[0] > 0).sum()
+    assert hollow < 0.5 * solid
+
+
+def test_an_unshaded_wall_says_nothing_of_an_opening():
+    rgb, mask = can_from_above(35.0)  # flat colours: the wall's shading does not vary across it
+    rim = find_rim(rgb, mask, fit_revolution(mask))
+    assert rim is not None and rim.opening is None
+
+
 @pytest.mark.parametrize("elevation", [20.0, 35.0])
 def test_the_rim_of_a_can_seen_from_above_gives_the_elevation(elevation):
     rgb, mask = can_from_above(elevation)

@@ -334,6 +334,24 @@ def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
     assert height / width == pytest.approx(70 / 80, rel=0.15)
 
 
+def test_an_open_vessel_photographed_from_above_comes_back_hollow_and_a_closed_one_solid():
+    from test_outline import shaded_vessel_from_above
+
+    volumes = {}
+    for opening in (True, False):
+        rgb, mask = shaded_vessel_from_above(30.0, opening=opening)
+        rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(rgba).save(buffer, format="PNG")
+        output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+                                                       recording_context())
+        assert output.metadata["rim"]["opening"]["open"] is opening
+        assert output.metadata["fidelity"]["silhouette_iou"] >= 0.95
+        mesh = trimesh.Trimesh(output.mesh.vertices, output.mesh.faces)
+        volumes[opening] = mesh.volume / mesh.convex_hull.volume
+    assert volumes[False] > 0.9 and volumes[True] < 0.5
+
+
 def test_the_parts_of_a_vessel_seen_level_are_inflated_as_one_outline():
     # a body with a big lug on the left and a small one on the right, lower: the small one is as
     # thick as the one inflation of both parts makes it, not as its own inflation would

@@ -443,8 +443,18 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
         metadata = {"solid": "surface of revolution", "symmetry_iou": round(fit.symmetry_iou, 3),
                     "attached_parts": bool(parts.any()), "cast_shadows_dropped": shadows,
                     "rim": None if rim is None else {"elevation": round(rim.elevation, 1),
-                                                     "contrast": round(rim.contrast, 3)}}
+                                                     "contrast": round(rim.contrast, 3),
+                                                     "opening": rim_opening(rim)}}
         return OutlineSolid(values, metadata, np.where(fit.attached & ~parts, 0.0, mask), lo, hi, elevation)
+
+
+def rim_opening(rim: Rim) -> dict | None:
+    """The metadata of what shows inside a rim: whether it was taken for an opening (the solid
+    hollow) and the shading that said so."""
+    if rim.opening is None:
+        return None
+    return {"open": rim.opening.open, "mirrored": round(rim.opening.mirrored, 3),
+            "amplitude": round(rim.opening.amplitude, 3)}
 
 
 def parts_middle(parts: np.ndarray, body: np.ndarray, depth: np.ndarray, elevation: float) -> np.ndarray:
