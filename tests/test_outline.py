@@ -202,6 +202,25 @@ def can_from_above(elevation: float, size: int = 192, radius: float = 40.0, heig
     return rgb, (wall | lid).astype(np.float64)
 
 
+def seen_iou(field: np.ndarray, mask: np.ndarray, grid: int) -> float:
+    """IoU of a solid over a [-0.5, 0.5] crop of ``grid`` nodes, seen along its depth axis, with
+    the 192 px outline it was built from."""
+    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
+    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
+    return float((seen & target).sum() / (seen | target).sum())
+
+
+def upright_nodes(field: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  elevation: float) -> tuple[np.ndarray, np.ndarray]:
+    """(height along the tilted axis, distance from it) of every node of a solid seen from
+    ``elevation`` degrees, in pixels of the 192 px crop."""
+    grid = field.shape[0]
+    e = np.radians(elevation)
+    x, y, z = np.meshgrid(np.linspace(-0.5, 0.5, grid), np.linspace(lo[1], hi[1], field.shape[1]),
+                          np.linspace(-0.5, 0.5, grid), indexing="ij")
+    return (z * np.cos(e) - y * np.sin(e)) * 192, np.hypot(x, y * np.cos(e) + z * np.sin(e)) * 192
+
+
 def shaded_vessel_from_above(elevation: float, opening: bool, size: int = 192, radius: float = 40.0,
                              height: float = 70.0, lid_shading: float = 0.0):
     """A white vessel seen from ``elevation`` degrees, near-orthographic, lit from the right and
@@ -242,19 +261,11 @@ def test_an_open_vessel_seen_from_above_is_a_shell(elevation):
     rim = find_rim(rgb, mask, fit)
     assert rim is not None and rim.opening is not None and rim.opening.open
     assert rim.opening.mirrored > 0.9
-    grid = 97
-    field, lo, hi = tilted_revolution_field(fit, rim, 192, grid)
-    # still the photo's outline from the camera
-    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
-    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
-    assert (seen & target).sum() / (seen | target).sum() > 0.93
+    field, lo, hi = tilted_revolution_field(fit, rim, 192, 97)
+    assert seen_iou(field, mask, 97) > 0.93  # still the photo's outline from the camera
     # upright, its axis is empty from the rim down to a floor near the base, and its wall stands
     # a wall's thickness (`WALL_SHARE` of the radius) thick all round
-    e = np.radians(rim.elevation)
-    x, y, z = np.meshgrid(np.linspace(-0.5, 0.5, grid), np.linspace(lo[1], hi[1], field.shape[1]),
-                          np.linspace(-0.5, 0.5, grid), indexing="ij")
-    heights = (z * np.cos(e) - y * np.sin(e)) * 192
-    radial = np.hypot(x, y * np.cos(e) + z * np.sin(e)) * 192
+    heights, radial = upright_nodes(field, lo, hi, rim.elevation)
     inside = field > 0
     on_axis = radial < 5
     assert not inside[on_axis & (heights > heights[inside].min() + 14)].any()
@@ -338,19 +349,11 @@ def test_the_tilted_solid_is_a_can_of_the_true_height_that_casts_the_outline():
     fit = fit_revolution(mask)
     rim = find_rim(rgb, mask, fit)
     field, lo, hi = tilted_revolution_field(fit, rim, size, grid)
-    # seen along the depth axis, it covers the outline
-    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
-    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
-    assert (seen & target).sum() / (seen | target).sum() > 0.93
+    assert seen_iou(field, mask, grid) > 0.93  # seen along the depth axis, it covers the outline
     # turned upright, it is a cylinder: its height along the axis is the can's (70 px), not the
     # outline's (70 cos e + 2 * 40 sin e), and its top is flat
-    e = np.radians(rim.elevation)
-    x, y, z = np.meshgrid(np.linspace(-0.5, 0.5, grid), np.linspace(lo[1], hi[1], field.shape[1]),
-                          np.linspace(-0.5, 0.5, grid), indexing="ij")
-    inside = field > 0
-    heights = (z * np.cos(e) - y * np.sin(e))[inside] * size
+    heights, radial = (nodes[field > 0] for nodes in upright_nodes(field, lo, hi, rim.elevation))
     assert np.ptp(heights) == pytest.approx(70.0, rel=0.1)
-    radial = np.hypot(x, y * np.cos(e) + z * np.sin(e))[inside] * size
     top = heights > heights.max() - 3
     assert np.percentile(radial[top], 95) == pytest.approx(40.0, abs=4.0)
 
@@ -366,14 +369,12 @@ def test_a_dish_seen_from_above_is_a_slab_the_grid_resolves():
     assert rim is not None
     grid = 97
     field, lo, hi = tilted_revolution_field(fit, rim, 192, grid)
-    target = mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5
-    seen = (field > 0).any(axis=1)[:grid - 1, :grid - 1]
-    assert (seen & target).sum() / (seen | target).sum() > 0.9
+    assert seen_iou(field, mask, grid) > 0.9
     # every line of sight through the dish, away from its outline, meets at least three grid nodes
     # inside it (no slits)
     from scipy import ndimage
 
-    inner = ndimage.binary_erosion(target, iterations=2)
+    inner = ndimage.binary_erosion(mask[::2, ::2][::-1].T[:grid - 1, :grid - 1] > 0.5, iterations=2)
     assert (field > 0).sum(axis=1)[:grid - 1, :grid - 1][inner].min() >= 3
 
 
@@ -404,3 +405,23 @@ def test_ellipse_iou_is_one_for_an_ellipse_at_any_angle_and_lower_for_corners_an
     handle = (np.abs(np.hypot(cols - 98, rows - 64) - 14) < 4) & (cols > 96)
     assert ellipse_iou(body) > 0.98 and ellipse_iou(body | handle) < 0.95
     assert ellipse_iou(np.zeros((S, S), bool)) == 0.0
+
+
+def test_an_open_frame_is_seen_through_in_several_places_and_a_handle_is_not_one():
+    from backend.geometry.outline import is_frame, see_through
+
+    frame = np.zeros((96, 96), bool)
+    frame[12:88, 18:26] = frame[12:88, 70:78] = frame[12:22, 18:78] = frame[60:66, 18:78] = True
+    for left in (34, 44, 54, 64):
+        frame[22:60, left:left + 3] = True
+    holes, share = see_through(frame)
+    assert holes == 5 and 0.3 < share < 0.7 and is_frame(frame)
+    # a mug: one loop through its handle
+    mug = vase_mask() >= 0.5
+    rows, cols = np.mgrid[:mug.shape[0], :mug.shape[1]]
+    loop = (np.hypot(rows - 60, cols - 95) < 14) & (np.hypot(rows - 60, cols - 95) > 8)
+    assert see_through(mug | loop)[0] <= 1 and not is_frame(mug | loop)
+    # specks of segmentation are not holes
+    speckled = np.ones((96, 96), bool)
+    speckled[10:80:7, 10:80:7] = False
+    assert see_through(speckled) == (0, 0.0) and not is_frame(speckled)

@@ -612,6 +612,70 @@ def test_the_side_turned_away_from_the_camera_continues_the_red_image(weights):
     assert red[0] > red[1] + 60 and red[0] > red[2] + 60
 
 
+def ladder_back(size=96):
+    """A chair's back seen square-on: two rails, a top rail and four slats, seen through in five
+    places, on transparency."""
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = 255
+    wood = (120, 70, 30, 255)
+    rgba[12:88, 18:26] = wood    # the rails
+    rgba[12:88, 70:78] = wood
+    rgba[12:22, 18:78] = wood    # the top rail
+    rgba[60:66, 18:78] = wood    # the seat's edge
+    for left in (34, 44, 54, 64):
+        rgba[22:60, left:left + 3] = wood  # slats
+    return png(rgba)
+
+
+def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(weights, monkeypatch):
+    """A chair seen through its slats: the outline solid would be a flat cut-out, so a served
+    surface that is clean is kept though the field without the blur is ribbed, which turns it away
+    on any other outline; a shredded one is still turned away."""
+    from backend.geometry.mesh_ops import extract_surface
+    from backend.geometry.outline import is_frame
+    from backend.pipelines.base import PipelineOutput
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    rgba = np.asarray(Image.open(io.BytesIO(ladder_back())))
+    assert is_frame(rgba[..., 3] > 0)
+    g = np.linspace(-0.5, 0.5, 96)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)
+    served = extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5))
+    ribbed = extract_surface(smooth + 0.02 * np.sin(2 * np.pi * x / 0.08), np.full(3, -0.5), np.full(3, 0.5))
+    pipe = ReconstructPipeline("cpu", weights)
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(*served, False, {}, [], [], None, {}))
+    monkeypatch.setattr(pipe.model, "finish", lambda shaped, req, ctx: PipelineOutput(
+        MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
+    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: ribbed)
+    kept = pipe.run(request(ladder_back()), recording_context())
+    assert kept.metadata["auto"]["chose"] == "model"
+    assert kept.metadata["auto"]["reason"].startswith("the outline is an open frame (5 holes seen through")
+    # the same surfaces from a photo that is no frame: turned away for the ribs under the blur
+    replaced = pipe.run(request(disc()), recording_context())
+    assert replaced.metadata["auto"]["chose"] == "outline"
+    assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
+    # a frame's shredded result is still turned away
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
+        _scraps().vertices, _scraps().faces, False, {}, [], [], None, {}))
+    replaced = pipe.run(request(ladder_back()), recording_context())
+    assert replaced.metadata["auto"]["chose"] == "outline" and "pieces" in replaced.metadata["auto"]["reason"]
+
+
+def test_a_frames_model_result_may_ripple_more_but_not_without_limit():
+    from types import SimpleNamespace
+
+    from backend.pipelines.reconstruct.dispatch import FRAME_MAX_RIPPLES, MAX_RIPPLES, shredded
+
+    def rippled(share):
+        return SimpleNamespace(pieces=1, large_pieces=1, sharp_edge_share=0.01, ripple_share=share)
+
+    between = (MAX_RIPPLES + FRAME_MAX_RIPPLES) / 2
+    assert "rippled" in shredded(rippled(between))
+    assert shredded(rippled(between), max_ripples=FRAME_MAX_RIPPLES) is None
+    assert "rippled" in shredded(rippled(FRAME_MAX_RIPPLES + 0.02), max_ripples=FRAME_MAX_RIPPLES)
+
+
 def test_auto_judges_the_unblurred_field_by_its_large_pieces_not_its_crumbs(weights, monkeypatch):
     from backend.pipelines.base import PipelineOutput
     from backend.pipelines.reconstruct.model import ModelShape
