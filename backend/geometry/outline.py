@@ -483,8 +483,8 @@ def find_rim(rgb: np.ndarray, mask: np.ndarray, fit: RevolutionFit) -> Rim | Non
 OPENING_MIRRORED = 0.5
 """Least correlation of the brightness across the rim's inside with the wall's mirrored for an
 opening. Rim photos, default crop: the real split's mug from 15 degrees 0.98, the held-in split's
-mugs 0.60-0.99, plant pots and a vase 0.95-0.99, bowls -0.69-0.94 (those whose floor fills the
-ellipse read low), the mining photos' mugs 0.65-0.98; closed tops: the real split's loaf -0.72,
+mugs 0.60-0.99, plant pots and a vase 0.95-0.99, bowls -0.69-0.94 (those seen from low, showing
+their floor more than their wall, read low), the mining photos' mugs 0.65-0.98; closed tops: the real split's loaf -0.72,
 can 0.14 and teapot -0.56, the mining photos' teapots 0.01 and -0.77 and cans 0.44-0.81."""
 
 OPENING_AMPLITUDE = 0.9
