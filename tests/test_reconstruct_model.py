@@ -632,12 +632,12 @@ def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(
     surface that is clean is kept though the field without the blur is ribbed, which turns it away
     on any other outline; a shredded one is still turned away."""
     from backend.geometry.mesh_ops import extract_surface
-    from backend.geometry.outline import is_frame
+    from backend.geometry.outline import is_frame, see_through
     from backend.pipelines.base import PipelineOutput
     from backend.pipelines.reconstruct.model import ModelShape
 
     rgba = np.asarray(Image.open(io.BytesIO(ladder_back())))
-    assert is_frame(rgba[..., 3] > 0)
+    assert is_frame(*see_through(rgba[..., 3] > 0))
     g = np.linspace(-0.5, 0.5, 96)
     x, y, z = np.meshgrid(g, g, g, indexing="ij")
     smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)

@@ -112,10 +112,10 @@ def see_through(mask: np.ndarray) -> tuple[int, float]:
     return int(len(holes)), float(holes.sum() / filled.sum())
 
 
-def is_frame(mask: np.ndarray) -> bool:
-    """Whether the outline is an open frame's (`FRAME_HOLES`, `FRAME_SHARE`): an inflation or a
-    surface of revolution makes it a flat cut-out with holes, whatever its depth."""
-    holes, share = see_through(mask)
+def is_frame(holes: int, share: float) -> bool:
+    """Whether an outline seen through in ``holes`` places over ``share`` of it (`see_through`)
+    is an open frame's (`FRAME_HOLES`, `FRAME_SHARE`): an inflation or a surface of revolution
+    makes it a flat cut-out with holes, whatever its depth."""
     return holes >= FRAME_HOLES and share >= FRAME_SHARE
 
 

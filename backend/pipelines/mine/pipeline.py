@@ -269,7 +269,7 @@ class MinePipeline(Pipeline):
     def _model_candidates(self, photos, sources, confident: list[int], request: MineRequest, ctx: JobContext):
         """The shape model's reconstructions of the most confident photos whose surfaces are clean
         (the rule `auto` keeps them by, an open frame's included), as candidates."""
-        from backend.geometry.outline import is_frame
+        from backend.geometry.outline import is_frame, see_through
         from backend.pipelines.mine.pooled import Candidate
         from backend.pipelines.reconstruct.dispatch import judge_model_result
         from backend.requests import CommonParams, ReconstructRequest
@@ -283,7 +283,7 @@ class MinePipeline(Pipeline):
             single = ReconstructRequest([image], CommonParams(quality=request.common.quality, seed=request.common.seed),
                                         texture="none")
             shaped = self.shape_model.shape(single, quiet)
-            frame = is_frame(photos[index].solid_mask >= 0.5)
+            frame = is_frame(*see_through(photos[index].solid_mask >= 0.5))
             if judge_model_result(self.shape_model, shaped, quiet, frame=frame)[0] is not None:
                 continue
             candidates.append(Candidate(index, shaped.elevation,

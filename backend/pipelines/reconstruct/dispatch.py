@@ -152,7 +152,8 @@ class ReconstructPipeline(Pipeline):
             return output
         outline_warnings = ctx.warnings[before:]
         del ctx.warnings[before:]
-        frame = outlined is not None and is_frame(outlined.mask >= 0.5)
+        holes, share = see_through(outlined.mask >= 0.5) if outlined is not None else (0, 0.0)
+        frame = is_frame(holes, share)
         # judged before texturing: a discarded surface costs no UV unwrap or bake
         shaped = self.model.shape(request, ctx)
         problem, surface = judge_model_result(self.model, shaped, ctx, frame=frame)
@@ -160,7 +161,6 @@ class ReconstructPipeline(Pipeline):
             modelled = self.model.finish(shaped, request, ctx)
             modelled.metadata["auto"] = {"chose": "model", "surface": surface}
             if frame:
-                holes, share = see_through(outlined.mask >= 0.5)
                 modelled.metadata["auto"]["reason"] = FRAME_REASON.format(holes=holes, share=share)
             return modelled
         # the discarded result's warnings are about a mesh the user never gets
