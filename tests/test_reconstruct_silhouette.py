@@ -209,6 +209,35 @@ def test_a_rounded_outline_without_a_rim_is_inflated_as_deep_as_it_is_thick():
     assert depth == pytest.approx(height, rel=0.15)
 
 
+def capsule_png(length: int, thickness: int, size=160):
+    """A bar with rounded ends, ``length`` by ``thickness`` pixels, level, shaded round (lit from
+    above: not a box's flat face), on transparency."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    half = (length - thickness) / 2
+    along = np.clip(np.abs(xx - size / 2), 0, half)
+    inside = np.hypot(np.abs(xx - size / 2) - along, yy - size / 2) <= thickness / 2
+    rgba = np.zeros((size, size, 4), np.uint8)
+    shade = np.clip(230 - 160 * (yy - size / 2 + thickness / 2) / thickness, 0, 255)
+    rgba[inside] = np.stack([shade, shade, shade * 0.9, np.full_like(shade, 255)], -1)[inside]
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_outline_far_wider_than_tall_is_inflated_not_revolved_into_a_disc():
+    """An airplane, a pen or a car seen from its side has a mirror-symmetric outline; revolved, it
+    would be a flying saucer as deep as it is wide."""
+    run = lambda data: OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
+                                                             recording_context())
+    bar = run(capsule_png(144, 22))
+    assert bar.metadata["solid"] == "inflation" and bar.metadata["too_wide_to_revolve"] > 5
+    width, depth, height = np.ptp(bar.mesh.vertices, axis=0)
+    assert depth < 2 * height < 0.5 * width
+    # three times as wide as tall it may be a turned object seen level (a mushroom's cap, a bowl)
+    stub = run(capsule_png(120, 40))
+    assert stub.metadata["solid"] == "surface of revolution" and "too_wide_to_revolve" not in stub.metadata
+
+
 def test_a_portrait_photo_stored_on_its_side_comes_back_upright():
     """A phone held upright stores the bottle lying on its side, with EXIF orientation 6 (turn
     90° clockwise to show): the result is the upright bottle, a surface of revolution."""

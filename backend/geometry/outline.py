@@ -40,6 +40,15 @@ class RevolutionFit:
     the outline's own edge."""
 
 
+def body_aspect(fit: RevolutionFit) -> float:
+    """How many times wider than tall the body of revolution is: its widest diameter over the rows
+    it spans, in pixels."""
+    rows = np.nonzero(fit.radius > 0)[0]
+    if len(rows) == 0:
+        return 0.0
+    return float(2.0 * fit.radius.max() / (rows.max() - rows.min() + 1))
+
+
 def mirror_axis(mask: np.ndarray) -> tuple[float, float]:
     """The vertical axis about which the binary ``mask`` is most nearly mirror-symmetric
     -> (axis column, IoU of the mask with its mirror image)."""

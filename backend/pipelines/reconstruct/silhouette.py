@@ -36,6 +36,7 @@ from backend.geometry.mesh_ops import clean_mesh, decimate, extract_surface, nor
 from backend.geometry.outline import (
     RevolutionFit,
     Rim,
+    body_aspect,
     ellipse_iou,
     find_rim,
     fit_revolution,
@@ -88,6 +89,17 @@ fruit 1.0 either way). Just under it: a cupcake seen from 38-44 degrees above
 (0.952-0.956, the real split and a mining photo), whose revolved solid scored 0.90 F@5 % against
 0.87 inflated, and the real asteroid seen from the side (0.954), 0.94 revolved and 0.99
 inflated; nothing else of the real, box or mining photos reaches 0.95 at the default crop."""
+
+MAX_LEVEL_DISC = 5.0
+"""Widest body (its width over its height) that an outline showing no rim is taken as a surface
+of revolution for; a wider one is inflated. Revolved, it would be a disc thinner than a fifth of
+its width seen within about 11 degrees of level (seen from higher, its top would show, and its
+outline would be at most 1 / sin(elevation) as wide as tall): a plate or a coin, which few photos
+show so level. The same outline is far more often an elongated object's seen from its side, and
+that disc is a flying saucer: the real split's airplane from the side (6.5 times as wide as tall)
+scored 0.71 F@5 % revolved, 0.79 inflated (default preset, 2026-12-07). The widest bodies read as
+surfaces of revolution below it: a sofa's back, a bowl and a gear seen level, and a mushroom's cap
+(3.4-3.8 times as wide as tall, held-in and real photos), whose revolved solids are right."""
 
 MIN_TILT = 3.0
 """Degrees: a surface of revolution seen from less high than this is built level."""
@@ -376,7 +388,7 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
     """The outline solid: a box when the outline and its creases are a box's, else a surface of
     revolution when the outline is one (tilted by its rim's elevation when the photo shows the
     rim), else the inflation, which also takes an outline that is an ellipse without a rim
-    (`ROUNDED_OUTLINE`). The box comes first because its test is the stricter: six straight
+    (`ROUNDED_OUTLINE`) and one far wider than tall without a rim (`MAX_LEVEL_DISC`). The box comes first because its test is the stricter: six straight
     sides met by a box's corners seen through a fitted camera to a pixel and a half, and creases
     between its faces, where a rim's ellipse need only follow the outline to 8 % of its radius
     (a box's top face seen from above passed for one) and a level surface of revolution only
@@ -419,11 +431,14 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                 metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
                 return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
-        if fit is None or rounded >= ROUNDED_OUTLINE:
+        wide = rim is None and fit is not None and body_aspect(fit) > MAX_LEVEL_DISC
+        if fit is None or rounded >= ROUNDED_OUTLINE or wide:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             if rounded >= ROUNDED_OUTLINE:
                 inflated.metadata["rounded"] = round(rounded, 3)
+            if wide:
+                inflated.metadata["too_wide_to_revolve"] = round(body_aspect(fit), 2)
             # the outline extruded straight back is what a distant camera sees from any height
             inflated.elevation = elevation
             return inflated
