@@ -96,8 +96,10 @@ of revolution for; a wider one is inflated. Revolved, it would be a disc thinner
 its width seen within about 11 degrees of level (seen from higher, its top would show, and its
 outline would be at most 1 / sin(elevation) as wide as tall): a plate or a coin, which few photos
 show so level. The same outline is far more often an elongated object's seen from its side, and
-that disc is a flying saucer: the real split's airplane from the side (6.5 times as wide as tall)
-scored 0.71 F@5 % revolved, 0.79 inflated (default preset, 2026-12-07). The widest bodies read as
+that disc is a flying saucer (a baguette or a rolling pin lying down). On the benchmarks only one
+photo is so wide, the real split's level airplane whose mask is a band of floor below it (6.5
+times as wide as tall): 0.71 F@5 % revolved, 0.79 inflated (default preset, 2026-12-07). The
+widest bodies read as
 surfaces of revolution below it: a sofa's back, a bowl and a gear seen level, and a mushroom's cap
 (3.4-3.8 times as wide as tall, held-in and real photos), whose revolved solids are right."""
 
