@@ -99,9 +99,9 @@ show so level. The same outline is far more often an elongated object's seen fro
 that disc is a flying saucer (a baguette or a rolling pin lying down). On the benchmarks only one
 photo is so wide, the real split's level airplane whose mask is a band of floor below it (6.5
 times as wide as tall): 0.71 F@5 % revolved, 0.79 inflated (default preset, 2026-12-07). The
-widest bodies read as
-surfaces of revolution below it: a sofa's back, a bowl and a gear seen level, and a mushroom's cap
-(3.4-3.8 times as wide as tall, held-in and real photos), whose revolved solids are right."""
+widest bodies read as surfaces of revolution below it: a sofa's back, a bowl and a gear seen
+level, and a mushroom's cap (3.4-3.8 times as wide as tall, held-in and real photos), whose
+revolved solids are right."""
 
 MIN_TILT = 3.0
 """Degrees: a surface of revolution seen from less high than this is built level."""
