@@ -227,8 +227,10 @@ def capsule_png(length: int, thickness: int, size=160):
 def test_an_outline_far_wider_than_tall_is_inflated_not_revolved_into_a_disc():
     """An airplane, a pen or a car seen from its side has a mirror-symmetric outline; revolved, it
     would be a flying saucer as deep as it is wide."""
-    run = lambda data: OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
-                                                             recording_context())
+    def run(data):
+        return OutlineReconstructPipeline("cpu").run(request_for(data, quality="default", texture="none"),
+                                                     recording_context())
+
     bar = run(capsule_png(144, 22))
     assert bar.metadata["solid"] == "inflation" and bar.metadata["too_wide_to_revolve"] > 5
     width, depth, height = np.ptp(bar.mesh.vertices, axis=0)

@@ -390,11 +390,12 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
     """The outline solid: a box when the outline and its creases are a box's, else a surface of
     revolution when the outline is one (tilted by its rim's elevation when the photo shows the
     rim), else the inflation, which also takes an outline that is an ellipse without a rim
-    (`ROUNDED_OUTLINE`) and one far wider than tall without a rim (`MAX_LEVEL_DISC`). The box comes first because its test is the stricter: six straight
-    sides met by a box's corners seen through a fitted camera to a pixel and a half, and creases
-    between its faces, where a rim's ellipse need only follow the outline to 8 % of its radius
-    (a box's top face seen from above passed for one) and a level surface of revolution only
-    needs a mirror-symmetric outline (a box seen corner-on)."""
+    (`ROUNDED_OUTLINE`) and one far wider than tall without a rim (`MAX_LEVEL_DISC`). The box
+    comes first because its test is the stricter: six straight sides met by a box's corners seen
+    through a fitted camera to a pixel and a half, and creases between its faces, where a rim's
+    ellipse need only follow the outline to 8 % of its radius (a box's top face seen from above
+    passed for one) and a level surface of revolution only needs a mirror-symmetric outline (a
+    box seen corner-on)."""
 
     method = "outline solid (surface of revolution, box or inflation)"
 
