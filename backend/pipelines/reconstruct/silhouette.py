@@ -434,14 +434,15 @@ class OutlineReconstructPipeline(SilhouetteReconstructPipeline):
                 metadata["box"]["parts"] = int(ndimage.label(box.parts)[1])
                 return OutlineSolid(np.maximum(values, parts), metadata, mask, lo, hi, box.elevation, box)
             return OutlineSolid(values, metadata, mask, lo, hi, box.elevation, box)
-        wide = rim is None and fit is not None and body_aspect(fit) > MAX_LEVEL_DISC
+        aspect = body_aspect(fit) if fit is not None and rim is None else 0.0
+        wide = aspect > MAX_LEVEL_DISC
         if fit is None or rounded >= ROUNDED_OUTLINE or wide:
             inflated = super().solid(rgb, mask, grid, thickness)
             inflated.metadata["solid"] = "inflation"
             if rounded >= ROUNDED_OUTLINE:
                 inflated.metadata["rounded"] = round(rounded, 3)
             if wide:
-                inflated.metadata["too_wide_to_revolve"] = round(body_aspect(fit), 2)
+                inflated.metadata["too_wide_to_revolve"] = round(aspect, 2)
             # the outline extruded straight back is what a distant camera sees from any height
             inflated.elevation = elevation
             return inflated
