@@ -14,6 +14,15 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def encoded_png(pixels: np.ndarray, **save) -> bytes:
+    """``pixels`` ([H, W, 3 or 4] uint8) as a PNG file's bytes; ``save``: PIL's save options (exif...)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
 def png_bytes(width: int = 64, height: int = 48, mode: str = "RGBA") -> bytes:
     """A small real image: a coloured disc on a transparent (or white) background."""
     from PIL import Image

@@ -24,6 +24,7 @@ from backend.pipelines.reconstruct.silhouette import OutlineReconstructPipeline
 from backend.protocol import ErrorCode, MeshPayload
 from backend.render.losses import mirror_asymmetry
 from backend.requests import CommonParams, ReconstructRequest
+from conftest import encoded_png
 from doubles import recording_context
 
 TINY = ShapeModelConfig(
@@ -70,12 +71,6 @@ def test_higher_presets_add_detail_without_refining_the_shape_longer():
     assert high.refine_steps * high.lr_shape <= default.refine_steps * default.lr_shape
 
 
-def png(rgba: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def disc(size=96, alpha=True, offset=0):
     yy, xx = np.mgrid[0:size, 0:size]
     inside = (xx - size / 2 - offset) ** 2 + (yy - size / 2) ** 2 < (size * 0.3) ** 2
@@ -83,7 +78,7 @@ def disc(size=96, alpha=True, offset=0):
     rgba[..., :3] = 255
     rgba[..., 3] = 0 if alpha else 255
     rgba[inside] = (200, 40, 40, 255)
-    return png(rgba)
+    return encoded_png(rgba)
 
 
 def request(*images, quality="preview", texture="uv", face_budget=None):
@@ -188,7 +183,7 @@ def test_carving_cuts_the_surface_to_the_input_silhouette(weights, monkeypatch):
     ratios, fidelity = {}, {}
     for margin in (None, 0.02):
         monkeypatch.setitem(presets.PRESETS, "preview", dataclasses.replace(FAST, carve_margin=margin))
-        out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="none"), recording_context())
+        out = ModelReconstructPipeline("cpu", weights).run(request(encoded_png(rgba), texture="none"), recording_context())
         assert np.isfinite(out.mesh.vertices).all()
         ratios[margin] = narrowest_width_over_height(out.mesh.vertices)
         assert out.metadata["carved"] is (margin is not None)
@@ -269,7 +264,7 @@ def test_the_result_faces_its_photo_whichever_way_the_model_turned_it(weights, m
     inside = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size * 0.3) ** 2
     rgba[inside] = (200, 40, 40, 255)
     rgba[inside & (xx >= size / 2)] = (40, 160, 40, 255)
-    out = ModelReconstructPipeline("cpu", weights).run(request(png(rgba), texture="vertex"), recording_context())
+    out = ModelReconstructPipeline("cpu", weights).run(request(encoded_png(rgba), texture="vertex"), recording_context())
     camera, mesh = out.metadata["camera"], out.mesh
     assert camera["azimuth"] == 0.0
     assert out.metadata["turned_deg"] == pytest.approx(-math.degrees(1.5), abs=1e-3)
@@ -319,14 +314,14 @@ def test_cancel_stops_within_one_step(weights):
 def test_fully_transparent_image_is_a_named_error(weights):
     rgba = np.zeros((64, 64, 4), np.uint8)
     with pytest.raises(PipelineError) as info:
-        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), recording_context())
+        ModelReconstructPipeline("cpu", weights).run(request(encoded_png(rgba)), recording_context())
     assert info.value.code == ErrorCode.NO_OBJECT
 
 
 def test_uniform_image_without_object_is_a_named_error(weights):
     rgba = np.full((64, 64, 4), 255, np.uint8)
     with pytest.raises(PipelineError) as info:
-        ModelReconstructPipeline("cpu", weights).run(request(png(rgba)), recording_context())
+        ModelReconstructPipeline("cpu", weights).run(request(encoded_png(rgba)), recording_context())
     assert info.value.code == ErrorCode.NO_OBJECT
 
 
@@ -454,7 +449,7 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
 
     monkeypatch.setattr(pipe.model, "shape", no_model)
     events = []
-    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context(events=events))
+    output = pipe.run(request(encoded_png(rgba), quality="default", texture="none"), recording_context(events=events))
     assert output.metadata["method"] == OutlineReconstructPipeline.method
     # built first, the outline solid reports into the bar's first sliver, where the model would start
     fractions = [args[1] for kind, args in events if kind == "progress"]
@@ -475,7 +470,7 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
     outlines = []
     monkeypatch.setattr(pipe.outline, "shape", lambda req, ctx: outlines.append(req))
     with pytest.raises(ModelRan):
-        pipe.run(request(png(rgba), png(rgba), quality="default", texture="none"), recording_context())
+        pipe.run(request(encoded_png(rgba), encoded_png(rgba), quality="default", texture="none"), recording_context())
     assert outlines == []  # no outline solid built ahead of the model for several photos
 
 
@@ -489,13 +484,13 @@ def test_auto_keeps_a_box_without_running_the_model(weights, monkeypatch):
         raise AssertionError("the model ran on a photo of a box")
 
     monkeypatch.setattr(pipe.model, "shape", no_model)
-    output = pipe.run(request(png(rgba), quality="default", texture="none"), recording_context())
+    output = pipe.run(request(encoded_png(rgba), quality="default", texture="none"), recording_context())
     assert output.metadata["solid"] == "box" and output.metadata["auto"]["chose"] == "outline"
     assert output.metadata["auto"]["reason"].startswith("the outline and its creases are a box's, seen from 3")
     # seen square-on with studs on its top, no creases show: the reason says what was seen
     from test_cuboid import studded_box_photo
 
-    output = pipe.run(request(png(studded_box_photo()), quality="default", texture="none"), recording_context())
+    output = pipe.run(request(encoded_png(studded_box_photo()), quality="default", texture="none"), recording_context())
     assert output.metadata["solid"] == "box" and output.metadata["auto"]["chose"] == "outline"
     assert output.metadata["auto"]["reason"] == (
         "the outline is a box's seen square-on to a face that the photo shows flat, with 2 parts on its top: "
@@ -624,7 +619,7 @@ def ladder_back(size=96):
     rgba[60:66, 18:78] = wood    # the seat's edge
     for left in (34, 44, 54, 64):
         rgba[22:60, left:left + 3] = wood  # slats
-    return png(rgba)
+    return encoded_png(rgba)
 
 
 def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(weights, monkeypatch):

@@ -19,6 +19,7 @@ from backend.pipelines.reconstruct.silhouette import (
     inflate_field,
 )
 from backend.requests import CommonParams, ReconstructRequest
+from conftest import encoded_png
 from doubles import recording_context
 
 
@@ -30,9 +31,7 @@ def disc_png(size=128):
     rgba = np.zeros((size, size, 4), np.uint8)
     rgba[disc] = (40, 160, 60, 255)
     rgba[disc & (xx < size / 2)] = (200, 30, 30, 255)   # left half red, right half green
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encoded_png(rgba)
 
 
 def request_for(data, quality="preview", texture="uv"):
@@ -132,9 +131,8 @@ def test_front_of_the_object_faces_minus_y():
     mask = (np.abs(xx - size / 2) < half_width) & (yy > 15) & (yy < 113)
     rgba = np.zeros((size, size, 4), np.uint8)
     rgba[mask] = (90, 90, 200, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    mesh = SilhouetteReconstructPipeline("cpu").run(request_for(buffer.getvalue(), texture="none"), recording_context()).mesh
+    photo = encoded_png(rgba)
+    mesh = SilhouetteReconstructPipeline("cpu").run(request_for(photo, texture="none"), recording_context()).mesh
     top = mesh.vertices[mesh.vertices[:, 2] > 0.3]
     bottom = mesh.vertices[mesh.vertices[:, 2] < -0.3]
     assert np.ptp(top[:, 0]) > 1.5 * np.ptp(bottom[:, 0])
@@ -167,9 +165,7 @@ def striped_bottle_png(size=160):
     rgba = np.zeros((size, size, 4), np.uint8)
     rgba[body] = (40, 60, 210, 255)
     rgba[body & ((yy // 12) % 2 == 0)] = (210, 40, 40, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue(), rgba
+    return encoded_png(rgba), rgba
 
 
 def test_outline_of_a_bottle_is_a_surface_of_revolution():
@@ -193,9 +189,7 @@ def shaded_oval_png(size=160, half_width=60, half_height=34):
     rgba = np.zeros((size, size, 4), np.uint8)
     shade = np.clip(200 - 80 * v, 0, 255)
     rgba[inside] = np.stack([shade, shade * 0.9, shade * 0.7, np.full_like(shade, 255)], -1)[inside]
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encoded_png(rgba)
 
 
 def test_a_rounded_outline_without_a_rim_is_inflated_as_deep_as_it_is_thick():
@@ -219,9 +213,7 @@ def capsule_png(length: int, thickness: int, size=160):
     rgba = np.zeros((size, size, 4), np.uint8)
     shade = np.clip(230 - 160 * (yy - size / 2 + thickness / 2) / thickness, 0, 255)
     rgba[inside] = np.stack([shade, shade, shade * 0.9, np.full_like(shade, 255)], -1)[inside]
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encoded_png(rgba)
 
 
 def test_an_outline_far_wider_than_tall_is_inflated_not_revolved_into_a_disc():
@@ -247,9 +239,8 @@ def test_a_portrait_photo_stored_on_its_side_comes_back_upright():
     lying = np.ascontiguousarray(np.rot90(rgba, 1))  # what the sensor recorded
     exif = Image.Exif()
     exif[0x0112] = 6
-    buffer = io.BytesIO()
-    Image.fromarray(lying).save(buffer, format="PNG", exif=exif.tobytes())
-    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+    photo = encoded_png(lying, exif=exif.tobytes())
+    output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="none"),
                                                    recording_context())
     assert output.metadata["solid"] == "surface of revolution"
     extents = np.ptp(output.mesh.vertices, axis=0)
@@ -342,10 +333,9 @@ def test_a_can_photographed_from_above_comes_back_upright_and_seen_from_above():
 
     rgb, mask = can_from_above(35.0)
     rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
+    photo = encoded_png(rgba)
     events = []
-    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+    output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="none"),
                                                    recording_context(events=events))
     camera, v = output.metadata["camera"], output.mesh.vertices
     assert output.metadata["rim"]["elevation"] == pytest.approx(35.0, abs=4.0)
@@ -372,9 +362,8 @@ def test_an_open_vessel_photographed_from_above_comes_back_hollow_and_a_closed_o
     for opening in (True, False):
         rgb, mask = shaded_vessel_from_above(30.0, opening=opening)
         rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(rgba).save(buffer, format="PNG")
-        output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+        photo = encoded_png(rgba)
+        output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="none"),
                                                        recording_context())
         assert output.metadata["rim"]["opening"]["open"] is opening
         assert output.metadata["fidelity"]["silhouette_iou"] >= 0.95
@@ -409,10 +398,9 @@ def test_a_box_comes_back_as_a_box_upright_and_seen_through_its_camera():
 
     dims = np.array([1.0, 0.6, 0.45])
     rgba, _ = box_photo(dims, yaw=35.0, elevation=25.0, fov=45.0)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
+    photo = encoded_png(rgba)
     events = []
-    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="vertex"),
+    output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="vertex"),
                                                    recording_context(events=events))
     meta, mesh = output.metadata, output.mesh
     assert meta["solid"] == "box"
@@ -453,9 +441,8 @@ def test_a_box_with_studs_is_one_closed_piece_with_the_studs_on_its_top():
     from test_cuboid import studded_box_photo
 
     rgba = studded_box_photo()
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="none"),
+    photo = encoded_png(rgba)
+    output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="none"),
                                                    recording_context())
     meta, mesh = output.metadata, output.mesh
     assert meta["solid"] == "box" and meta["box"]["parts"] == 2
@@ -480,9 +467,8 @@ def test_a_box_with_studs_wears_the_studs_own_colours_and_its_unseen_top_the_fro
     from test_cuboid import studded_box_photo
 
     rgba = studded_box_photo(stud_colour=(200, 30, 30))
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    output = OutlineReconstructPipeline("cpu").run(request_for(buffer.getvalue(), quality="default", texture="vertex"),
+    photo = encoded_png(rgba)
+    output = OutlineReconstructPipeline("cpu").run(request_for(photo, quality="default", texture="vertex"),
                                                    recording_context())
     mesh = output.mesh
     assert output.metadata["box"]["parts"] == 2
@@ -520,10 +506,9 @@ def test_a_can_whose_rim_does_not_show_stands_upright_when_its_elevation_is_know
     rgb, mask = can_from_above(35.0)
     rgb[mask > 0.5] = (0.9, 0.5, 0.2)
     rgba = np.concatenate([rgb * 255, (mask > 0.5)[..., None] * 255.0], -1).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
+    photo = encoded_png(rgba)
     pipe = OutlineReconstructPipeline("cpu")
-    req = request_for(buffer.getvalue(), quality="default", texture="none")
+    req = request_for(photo, quality="default", texture="none")
     level = pipe.shape(req, recording_context())
     assert level.elevation == 0.0 and level.solid_metadata["rim"] is None
     lifted = pipe.lifted(level, req, recording_context(), 35.0, "a test's estimate")
@@ -538,9 +523,8 @@ def test_a_can_whose_rim_does_not_show_stands_upright_when_its_elevation_is_know
     # an outline that is no surface of revolution is extruded straight back, whatever the height
     ell = np.zeros((128, 128, 4), np.uint8)
     ell[20:110, 30:60] = ell[80:110, 30:100] = (120, 90, 200, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(ell).save(buffer, format="PNG")
-    req = request_for(buffer.getvalue(), texture="none")
+    photo = encoded_png(ell)
+    req = request_for(photo, texture="none")
     flat = pipe.shape(req, recording_context())
     inflated = pipe.lifted(flat, req, recording_context(), 20.0, "a test's estimate")
     assert inflated.solid_metadata["solid"] == "inflation" and inflated.elevation == 20.0
