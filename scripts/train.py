@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes-held", type=int, help="generated shapes held at once (default: tiny 8, CPU 128, CUDA 512)")
     p.add_argument("--grid", type=int, help="side of the baked shape grids (default: tiny 32, CPU 64, CUDA 128)")
     p.add_argument("--composition-share", type=float, help="share of category-free compositions (default 0.3)")
+    p.add_argument("--meshes", help="also draw shapes from this folder of baked third-party meshes "
+                                    "(scripts/bake_training_meshes.py)")
+    p.add_argument("--mesh-share", type=float, help="share of the shapes drawn from --meshes (default 0.5 with it)")
     p.add_argument("--data", nargs="*", default=[], help="train on these procedural dataset roots instead")
     p.add_argument("--dvr", nargs="*", default=[], help="train on these DVR/ShapeNet-layout roots instead")
     p.add_argument("--heldin", help="held-in procedural dataset root for evaluation "
@@ -157,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             generated = GeneratedConfig.for_training(config.model_preset, args.device, image_size)
         bank = dataclasses.replace(generated.bank, **{k: v for k, v in
                                                       {"size": args.shapes_held, "grid": args.grid,
-                                                       "composition_share": args.composition_share}.items()
+                                                       "composition_share": args.composition_share,
+                                                       "meshes": args.meshes,
+                                                       "mesh_share": (args.mesh_share if args.mesh_share is not None
+                                                                      else 0.5 if args.meshes else None)}.items()
                                                       if v is not None})
         generated = dataclasses.replace(generated, bank=bank)
         out.mkdir(parents=True, exist_ok=True)

@@ -42,13 +42,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="shape seed (a carried-on run should draw other shapes)")
     parser.add_argument("--views-per-step", type=int, default=LayeredTrainConfig.views_per_step)
     parser.add_argument("--lr", type=float, default=LayeredTrainConfig.lr)
+    parser.add_argument("--meshes", help="a folder of baked third-party meshes (scripts/bake_training_meshes.py)")
+    parser.add_argument("--mesh-share", type=float, default=0.5,
+                        help="share of the shapes drawn from --meshes (default 0.5)")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
     real = Path(args.real_split)
-    config = LayeredTrainConfig(views_per_step=args.views_per_step, seed=args.seed, lr=args.lr)
+    if args.meshes and not 0.0 < args.mesh_share <= 1.0:
+        parser.error("--mesh-share must be in (0, 1]")
+    config = LayeredTrainConfig(views_per_step=args.views_per_step, seed=args.seed, lr=args.lr,
+                                meshes=args.meshes, mesh_share=args.mesh_share if args.meshes else 0.0)
     record = train(config, args.minutes, Path(args.out), real if real.is_dir() else None, args.device,
                    log=lambda line: print(line, flush=True),
                    init_from=Path(args.init_from) if args.init_from else None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,10 @@ class LayeredTrainConfig:
     data_preset: str = "cpu"
     """Shape pool and views (`GeneratedConfig.for_training`): ``cpu`` (the gpu pool on CUDA), or
     ``tiny`` for tests."""
+    meshes: str | None = None
+    """A folder of baked third-party meshes to draw ``mesh_share`` of the shapes from
+    (`BankConfig.meshes`)."""
+    mesh_share: float = 0.0
 
 
 @dataclass
@@ -208,6 +212,7 @@ def train(config: LayeredTrainConfig, minutes: float, out: Path, real_split: Pat
 
     torch.manual_seed(config.seed)
     generated = GeneratedConfig.for_training(config.data_preset, device, config.model.image_size)
+    generated = replace(generated, bank=replace(generated.bank, meshes=config.meshes, mesh_share=config.mesh_share))
     bank = ShapeBank(generated.bank, config.seed, torch.device(device), log)
     model = LayeredDepthNet(config.model).to(device)
     earlier = None

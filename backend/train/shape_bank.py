@@ -30,6 +30,9 @@ so a category's evaluation shapes never appear in on-the-fly training."""
 MAX_MATERIALS = 8
 """Palette rows kept per shape (builders use at most a handful)."""
 
+MESH = "mesh"
+"""The category name of shapes drawn from a bank of baked meshes (`BankConfig.meshes`)."""
+
 GRID_LIMIT = 0.5 + GRID_PADDING
 """The baked grids span [-GRID_LIMIT, GRID_LIMIT]^3 (the unit box and the generator's padding)."""
 
@@ -57,6 +60,11 @@ class BankConfig:
     workers: int = 0
     """Processes that build the next shapes' specs (numpy, CPU) while the device trains; 0 builds
     them in line. Worth it where CPU cores are idle (a GPU machine), not on a small shared CPU."""
+    meshes: str | None = None
+    """A folder of third-party meshes baked for training (`backend.data.mesh_bank`,
+    `scripts/bake_training_meshes.py`), drawn from by ``mesh_share``; None: procedural shapes only."""
+    mesh_share: float = 0.0
+    """Share of the shapes drawn from ``meshes`` (the rest as without them)."""
 
 
 @dataclass
@@ -82,6 +90,11 @@ class ShapeBank:
         self._stacked: dict[str, torch.Tensor] | None = None
         self._pool = None
         self._specs: dict = {}
+        self.meshes = None
+        if config.meshes and config.mesh_share > 0:
+            from backend.data.mesh_bank import MeshBank
+
+            self.meshes = MeshBank(config.meshes)
 
     # ------------------------------------------------------------------ which shape is where
     def numbers_at(self, step: int) -> list[int]:
@@ -118,6 +131,9 @@ class ShapeBank:
     def shape_identity(self, number: int, attempt: int = 0) -> tuple[str, int]:
         """(category, seed) of shape ``number`` (a later ``attempt`` when an earlier one failed)."""
         rng = np.random.default_rng([self.seed, number, attempt])
+        # only a pool with meshes draws for them, so a pool without draws what it always drew
+        if self.meshes is not None and rng.random() < self.config.mesh_share:
+            return MESH, int(rng.integers(len(self.meshes)))
         cats = list(self.config.categories)
         if not cats or rng.random() < self.config.composition_share:
             category = COMPOSITION
@@ -135,13 +151,16 @@ class ShapeBank:
             # spawn: the workers need numpy only, and must not inherit a CUDA context
             self._pool = ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("spawn"))
         for number in numbers:
-            if number not in self._specs:
-                self._specs[number] = self._pool.submit(build_spec, *self.shape_identity(number))
+            identity = self.shape_identity(number)
+            if number not in self._specs and identity[0] != MESH:
+                self._specs[number] = self._pool.submit(build_spec, *identity)
 
     def _build(self, number: int) -> BankedShape:
         pending = self._specs.pop(number, None)
         for attempt in range(8):
             category, seed = self.shape_identity(number, attempt)
+            if category == MESH:
+                return self._mesh_shape(seed, number)
             try:
                 spec = pending.result() if attempt == 0 and pending is not None else build_spec(category, seed)
                 shape = TorchShape(category, seed, spec, device=self.device, measure_res=self.config.measure_res)
@@ -149,6 +168,34 @@ class ShapeBank:
             except ShapeError as exc:
                 self.log(f"shape {number}: {exc}; drawing another")
         raise ShapeError(f"shape {number}: eight draws in a row failed to build")
+
+    def _mesh_shape(self, index: int, number: int) -> BankedShape:
+        """Baked mesh ``index`` at the pool's grid and sample count, mirrored left to right for
+        every other draw (a mirror image is as real an object as the original)."""
+        baked = self.meshes.load(index)
+        cfg = self.config
+        sdf = torch.from_numpy(baked.sdf)
+        materials = torch.from_numpy(baked.materials.astype(np.int64))
+        surface = torch.from_numpy(baked.surface.astype(np.float32))
+        if sdf.shape[0] != cfg.grid:
+            sdf = torch.nn.functional.interpolate(sdf[None, None], size=(cfg.grid,) * 3, mode="trilinear",
+                                                  align_corners=True)[0, 0]
+            materials = torch.nn.functional.interpolate(materials[None, None].float(), size=(cfg.grid,) * 3,
+                                                        mode="nearest")[0, 0].long()
+        rng = np.random.default_rng([self.seed, number, 1 << 20])
+        pick = torch.from_numpy(rng.choice(len(surface), size=cfg.surface_points,
+                                           replace=len(surface) < cfg.surface_points))
+        surface, surface_material = surface[pick], torch.from_numpy(baked.surface_material.astype(np.int64))[pick]
+        if number % 2:
+            sdf, materials = sdf.flip(0), materials.flip(0)
+            surface = surface * torch.tensor([-1.0, 1.0, 1.0])
+        palette = torch.zeros(MAX_MATERIALS, 5)
+        rows = torch.from_numpy(baked.palette[:MAX_MATERIALS])
+        palette[: len(rows)] = rows
+        device = self.device
+        return BankedShape(f"{MESH}/{self.meshes.name(index)}", sdf.to(device, torch.float16),
+                           materials.clamp_max(MAX_MATERIALS - 1).to(device, torch.uint8), palette.to(device),
+                           surface.to(device), surface_material.clamp_max(MAX_MATERIALS - 1).to(device))
 
     # ------------------------------------------------------------------ stacked tensors
     def tensors(self) -> dict[str, torch.Tensor]:
