@@ -168,3 +168,16 @@ def test_catalogue_items_and_the_benchmark_meshes_left_out():
                                                                                     [0, -1, 0])
     excluded = script.benchmark_models()
     assert "blendswap-cc-0/oakChair/oakChair.obj" in excluded and len(excluded) == 3
+
+
+def test_the_trainer_takes_meshes_and_records_them_with_the_run(tmp_path, monkeypatch):
+    from backend.train import evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "generated_heldin_items", lambda size, **kw: [])
+    (tmp_path / "bank").mkdir()
+    folder = bank_folder(tmp_path / "bank")
+    quiet = ["--quiet", "--threads", "1", "--real-photos", "0", "--heldin", "/nonexistent"]
+    assert load_script("train").main(["--model-preset", "tiny", "--shapes-held", "3", "--steps", "2", "--out",
+                                      str(tmp_path / "run"), "--meshes", str(folder), *quiet]) == 0
+    bank = json.loads((tmp_path / "run" / "generated_config.json").read_text())["bank"]
+    assert bank["meshes"] == str(folder) and bank["mesh_share"] == 0.5
