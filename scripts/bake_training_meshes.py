@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from fetch_real_meshes import DEFAULT_OUT as REAL_MESHES, deb_data_tar, download, load_source, load_manifest  # noqa: E402
+from fetch_real_meshes import DEFAULT_OUT as REAL_MESHES  # noqa: E402
+from fetch_real_meshes import deb_data_tar, download, load_manifest, load_source, normalise, write_single_mesh_glb  # noqa: E402
 
 from backend.data.mesh_bank import MANIFEST, MeshBakeError, MeshPart, bake_mesh, normalised  # noqa: E402
 
@@ -51,6 +52,13 @@ Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """Sweet Home 3D models are Y up and face +Z; the training pool's shapes are Z up and face -Y."""
 
 DEFAULT_OUT = ROOT / "data_cache" / "training_meshes"
+
+EVALUATION_EVERY = 25
+"""Every this many catalogue objects (the 13th of each run of 25, in catalogue order), one is held
+out of the bank for the catalogue split: photos of objects that training never saw, beside the
+real split (`render_real_split.py --manifest`)."""
+
+DEFAULT_EVALUATION_OUT = ROOT / "data_cache" / "catalogue_meshes"
 
 
 def catalogue_items(properties: str) -> list[dict]:
@@ -91,7 +99,13 @@ def model_rotation(item: dict) -> np.ndarray:
     return np.array([float(v) for v in values.split()]).reshape(3, 3) if values else np.eye(3)
 
 
-def bake_item(archive: zipfile.ZipFile, item: dict, out: Path, grid: int) -> None:
+def held_out_indices(count: int) -> set[int]:
+    """Which of ``count`` catalogue objects (in catalogue order) the catalogue split holds out."""
+    return {i for i in range(count) if i % EVALUATION_EVERY == EVALUATION_EVERY // 2}
+
+
+def load_item(archive: zipfile.ZipFile, item: dict) -> list:
+    """The item's meshes (trimesh, visuals kept) as its catalogue stores them, Y up."""
     model = item["model"].lstrip("/")
     folder = model.rpartition("/")[0] + "/"
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,10 +115,27 @@ def bake_item(archive: zipfile.ZipFile, item: dict, out: Path, grid: int) -> Non
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(member))
         meshes = load_source(Path(tmp) / model)
-    turn = Y_UP_TO_Z_UP @ model_rotation(item)
-    parts = [MeshPart(np.asarray(m.vertices, dtype=np.float64) @ turn.T, np.asarray(m.faces), part_colour(m))
-             for m in meshes if len(m.faces)]
+        for mesh in meshes:  # textures are read while their files still exist
+            material = getattr(mesh.visual, "material", None)
+            if getattr(material, "image", None) is not None:
+                material.image.load()
+    turn = np.eye(4)
+    turn[:3, :3] = model_rotation(item)
+    return [m.copy().apply_transform(turn) for m in meshes if len(m.faces)]
+
+
+def bake_item(archive: zipfile.ZipFile, item: dict, out: Path, grid: int) -> None:
+    meshes = load_item(archive, item)
+    parts = [MeshPart(np.asarray(m.vertices, dtype=np.float64) @ Y_UP_TO_Z_UP.T, np.asarray(m.faces), part_colour(m))
+             for m in meshes]
     bake_mesh(normalised(parts), grid=grid).save(out)
+
+
+def write_evaluation_item(archive: zipfile.ZipFile, item: dict, folder: Path) -> None:
+    """The item as `scripts/fetch_real_meshes.py` writes a real-split mesh: ``folder/mesh.glb``, Y up
+    in glTF (Z up in Blender), centred, longest side 1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_single_mesh_glb(normalise(load_item(archive, item), "+Y", None), folder / "mesh.glb", folder.name)
 
 
 _ARCHIVES: dict[str, zipfile.ZipFile] = {}
@@ -122,10 +153,13 @@ def _open_catalogues(deb: Path) -> None:
                 _ARCHIVES[name] = zipfile.ZipFile(io.BytesIO(tar.extractfile(member).read()))
 
 
-def _bake(catalogue: str, item: dict, target: Path, grid: int) -> str | None:
-    """Bake one item in a worker: None, or why it could not be baked."""
+def _bake(catalogue: str, item: dict, target: Path, grid: int, evaluation: bool = False) -> str | None:
+    """Bake one item in a worker (or write it for the catalogue split): None, or why it could not be."""
     try:
-        bake_item(_ARCHIVES[catalogue], item, target, grid)
+        if evaluation:
+            write_evaluation_item(_ARCHIVES[catalogue], item, target)
+        else:
+            bake_item(_ARCHIVES[catalogue], item, target, grid)
     except (MeshBakeError, ValueError, KeyError, IndexError) as exc:
         return str(exc)
     return None
@@ -139,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=int, default=64, help="baked grid side (the CPU pool's is 64)")
     parser.add_argument("--limit", type=int, default=0, help="bake at most this many (0: all)")
     parser.add_argument("--jobs", type=int, default=2, help="processes baking side by side")
+    parser.add_argument("--evaluation-out", default=str(DEFAULT_EVALUATION_OUT),
+                        help="where the held-out objects' meshes and objects.json go")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,12 +193,23 @@ def main(argv: list[str] | None = None) -> int:
                 "file": f"{stem}.npz", "name": item.get("name", stem), "category": item.get("category"),
                 "source": f"debian:{PACKAGE['package']}={PACKAGE['version']}:{catalogue}!{model}",
                 "creator": item.get("creator"), "licence": licence}))
+    held_out = held_out_indices(len(entries))
     if args.limit:
         entries = entries[:args.limit]
-    baked, failed = [], []
+    evaluation_out = Path(args.evaluation_out)
+    baked, failed, evaluation = [], [], []
     with ProcessPoolExecutor(args.jobs, initializer=_open_catalogues, initargs=(deb,)) as pool:
         pending = {}
-        for catalogue, item, entry in entries:
+        for index, (catalogue, item, entry) in enumerate(entries):
+            if index in held_out:
+                (out / entry["file"]).unlink(missing_ok=True)  # never in the bank
+                name = Path(item["model"]).parent.name.lower().replace("-", "_")
+                target = evaluation_out / name
+                if (target / "mesh.glb").exists():
+                    evaluation.append((name, entry))
+                    continue
+                pending[pool.submit(_bake, catalogue, item, target, args.grid, True)] = (name, entry)
+                continue
             target = out / entry["file"]
             if target.exists():
                 baked.append(entry)
@@ -170,17 +217,28 @@ def main(argv: list[str] | None = None) -> int:
             pending[pool.submit(_bake, catalogue, item, target, args.grid)] = entry
         for future, entry in pending.items():
             problem = future.result()
-            if problem is None:
+            held = isinstance(entry, tuple)
+            record = entry[1] if held else entry
+            if problem is not None:
+                failed.append({**record, "reason": problem})
+                print(f"skipped {record['file']}: {problem}", flush=True)
+            elif held:
+                evaluation.append(entry)
+                print(f"held out {entry[0]}", flush=True)
+            else:
                 baked.append(entry)
                 print(f"baked {entry['file']}", flush=True)
-            else:
-                failed.append({**entry, "reason": problem})
-                print(f"skipped {entry['file']}: {problem}", flush=True)
     baked.sort(key=lambda e: e["file"])
     manifest = {"package": PACKAGE, "grid": args.grid, "meshes": baked, "skipped": failed,
-                "excluded": sorted(excluded)}
+                "excluded": sorted(excluded), "held_out": sorted(e["source"] for _, e in evaluation)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    print(f"{len(baked)} meshes in {out} ({len(failed)} skipped)")
+    if evaluation:
+        evaluation_out.mkdir(parents=True, exist_ok=True)
+        (evaluation_out / "objects.json").write_text(json.dumps(
+            [{"name": name, "kind": entry["category"], "licence": entry["licence"], "registry": PACKAGE["registry"],
+              "package": PACKAGE["package"], "version": PACKAGE["version"], "path": entry["source"].split(":", 2)[2],
+              "creator": entry["creator"]} for name, entry in sorted(evaluation)], indent=1))
+    print(f"{len(baked)} meshes in {out} ({len(failed)} skipped); {len(evaluation)} held out in {evaluation_out}")
     return 0
 
 

@@ -11,6 +11,12 @@ textured floor in front of a sky gradient, so finding the object is part of the 
 ``OUT/<name>/view_K.png``, ``mask_K.png`` (the true object mask, for scoring only),
 ``reference.npz`` (the mesh as rendered: Z up, centred, longest side 1) and ``views.json``.
 Objects already rendered with the same settings are skipped.
+
+The catalogue split is rendered the same way from the objects `scripts/bake_training_meshes.py`
+holds out of the training meshes:
+
+    .venv/bin/python scripts/render_real_split.py --manifest data_cache/catalogue_meshes/objects.json \
+        --meshes data_cache/catalogue_meshes --out data_cache/catalogue_split
 """
 
 from __future__ import annotations
@@ -47,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=384)
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--only", nargs="+", help="render only these objects")
+    parser.add_argument("--manifest", default=str(MANIFEST),
+                        help="the objects (default: the real split's; data_cache/catalogue_meshes/objects.json: "
+                             "the catalogue split, scripts/bake_training_meshes.py)")
     args = parser.parse_args(argv)
     if args.views < 1:
         parser.error("--views must be at least 1")
-    entries = json.loads(MANIFEST.read_text())
+    entries = json.loads(Path(args.manifest).read_text())
     cfg = PhotoConfig(resolution=args.resolution, samples=args.samples)
     failed = []
     for index, entry in enumerate(entries):

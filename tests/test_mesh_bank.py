@@ -166,6 +166,8 @@ def test_catalogue_items_and_the_benchmark_meshes_left_out():
     assert np.allclose(script.model_rotation(items[1]) @ [0, 0, 1], [0, 1, 0])  # a Z-up model turned Y up
     assert np.allclose(script.Y_UP_TO_Z_UP @ [0, 1, 0], [0, 0, 1]) and np.allclose(script.Y_UP_TO_Z_UP @ [0, 0, 1],
                                                                                     [0, -1, 0])
+    held = script.held_out_indices(784)
+    assert len(held) == 31 and 12 in held and 11 not in held and 37 in held  # one in 25, spread through
     excluded = script.benchmark_models()
     assert "blendswap-cc-0/oakChair/oakChair.obj" in excluded and len(excluded) == 3
 
