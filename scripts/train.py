@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         image_size = model_config(config.model_preset).encoder.image_size
 
+    if args.mesh_share is not None and not (args.meshes and 0.0 < args.mesh_share <= 1.0):
+        parser.error("--mesh-share needs --meshes and a share in (0, 1]")
     if args.data or args.dvr:
         data = [procedural_source(root, "train") for root in args.data] + [dvr_source(root, "train") for root in args.dvr]
     else:

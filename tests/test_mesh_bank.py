@@ -88,6 +88,12 @@ def test_each_node_takes_the_colour_of_the_nearest_part_and_many_parts_share_row
     assert len(bake_mesh(normalised(parts[:4]), grid=GRID).palette) == 4
 
 
+def test_baked_meshes_fit_the_pool_they_are_drawn_into():
+    from backend.train import shape_bank
+
+    assert GRID_LIMIT == shape_bank.GRID_LIMIT and MAX_MATERIALS == shape_bank.MAX_MATERIALS
+
+
 def test_meshes_that_cannot_be_baked_say_why():
     with pytest.raises(MeshBakeError, match="no triangles"):
         bake_mesh([MeshPart(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), np.ones(3))])
@@ -183,3 +189,10 @@ def test_the_trainer_takes_meshes_and_records_them_with_the_run(tmp_path, monkey
                                       str(tmp_path / "run"), "--meshes", str(folder), *quiet]) == 0
     bank = json.loads((tmp_path / "run" / "generated_config.json").read_text())["bank"]
     assert bank["meshes"] == str(folder) and bank["mesh_share"] == 0.5
+
+
+def test_a_mesh_share_without_meshes_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        load_script("train").main(["--model-preset", "tiny", "--steps", "1", "--out", str(tmp_path / "run"),
+                                   "--mesh-share", "0.3", "--quiet"])
+    assert not (tmp_path / "run").exists()

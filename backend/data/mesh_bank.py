@@ -24,14 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-GRID_LIMIT = 0.55
+from backend.data.procedural import GRID_PADDING
+
+GRID_LIMIT = 0.5 + GRID_PADDING
 """The baked grids span [-GRID_LIMIT, GRID_LIMIT]^3, as the training pool's (`shape_bank.GRID_LIMIT`)."""
 
 SIGN_RESOLUTION = 2
 """The fine voxel grid that finds the sign is this many times the baked grid's side."""
 
 MAX_MATERIALS = 8
-"""Palette rows of a baked mesh; parts whose colours are nearest share one beyond that."""
+"""Palette rows of a baked mesh, as the training pool keeps (`shape_bank.MAX_MATERIALS`); parts whose
+colours are nearest share one beyond that."""
 
 MIN_INSIDE_SHARE = 1e-4
 """Least share of the grid a baked mesh must fill (a mesh that fills less is a stray sheet)."""
