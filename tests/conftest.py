@@ -23,21 +23,14 @@ def encoded_png(pixels: np.ndarray, **save) -> bytes:
     return buffer.getvalue()
 
 
-def png_bytes(width: int = 64, height: int = 48, mode: str = "RGBA") -> bytes:
-    """A small real image: a coloured disc on a transparent (or white) background."""
-    from PIL import Image
-
+def png_bytes(width: int = 64, height: int = 48) -> bytes:
+    """A small real image: a coloured disc on a transparent background."""
     yy, xx = np.mgrid[0:height, 0:width]
     inside = (xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 3) ** 2
     rgba = np.zeros((height, width, 4), dtype=np.uint8)
     rgba[..., :3] = 255
     rgba[inside] = (200, 60, 40, 255)
-    image = Image.fromarray(rgba, "RGBA")
-    if mode != "RGBA":
-        image = image.convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encoded_png(rgba)
 
 
 def process_running(pid: int) -> bool:
