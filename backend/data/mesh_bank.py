@@ -113,20 +113,16 @@ def _palette_of(parts: list[MeshPart], areas: np.ndarray) -> tuple[np.ndarray, n
     return np.stack(colours), row_of
 
 
-def _sample_surface(parts: list[MeshPart], count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _sample_surface(parts: list[MeshPart], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` area-uniform points on the parts [count, 3] and the part of each [count]."""
-    triangles = np.concatenate([p.vertices[p.faces] for p in parts])
+    from backend.geometry.mesh_ops import sample_surface
+
+    vertices = np.concatenate([p.vertices for p in parts])
+    starts = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    faces = np.concatenate([p.faces + start for p, start in zip(parts, starts)])
     owner = np.concatenate([np.full(len(p.faces), i) for i, p in enumerate(parts)])
-    area = 0.5 * np.linalg.norm(np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]), axis=1)
-    if not np.isfinite(area).all() or area.sum() <= 0:
-        raise MeshBakeError("the mesh has no area")
-    pick = rng.choice(len(triangles), size=count, p=area / area.sum())
-    u, v = rng.random(count), rng.random(count)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = triangles[pick]
-    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
-    return points, owner[pick]
+    index, weights = sample_surface(vertices, faces, count, seed)
+    return np.einsum("nk,nkd->nd", weights, vertices[faces[index]]), owner[index]
 
 
 def _part_areas(parts: list[MeshPart]) -> np.ndarray:
@@ -137,13 +133,18 @@ def _part_areas(parts: list[MeshPart]) -> np.ndarray:
     return np.asarray(areas)
 
 
+def _fine_cell(points: np.ndarray, resolution: int) -> tuple[np.ndarray, ...]:
+    """The (x, y, z) indices of the voxels holding ``points`` [N, 3] on a grid of ``resolution``
+    per side over [-GRID_LIMIT, GRID_LIMIT]^3."""
+    index = np.clip(((points + GRID_LIMIT) * resolution / (2 * GRID_LIMIT)).astype(np.int64), 0, resolution - 1)
+    return index[:, 0], index[:, 1], index[:, 2]
+
+
 def surface_voxels(points: np.ndarray, owner: np.ndarray, resolution: int) -> np.ndarray:
     """[R, R, R] int: for each voxel of a grid over [-GRID_LIMIT, GRID_LIMIT]^3, the part of a
     surface point in it, or -1 where none is."""
-    cell = 2 * GRID_LIMIT / resolution
-    index = np.clip(((points + GRID_LIMIT) / cell).astype(np.int64), 0, resolution - 1)
     voxels = np.full((resolution,) * 3, -1, dtype=np.int64)
-    voxels[index[:, 0], index[:, 1], index[:, 2]] = owner
+    voxels[_fine_cell(points, resolution)] = owner
     return voxels
 
 
@@ -190,17 +191,18 @@ def bake_mesh(parts: list[MeshPart], grid: int = 64, surface_points: int = 2048,
     resolution = SIGN_RESOLUTION * grid
     cell = 2 * GRID_LIMIT / resolution
     areas = _part_areas(parts)
+    if not np.isfinite(areas).all() or areas.sum() <= 0:
+        raise MeshBakeError("the mesh has no area")
     # dense enough that every fine voxel the surface crosses holds a sample
     dense = int(np.clip(4 * areas.sum() / cell ** 2, 50_000, 2_000_000))
-    points, owner = _sample_surface(parts, dense, rng)
+    points, owner = _sample_surface(parts, dense, seed)
     voxels = surface_voxels(points, owner, resolution)
     surface = voxels >= 0
     solid = solid_voxels(surface)
     distance, (ix, iy, iz) = ndimage.distance_transform_edt(~surface, return_indices=True)
     nodes = np.linspace(-GRID_LIMIT, GRID_LIMIT, grid)
     xyz = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), -1).reshape(-1, 3)
-    fine = np.clip(((xyz + GRID_LIMIT) / cell).astype(np.int64), 0, resolution - 1)
-    at = (fine[:, 0], fine[:, 1], fine[:, 2])
+    at = _fine_cell(xyz, resolution)
     unsigned = distance[at] * cell
     part = voxels[ix[at], iy[at], iz[at]]
     near = distance[at] <= EXACT_WITHIN
