@@ -214,17 +214,15 @@ def main(argv: list[str] | None = None) -> int:
             if target.exists():
                 baked.append(entry)
                 continue
-            pending[pool.submit(_bake, catalogue, item, target, args.grid)] = entry
-        for future, entry in pending.items():
+            pending[pool.submit(_bake, catalogue, item, target, args.grid)] = (None, entry)
+        for future, (name, entry) in pending.items():  # name: the catalogue split's, for a held-out object
             problem = future.result()
-            held = isinstance(entry, tuple)
-            record = entry[1] if held else entry
             if problem is not None:
-                failed.append({**record, "reason": problem})
-                print(f"skipped {record['file']}: {problem}", flush=True)
-            elif held:
-                evaluation.append(entry)
-                print(f"held out {entry[0]}", flush=True)
+                failed.append({**entry, "reason": problem})
+                print(f"skipped {entry['file']}: {problem}", flush=True)
+            elif name is not None:
+                evaluation.append((name, entry))
+                print(f"held out {name}", flush=True)
             else:
                 baked.append(entry)
                 print(f"baked {entry['file']}", flush=True)

@@ -151,8 +151,10 @@ class ShapeBank:
             # spawn: the workers need numpy only, and must not inherit a CUDA context
             self._pool = ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("spawn"))
         for number in numbers:
+            if number in self._specs:
+                continue
             identity = self.shape_identity(number)
-            if number not in self._specs and identity[0] != MESH:
+            if identity[0] != MESH:  # a baked mesh has no spec to build
                 self._specs[number] = self._pool.submit(build_spec, *identity)
 
     def _build(self, number: int) -> BankedShape:
