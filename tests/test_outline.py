@@ -425,3 +425,33 @@ def test_an_open_frame_is_seen_through_in_several_places_and_a_handle_is_not_one
     speckled = np.ones((96, 96), bool)
     speckled[10:80:7, 10:80:7] = False
     assert see_through(speckled) == (0, 0.0) and not is_frame(*see_through(speckled))
+
+
+def table_mask(size: int = S) -> np.ndarray:
+    """A table seen square-on: its top and two legs, in the crop's frame at any ``size``."""
+    scale = size / S
+    mask = np.zeros((size, size))
+    mask[int(30 * scale):int(42 * scale), int(14 * scale):int(114 * scale)] = 1.0
+    for left in (20, 98):
+        mask[int(42 * scale):int(100 * scale), int(left * scale):int((left + 10) * scale)] = 1.0
+    return mask
+
+
+def test_a_tables_outline_is_plain_and_an_animals_is_not():
+    from backend.geometry.outline import PLAIN, long_side_share
+
+    # all but the legs' feet and the top's ends, shorter than `LONG_SIDE`
+    table = long_side_share(table_mask())
+    assert PLAIN < table < 0.95
+    # the same at the preview's and the high preset's crops
+    assert long_side_share(table_mask(96)) == pytest.approx(table, abs=0.02)
+    assert long_side_share(table_mask(320)) == pytest.approx(table, abs=0.02)
+    # gently curved sides are long ones: a disc is plain (a rounded outline is a fruit's, and
+    # `auto` leaves it to the inflation)
+    rows, cols = np.mgrid[:S, :S] + 0.5
+    assert long_side_share(np.clip(50 - np.hypot(cols - 64, rows - 64) + 0.5, 0, 1)) > PLAIN
+    # an outline that turns every few pixels, as an animal's does at its legs, ears and tail
+    angle = np.arctan2(rows - 64, cols - 64)
+    shaggy = np.clip(44 + 7 * np.sin(9 * angle) + 3 * np.sin(23 * angle) - np.hypot(cols - 64, rows - 64) + 0.5, 0, 1)
+    assert long_side_share(shaggy) < 0.3 < PLAIN
+    assert long_side_share(np.zeros((S, S))) == 0.0

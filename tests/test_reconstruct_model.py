@@ -81,6 +81,18 @@ def disc(size=96, alpha=True, offset=0):
     return encoded_png(rgba)
 
 
+def lumpy(size=96):
+    """A red body whose outline is no ellipse, no surface of revolution's and not plain (it turns
+    every few pixels): `auto` runs the model on it and judges its result by the usual limits."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    radius, angle = np.hypot(xx - size / 2, yy - size / 2), np.arctan2(yy - size / 2, xx - size / 2)
+    inside = radius < size * 0.3 + 3 * np.sin(7 * angle + 0.4) + 2 * np.sin(11 * angle + 1.0)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[inside] = (200, 40, 40, 255)
+    return encoded_png(rgba)
+
+
 def request(*images, quality="preview", texture="uv", face_budget=None):
     decoded = [decode_image(d, max_pixels=ServiceLimits().max_image_pixels) for d in images]
     return ReconstructRequest(decoded, CommonParams(quality=quality), texture=texture, face_budget=face_budget)
@@ -353,7 +365,7 @@ def test_weights_that_do_not_fit_the_code_are_a_named_error(tmp_path, weights):
     pipe = ReconstructPipeline("cpu", odd)
     assert pipe.model is not None  # the files are consistent...
     with pytest.raises(PipelineError) as info:  # ...but the network does not fit them
-        pipe.run(request(disc()), recording_context())
+        pipe.run(request(lumpy()), recording_context())
     assert info.value.code == ErrorCode.PIPELINE_UNAVAILABLE and "train.py --export" in info.value.message
 
 
@@ -415,7 +427,7 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
 
     monkeypatch.setattr(pipe.outline, "shape", warned_outline)
     ctx = recording_context()
-    kept = pipe.run(request(disc()), ctx)
+    kept = pipe.run(request(lumpy()), ctx)
     assert ctx.warnings == []  # the outline solid's warning is not about the mesh the user gets
     assert kept.metadata["method"] == "model" and kept.metadata["auto"]["chose"] == "model"
     assert kept.metadata["auto"]["surface"]["unblurred"]["ripple_share"] < 0.01
@@ -423,7 +435,7 @@ def test_auto_keeps_a_clean_model_result_and_replaces_a_shredded_one_untextured(
 
     monkeypatch.setattr(pipe.model, "shape", shape_of(_scraps(), "about the model's mesh"))
     ctx = recording_context()
-    replaced = pipe.run(request(disc()), ctx)
+    replaced = pipe.run(request(lumpy()), ctx)
     assert finished == [len(ball.faces)]  # the shredded surface was never textured
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     # warnings about the discarded mesh are not the result's
@@ -472,6 +484,25 @@ def test_auto_keeps_the_outline_solid_of_a_rim_seen_from_above_without_running_t
     with pytest.raises(ModelRan):
         pipe.run(request(encoded_png(rgba), encoded_png(rgba), quality="default", texture="none"), recording_context())
     assert outlines == []  # no outline solid built ahead of the model for several photos
+
+
+def test_auto_inflates_a_rounded_outline_without_running_the_model(weights, monkeypatch):
+    """An ellipse is a fruit's or a pebble's outline: the inflation is that body, and the model's
+    guess of its depth was the worse one on real photos."""
+    pipe = ReconstructPipeline("cpu", weights)
+
+    def no_model(req, ctx):
+        raise AssertionError("the model ran on a rounded outline")
+
+    monkeypatch.setattr(pipe.model, "shape", no_model)
+    output = pipe.run(request(disc(), texture="vertex"), recording_context())
+    assert output.metadata["method"] == OutlineReconstructPipeline.method and output.metadata["solid"] == "inflation"
+    assert output.metadata["auto"]["chose"] == "outline"
+    assert output.metadata["auto"]["reason"].startswith("the outline is an ellipse (IoU 0.9")
+    red = output.mesh.colors[:, :3].astype(float).mean(0)
+    assert red[0] > red[1] + 60  # the photo's red, all round
+    with pytest.raises(AssertionError, match="the model ran"):  # a lumpy outline is the model's to try
+        pipe.run(request(lumpy(), texture="vertex"), recording_context())
 
 
 def test_auto_keeps_a_box_without_running_the_model(weights, monkeypatch):
@@ -536,7 +567,7 @@ def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     vertices, faces = extract_surface(ribbed, np.full(3, -0.5), np.full(3, 0.5))
     pipe = ReconstructPipeline("cpu", weights)
     monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(vertices, faces, False, {}, [], [], None, {}))
-    replaced = pipe.run(request(disc()), recording_context())
+    replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert replaced.metadata["auto"]["reason"].startswith("the shape model's surface is rippled over")
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 1
@@ -547,7 +578,7 @@ def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
         blurred_vertices, blurred_faces, False, {}, [], [], None, {}))
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (vertices, faces))
-    replaced = pipe.run(request(disc()), recording_context())
+    replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
     surface = replaced.metadata["auto"]["model_surface"]
@@ -622,32 +653,40 @@ def ladder_back(size=96):
     return encoded_png(rgba)
 
 
-def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(weights, monkeypatch):
-    """A chair seen through its slats: the outline solid would be a flat cut-out, so a served
-    surface that is clean is kept though the field without the blur is ribbed, which turns it away
-    on any other outline; a shredded one is still turned away."""
+def clean_over_ribs(pipe: ReconstructPipeline, monkeypatch) -> None:
+    """Makes ``pipe``'s model return a clean served surface whose field without the blur is
+    ribbed: kept where only the served surface is judged, turned away elsewhere."""
     from backend.geometry.mesh_ops import extract_surface
-    from backend.geometry.outline import is_frame, see_through
     from backend.pipelines.base import PipelineOutput
     from backend.pipelines.reconstruct.model import ModelShape
 
-    rgba = np.asarray(Image.open(io.BytesIO(ladder_back())))
-    assert is_frame(*see_through(rgba[..., 3] > 0))
     g = np.linspace(-0.5, 0.5, 96)
     x, y, z = np.meshgrid(g, g, g, indexing="ij")
     smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)
     served = extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5))
     ribbed = extract_surface(smooth + 0.02 * np.sin(2 * np.pi * x / 0.08), np.full(3, -0.5), np.full(3, 0.5))
-    pipe = ReconstructPipeline("cpu", weights)
     monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(*served, False, {}, [], [], None, {}))
     monkeypatch.setattr(pipe.model, "finish", lambda shaped, req, ctx: PipelineOutput(
         MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: ribbed)
+
+
+def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(weights, monkeypatch):
+    """A chair seen through its slats: the outline solid would be a flat cut-out, so a served
+    surface that is clean is kept though the field without the blur is ribbed, which turns it away
+    on any other outline; a shredded one is still turned away."""
+    from backend.geometry.outline import is_frame, see_through
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    rgba = np.asarray(Image.open(io.BytesIO(ladder_back())))
+    assert is_frame(*see_through(rgba[..., 3] > 0))
+    pipe = ReconstructPipeline("cpu", weights)
+    clean_over_ribs(pipe, monkeypatch)
     kept = pipe.run(request(ladder_back()), recording_context())
     assert kept.metadata["auto"]["chose"] == "model"
     assert kept.metadata["auto"]["reason"].startswith("the outline is an open frame (5 holes seen through")
     # the same surfaces from a photo that is no frame: turned away for the ribs under the blur
-    replaced = pipe.run(request(disc()), recording_context())
+    replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["auto"]["chose"] == "outline"
     assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
     # a frame's shredded result is still turned away
@@ -655,6 +694,37 @@ def test_auto_keeps_an_open_frames_model_result_that_the_usual_limits_turn_away(
         _scraps().vertices, _scraps().faces, False, {}, [], [], None, {}))
     replaced = pipe.run(request(ladder_back()), recording_context())
     assert replaced.metadata["auto"]["chose"] == "outline" and "pieces" in replaced.metadata["auto"]["reason"]
+
+
+def table_front(size=96):
+    """A table seen square-on, its top and two legs, on transparency: a plain outline."""
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = 255
+    wood = (150, 90, 40, 255)
+    rgba[24:32, 10:86] = wood
+    for left in (14, 74):
+        rgba[32:78, left:left + 8] = wood
+    return encoded_png(rgba)
+
+
+def test_auto_keeps_a_plain_outlines_model_result_that_the_usual_limits_turn_away(weights, monkeypatch):
+    """A table seen square-on: its outline inflated would be a pillow, so the model's result is
+    judged as a frame's (served surface only); a rounded outline's inflation is a fruit's, and
+    judges the model by the usual limits."""
+    from backend.geometry.outline import PLAIN, is_frame, long_side_share, see_through
+
+    rgba = np.asarray(Image.open(io.BytesIO(table_front())))
+    mask = (rgba[..., 3] > 0).astype(float)
+    assert long_side_share(mask) >= PLAIN and not is_frame(*see_through(mask > 0))
+    pipe = ReconstructPipeline("cpu", weights)
+    assert pipe.outline.run(request(table_front()), recording_context()).metadata["solid"] == "inflation"
+    clean_over_ribs(pipe, monkeypatch)
+    kept = pipe.run(request(table_front()), recording_context())
+    assert kept.metadata["auto"]["chose"] == "model"
+    assert kept.metadata["auto"]["reason"].startswith("the outline is plain, ")
+    replaced = pipe.run(request(lumpy()), recording_context())
+    assert replaced.metadata["auto"]["chose"] == "outline"
+    assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
 
 
 def test_a_frames_model_result_may_ripple_more_but_not_without_limit():
@@ -687,14 +757,14 @@ def test_auto_judges_the_unblurred_field_by_its_large_pieces_not_its_crumbs(weig
         MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
     crumbs = spheres([(0.5, (0, 0, 0)), (0.02, (0.8, 0, 0)), (0.02, (-0.8, 0, 0)), (0.02, (0, 0.8, 0))])
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: crumbs)
-    kept = pipe.run(request(disc()), recording_context())
+    kept = pipe.run(request(lumpy()), recording_context())
     assert kept.metadata["auto"]["chose"] == "model"
     assert kept.metadata["auto"]["surface"]["unblurred"]["pieces"] == 4
     assert kept.metadata["auto"]["surface"]["unblurred"]["large_pieces"] == 1
 
     parts = spheres([(0.5, (0, 0, 0)), (0.2, (0.8, 0, 0)), (0.2, (-0.8, 0, 0))])
     monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: parts)
-    replaced = pipe.run(request(disc()), recording_context())
+    replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert replaced.metadata["auto"]["reason"] == ("the shape model's surface is in 3 large pieces before the "
                                                    "encoding blur")
@@ -737,7 +807,7 @@ def test_auto_stands_the_outline_solid_up_by_the_turned_away_models_camera(weigh
     angles = torch.tensor([[0.3, np.radians(model_elevation), 0.0]])
     monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
         scraps.vertices, scraps.faces, False, {"angles": angles}, [], [], None, {"mesh_s": 0.5}))
-    output = pipe.run(request(disc(), texture="none"), recording_context())
+    output = pipe.run(request(lumpy(), texture="none"), recording_context())
     assert output.metadata["auto"]["chose"] == "outline"
     assert output.metadata["camera"]["elevation"] == pytest.approx(expected, abs=0.01)
     if expected:
@@ -745,7 +815,7 @@ def test_auto_stands_the_outline_solid_up_by_the_turned_away_models_camera(weigh
         assert "shape model" in output.metadata["camera"]["note"]
     else:
         assert "elevation_from" not in output.metadata
-    # the disc's sphere still shows the photo's outline from the reported camera
+    # the inflation still shows the photo's outline from the reported camera
     assert output.metadata["fidelity"]["silhouette_iou"] >= 0.9
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from backend.geometry.fidelity import mask_iou
-from backend.geometry.outline import TUNED_CROP, edge_step, mirror_axis
+from backend.geometry.outline import TUNED_CROP, edge_step, mirror_axis, outline_points
 
 MIN_SOLIDITY = 0.95
 """Least share of its convex hull the outline must fill (a box's outline is convex)."""
@@ -116,13 +116,6 @@ class Cuboid:
     def half(self) -> np.ndarray:
         """[3] half the length of each edge."""
         return np.linalg.norm(self.axes, axis=1) / 2
-
-
-def _outline_points(mask: np.ndarray) -> np.ndarray:
-    """[M, 2] (column, row) points along the soft ``mask``'s longest outline, at level 0.5."""
-    from skimage.measure import find_contours
-
-    return max(find_contours(np.pad(mask, 1), 0.5), key=len)[:, ::-1] - 1.0
 
 
 def _convex_outline(binary: np.ndarray) -> tuple[np.ndarray, float]:
@@ -245,7 +238,7 @@ def fit_cuboid(rgb: np.ndarray, mask: np.ndarray, principal: tuple[float, float]
     if solidity < MIN_SOLIDITY or len(hull) < 4:
         # studs with gaps between them, or a knob, leave the outline no convex polygon
         return _front_box_with_parts(mask, image, principal)
-    outline = _outline_points(mask)
+    outline = outline_points(mask)
     mirror = functools.cache(lambda: mirror_axis(binary))  # only for an outline a box was fitted to
     # three faces' creases outweigh one, and one crease a guessed depth
     if len(hull) >= 6:
@@ -764,7 +757,7 @@ def _front_box_with_parts(mask: np.ndarray, image: np.ndarray, principal: tuple[
     hull, solidity = _convex_outline(body)
     if solidity < MIN_SOLIDITY or len(hull) < 4:
         return None
-    outline = _outline_points(soft)
+    outline = outline_points(soft)
     box = _front_box(_refine_sides(_reduce_polygon(hull, 4), outline), soft, outline, image, principal)
     return None if box is None else replace(box, parts=parts)
 
