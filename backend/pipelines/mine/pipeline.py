@@ -268,7 +268,8 @@ class MinePipeline(Pipeline):
 
     def _model_candidates(self, photos, sources, confident: list[int], request: MineRequest, ctx: JobContext):
         """The shape model's reconstructions of the most confident photos whose surfaces are clean
-        (the rule `auto` keeps them by, an open frame's included), as candidates."""
+        (the rule `auto` keeps them by, an open frame's included; a plain outline's is not: the
+        photo's outline solid is not built here), as candidates."""
         from backend.geometry.outline import is_frame, see_through
         from backend.pipelines.mine.pooled import Candidate
         from backend.pipelines.reconstruct.dispatch import judge_model_result
@@ -284,7 +285,7 @@ class MinePipeline(Pipeline):
                                         texture="none")
             shaped = self.shape_model.shape(single, quiet)
             frame = is_frame(*see_through(photos[index].solid_mask >= 0.5))
-            if judge_model_result(self.shape_model, shaped, quiet, frame=frame)[0] is not None:
+            if judge_model_result(self.shape_model, shaped, quiet, poor_outline=frame)[0] is not None:
                 continue
             candidates.append(Candidate(index, shaped.elevation,
                                         model_field(self.shape_model.model, shaped.refined),

@@ -176,7 +176,7 @@ class ReconstructPipeline(Pipeline):
         loose = poor_outline_solid(outlined)
         # judged before texturing: a discarded surface costs no UV unwrap or bake
         shaped = self.model.shape(request, ctx)
-        problem, surface = judge_model_result(self.model, shaped, ctx, frame=loose is not None)
+        problem, surface = judge_model_result(self.model, shaped, ctx, poor_outline=loose is not None)
         if problem is None:
             modelled = self.model.finish(shaped, request, ctx)
             modelled.metadata["auto"] = {"chose": "model", "surface": surface}
@@ -267,15 +267,16 @@ class _Squeezed:
 
 
 def judge_model_result(model: ModelReconstructPipeline, shaped, ctx: JobContext,
-                       frame: bool = False) -> tuple[str | None, dict]:
+                       poor_outline: bool = False) -> tuple[str | None, dict]:
     """(what is wrong with the model's result or None, its surface figures): the rule `auto` and
     mining keep the model's results by. The unblurred field is only meshed for a result that
-    passes the cheaper checks; for a photo of an open ``frame``, only the served surface is judged,
-    by `FRAME_MAX_RIPPLES`."""
+    passes the cheaper checks; for a photo whose outline solid is a ``poor_outline`` guess (an open
+    frame's, a plain outline's: `poor_outline_solid`), only the served surface is judged, by
+    `FRAME_MAX_RIPPLES`."""
     quality = surface_quality(shaped.vertices, shaped.faces)
     surface = quality.as_dict()
-    problem = shredded(quality, max_ripples=FRAME_MAX_RIPPLES if frame else MAX_RIPPLES)
-    if problem is None and not frame:
+    problem = shredded(quality, max_ripples=FRAME_MAX_RIPPLES if poor_outline else MAX_RIPPLES)
+    if problem is None and not poor_outline:
         unblurred = surface_quality(*model.unblurred_surface(shaped, ctx))
         surface["unblurred"] = unblurred.as_dict()
         problem = shredded(unblurred, unblurred=True)
