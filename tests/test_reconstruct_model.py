@@ -682,7 +682,7 @@ def table_front(size=96):
     return encoded_png(rgba)
 
 
-def test_a_chairs_back_is_an_open_frame_and_a_tables_front_a_plain_inflated_outline(weights):
+def test_a_chairs_back_is_an_open_frame_and_a_tables_front_a_plain_inflated_outline():
     from backend.geometry.outline import PLAIN, is_frame, long_side_share, see_through
 
     chair = np.asarray(Image.open(io.BytesIO(ladder_back())))[..., 3] > 0
