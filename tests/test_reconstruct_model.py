@@ -558,26 +558,18 @@ def test_auto_without_an_outline_solid_keeps_a_clean_model_result_or_says_why_it
 def test_auto_replaces_a_ribbed_model_result(weights, monkeypatch):
     """One piece, no sharp edge, but rounded ridges all over: what the committed weights make of
     most photos unlike their training renders."""
-    from backend.geometry.mesh_ops import extract_surface
     from backend.pipelines.reconstruct.model import ModelShape
 
-    g = np.linspace(-0.5, 0.5, 96)
-    x, y, z = np.meshgrid(g, g, g, indexing="ij")
-    ribbed = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2) + 0.02 * np.sin(2 * np.pi * x / 0.08)
-    vertices, faces = extract_surface(ribbed, np.full(3, -0.5), np.full(3, 0.5))
+    _, ribbed = smooth_and_ribbed()
     pipe = ReconstructPipeline("cpu", weights)
-    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(vertices, faces, False, {}, [], [], None, {}))
+    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(*ribbed, False, {}, [], [], None, {}))
     replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert replaced.metadata["auto"]["reason"].startswith("the shape model's surface is rippled over")
     assert replaced.metadata["auto"]["model_surface"]["pieces"] == 1
 
     # smooth as served (the encoding blur), but ribbed in the network's own field: still turned away
-    smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)
-    blurred_vertices, blurred_faces = extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5))
-    monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(
-        blurred_vertices, blurred_faces, False, {}, [], [], None, {}))
-    monkeypatch.setattr(pipe.model, "unblurred_surface", lambda shaped, ctx: (vertices, faces))
+    clean_over_ribs(pipe, monkeypatch)
     replaced = pipe.run(request(lumpy()), recording_context())
     assert replaced.metadata["method"] == OutlineReconstructPipeline.method
     assert "before the encoding blur" in replaced.metadata["auto"]["reason"]
@@ -653,18 +645,24 @@ def ladder_back(size=96):
     return encoded_png(rgba)
 
 
-def clean_over_ribs(pipe: ReconstructPipeline, monkeypatch) -> None:
-    """Makes ``pipe``'s model return a clean served surface whose field without the blur is
-    ribbed: kept where only the served surface is judged, turned away elsewhere."""
+def smooth_and_ribbed():
+    """(vertices, faces) of an ellipsoid, and of the same ellipsoid with rounded ridges across it."""
     from backend.geometry.mesh_ops import extract_surface
-    from backend.pipelines.base import PipelineOutput
-    from backend.pipelines.reconstruct.model import ModelShape
 
     g = np.linspace(-0.5, 0.5, 96)
     x, y, z = np.meshgrid(g, g, g, indexing="ij")
     smooth = 0.42 - np.sqrt(x ** 2 + (y / 0.6) ** 2 + (z / 0.8) ** 2)
-    served = extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5))
-    ribbed = extract_surface(smooth + 0.02 * np.sin(2 * np.pi * x / 0.08), np.full(3, -0.5), np.full(3, 0.5))
+    return (extract_surface(smooth, np.full(3, -0.5), np.full(3, 0.5)),
+            extract_surface(smooth + 0.02 * np.sin(2 * np.pi * x / 0.08), np.full(3, -0.5), np.full(3, 0.5)))
+
+
+def clean_over_ribs(pipe: ReconstructPipeline, monkeypatch) -> None:
+    """Makes ``pipe``'s model return a clean served surface whose field without the blur is
+    ribbed: kept where only the served surface is judged, turned away elsewhere."""
+    from backend.pipelines.base import PipelineOutput
+    from backend.pipelines.reconstruct.model import ModelShape
+
+    served, ribbed = smooth_and_ribbed()
     monkeypatch.setattr(pipe.model, "shape", lambda req, ctx: ModelShape(*served, False, {}, [], [], None, {}))
     monkeypatch.setattr(pipe.model, "finish", lambda shaped, req, ctx: PipelineOutput(
         MeshPayload(shaped.vertices, shaped.faces), {"method": "model"}))
