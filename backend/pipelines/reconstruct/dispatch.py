@@ -164,9 +164,7 @@ class ReconstructPipeline(Pipeline):
         outlined, outline_error = (self._outline_shape(request, _Squeezed(ctx, OUTLINE_FIRST_SHARE)) if single
                                    else (None, None))
         solid = outlined.solid_metadata if outlined is not None else {}
-        reason = (RIM_REASON.format(**solid["rim"]) if solid.get("rim") is not None
-                  else box_reason(solid["box"]) if solid.get("solid") == "box"
-                  else ROUNDED_REASON.format(rounded=solid["rounded"]) if "rounded" in solid else None)
+        reason = outline_is_the_object(solid)
         if reason is not None:
             output = self.outline.finish(outlined, request, ctx)
             output.metadata["auto"] = {"chose": "outline", "reason": reason}
@@ -210,6 +208,18 @@ class ReconstructPipeline(Pipeline):
             return self.outline.shape(request, ctx), None
         except PipelineError as exc:
             return None, exc
+
+
+def outline_is_the_object(solid: dict) -> str | None:
+    """Why the outline solid (its ``solid_metadata``) is kept without running the model, or None:
+    a turned object's rim, a box, a rounded body."""
+    if solid.get("rim") is not None:
+        return RIM_REASON.format(**solid["rim"])
+    if solid.get("solid") == "box":
+        return box_reason(solid["box"])
+    if "rounded" in solid:
+        return ROUNDED_REASON.format(rounded=solid["rounded"])
+    return None
 
 
 def poor_outline_solid(outlined: SolidShape | None) -> str | None:
